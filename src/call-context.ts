@@ -1,0 +1,28 @@
+/**
+ * What a service needs to know about the call it serves, independent of the
+ * transport (Connect on Fastify today, a native gRPC lane later).
+ */
+export interface CallContext {
+  /**
+   * Client metadata that must reach etcd unchanged: the auth `token`,
+   * `hasleader` (clientv3.WithRequireLeader) and `client-api-version`.
+   */
+  readonly forwardHeaders: Readonly<Record<string, string>>;
+  /** Absolute deadline (ms since the epoch), when the client set one. */
+  readonly deadline: number | undefined;
+  /** Aborts when the client cancels, disconnects or runs out of time. */
+  readonly signal: AbortSignal;
+}
+
+/** Metadata keys forwarded to etcd, lower-case as HTTP/2 sends them. */
+export const FORWARDED_METADATA = ["token", "hasleader", "client-api-version"] as const;
+
+/** Builds a context for calls the proxy makes on its own behalf (health checks). */
+export function internalContext(timeoutMs: number, signal?: AbortSignal): CallContext {
+  const timeout = AbortSignal.timeout(timeoutMs);
+  return {
+    forwardHeaders: {},
+    deadline: Date.now() + timeoutMs,
+    signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
+  };
+}

@@ -1,0 +1,43 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import { internalContext } from "../call-context.js";
+import { KV, Maintenance } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
+import type { Upstream } from "../upstream/upstream.js";
+
+export interface HealthReport {
+  health: boolean;
+  reason: string;
+}
+
+/** etcd answers these when auth is on and the caller has no (valid) identity. */
+function isAuthRejection(err: ConnectError): boolean {
+  return (
+    err.code === Code.PermissionDenied ||
+    err.code === Code.Unauthenticated ||
+    /etcdserver: (user name is empty|invalid auth token|permission denied)/.test(err.rawMessage)
+  );
+}
+
+/**
+ * The cluster's health as this proxy sees it, with etcd's semantics: a
+ * linearizable read of key "a" must succeed, which needs a leader and quorum.
+ *
+ * etcd's Go proxy reports an auth-enabled cluster as unhealthy because its
+ * anonymous read is refused. A refusal proves etcd answered, so here it is
+ * followed by a Status call (which needs no credentials) to check for a leader.
+ */
+export async function checkClusterHealth(upstream: Upstream, timeoutMs: number): Promise<HealthReport> {
+  try {
+    await upstream.unary(KV.method.range, { key: new TextEncoder().encode("a") }, internalContext(timeoutMs));
+    return { health: true, reason: "" };
+  } catch (e) {
+    const err = ConnectError.from(e);
+    if (!isAuthRejection(err)) return { health: false, reason: `GET ERROR:${err.rawMessage}` };
+  }
+  try {
+    const status = await upstream.unary(Maintenance.method.status, {}, internalContext(timeoutMs));
+    if (status.leader === 0n) return { health: false, reason: "STATUS ERROR:no leader" };
+    return { health: true, reason: "" };
+  } catch (e) {
+    return { health: false, reason: `STATUS ERROR:${ConnectError.from(e).rawMessage}` };
+  }
+}

@@ -1,0 +1,82 @@
+import type { FastifyInstance } from "fastify";
+import { hostname } from "node:os";
+import type { AddressInfo } from "node:net";
+import type { ProxyConfig } from "./config/config.js";
+import { checkClusterHealth } from "./health/cluster-health.js";
+import { createApp } from "./server/app.js";
+import { etcdServices } from "./services/index.js";
+import { ConnectUpstream } from "./upstream/upstream.js";
+
+/** Tunables that are not flags; each says why it has its value. */
+export const DEFAULTS = {
+  /** etcd's /health allows its linearizable probe read one second. */
+  healthTimeoutMs: 1000,
+  /** Calls without a deadline keep looking for a live endpoint this long (clientv3's dial timeout). */
+  retryWindowMs: 5000,
+  /** Back-off of a failed endpoint: short enough to notice a restart quickly. */
+  backoffMinMs: 100,
+  backoffMaxMs: 2000,
+  /** gRPC's default receive limit, as etcd's Go proxy applies to clients. */
+  clientReadMaxBytes: 4 * 1024 * 1024,
+} as const;
+
+export interface RunningProxy {
+  app: FastifyInstance;
+  /** The address actually listened on, host:port. */
+  address: string;
+  close(): Promise<void>;
+}
+
+/** Composition root: builds upstream, services and server from the config, then listens. */
+export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
+  let boundAddress = `${config.listen.host}:${config.listen.port}`;
+  let log: FastifyInstance["log"] | undefined;
+
+  const upstream = new ConnectUpstream({
+    endpoints: config.endpoints,
+    maxSendBytes: config.maxSendBytes,
+    maxRecvBytes: config.maxRecvBytes,
+    keepaliveTimeMs: config.dialKeepaliveTimeMs,
+    keepaliveTimeoutMs: config.dialKeepaliveTimeoutMs,
+    keepaliveWithoutStream: config.permitWithoutStream,
+    retryWindowMs: DEFAULTS.retryWindowMs,
+    backoffMinMs: DEFAULTS.backoffMinMs,
+    backoffMaxMs: DEFAULTS.backoffMaxMs,
+    onEndpointDown: (url, err) => log?.warn({ endpoint: url, err: err.rawMessage }, "etcd endpoint failed; switching"),
+    onEndpointUp: (url) => log?.info({ endpoint: url }, "etcd endpoint is back"),
+  });
+
+  const services = etcdServices(upstream, {
+    cluster: {
+      get advertiseClientUrl() {
+        return config.advertiseClientUrl ?? boundAddress;
+      },
+      name: hostname(),
+    },
+  });
+
+  const app = await createApp(
+    services,
+    {
+      clusterHealth: () => checkClusterHealth(upstream, DEFAULTS.healthTimeoutMs),
+      grpcServices: new Set(services.map((s) => s.service.typeName)),
+    },
+    {
+      tls: config.tls,
+      maxConcurrentStreams: config.maxConcurrentStreams,
+      readMaxBytes: DEFAULTS.clientReadMaxBytes,
+      logger: { level: config.logLevel },
+      onSessionError: (err) => log?.debug({ err: err.message }, "HTTP/2 session error"),
+    },
+  );
+  log = app.log;
+
+  await app.listen({ host: config.listen.host, port: config.listen.port });
+  const addr = app.server.address() as AddressInfo;
+  boundAddress = `${addr.family === "IPv6" ? `[${addr.address}]` : addr.address}:${addr.port}`;
+  app.log.info(
+    { listen: boundAddress, endpoints: config.endpoints, tls: config.tls !== undefined },
+    "started gRPC proxy",
+  );
+  return { app, address: boundAddress, close: () => app.close() };
+}

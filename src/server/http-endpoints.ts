@@ -1,0 +1,64 @@
+import { Code } from "@connectrpc/connect";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { HealthReport } from "../health/cluster-health.js";
+
+export interface HttpEndpointDeps {
+  /** The cluster's health as seen through the upstream (etcd's /health). */
+  clusterHealth: () => Promise<HealthReport>;
+  /** Fully-qualified names of the gRPC services served, for Unimplemented's wording. */
+  grpcServices: ReadonlySet<string>;
+}
+
+/**
+ * Plain HTTP paths on the client port:
+ * - /health: etcd's JSON contract, GET only.
+ * - /livez: the process is up and serving.
+ * - /readyz: the proxy can reach a healthy cluster.
+ * Unknown paths answer 404, except gRPC calls, which get gRPC's Unimplemented.
+ */
+export function registerHttpEndpoints(app: FastifyInstance, deps: HttpEndpointDeps): void {
+  app.all("/health", async (req, reply) => {
+    if (req.method !== "GET") return reply.code(405).header("allow", "GET").send("Method Not Allowed\n");
+    const report = await deps.clusterHealth();
+    return reply
+      .code(report.health ? 200 : 503)
+      .type("application/json")
+      .send(JSON.stringify({ health: String(report.health), reason: report.reason }));
+  });
+
+  app.get("/livez", async (_req, reply) => reply.type("text/plain").send("ok\n"));
+
+  app.get("/readyz", async (_req, reply) => {
+    const report = await deps.clusterHealth();
+    return reply
+      .code(report.health ? 200 : 503)
+      .type("text/plain")
+      .send(report.health ? "ok\n" : `not ready: ${report.reason}\n`);
+  });
+
+  app.setNotFoundHandler((req, reply) => {
+    if (isGrpc(req)) return unimplemented(req, reply, deps.grpcServices);
+    return reply.code(404).type("text/plain").send("404 page not found\n");
+  });
+}
+
+function isGrpc(req: FastifyRequest): boolean {
+  return /^application\/grpc(\+|;|$)/.test(req.headers["content-type"] ?? "");
+}
+
+/** A Trailers-Only gRPC answer, worded as grpc-go words it. */
+function unimplemented(req: FastifyRequest, reply: FastifyReply, services: ReadonlySet<string>): FastifyReply {
+  const [, service = "", method = ""] = /^\/([^/]*)\/([^/?]*)/.exec(req.url) ?? [];
+  const message = services.has(service)
+    ? `unknown method ${method} for service ${service}`
+    : `unknown service ${service}`;
+  reply.hijack();
+  const res = reply.raw;
+  res.writeHead(200, {
+    "content-type": "application/grpc",
+    "grpc-status": String(Code.Unimplemented),
+    "grpc-message": encodeURIComponent(message),
+  });
+  res.end();
+  return reply;
+}

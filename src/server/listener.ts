@@ -1,0 +1,77 @@
+import * as http from "node:http";
+import * as http2 from "node:http2";
+import type { Socket } from "node:net";
+
+/** The client preface every HTTP/2 connection starts with (RFC 9113 §3.4). */
+const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+
+export type RequestHandler = (
+  req: http.IncomingMessage | http2.Http2ServerRequest,
+  res: http.ServerResponse | http2.Http2ServerResponse,
+) => void;
+
+export interface ListenerOptions {
+  /** PEM server certificate and key; when set, the port speaks TLS with ALPN. */
+  tls?: { cert: Buffer; key: Buffer };
+  /** SETTINGS_MAX_CONCURRENT_STREAMS announced to HTTP/2 clients. */
+  maxConcurrentStreams: number;
+  /** Fires for every HTTP/2 session, e.g. to log protocol errors. */
+  onSessionError?: (err: Error) => void;
+}
+
+/**
+ * One port for every client: HTTP/2 (etcdctl, grpc-go, grpc-js, browsers over
+ * TLS) and HTTP/1.1 (browsers and curl over cleartext).
+ *
+ * Over TLS, ALPN picks the protocol. In cleartext, the first bytes decide: the
+ * HTTP/2 preface means prior-knowledge h2c, anything else is HTTP/1.1. The
+ * returned server is what Fastify's serverFactory expects.
+ */
+export function createListener(handler: RequestHandler, options: ListenerOptions): http.Server {
+  const settings = { maxConcurrentStreams: options.maxConcurrentStreams };
+  if (options.tls) {
+    const secure = http2.createSecureServer(
+      { ...options.tls, allowHTTP1: true, settings },
+      handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void,
+    );
+    watchSessions(secure, options);
+    return secure as unknown as http.Server;
+  }
+
+  const h1 = http.createServer(handler as http.RequestListener);
+  const h2 = http2.createServer({ settings }, handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
+  watchSessions(h2, options);
+  const h1Accept = h1.listeners("connection")[0] as (socket: Socket) => void;
+  h1.removeAllListeners("connection");
+  h1.on("connection", (socket: Socket) => {
+    socket.once("error", () => socket.destroy());
+    const sniff = () => {
+      const chunk = socket.read() as Buffer | null;
+      if (chunk === null) return;
+      const n = Math.min(chunk.length, H2_PREFACE.length);
+      const looksH2 = chunk.subarray(0, n).equals(H2_PREFACE.subarray(0, n));
+      socket.unshift(chunk);
+      if (looksH2 && n < H2_PREFACE.length) return; // wait for more bytes to decide
+      socket.removeListener("readable", sniff);
+      if (looksH2) {
+        // node's http.Server accepts sockets half-open; an HTTP/2 session only
+        // tears down on 'close', so a client that dies after sending FIN would
+        // leave its upstream streams (watches!) open forever.
+        socket.allowHalfOpen = false;
+        h2.emit("connection", socket);
+      } else {
+        h1Accept.call(h1, socket);
+      }
+    };
+    socket.on("readable", sniff);
+  });
+  h1.on("close", () => h2.close());
+  return h1;
+}
+
+function watchSessions(server: http2.Http2Server | http2.Http2SecureServer, options: ListenerOptions): void {
+  server.on("sessionError", (err) => options.onSessionError?.(err));
+  server.on("session", (session) => {
+    session.on("error", (err) => options.onSessionError?.(err));
+  });
+}

@@ -1,0 +1,53 @@
+import type {
+  DescMethod,
+  DescMethodBiDiStreaming,
+  DescMethodServerStreaming,
+  DescMethodUnary,
+  DescService,
+  MessageInitShape,
+  MessageShape,
+} from "@bufbuild/protobuf";
+import type { CallContext } from "../call-context.js";
+
+/**
+ * The proxy's own handler signatures: typed messages in and out, plus a
+ * transport-free CallContext. server/ adapts them to Connect; a native gRPC
+ * lane can call them directly.
+ */
+export type UnaryHandler<I extends DescMethodUnary> =
+  I extends DescMethodUnary<infer In, infer Out>
+    ? (request: MessageShape<In>, ctx: CallContext) => Promise<MessageInitShape<Out>>
+    : never;
+
+export type ServerStreamHandler<I extends DescMethodServerStreaming> =
+  I extends DescMethodServerStreaming<infer In, infer Out>
+    ? (request: MessageShape<In>, ctx: CallContext) => AsyncIterable<MessageInitShape<Out>>
+    : never;
+
+export type BidiStreamHandler<I extends DescMethodBiDiStreaming> =
+  I extends DescMethodBiDiStreaming<infer In, infer Out>
+    ? (requests: AsyncIterable<MessageShape<In>>, ctx: CallContext) => AsyncIterable<MessageInitShape<Out>>
+    : never;
+
+export type HandlerFor<M extends DescMethod> = M extends DescMethodUnary
+  ? UnaryHandler<M>
+  : M extends DescMethodServerStreaming
+    ? ServerStreamHandler<M>
+    : M extends DescMethodBiDiStreaming
+      ? BidiStreamHandler<M>
+      : never; // etcd has no client-streaming RPCs
+
+/** One handler per method; adding an RPC to the proto is a compile error until handled. */
+export type ServiceHandlers<S extends DescService> = {
+  [K in keyof S["method"]]: HandlerFor<S["method"][K]>;
+};
+
+/** A service and its handlers, as the server registers them. */
+export interface ServiceBinding<S extends DescService = DescService> {
+  readonly service: S;
+  readonly handlers: ServiceHandlers<S>;
+}
+
+export function bind<S extends DescService>(service: S, handlers: ServiceHandlers<S>): ServiceBinding {
+  return { service, handlers } as unknown as ServiceBinding;
+}

@@ -1,0 +1,58 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+
+/** Node error codes that mean the TCP/TLS connection was never established. */
+const CONNECT_FAILURES = new Set([
+  "ECONNREFUSED",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "ERR_SSL_WRONG_VERSION_NUMBER",
+]);
+
+function causeChain(err: unknown): Array<{ code?: unknown; syscall?: unknown; message?: unknown }> {
+  const chain: Array<{ code?: unknown; syscall?: unknown; message?: unknown }> = [];
+  let cur: unknown = err;
+  while (cur instanceof Error && !chain.includes(cur) && chain.length < 8) {
+    chain.push(cur as never);
+    cur = (cur as { cause?: unknown }).cause;
+  }
+  return chain;
+}
+
+/**
+ * True when the request provably never reached etcd: the connection could not
+ * be opened, or the server refused the HTTP/2 stream before processing it.
+ * Only such failures may be retried for calls that change state.
+ */
+export function neverReachedEtcd(err: unknown): boolean {
+  return causeChain(err).some(
+    (e) =>
+      (typeof e.code === "string" && CONNECT_FAILURES.has(e.code)) ||
+      e.syscall === "connect" ||
+      (typeof e.message === "string" && e.message.includes("REFUSED_STREAM")),
+  );
+}
+
+/**
+ * True when the failure came from the connection to an endpoint rather than
+ * from etcd's answer (etcd's own errors arrive as a grpc-status with no cause).
+ */
+export function isConnectionFailure(err: unknown): boolean {
+  // Connect reports every transport problem as a ConnectError; anything else
+  // is a bug on our side, not a reason to abandon the endpoint.
+  if (!(err instanceof ConnectError)) return false;
+  if (neverReachedEtcd(err)) return true;
+  if (err.code === Code.Canceled || err.code === Code.DeadlineExceeded) return false;
+  return err.cause instanceof Error || err.rawMessage.startsWith("http/2 stream closed");
+}
+
+/**
+ * Rebuilds an upstream error so only etcd's code and message travel on.
+ * Rethrowing the original would copy etcd's response headers into our
+ * trailers (a duplicate content-type, among others).
+ */
+export function toClientError(err: unknown): ConnectError {
+  const ce = ConnectError.from(err);
+  return new ConnectError(ce.rawMessage, ce.code);
+}

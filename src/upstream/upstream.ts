@@ -1,0 +1,258 @@
+import type {
+  DescMessage,
+  DescMethodBiDiStreaming,
+  DescMethodServerStreaming,
+  DescMethodUnary,
+  MessageInitShape,
+  MessageShape,
+} from "@bufbuild/protobuf";
+import { Code, ConnectError, type Transport } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import type { CallContext } from "../call-context.js";
+import { EndpointPool, type Endpoint } from "./endpoint-pool.js";
+import { isConnectionFailure, neverReachedEtcd, toClientError } from "./errors.js";
+import { isSafeToRepeat } from "./retry-policy.js";
+
+/**
+ * The proxy's only door to etcd. Services and features call it with typed
+ * messages; which endpoint answers, and how failures are hidden, is its
+ * business alone.
+ */
+export interface Upstream {
+  unary<I extends DescMessage, O extends DescMessage>(
+    method: DescMethodUnary<I, O>,
+    request: MessageInitShape<I>,
+    ctx: CallContext,
+  ): Promise<MessageShape<O>>;
+  serverStream<I extends DescMessage, O extends DescMessage>(
+    method: DescMethodServerStreaming<I, O>,
+    request: MessageInitShape<I>,
+    ctx: CallContext,
+  ): AsyncIterable<MessageShape<O>>;
+  bidiStream<I extends DescMessage, O extends DescMessage>(
+    method: DescMethodBiDiStreaming<I, O>,
+    requests: AsyncIterable<MessageInitShape<I>>,
+    ctx: CallContext,
+  ): AsyncIterable<MessageShape<O>>;
+  /** Endpoint URLs with their health, for status pages and logs. */
+  endpoints(): Array<{ url: string; up: boolean; current: boolean }>;
+}
+
+export interface UpstreamOptions {
+  endpoints: string[];
+  /** Per-message limits toward etcd (--max-send-bytes, --max-recv-bytes). */
+  maxSendBytes: number;
+  maxRecvBytes: number;
+  /** HTTP/2 keepalive pings toward etcd (--dial-keepalive-*); 0 disables. */
+  keepaliveTimeMs: number;
+  keepaliveTimeoutMs: number;
+  keepaliveWithoutStream: boolean;
+  /**
+   * How long a call without its own deadline keeps retrying while no
+   * endpoint answers; clientv3's dial timeout is the model (5 s).
+   */
+  retryWindowMs: number;
+  backoffMinMs: number;
+  backoffMaxMs: number;
+  onEndpointDown?: (url: string, err: ConnectError) => void;
+  onEndpointUp?: (url: string) => void;
+}
+
+/** The result of opening a call on some endpoint. */
+interface Attempt<T> {
+  endpoint: Endpoint<Transport>;
+  value: T;
+}
+
+export class ConnectUpstream implements Upstream {
+  private readonly pool: EndpointPool<Transport>;
+
+  constructor(private readonly options: UpstreamOptions) {
+    this.pool = new EndpointPool(
+      options.endpoints.map((url) => ({
+        url,
+        client: createGrpcTransport({
+          baseUrl: url,
+          readMaxBytes: options.maxRecvBytes,
+          writeMaxBytes: options.maxSendBytes,
+          ...(options.keepaliveTimeMs > 0
+            ? {
+                pingIntervalMs: options.keepaliveTimeMs,
+                pingTimeoutMs: options.keepaliveTimeoutMs,
+                pingIdleConnection: options.keepaliveWithoutStream,
+              }
+            : {}),
+        }),
+      })),
+      { backoffMinMs: options.backoffMinMs, backoffMaxMs: options.backoffMaxMs },
+    );
+  }
+
+  endpoints(): Array<{ url: string; up: boolean; current: boolean }> {
+    return this.pool.endpoints.map((e) => ({ url: e.url, up: this.pool.isUp(e), current: e === this.pool.current }));
+  }
+
+  async unary<I extends DescMessage, O extends DescMessage>(
+    method: DescMethodUnary<I, O>,
+    request: MessageInitShape<I>,
+    ctx: CallContext,
+  ): Promise<MessageShape<O>> {
+    const safe = isSafeToRepeat(method, request);
+    const { value } = await this.attempt(ctx, repeatPolicy(safe), async (transport) => {
+      const res = await transport.unary(method, ctx.signal, remainingMs(ctx), ctx.forwardHeaders, request);
+      return res.message;
+    });
+    return value;
+  }
+
+  async *serverStream<I extends DescMessage, O extends DescMessage>(
+    method: DescMethodServerStreaming<I, O>,
+    request: MessageInitShape<I>,
+    ctx: CallContext,
+  ): AsyncIterable<MessageShape<O>> {
+    const opened = await this.attempt(ctx, repeatPolicy(isSafeToRepeat(method, request)), (transport) =>
+      transport.stream(method, ctx.signal, remainingMs(ctx), ctx.forwardHeaders, single(request)),
+    );
+    yield* this.relay(opened, ctx);
+  }
+
+  async *bidiStream<I extends DescMessage, O extends DescMessage>(
+    method: DescMethodBiDiStreaming<I, O>,
+    requests: AsyncIterable<MessageInitShape<I>>,
+    ctx: CallContext,
+  ): AsyncIterable<MessageShape<O>> {
+    // A request stream can be re-sent elsewhere only while no message of it
+    // has been taken: etcd cannot have seen any of it then.
+    const source = new UntouchedSource(requests);
+    const policy = { safe: false, mayResend: (err: unknown) => source.untouched && neverReachedEtcd(err) };
+    const opened = await this.attempt(ctx, policy, (transport) =>
+      transport.stream(method, ctx.signal, remainingMs(ctx), ctx.forwardHeaders, source),
+    );
+    yield* this.relay(opened, ctx);
+  }
+
+  private async *relay<O extends DescMessage>(
+    opened: Attempt<{ message: AsyncIterable<MessageShape<O>> }>,
+    ctx: CallContext,
+  ): AsyncIterable<MessageShape<O>> {
+    try {
+      for await (const message of opened.value.message) yield message;
+    } catch (err) {
+      if (!ctx.signal.aborted && isConnectionFailure(err)) this.endpointFailed(opened.endpoint, err);
+      throw toClientError(err);
+    }
+  }
+
+  /**
+   * Runs `call` on the best endpoint, moving to the next one on connection
+   * failures while the policy allows a resend and time remains. Errors etcd
+   * itself returns are final, except Unavailable ("leader changed", "no
+   * leader") for calls that are safe to repeat.
+   */
+  private async attempt<T>(
+    ctx: CallContext,
+    policy: RepeatPolicy,
+    call: (transport: Transport) => Promise<T>,
+  ): Promise<Attempt<T>> {
+    const giveUpAt = Math.min(ctx.deadline ?? Infinity, Date.now() + this.options.retryWindowMs);
+    const tried = new Set<Endpoint<Transport>>();
+    let round = 0;
+    for (;;) {
+      let endpoint = this.pool.pick(tried);
+      if (!endpoint) {
+        // Every endpoint failed this call once: pause, then go round again.
+        tried.clear();
+        await sleep(Math.min(this.options.backoffMinMs * 2 ** round++, this.options.backoffMaxMs), ctx.signal);
+        endpoint = this.pool.pick(tried)!;
+      }
+      try {
+        const value = await call(endpoint.client);
+        this.endpointWorked(endpoint);
+        return { endpoint, value };
+      } catch (err) {
+        if (ctx.signal.aborted) throw toClientError(err);
+        const connectionFailure = isConnectionFailure(err);
+        if (connectionFailure) this.endpointFailed(endpoint, err);
+        const retryable = connectionFailure
+          ? policy.mayResend(err)
+          : policy.safe && ConnectError.from(err).code === Code.Unavailable;
+        if (!retryable || Date.now() >= giveUpAt) throw toClientError(err);
+        tried.add(endpoint);
+      }
+    }
+  }
+
+  private endpointFailed(endpoint: Endpoint<Transport>, err: unknown): void {
+    const wasUp = this.pool.isUp(endpoint);
+    this.pool.markFailed(endpoint);
+    if (wasUp) this.options.onEndpointDown?.(endpoint.url, ConnectError.from(err));
+  }
+
+  private endpointWorked(endpoint: Endpoint<Transport>): void {
+    if (endpoint.failures > 0) this.options.onEndpointUp?.(endpoint.url);
+    this.pool.markHealthy(endpoint);
+  }
+}
+
+/** When a failed attempt may be sent again. */
+interface RepeatPolicy {
+  /** Repeating has no effect beyond the first success (reads). */
+  safe: boolean;
+  /** Whether this particular failure allows sending the call again. */
+  mayResend: (err: unknown) => boolean;
+}
+
+function repeatPolicy(safe: boolean): RepeatPolicy {
+  return { safe, mayResend: (err) => safe || neverReachedEtcd(err) };
+}
+
+function remainingMs(ctx: CallContext): number | undefined {
+  if (ctx.deadline === undefined) return undefined;
+  const left = ctx.deadline - Date.now();
+  if (left <= 0) throw new ConnectError("context deadline exceeded", Code.DeadlineExceeded);
+  return left;
+}
+
+async function* single<T>(message: T): AsyncIterable<T> {
+  yield message;
+}
+
+/**
+ * Wraps a client's request stream so that a failed attempt neither consumes
+ * nor closes it: the next attempt can still send it from the start.
+ */
+class UntouchedSource<T> implements AsyncIterable<T> {
+  private iterator: AsyncIterator<T> | undefined;
+  untouched = true;
+
+  constructor(private readonly source: AsyncIterable<T>) {}
+
+  [Symbol.asyncIterator](): AsyncIterator<T> {
+    return {
+      next: () => {
+        this.untouched = false;
+        this.iterator ??= this.source[Symbol.asyncIterator]();
+        return this.iterator.next();
+      },
+      // Closing and failing are left to the client's own stream: a failed
+      // attempt must not end what the next attempt still has to send.
+      return: async (value?: unknown) => ({ done: true, value: value as T }),
+      throw: async () => ({ done: true, value: undefined as T }),
+    };
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(toClientError(signal.reason));
+    const timer = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(new ConnectError("context canceled", Code.Canceled));
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+}
