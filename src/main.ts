@@ -5,7 +5,7 @@ import type { ProxyConfig } from "./config/config.js";
 import { checkClusterHealth } from "./health/cluster-health.js";
 import { createApp } from "./server/app.js";
 import { etcdServices } from "./services/index.js";
-import { ConnectUpstream } from "./upstream/upstream.js";
+import { ConnectUpstream, type Upstream } from "./upstream/upstream.js";
 
 /** Tunables that are not flags; each says why it has its value. */
 export const DEFAULTS = {
@@ -22,6 +22,7 @@ export const DEFAULTS = {
 
 export interface RunningProxy {
   app: FastifyInstance;
+  upstream: Upstream;
   /** The address actually listened on, host:port. */
   address: string;
   close(): Promise<void>;
@@ -78,5 +79,5 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
     { listen: boundAddress, endpoints: config.endpoints, tls: config.tls !== undefined },
     "started gRPC proxy",
   );
-  return { app, address: boundAddress, close: () => app.close() };
+  return { app, upstream, address: boundAddress, close: () => app.close() };
 }

@@ -3,6 +3,7 @@ import { fastify, LogController, type FastifyInstance, type FastifyServerOptions
 import type * as http from "node:http";
 import type { ServiceBinding } from "../services/handlers.js";
 import { registerServices } from "./connect-adapter.js";
+import { registerGrpcMessageEncoding } from "./grpc-message.js";
 import { registerHttpEndpoints, type HttpEndpointDeps } from "./http-endpoints.js";
 import { createListener, type ListenerOptions, type RequestHandler } from "./listener.js";
 
@@ -36,6 +37,7 @@ export async function createApp(
     },
   });
 
+  registerGrpcMessageEncoding(app);
   await app.register(fastifyConnectPlugin, {
     routes: (router) => registerServices(router, services),
     readMaxBytes: options.readMaxBytes,

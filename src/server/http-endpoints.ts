@@ -1,5 +1,6 @@
 import { Code } from "@connectrpc/connect";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { encodeGrpcMessage } from "./grpc-message.js";
 import type { HealthReport } from "../health/cluster-health.js";
 
 export interface HttpEndpointDeps {
@@ -57,7 +58,7 @@ function unimplemented(req: FastifyRequest, reply: FastifyReply, services: Reado
   res.writeHead(200, {
     "content-type": "application/grpc",
     "grpc-status": String(Code.Unimplemented),
-    "grpc-message": encodeURIComponent(message),
+    "grpc-message": encodeGrpcMessage(message),
   });
   res.end();
   return reply;

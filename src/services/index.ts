@@ -4,6 +4,7 @@ import { Lock } from "../gen/etcd/api/v3lockpb/v3lock_pb.js";
 import type { Upstream } from "../upstream/upstream.js";
 import { clusterService, type ClusterOptions } from "./cluster.js";
 import { forwardAll } from "./forward.js";
+import { maintenanceService } from "./maintenance.js";
 import { bind, type ServiceBinding } from "./handlers.js";
 
 export interface ServiceOptions {
@@ -17,7 +18,7 @@ export function etcdServices(upstream: Upstream, options: ServiceOptions): Servi
     bind(Watch, forwardAll(Watch, upstream)),
     bind(Lease, forwardAll(Lease, upstream)),
     bind(Cluster, clusterService(upstream, options.cluster)),
-    bind(Maintenance, forwardAll(Maintenance, upstream)),
+    bind(Maintenance, maintenanceService(upstream)),
     bind(Auth, forwardAll(Auth, upstream)),
     bind(Election, forwardAll(Election, upstream)),
     bind(Lock, forwardAll(Lock, upstream)),

@@ -54,5 +54,10 @@ export function isConnectionFailure(err: unknown): boolean {
  */
 export function toClientError(err: unknown): ConnectError {
   const ce = ConnectError.from(err);
+  // A request over --max-send-bytes (etcd's own request limit by default) is
+  // refused before sending; answer it the way etcd would have.
+  if (ce.code === Code.ResourceExhausted && /larger than configured writeMaxBytes/.test(ce.rawMessage)) {
+    return new ConnectError("etcdserver: request is too large", Code.InvalidArgument);
+  }
   return new ConnectError(ce.rawMessage, ce.code);
 }

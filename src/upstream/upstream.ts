@@ -9,6 +9,7 @@ import type {
 import { Code, ConnectError, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import type { CallContext } from "../call-context.js";
+import { Maintenance } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
 import { EndpointPool, type Endpoint } from "./endpoint-pool.js";
 import { isConnectionFailure, neverReachedEtcd, toClientError } from "./errors.js";
 import { isSafeToRepeat } from "./retry-policy.js";
@@ -34,6 +35,16 @@ export interface Upstream {
     requests: AsyncIterable<MessageInitShape<I>>,
     ctx: CallContext,
   ): AsyncIterable<MessageShape<O>>;
+  /**
+   * A unary call that only etcd's leader can serve (MoveLeader). It goes to
+   * the endpoint whose member leads; if none can be found, to the current one,
+   * whose answer then says why.
+   */
+  unaryOnLeader<I extends DescMessage, O extends DescMessage>(
+    method: DescMethodUnary<I, O>,
+    request: MessageInitShape<I>,
+    ctx: CallContext,
+  ): Promise<MessageShape<O>>;
   /** Endpoint URLs with their health, for status pages and logs. */
   endpoints(): Array<{ url: string; up: boolean; current: boolean }>;
 }
@@ -105,6 +116,34 @@ export class ConnectUpstream implements Upstream {
     return value;
   }
 
+  async unaryOnLeader<I extends DescMessage, O extends DescMessage>(
+    method: DescMethodUnary<I, O>,
+    request: MessageInitShape<I>,
+    ctx: CallContext,
+  ): Promise<MessageShape<O>> {
+    const leader = await this.findLeader(ctx);
+    if (!leader) return this.unary(method, request, ctx);
+    try {
+      const res = await leader.client.unary(method, ctx.signal, remainingMs(ctx), ctx.forwardHeaders, request);
+      return res.message;
+    } catch (err) {
+      throw toClientError(err);
+    }
+  }
+
+  /** Asks every endpoint for its status; the one whose member is the leader wins. */
+  private async findLeader(ctx: CallContext): Promise<Endpoint<Transport> | undefined> {
+    const answers = await Promise.allSettled(
+      this.pool.endpoints.map(async (endpoint) => {
+        const res = await endpoint.client.unary(Maintenance.method.status, ctx.signal, remainingMs(ctx), ctx.forwardHeaders, {});
+        const status = res.message;
+        return status.header !== undefined && status.leader !== 0n && status.header.memberId === status.leader ? endpoint : undefined;
+      }),
+    );
+    for (const a of answers) if (a.status === "fulfilled" && a.value) return a.value;
+    return undefined;
+  }
+
   async *serverStream<I extends DescMessage, O extends DescMessage>(
     method: DescMethodServerStreaming<I, O>,
     request: MessageInitShape<I>,
@@ -154,15 +193,20 @@ export class ConnectUpstream implements Upstream {
     policy: RepeatPolicy,
     call: (transport: Transport) => Promise<T>,
   ): Promise<Attempt<T>> {
-    const giveUpAt = Math.min(ctx.deadline ?? Infinity, Date.now() + this.options.retryWindowMs);
+    // Like gRPC's wait-for-ready: a call with a deadline may wait for an
+    // endpoint until then; one without waits for the retry window.
+    const giveUpAt = ctx.deadline ?? Date.now() + this.options.retryWindowMs;
     const tried = new Set<Endpoint<Transport>>();
+    let lastError: unknown;
     let round = 0;
     for (;;) {
       let endpoint = this.pool.pick(tried);
       if (!endpoint) {
         // Every endpoint failed this call once: pause, then go round again.
         tried.clear();
-        await sleep(Math.min(this.options.backoffMinMs * 2 ** round++, this.options.backoffMaxMs), ctx.signal);
+        const pause = Math.min(this.options.backoffMinMs * 2 ** round++, this.options.backoffMaxMs, giveUpAt - Date.now());
+        // If the caller gives up meanwhile, say what was wrong, not just "canceled".
+        if (!(await sleep(pause, ctx.signal))) throw toClientError(lastError);
         endpoint = this.pool.pick(tried)!;
       }
       try {
@@ -170,13 +214,14 @@ export class ConnectUpstream implements Upstream {
         this.endpointWorked(endpoint);
         return { endpoint, value };
       } catch (err) {
-        if (ctx.signal.aborted) throw toClientError(err);
+        if (ctx.signal.aborted) throw toClientError(lastError ?? err);
         const connectionFailure = isConnectionFailure(err);
         if (connectionFailure) this.endpointFailed(endpoint, err);
         const retryable = connectionFailure
           ? policy.mayResend(err)
           : policy.safe && ConnectError.from(err).code === Code.Unavailable;
         if (!retryable || Date.now() >= giveUpAt) throw toClientError(err);
+        lastError = err;
         tried.add(endpoint);
       }
     }
@@ -242,16 +287,17 @@ class UntouchedSource<T> implements AsyncIterable<T> {
   }
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(toClientError(signal.reason));
+/** Waits `ms`; resolves false instead if the signal aborts first. */
+function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve(false);
     const timer = setTimeout(() => {
       signal.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
+      resolve(true);
+    }, Math.max(0, ms));
     const onAbort = () => {
       clearTimeout(timer);
-      reject(new ConnectError("context canceled", Code.Canceled));
+      resolve(false);
     };
     signal.addEventListener("abort", onAbort, { once: true });
   });

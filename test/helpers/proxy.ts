@@ -1,0 +1,16 @@
+import { buildConfig } from "../../src/config/config.js";
+import { startProxy, type RunningProxy } from "../../src/main.js";
+
+/**
+ * Starts the proxy in this process on a free port. Set PROXY_LOG=debug to see
+ * its logs while debugging a test.
+ */
+export async function startTestProxy(endpoints: string, extraArgs: string[] = []): Promise<RunningProxy> {
+  const config = buildConfig([
+    `--endpoints=${endpoints}`,
+    "--listen-addr=127.0.0.1:0",
+    `--log-level=${process.env.PROXY_LOG ?? "silent"}`,
+    ...extraArgs,
+  ]);
+  return startProxy(config);
+}

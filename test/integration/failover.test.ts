@@ -1,0 +1,149 @@
+// Failover between --endpoints, hidden from clients, against real etcd
+// clusters whose members are killed with SIGKILL.
+import * as grpc from "@grpc/grpc-js";
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import type { RunningProxy } from "../../src/main.js";
+import { startEtcd, type EtcdCluster, type EtcdMember } from "../helpers/etcd.js";
+import { ctl } from "../helpers/etcdctl.js";
+import { EtcdGrpcClient, outcome } from "../helpers/grpc-client.js";
+import { freePort } from "../helpers/ports.js";
+import { startTestProxy } from "../helpers/proxy.js";
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function memberInUse(proxy: RunningProxy, etcd: EtcdCluster): EtcdMember {
+  const current = proxy.upstream.endpoints().find((e) => e.current)!;
+  return etcd.members.find((m) => m.clientUrl === current.url)!;
+}
+
+describe("3-member cluster", () => {
+  let etcd: EtcdCluster;
+  let proxy: RunningProxy;
+  let client: EtcdGrpcClient;
+
+  before(async () => {
+    etcd = await startEtcd(3);
+    proxy = await startTestProxy(etcd.endpoints);
+    client = new EtcdGrpcClient(proxy.address);
+  });
+
+  after(async () => {
+    client?.close();
+    await proxy?.close();
+    await etcd?.stop();
+  });
+
+  it("every get succeeds while the member in use is killed", async () => {
+    await client.unary("KV", "Put", { key: Buffer.from("fo/k"), value: Buffer.from("v") });
+    const victim = memberInUse(proxy, etcd);
+    let ok = 0;
+    const failures: string[] = [];
+    let stop = false;
+    const loop = (async () => {
+      while (!stop) {
+        try {
+          const res = await client.unary("KV", "Range", { key: Buffer.from("fo/k") });
+          assert.equal((res.kvs as Array<{ value: Buffer }>)[0]!.value.toString(), "v");
+          ok++;
+        } catch (e) {
+          failures.push(String(e));
+        }
+      }
+    })();
+    await sleep(500);
+    await etcd.kill(victim);
+    const okAtKill = ok;
+    await sleep(2500);
+    stop = true;
+    await loop;
+    assert.deepEqual(failures, []);
+    assert.ok(okAtKill > 0 && ok > okAtKill, `gets before the kill: ${okAtKill}, in total: ${ok}`);
+    assert.notEqual(memberInUse(proxy, etcd), victim, "the proxy moved to another member");
+
+    // etcdctl keeps working too, and writes go through.
+    assert.equal(await ctl(proxy.address, ["put", "fo/after", "yes"]), "OK\n");
+    assert.equal(await ctl(proxy.address, ["get", "fo/after", "--print-value-only"]), "yes\n");
+    await etcd.restart(victim);
+  });
+
+  it("a write whose endpoint is down before sending is retried on another member", async () => {
+    const victim = memberInUse(proxy, etcd);
+    await etcd.kill(victim);
+    try {
+      // The proxy has not noticed yet: its first attempt hits a dead port.
+      const r = await outcome(client.unary("KV", "Put", { key: Buffer.from("fo/w"), value: Buffer.from("1") }));
+      assert.deepEqual(r, { code: 0, details: "" });
+      assert.equal(await ctl(etcd.members.find((m) => m !== victim)!.endpoint, ["get", "fo/w", "--print-value-only"]), "1\n");
+    } finally {
+      await etcd.restart(victim);
+    }
+  });
+
+  it("MoveLeader is routed to the leader, wherever the proxy points", async () => {
+    const statusOf = async (m: EtcdMember) => {
+      const c = new EtcdGrpcClient(m.endpoint);
+      try {
+        return (await c.unary("Maintenance", "Status", {})) as { leader: string; header: { member_id: string } };
+      } finally {
+        c.close();
+      }
+    };
+    const { leader } = await statusOf(etcd.members[0]!);
+    const ids = await Promise.all(etcd.members.map(async (m) => (await statusOf(m)).header.member_id));
+    const target = ids.find((id) => id !== leader)!;
+    await client.unary("Maintenance", "MoveLeader", { targetID: target });
+    assert.equal((await statusOf(etcd.members[0]!)).leader, target);
+  });
+});
+
+describe("no etcd reachable", () => {
+  it("the proxy starts anyway, reports it, and serves as soon as etcd is back", async () => {
+    const etcd = await startEtcd(1);
+    const member = etcd.members[0]!;
+    await etcd.kill(member);
+    const proxy = await startTestProxy(etcd.endpoints);
+    const client = new EtcdGrpcClient(proxy.address);
+    try {
+      assert.equal((await fetch(`http://${proxy.address}/livez`)).status, 200);
+      const health = await fetch(`http://${proxy.address}/health`);
+      assert.equal(health.status, 503);
+      const body = (await health.json()) as { health: string; reason: string };
+      assert.equal(body.health, "false");
+      assert.match(body.reason, /^GET ERROR:.*ECONNREFUSED/);
+      assert.equal((await fetch(`http://${proxy.address}/readyz`)).status, 503);
+
+      const down = await outcome(client.unary("KV", "Range", { key: Buffer.from("x") }, undefined, 1000));
+      assert.ok([grpc.status.UNAVAILABLE, grpc.status.DEADLINE_EXCEEDED].includes(down.code), JSON.stringify(down));
+
+      // A call made while etcd is down succeeds once etcd returns within its deadline.
+      const pending = client.unary("KV", "Put", { key: Buffer.from("back"), value: Buffer.from("up") }, undefined, 15_000);
+      await sleep(300);
+      await etcd.restart(member);
+      await pending;
+      assert.equal((await fetch(`http://${proxy.address}/health`)).status, 200);
+      assert.equal((await fetch(`http://${proxy.address}/readyz`)).status, 200);
+    } finally {
+      client.close();
+      await proxy.close();
+      await etcd.stop();
+    }
+  });
+
+  it("with nothing listening, a call without a deadline ends Unavailable with the cause, not a hang", async () => {
+    const proxy = await startTestProxy(`127.0.0.1:${await freePort()}`);
+    const client = new EtcdGrpcClient(proxy.address);
+    try {
+      // It waits for an endpoint during the retry window (5 s), then gives up.
+      const r = await outcome(client.unary("KV", "Range", { key: Buffer.from("x") }, undefined, Infinity));
+      assert.equal(r.code, grpc.status.UNAVAILABLE);
+      assert.match(r.details, /ECONNREFUSED/);
+      // With a deadline, the call waits for an endpoint until the deadline, as gRPC's wait-for-ready does.
+      const withDeadline = await outcome(client.unary("KV", "Range", { key: Buffer.from("x") }, undefined, 300));
+      assert.equal(withDeadline.code, grpc.status.DEADLINE_EXCEEDED);
+    } finally {
+      client.close();
+      await proxy.close();
+    }
+  });
+});
