@@ -1,4 +1,5 @@
 import { Code } from "@connectrpc/connect";
+import type { ServerHttp2Stream } from "node:http2";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { encodeGrpcMessage } from "./grpc-message.js";
 import type { HealthReport } from "../health/cluster-health.js";
@@ -54,12 +55,19 @@ function unimplemented(req: FastifyRequest, reply: FastifyReply, services: Reado
     ? `unknown method ${method} for service ${service}`
     : `unknown service ${service}`;
   reply.hijack();
-  const res = reply.raw;
-  res.writeHead(200, {
+  const headers = {
     "content-type": "application/grpc",
     "grpc-status": String(Code.Unimplemented),
     "grpc-message": encodeGrpcMessage(message),
-  });
-  res.end();
+  };
+  const h2stream = (req.raw as { stream?: ServerHttp2Stream }).stream;
+  if (h2stream) {
+    // Trailers-Only: one HEADERS frame that ends the stream. writeHead+end
+    // would add an empty DATA frame and leave clients without trailers.
+    h2stream.respond({ ":status": 200, ...headers }, { endStream: true });
+  } else {
+    reply.raw.writeHead(200, headers);
+    reply.raw.end();
+  }
   return reply;
 }
