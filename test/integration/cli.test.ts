@@ -1,0 +1,80 @@
+// The command line as an operator meets it: the built binary, real flags,
+// one clear line for bad input, and a clean exit on SIGTERM.
+import { execFile, spawn } from "node:child_process";
+import assert from "node:assert/strict";
+import { dirname, join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+import { startEtcd, type EtcdCluster } from "../helpers/etcd.js";
+import { ctl } from "../helpers/etcdctl.js";
+import { freePort } from "../helpers/ports.js";
+
+const bin = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "bin", "etcd-connect-proxy.js");
+
+function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [bin, ...args], { timeout: 20_000 }, (err, stdout, stderr) => {
+      resolve({ code: err ? (typeof err.code === "number" ? err.code : 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+describe("etcd-connect-proxy command line", () => {
+  let etcd: EtcdCluster;
+  before(async () => {
+    etcd = await startEtcd(1);
+  });
+  after(async () => {
+    await etcd?.stop();
+  });
+
+  it("--version and --help", async () => {
+    const v = await cli(["--version"]);
+    assert.equal(v.code, 0);
+    assert.match(v.stdout, /^etcd-connect-proxy \d+\.\d+\.\d+\n$/);
+    const h = await cli(["start", "--help"]);
+    assert.equal(h.code, 0);
+    assert.match(h.stdout, /--endpoints strings\s+comma separated etcd cluster endpoints \(default "127\.0\.0\.1:2379"\)/);
+  });
+
+  for (const [args, message] of [
+    [["start", "--max-send-bytes=abc"], /^etcd-connect-proxy: invalid value "abc" for --max-send-bytes: expected a non-negative integer\n$/],
+    [["start", "--bogus"], /^etcd-connect-proxy: unknown flag: --bogus\n$/],
+    [["start", "--namespace=app/"], /^etcd-connect-proxy: --namespace is not supported yet: .+\n$/],
+    [["start", "--dial-keepalive-time=soon"], /^etcd-connect-proxy: invalid value for --dial-keepalive-time: invalid duration "soon"/],
+    [["frobnicate"], /^etcd-connect-proxy: unknown command "frobnicate"/],
+  ] as const) {
+    it(`${args.join(" ")} fails with one clear line`, async () => {
+      const r = await cli([...args]);
+      assert.notEqual(r.code, 0);
+      assert.match(r.stderr, message);
+      assert.equal(r.stderr.trim().split("\n").length, 1);
+    });
+  }
+
+  it("start serves etcdctl, logs through pino, and exits 0 on SIGTERM", async () => {
+    const port = await freePort();
+    const child = spawn(process.execPath, [bin, "start", `--endpoints=${etcd.endpoints}`, `--listen-addr=127.0.0.1:${port}`], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let out = "";
+    child.stdout.on("data", (d) => (out += d));
+    child.stderr.on("data", (d) => (out += d));
+    const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+    try {
+      const until = Date.now() + 15_000;
+      while (!out.includes("started gRPC proxy")) {
+        assert.ok(Date.now() < until, `no startup line:\n${out}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const line = JSON.parse(out.split("\n").find((l) => l.includes("started gRPC proxy"))!);
+      assert.equal(line.level, 30);
+      assert.equal(line.listen, `127.0.0.1:${port}`);
+      assert.equal(await ctl(`127.0.0.1:${port}`, ["put", "cli/k", "v"]), "OK\n");
+      assert.equal(await ctl(`127.0.0.1:${port}`, ["get", "cli/k", "--print-value-only"]), "v\n");
+    } finally {
+      child.kill("SIGTERM");
+    }
+    assert.equal(await exited, 0);
+  });
+});

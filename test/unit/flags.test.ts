@@ -1,0 +1,128 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { buildConfig, PROXY_FLAGS } from "../../src/config/config.js";
+import { FlagError, formatFlagHelp, parseDuration, parseFlags } from "../../src/config/flags.js";
+
+describe("parseDuration", () => {
+  it("reads Go durations", () => {
+    assert.equal(parseDuration("0"), 0);
+    assert.equal(parseDuration("5s"), 5000);
+    assert.equal(parseDuration("2h"), 7_200_000);
+    assert.equal(parseDuration("1m30s"), 90_000);
+    assert.equal(parseDuration("1.5s"), 1500);
+    assert.equal(parseDuration("250ms"), 250);
+  });
+  it("rejects what Go rejects", () => {
+    for (const bad of ["", "5", "s", "5x", "-1s", "1s 2s"]) assert.throws(() => parseDuration(bad), FlagError, bad);
+  });
+});
+
+describe("parseFlags", () => {
+  const specs = [
+    { name: "name", type: "string", default: "x", help: "" },
+    { name: "on", type: "bool", default: "false", help: "" },
+    { name: "n", type: "uint", default: "3", help: "" },
+    { name: "list", type: "list", default: "a,b", help: "" },
+  ] as const;
+
+  it("takes --k=v, --k v and bare booleans, and remembers what was given", () => {
+    const p = parseFlags(specs, ["--name=y", "--n", "7", "--on", "--list=c"]);
+    assert.equal(p.values.get("name"), "y");
+    assert.equal(p.values.get("n"), 7);
+    assert.equal(p.values.get("on"), true);
+    assert.deepEqual(p.values.get("list"), ["c"]);
+    assert.deepEqual([...p.given].sort(), ["list", "n", "name", "on"]);
+  });
+  it("accepts --bool=false like pflag", () => {
+    assert.equal(parseFlags(specs, ["--on=false"]).values.get("on"), false);
+  });
+  it("keeps defaults", () => {
+    const p = parseFlags(specs, []);
+    assert.equal(p.values.get("n"), 3);
+    assert.deepEqual(p.values.get("list"), ["a", "b"]);
+    assert.equal(p.given.size, 0);
+  });
+  it("rejects unknown flags, missing values and bad numbers with one clear message", () => {
+    assert.throws(() => parseFlags(specs, ["--nope"]), /unknown flag: --nope/);
+    assert.throws(() => parseFlags(specs, ["--name"]), /flag needs an argument: --name/);
+    assert.throws(() => parseFlags(specs, ["--n=-1"]), /invalid value "-1" for --n/);
+    assert.throws(() => parseFlags(specs, ["--on=maybe"]), /expected true or false/);
+    assert.throws(() => parseFlags(specs, ["-n", "1"]), /unknown shorthand flag/);
+  });
+});
+
+describe("etcd's flags", () => {
+  it("has every flag of etcd grpc-proxy start, with etcd's defaults", () => {
+    const byName = new Map(PROXY_FLAGS.map((f) => [f.name, f.default]));
+    const etcd: Record<string, string> = {
+      "listen-addr": "127.0.0.1:23790",
+      endpoints: "127.0.0.1:2379",
+      "advertise-client-url": "127.0.0.1:23790",
+      "resolver-ttl": "0",
+      "data-dir": "default.proxy",
+      "max-send-bytes": "1572864",
+      "max-recv-bytes": "2147483647",
+      "dial-keepalive-timeout": "20s",
+      "grpc-keepalive-min-time": "5s",
+      "grpc-keepalive-interval": "2h",
+      "grpc-keepalive-timeout": "20s",
+      "tls-min-version": "TLS1.2",
+      "self-signed-cert-validity": "1",
+      "max-concurrent-streams": "4294967295",
+    };
+    for (const [name, def] of Object.entries(etcd)) assert.equal(byName.get(name), def, name);
+    for (const name of [
+      "endpoints-auto-sync-interval", "discovery-srv", "discovery-srv-name", "insecure-discovery", "metrics-addr",
+      "resolver-prefix", "namespace", "enable-pprof", "dial-keepalive-time", "permit-without-stream", "cert", "key",
+      "cacert", "insecure-skip-tls-verify", "cert-file", "key-file", "trusted-ca-file", "client-crl-file", "auto-tls",
+      "listen-cipher-suites", "tls-max-version", "experimental-serializable-ordering", "experimental-leasing-prefix",
+      "experimental-enable-grpc-logging", "debug",
+    ]) {
+      assert.ok(byName.has(name), name);
+    }
+  });
+
+  it("help lists every flag with its default", () => {
+    const help = formatFlagHelp(PROXY_FLAGS);
+    for (const f of PROXY_FLAGS) assert.match(help, new RegExp(`--${f.name}\\b`));
+    assert.match(help, /--listen-addr string\s+.*\(default "127\.0\.0\.1:23790"\)/);
+  });
+});
+
+describe("buildConfig", () => {
+  it("normalizes endpoints with and without a scheme", () => {
+    const c = buildConfig(["--endpoints=127.0.0.1:2379,http://localhost:22379"]);
+    assert.deepEqual(c.endpoints, ["http://127.0.0.1:2379", "http://localhost:22379"]);
+    assert.deepEqual(c.listen, { host: "127.0.0.1", port: 23790 });
+    assert.equal(c.advertiseClientUrl, undefined, "follows the listen address unless given");
+  });
+  it("keeps an explicitly empty advertise URL (MemberList then goes to etcd)", () => {
+    assert.equal(buildConfig(["--advertise-client-url="]).advertiseClientUrl, "");
+  });
+  it("rejects a flag whose feature is planned, and says so", () => {
+    assert.throws(() => buildConfig(["--namespace=app/"]), /--namespace is not supported yet/);
+    assert.throws(() => buildConfig(["--metrics-addr=http://127.0.0.1:9"]), /--metrics-addr is not supported yet/);
+    assert.throws(() => buildConfig(["--enable-pprof"]), /--enable-pprof is not supported: pprof is Go's profiler/);
+  });
+  it("accepts a planned flag given at its default value", () => {
+    assert.doesNotThrow(() => buildConfig(["--namespace=", "--grpc-keepalive-interval=2h", "--auto-tls=false"]));
+  });
+  it("applies etcd's registration checks", () => {
+    assert.throws(() => buildConfig(["--resolver-prefix=p"]), /invalid resolver-ttl/);
+    assert.throws(() => buildConfig(["--resolver-ttl=5"]), /invalid resolver-prefix/);
+  });
+  it("rejects bad values with one line", () => {
+    assert.throws(() => buildConfig(["--listen-addr=nope"]), /invalid --listen-addr "nope"/);
+    assert.throws(() => buildConfig(["--endpoints=ftp://x:1"]), /unsupported endpoint scheme/);
+    assert.throws(() => buildConfig(["--endpoints=127.0.0.1"]), /has no port/);
+    assert.throws(() => buildConfig(["--endpoints="]), /at least one etcd endpoint/);
+    assert.throws(() => buildConfig(["--cert-file=a.pem"]), /must be given together/);
+    assert.throws(() => buildConfig(["--cert-file=/nonexistent.pem", "--key-file=/nonexistent.key"]), /cannot read --cert-file/);
+    assert.throws(() => buildConfig(["--log-level=loud"]), /invalid --log-level/);
+    assert.throws(() => buildConfig(["--max-concurrent-streams=0"]), /between 1 and/);
+    assert.throws(() => buildConfig(["extra"]), /unexpected argument "extra"/);
+  });
+  it("--debug forces debug logging", () => {
+    assert.equal(buildConfig(["--debug"]).logLevel, "debug");
+  });
+});
