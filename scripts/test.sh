@@ -6,5 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/ensure-deps.sh
 npm run build --silent
+npm run typecheck --silent
 mapfile -t files < <(find test -name '*.test.ts' | sort)
 exec node --import tsx --test --test-reporter=spec "${files[@]}"

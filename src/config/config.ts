@@ -18,47 +18,283 @@ const planned = (what: string): Availability => ({ planned: what });
 
 /** Every flag of `etcd grpc-proxy start` (etcd main, spec §1.1), same names and defaults, plus our own. */
 export const PROXY_FLAGS: readonly ProxyFlag[] = [
-  { name: "listen-addr", type: "string", default: "127.0.0.1:23790", help: "listen address (gRPC, gRPC-Web, Connect and HTTP on one port)", availability: "supported" },
-  { name: "endpoints", type: "list", default: "127.0.0.1:2379", help: "comma separated etcd cluster endpoints", availability: "supported" },
-  { name: "endpoints-auto-sync-interval", type: "duration", default: "0s", help: "how often to sync the endpoint list from the cluster's members (0 disables)", availability: planned("endpoint auto-sync") },
-  { name: "discovery-srv", type: "string", default: "", help: "domain name to query for SRV records describing cluster endpoints", availability: planned("DNS SRV discovery") },
-  { name: "discovery-srv-name", type: "string", default: "", help: "service name to query when using DNS discovery", availability: planned("DNS SRV discovery") },
-  { name: "insecure-discovery", type: "bool", default: "false", help: "accept insecure SRV records", availability: planned("DNS SRV discovery") },
-  { name: "metrics-addr", type: "string", default: "", help: "listen for endpoint /metrics requests on an additional interface", availability: planned("the metrics listener") },
-  { name: "advertise-client-url", type: "string", default: "127.0.0.1:23790", help: "advertise address to register (if --resolver-prefix) and answer in MemberList; defaults to --listen-addr when not given; empty forwards MemberList to etcd", availability: "supported" },
-  { name: "resolver-prefix", type: "string", default: "", help: "prefix to use for registering proxy (must be shared with other grpc-proxy members)", availability: planned("proxy registration") },
-  { name: "resolver-ttl", type: "uint", default: "0", help: "specify TTL, in seconds, when registering proxy endpoints", availability: planned("proxy registration") },
-  { name: "namespace", type: "string", default: "", help: "string to prefix to all keys for namespacing requests", availability: planned("--namespace") },
-  { name: "enable-pprof", type: "bool", default: "false", help: "Go's pprof; not applicable to this proxy", availability: { never: "pprof is Go's profiler; profile this proxy with node --cpu-prof instead" } },
-  { name: "data-dir", type: "string", default: "default.proxy", help: "data directory for proxy state (used by --auto-tls)", availability: "supported" },
-  { name: "max-send-bytes", type: "uint", default: "1572864", help: "message send limits in bytes toward etcd", availability: "supported" },
-  { name: "max-recv-bytes", type: "uint", default: "2147483647", help: "message receive limits in bytes from etcd", availability: "supported" },
-  { name: "dial-keepalive-time", type: "duration", default: "0s", help: "keepalive time for client (proxy to etcd) connections (0 disables)", availability: "supported" },
-  { name: "dial-keepalive-timeout", type: "duration", default: "20s", help: "keepalive timeout for client (proxy to etcd) connections", availability: "supported" },
-  { name: "permit-without-stream", type: "bool", default: "false", help: "keepalive pings toward etcd even without active streams", availability: "supported" },
-  { name: "grpc-keepalive-min-time", type: "duration", default: "5s", help: "minimum interval duration that a client should wait before pinging proxy", availability: planned("server keepalive enforcement") },
-  { name: "grpc-keepalive-interval", type: "duration", default: "2h", help: "frequency duration of server-to-client ping to check if a connection is alive (0 to disable)", availability: planned("server keepalive pings") },
-  { name: "grpc-keepalive-timeout", type: "duration", default: "20s", help: "additional duration of wait before closing a non-responsive connection (0 to disable)", availability: planned("server keepalive pings") },
-  { name: "cert", type: "string", default: "", help: "identify secure connections with etcd servers using this TLS certificate file", availability: planned("TLS toward etcd") },
-  { name: "key", type: "string", default: "", help: "identify secure connections with etcd servers using this TLS key file", availability: planned("TLS toward etcd") },
-  { name: "cacert", type: "string", default: "", help: "verify certificates of TLS-enabled secure etcd servers using this CA bundle", availability: planned("TLS toward etcd") },
-  { name: "insecure-skip-tls-verify", type: "bool", default: "false", help: "skip authentication of etcd server TLS certificates (CAUTION: this option should be enabled only for testing purposes)", availability: planned("TLS toward etcd") },
-  { name: "cert-file", type: "string", default: "", help: "identify secure connections to the proxy using this TLS certificate file", availability: "supported" },
-  { name: "key-file", type: "string", default: "", help: "identify secure connections to the proxy using this TLS key file", availability: "supported" },
-  { name: "trusted-ca-file", type: "string", default: "", help: "verify certificates of TLS-enabled secure proxy using this CA bundle (client certificates become required)", availability: planned("client certificate authentication") },
-  { name: "client-crl-file", type: "string", default: "", help: "path to the client certificate revocation list file", availability: planned("client certificate revocation") },
-  { name: "auto-tls", type: "bool", default: "false", help: "proxy TLS using generated certificates", availability: planned("--auto-tls") },
-  { name: "self-signed-cert-validity", type: "uint", default: "1", help: "the validity period of the proxy certificates, unit is year", availability: planned("--auto-tls") },
-  { name: "listen-cipher-suites", type: "list", default: "", help: "comma-separated list of supported TLS cipher suites between client/proxy (empty will be auto-populated by Node)", availability: planned("TLS cipher suite selection") },
-  { name: "tls-min-version", type: "string", default: "TLS1.2", help: "minimum TLS version supported by grpc proxy (TLS1.2 or TLS1.3)", availability: planned("TLS version selection") },
-  { name: "tls-max-version", type: "string", default: "", help: "maximum TLS version supported by grpc proxy (TLS1.2 or TLS1.3; empty means Node's default)", availability: planned("TLS version selection") },
-  { name: "experimental-serializable-ordering", type: "bool", default: "false", help: "ensure serializable reads have monotonically increasing store revisions across endpoints", availability: planned("serializable ordering") },
-  { name: "experimental-leasing-prefix", type: "string", default: "", help: "leasing metadata prefix for disconnected linearized reads", availability: { never: "the client-side leasing recipe is not supported; the range cache serves serializable reads instead" } },
-  { name: "experimental-enable-grpc-logging", type: "bool", default: "false", help: "logging all grpc requests and responses", availability: planned("per-request payload logging") },
+  {
+    name: "listen-addr",
+    type: "string",
+    default: "127.0.0.1:23790",
+    help: "listen address (gRPC, gRPC-Web, Connect and HTTP on one port)",
+    availability: "supported",
+  },
+  {
+    name: "endpoints",
+    type: "list",
+    default: "127.0.0.1:2379",
+    help: "comma separated etcd cluster endpoints",
+    availability: "supported",
+  },
+  {
+    name: "endpoints-auto-sync-interval",
+    type: "duration",
+    default: "0s",
+    help: "how often to sync the endpoint list from the cluster's members (0 disables)",
+    availability: planned("endpoint auto-sync"),
+  },
+  {
+    name: "discovery-srv",
+    type: "string",
+    default: "",
+    help: "domain name to query for SRV records describing cluster endpoints",
+    availability: planned("DNS SRV discovery"),
+  },
+  {
+    name: "discovery-srv-name",
+    type: "string",
+    default: "",
+    help: "service name to query when using DNS discovery",
+    availability: planned("DNS SRV discovery"),
+  },
+  {
+    name: "insecure-discovery",
+    type: "bool",
+    default: "false",
+    help: "accept insecure SRV records",
+    availability: planned("DNS SRV discovery"),
+  },
+  {
+    name: "metrics-addr",
+    type: "string",
+    default: "",
+    help: "listen for endpoint /metrics requests on an additional interface",
+    availability: planned("the metrics listener"),
+  },
+  {
+    name: "advertise-client-url",
+    type: "string",
+    default: "127.0.0.1:23790",
+    help: "advertise address to register (if --resolver-prefix) and answer in MemberList; defaults to --listen-addr when not given; empty forwards MemberList to etcd",
+    availability: "supported",
+  },
+  {
+    name: "resolver-prefix",
+    type: "string",
+    default: "",
+    help: "prefix to use for registering proxy (must be shared with other grpc-proxy members)",
+    availability: planned("proxy registration"),
+  },
+  {
+    name: "resolver-ttl",
+    type: "uint",
+    default: "0",
+    help: "specify TTL, in seconds, when registering proxy endpoints",
+    availability: planned("proxy registration"),
+  },
+  {
+    name: "namespace",
+    type: "string",
+    default: "",
+    help: "string to prefix to all keys for namespacing requests",
+    availability: planned("--namespace"),
+  },
+  {
+    name: "enable-pprof",
+    type: "bool",
+    default: "false",
+    help: "Go's pprof; not applicable to this proxy",
+    availability: { never: "pprof is Go's profiler; profile this proxy with node --cpu-prof instead" },
+  },
+  {
+    name: "data-dir",
+    type: "string",
+    default: "default.proxy",
+    help: "data directory for proxy state (used by --auto-tls)",
+    availability: "supported",
+  },
+  {
+    name: "max-send-bytes",
+    type: "uint",
+    default: "1572864",
+    help: "message send limits in bytes toward etcd",
+    availability: "supported",
+  },
+  {
+    name: "max-recv-bytes",
+    type: "uint",
+    default: "2147483647",
+    help: "message receive limits in bytes from etcd",
+    availability: "supported",
+  },
+  {
+    name: "dial-keepalive-time",
+    type: "duration",
+    default: "0s",
+    help: "keepalive time for client (proxy to etcd) connections (0 disables)",
+    availability: "supported",
+  },
+  {
+    name: "dial-keepalive-timeout",
+    type: "duration",
+    default: "20s",
+    help: "keepalive timeout for client (proxy to etcd) connections",
+    availability: "supported",
+  },
+  {
+    name: "permit-without-stream",
+    type: "bool",
+    default: "false",
+    help: "keepalive pings toward etcd even without active streams",
+    availability: "supported",
+  },
+  {
+    name: "grpc-keepalive-min-time",
+    type: "duration",
+    default: "5s",
+    help: "minimum interval duration that a client should wait before pinging proxy",
+    availability: planned("server keepalive enforcement"),
+  },
+  {
+    name: "grpc-keepalive-interval",
+    type: "duration",
+    default: "2h",
+    help: "frequency duration of server-to-client ping to check if a connection is alive (0 to disable)",
+    availability: planned("server keepalive pings"),
+  },
+  {
+    name: "grpc-keepalive-timeout",
+    type: "duration",
+    default: "20s",
+    help: "additional duration of wait before closing a non-responsive connection (0 to disable)",
+    availability: planned("server keepalive pings"),
+  },
+  {
+    name: "cert",
+    type: "string",
+    default: "",
+    help: "identify secure connections with etcd servers using this TLS certificate file",
+    availability: planned("TLS toward etcd"),
+  },
+  {
+    name: "key",
+    type: "string",
+    default: "",
+    help: "identify secure connections with etcd servers using this TLS key file",
+    availability: planned("TLS toward etcd"),
+  },
+  {
+    name: "cacert",
+    type: "string",
+    default: "",
+    help: "verify certificates of TLS-enabled secure etcd servers using this CA bundle",
+    availability: planned("TLS toward etcd"),
+  },
+  {
+    name: "insecure-skip-tls-verify",
+    type: "bool",
+    default: "false",
+    help: "skip authentication of etcd server TLS certificates (CAUTION: this option should be enabled only for testing purposes)",
+    availability: planned("TLS toward etcd"),
+  },
+  {
+    name: "cert-file",
+    type: "string",
+    default: "",
+    help: "identify secure connections to the proxy using this TLS certificate file",
+    availability: "supported",
+  },
+  {
+    name: "key-file",
+    type: "string",
+    default: "",
+    help: "identify secure connections to the proxy using this TLS key file",
+    availability: "supported",
+  },
+  {
+    name: "trusted-ca-file",
+    type: "string",
+    default: "",
+    help: "verify certificates of TLS-enabled secure proxy using this CA bundle (client certificates become required)",
+    availability: planned("client certificate authentication"),
+  },
+  {
+    name: "client-crl-file",
+    type: "string",
+    default: "",
+    help: "path to the client certificate revocation list file",
+    availability: planned("client certificate revocation"),
+  },
+  {
+    name: "auto-tls",
+    type: "bool",
+    default: "false",
+    help: "proxy TLS using generated certificates",
+    availability: planned("--auto-tls"),
+  },
+  {
+    name: "self-signed-cert-validity",
+    type: "uint",
+    default: "1",
+    help: "the validity period of the proxy certificates, unit is year",
+    availability: planned("--auto-tls"),
+  },
+  {
+    name: "listen-cipher-suites",
+    type: "list",
+    default: "",
+    help: "comma-separated list of supported TLS cipher suites between client/proxy (empty will be auto-populated by Node)",
+    availability: planned("TLS cipher suite selection"),
+  },
+  {
+    name: "tls-min-version",
+    type: "string",
+    default: "TLS1.2",
+    help: "minimum TLS version supported by grpc proxy (TLS1.2 or TLS1.3)",
+    availability: planned("TLS version selection"),
+  },
+  {
+    name: "tls-max-version",
+    type: "string",
+    default: "",
+    help: "maximum TLS version supported by grpc proxy (TLS1.2 or TLS1.3; empty means Node's default)",
+    availability: planned("TLS version selection"),
+  },
+  {
+    name: "experimental-serializable-ordering",
+    type: "bool",
+    default: "false",
+    help: "ensure serializable reads have monotonically increasing store revisions across endpoints",
+    availability: planned("serializable ordering"),
+  },
+  {
+    name: "experimental-leasing-prefix",
+    type: "string",
+    default: "",
+    help: "leasing metadata prefix for disconnected linearized reads",
+    availability: {
+      never: "the client-side leasing recipe is not supported; the range cache serves serializable reads instead",
+    },
+  },
+  {
+    name: "experimental-enable-grpc-logging",
+    type: "bool",
+    default: "false",
+    help: "logging all grpc requests and responses",
+    availability: planned("per-request payload logging"),
+  },
   { name: "debug", type: "bool", default: "false", help: "enable debug-level logging", availability: "supported" },
-  { name: "max-concurrent-streams", type: "uint", default: "4294967295", help: "maximum concurrent HTTP/2 streams per client connection", availability: "supported" },
+  {
+    name: "max-concurrent-streams",
+    type: "uint",
+    default: "4294967295",
+    help: "maximum concurrent HTTP/2 streams per client connection",
+    availability: "supported",
+  },
   // Ours, not etcd's.
-  { name: "log-level", type: "string", default: "info", help: "log level: debug, info, warn or error (--debug forces debug)", availability: "supported" },
+  {
+    name: "log-level",
+    type: "string",
+    default: "info",
+    help: "log level: debug, info, warn or error (--debug forces debug)",
+    availability: "supported",
+  },
 ];
 
 export interface ProxyConfig {
@@ -111,7 +347,8 @@ export function buildConfig(argv: readonly string[]): ProxyConfig {
     }
   });
   const httpsEndpoint = endpoints.find((e) => e.startsWith("https:"));
-  if (httpsEndpoint) throw new FlagError(`https endpoints are not supported yet (${httpsEndpoint}): TLS toward etcd is planned`);
+  if (httpsEndpoint)
+    throw new FlagError(`https endpoints are not supported yet (${httpsEndpoint}): TLS toward etcd is planned`);
 
   const certFile = str("cert-file");
   const keyFile = str("key-file");
@@ -122,8 +359,10 @@ export function buildConfig(argv: readonly string[]): ProxyConfig {
     throw new FlagError(`invalid --log-level "${logLevel}": expected debug, info, warn or error`);
   }
   const maxStreams = num("max-concurrent-streams");
-  if (maxStreams < 1 || maxStreams > MAX_STREAMS) throw new FlagError(`--max-concurrent-streams must be between 1 and ${MAX_STREAMS}`);
-  if (num("max-send-bytes") < 1 || num("max-recv-bytes") < 1) throw new FlagError("--max-send-bytes and --max-recv-bytes must be positive");
+  if (maxStreams < 1 || maxStreams > MAX_STREAMS)
+    throw new FlagError(`--max-concurrent-streams must be between 1 and ${MAX_STREAMS}`);
+  if (num("max-send-bytes") < 1 || num("max-recv-bytes") < 1)
+    throw new FlagError("--max-send-bytes and --max-recv-bytes must be positive");
 
   return {
     listen: parseHostPort(str("listen-addr"), "listen-addr"),
@@ -147,7 +386,9 @@ function rejectUnavailable(parsed: ParsedFlags): void {
     const isDefault = JSON.stringify(value) === JSON.stringify(parseFlags([flag], []).values.get(flag.name));
     if (isDefault) continue;
     if ("planned" in flag.availability) {
-      throw new FlagError(`--${flag.name} is not supported yet: ${flag.availability.planned} is planned but not built; remove the flag to start`);
+      throw new FlagError(
+        `--${flag.name} is not supported yet: ${flag.availability.planned} is planned but not built; remove the flag to start`,
+      );
     }
     throw new FlagError(`--${flag.name} is not supported: ${flag.availability.never}`);
   }
@@ -165,6 +406,8 @@ function readPem(path: string, flag: string): Buffer {
   try {
     return readFileSync(path);
   } catch (err) {
-    throw new FlagError(`cannot read --${flag} "${path}": ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new FlagError(
+      `cannot read --${flag} "${path}": ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+    );
   }
 }

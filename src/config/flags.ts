@@ -31,7 +31,7 @@ export class FlagError extends Error {}
 const DURATION_UNITS_MS: Record<string, number> = {
   ns: 1e-6,
   us: 1e-3,
-  "µs": 1e-3,
+  µs: 1e-3,
   ms: 1,
   s: 1000,
   m: 60_000,
@@ -64,7 +64,8 @@ function convert(spec: FlagSpec, raw: string): FlagValue {
       if (/^(false|0|f)$/i.test(raw)) return false;
       throw new FlagError(`invalid value "${raw}" for --${spec.name}: expected true or false`);
     case "uint": {
-      if (!/^\d+$/.test(raw)) throw new FlagError(`invalid value "${raw}" for --${spec.name}: expected a non-negative integer`);
+      if (!/^\d+$/.test(raw))
+        throw new FlagError(`invalid value "${raw}" for --${spec.name}: expected a non-negative integer`);
       return Number(raw);
     }
     case "duration":
@@ -90,7 +91,8 @@ export function parseFlags(specs: readonly FlagSpec[], argv: readonly string[]):
       break;
     }
     if (!arg.startsWith("--") || arg === "--") {
-      if (arg.startsWith("-") && arg.length > 1) throw new FlagError(`unknown shorthand flag: ${arg} (flags are spelled --name)`);
+      if (arg.startsWith("-") && arg.length > 1)
+        throw new FlagError(`unknown shorthand flag: ${arg} (flags are spelled --name)`);
       positional.push(arg);
       continue;
     }
@@ -113,7 +115,8 @@ export function parseFlags(specs: readonly FlagSpec[], argv: readonly string[]):
 export function formatFlagHelp(specs: readonly FlagSpec[]): string {
   const rows = specs.map((s) => {
     const left = `  --${s.name}${s.type === "bool" ? "" : ` ${s.type === "list" ? "strings" : s.type}`}`;
-    const def = s.default === "" || (s.type === "bool" && s.default === "false") ? "" : ` (default ${JSON.stringify(s.default)})`;
+    const def =
+      s.default === "" || (s.type === "bool" && s.default === "false") ? "" : ` (default ${JSON.stringify(s.default)})`;
     return [left, `${s.help}${def}`] as const;
   });
   const width = Math.max(...rows.map(([l]) => l.length)) + 2;

@@ -39,7 +39,10 @@ export function createListener(handler: RequestHandler, options: ListenerOptions
   }
 
   const h1 = http.createServer(handler as http.RequestListener);
-  const h2 = http2.createServer({ settings }, handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
+  const h2 = http2.createServer(
+    { settings },
+    handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void,
+  );
   watchSessions(h2, options);
   const h1Accept = h1.listeners("connection")[0] as (socket: Socket) => void;
   h1.removeAllListeners("connection");

@@ -16,13 +16,16 @@ export function forwardAll<S extends DescService>(service: S, upstream: Upstream
   for (const method of service.methods) {
     switch (method.methodKind) {
       case "unary":
-        handlers[method.localName] = (request: never, ctx: never) => upstream.unary(method as DescMethodUnary, request, ctx);
+        handlers[method.localName] = (request: never, ctx: never) =>
+          upstream.unary(method as DescMethodUnary, request, ctx);
         break;
       case "server_streaming":
-        handlers[method.localName] = (request: never, ctx: never) => upstream.serverStream(method as DescMethodServerStreaming, request, ctx);
+        handlers[method.localName] = (request: never, ctx: never) =>
+          upstream.serverStream(method as DescMethodServerStreaming, request, ctx);
         break;
       case "bidi_streaming":
-        handlers[method.localName] = (requests: never, ctx: never) => upstream.bidiStream(method as DescMethodBiDiStreaming, requests, ctx);
+        handlers[method.localName] = (requests: never, ctx: never) =>
+          upstream.bidiStream(method as DescMethodBiDiStreaming, requests, ctx);
         break;
       case "client_streaming":
         throw new Error(`${service.typeName}/${method.name}: client streaming is not part of etcd's API`);

@@ -135,9 +135,17 @@ export class ConnectUpstream implements Upstream {
   private async findLeader(ctx: CallContext): Promise<Endpoint<Transport> | undefined> {
     const answers = await Promise.allSettled(
       this.pool.endpoints.map(async (endpoint) => {
-        const res = await endpoint.client.unary(Maintenance.method.status, ctx.signal, remainingMs(ctx), ctx.forwardHeaders, {});
+        const res = await endpoint.client.unary(
+          Maintenance.method.status,
+          ctx.signal,
+          remainingMs(ctx),
+          ctx.forwardHeaders,
+          {},
+        );
         const status = res.message;
-        return status.header !== undefined && status.leader !== 0n && status.header.memberId === status.leader ? endpoint : undefined;
+        return status.header !== undefined && status.leader !== 0n && status.header.memberId === status.leader
+          ? endpoint
+          : undefined;
       }),
     );
     for (const a of answers) if (a.status === "fulfilled" && a.value) return a.value;
@@ -204,7 +212,11 @@ export class ConnectUpstream implements Upstream {
       if (!endpoint) {
         // Every endpoint failed this call once: pause, then go round again.
         tried.clear();
-        const pause = Math.min(this.options.backoffMinMs * 2 ** round++, this.options.backoffMaxMs, giveUpAt - Date.now());
+        const pause = Math.min(
+          this.options.backoffMinMs * 2 ** round++,
+          this.options.backoffMaxMs,
+          giveUpAt - Date.now(),
+        );
         // If the caller gives up meanwhile, say what was wrong, not just "canceled".
         if (!(await sleep(pause, ctx.signal))) throw toClientError(lastError);
         endpoint = this.pool.pick(tried)!;
@@ -291,10 +303,13 @@ class UntouchedSource<T> implements AsyncIterable<T> {
 function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
   return new Promise((resolve) => {
     if (signal.aborted) return resolve(false);
-    const timer = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve(true);
-    }, Math.max(0, ms));
+    const timer = setTimeout(
+      () => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(true);
+      },
+      Math.max(0, ms),
+    );
     const onAbort = () => {
       clearTimeout(timer);
       resolve(false);

@@ -7,7 +7,12 @@ export interface CtlResult {
 }
 
 /** Runs etcdctl (API v3) against `endpoint`, optionally feeding stdin. */
-export function etcdctl(endpoint: string, args: string[], input?: string, extraEnv: Record<string, string> = {}): Promise<CtlResult> {
+export function etcdctl(
+  endpoint: string,
+  args: string[],
+  input?: string,
+  extraEnv: Record<string, string> = {},
+): Promise<CtlResult> {
   return new Promise((resolve) => {
     const child = execFile(
       "etcdctl",

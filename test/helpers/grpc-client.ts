@@ -50,11 +50,21 @@ export class EtcdGrpcClient {
   }
 
   /** A unary call; rejects with the gRPC status (code, details). A deadline of Infinity sends none. */
-  unary(service: string, method: string, request: Plain, metadata = new grpc.Metadata(), deadlineMs = 10_000): Promise<Plain> {
+  unary(
+    service: string,
+    method: string,
+    request: Plain,
+    metadata = new grpc.Metadata(),
+    deadlineMs = 10_000,
+  ): Promise<Plain> {
     const c = this.client(service) as unknown as Record<string, Function>;
     return new Promise((resolve, reject) => {
-      c[method]!.call(c, request, metadata, deadlineMs === Infinity ? {} : { deadline: Date.now() + deadlineMs }, (err: GrpcError | null, res: Plain) =>
-        err ? reject(err) : resolve(res),
+      c[method]!.call(
+        c,
+        request,
+        metadata,
+        deadlineMs === Infinity ? {} : { deadline: Date.now() + deadlineMs },
+        (err: GrpcError | null, res: Plain) => (err ? reject(err) : resolve(res)),
       );
     });
   }

@@ -18,7 +18,12 @@ export function envelope(payload: Buffer, declaredLength = payload.length, flags
 }
 
 /** Sends exactly `body` as a gRPC request over h2c, with no client-side checks. */
-export function rawGrpc(address: string, path: string, body: Buffer, headers: http2.OutgoingHttpHeaders = {}): Promise<RawGrpcResponse> {
+export function rawGrpc(
+  address: string,
+  path: string,
+  body: Buffer,
+  headers: http2.OutgoingHttpHeaders = {},
+): Promise<RawGrpcResponse> {
   return new Promise((resolve, reject) => {
     const session = http2.connect(`http://${address}`);
     session.on("error", reject);

@@ -2,32 +2,16 @@
 // error, and the proxy keeps serving the next client.
 import * as grpc from "@grpc/grpc-js";
 import assert from "node:assert/strict";
-import { after, afterEach, before, describe, it } from "node:test";
-import type { RunningProxy } from "../../src/main.js";
-import { startEtcd, type EtcdCluster } from "../helpers/etcd.js";
-import { EtcdGrpcClient, outcome } from "../helpers/grpc-client.js";
+import { afterEach, describe, it } from "node:test";
+import { useProxy } from "../helpers/fixture.js";
+import { outcome } from "../helpers/grpc-client.js";
 import { envelope, rawGrpc, rawTcp } from "../helpers/raw.js";
-import { startTestProxy } from "../helpers/proxy.js";
 
-let etcd: EtcdCluster;
-let proxy: RunningProxy;
-let client: EtcdGrpcClient;
-
-before(async () => {
-  etcd = await startEtcd(1);
-  proxy = await startTestProxy(etcd.endpoints);
-  client = new EtcdGrpcClient(proxy.address);
-});
-
-after(async () => {
-  client?.close();
-  await proxy?.close();
-  await etcd?.stop();
-});
+const f = useProxy(1);
 
 // After every case, a well-formed call must still work.
 afterEach(async () => {
-  const res = await client.unary("KV", "Range", { key: Buffer.from("alive") });
+  const res = await f.client.unary("KV", "Range", { key: Buffer.from("alive") });
   assert.ok(res.header, "the proxy still answers");
 });
 
@@ -52,58 +36,61 @@ function callPath(target: string, path: string): Promise<{ code: number; details
 
 describe("bad input", () => {
   it("a Txn with an empty RequestOp gets InvalidArgument, as from etcd", async () => {
-    const r = await outcome(client.unary("KV", "Txn", { success: [{}], failure: [{}] }));
+    const r = await outcome(f.client.unary("KV", "Txn", { success: [{}], failure: [{}] }));
     assert.deepEqual(r, { code: grpc.status.INVALID_ARGUMENT, details: "etcdserver: key not found" });
   });
 
   it("an unknown method and an unknown service get Unimplemented, worded as etcd words it", async () => {
     for (const path of ["/etcdserverpb.KV/Nope", "/nope.Nope/Range"]) {
-      const viaProxy = await callPath(proxy.address, path);
-      const viaEtcd = await callPath(etcd.endpoints, path);
+      const viaProxy = await callPath(f.proxy.address, path);
+      const viaEtcd = await callPath(f.etcd.endpoints, path);
       assert.equal(viaProxy.code, grpc.status.UNIMPLEMENTED);
       assert.deepEqual(viaProxy, viaEtcd, path);
     }
   });
 
   it("garbage bytes instead of HTTP get a 400 and a closed connection", async () => {
-    const reply = await rawTcp(proxy.address, Buffer.from("\x00\x01\x02garbage\r\n\r\n"));
+    const reply = await rawTcp(f.proxy.address, Buffer.from("\x00\x01\x02garbage\r\n\r\n"));
     assert.match(reply, /^HTTP\/1\.1 400 Bad Request/);
   });
 
   it("an HTTP/2 preface followed by garbage frames closes only that connection", async () => {
     const preface = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
-    const reply = await rawTcp(proxy.address, Buffer.concat([preface, Buffer.from("\xff\xff\xff\xff\xff\xff\xff\xff\xff", "latin1")]));
+    const reply = await rawTcp(
+      f.proxy.address,
+      Buffer.concat([preface, Buffer.from("\xff\xff\xff\xff\xff\xff\xff\xff\xff", "latin1")]),
+    );
     // The server answers with its SETTINGS and a GOAWAY, then closes.
     assert.ok(reply.length > 0);
   });
 
   it("a message longer than the client limit (4 MiB) gets ResourceExhausted", async () => {
-    const r = await rawGrpc(proxy.address, "/etcdserverpb.KV/Range", envelope(rangeK, 5 * 1024 * 1024));
+    const r = await rawGrpc(f.proxy.address, "/etcdserverpb.KV/Range", envelope(rangeK, 5 * 1024 * 1024));
     assert.equal(r.grpcStatus, grpc.status.RESOURCE_EXHAUSTED, JSON.stringify(r));
   });
 
   it("a truncated message gets an error", async () => {
-    const r = await rawGrpc(proxy.address, "/etcdserverpb.KV/Range", envelope(rangeK, 100));
+    const r = await rawGrpc(f.proxy.address, "/etcdserverpb.KV/Range", envelope(rangeK, 100));
     assert.ok(r.grpcStatus !== undefined && r.grpcStatus !== 0, JSON.stringify(r));
     assert.ok(r.grpcMessage, "with a message saying what was wrong");
   });
 
   it("bytes that are not protobuf get Internal, as from etcd", async () => {
     const garbage = envelope(Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f]));
-    const viaProxy = await rawGrpc(proxy.address, "/etcdserverpb.KV/Range", garbage);
-    const viaEtcd = await rawGrpc(etcd.endpoints, "/etcdserverpb.KV/Range", garbage);
+    const viaProxy = await rawGrpc(f.proxy.address, "/etcdserverpb.KV/Range", garbage);
+    const viaEtcd = await rawGrpc(f.etcd.endpoints, "/etcdserverpb.KV/Range", garbage);
     assert.equal(viaEtcd.grpcStatus, grpc.status.INTERNAL);
     assert.equal(viaProxy.grpcStatus, viaEtcd.grpcStatus, JSON.stringify(viaProxy));
     assert.match(viaProxy.grpcMessage ?? "", /illegal/);
   });
 
   it("a compressed message in an encoding the client did not declare gets an error", async () => {
-    const r = await rawGrpc(proxy.address, "/etcdserverpb.KV/Range", envelope(rangeK, rangeK.length, 1));
+    const r = await rawGrpc(f.proxy.address, "/etcdserverpb.KV/Range", envelope(rangeK, rangeK.length, 1));
     assert.ok(r.grpcStatus !== undefined && r.grpcStatus !== 0, JSON.stringify(r));
   });
 
   it("a wrong content type gets an HTTP error, not a crash", async () => {
-    const res = await fetch(`http://${proxy.address}/etcdserverpb.KV/Range`, {
+    const res = await fetch(`http://${f.proxy.address}/etcdserverpb.KV/Range`, {
       method: "POST",
       headers: { "content-type": "text/plain" },
       body: "hello",
@@ -112,7 +99,7 @@ describe("bad input", () => {
   });
 
   it("a Connect JSON request with invalid JSON gets invalid_argument", async () => {
-    const res = await fetch(`http://${proxy.address}/etcdserverpb.KV/Range`, {
+    const res = await fetch(`http://${f.proxy.address}/etcdserverpb.KV/Range`, {
       method: "POST",
       headers: { "content-type": "application/json" },
       body: "{not json",

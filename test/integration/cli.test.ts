@@ -34,14 +34,23 @@ describe("etcd-connect-proxy command line", () => {
     assert.match(v.stdout, /^etcd-connect-proxy \d+\.\d+\.\d+\n$/);
     const h = await cli(["start", "--help"]);
     assert.equal(h.code, 0);
-    assert.match(h.stdout, /--endpoints strings\s+comma separated etcd cluster endpoints \(default "127\.0\.0\.1:2379"\)/);
+    assert.match(
+      h.stdout,
+      /--endpoints strings\s+comma separated etcd cluster endpoints \(default "127\.0\.0\.1:2379"\)/,
+    );
   });
 
   for (const [args, message] of [
-    [["start", "--max-send-bytes=abc"], /^etcd-connect-proxy: invalid value "abc" for --max-send-bytes: expected a non-negative integer\n$/],
+    [
+      ["start", "--max-send-bytes=abc"],
+      /^etcd-connect-proxy: invalid value "abc" for --max-send-bytes: expected a non-negative integer\n$/,
+    ],
     [["start", "--bogus"], /^etcd-connect-proxy: unknown flag: --bogus\n$/],
     [["start", "--namespace=app/"], /^etcd-connect-proxy: --namespace is not supported yet: .+\n$/],
-    [["start", "--dial-keepalive-time=soon"], /^etcd-connect-proxy: invalid value for --dial-keepalive-time: invalid duration "soon"/],
+    [
+      ["start", "--dial-keepalive-time=soon"],
+      /^etcd-connect-proxy: invalid value for --dial-keepalive-time: invalid duration "soon"/,
+    ],
     [["frobnicate"], /^etcd-connect-proxy: unknown command "frobnicate"/],
   ] as const) {
     it(`${args.join(" ")} fails with one clear line`, async () => {
@@ -54,9 +63,13 @@ describe("etcd-connect-proxy command line", () => {
 
   it("start serves etcdctl, logs through pino, and exits 0 on SIGTERM", async () => {
     const port = await freePort();
-    const child = spawn(process.execPath, [bin, "start", `--endpoints=${etcd.endpoints}`, `--listen-addr=127.0.0.1:${port}`], {
-      stdio: ["ignore", "pipe", "pipe"],
-    });
+    const child = spawn(
+      process.execPath,
+      [bin, "start", `--endpoints=${etcd.endpoints}`, `--listen-addr=127.0.0.1:${port}`],
+      {
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
     let out = "";
     child.stdout.on("data", (d) => (out += d));
     child.stderr.on("data", (d) => (out += d));

@@ -3,38 +3,20 @@
 // directly against etcd and through the proxy with an independent client.
 import * as grpc from "@grpc/grpc-js";
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
-import type { RunningProxy } from "../../src/main.js";
-import { startEtcd, type EtcdCluster } from "../helpers/etcd.js";
-import { EtcdGrpcClient, outcome } from "../helpers/grpc-client.js";
-import { startTestProxy } from "../helpers/proxy.js";
+import { describe, it } from "node:test";
+import { useProxy } from "../helpers/fixture.js";
+import { outcome } from "../helpers/grpc-client.js";
 
-let etcd: EtcdCluster;
-let proxy: RunningProxy;
-let direct: EtcdGrpcClient;
-let via: EtcdGrpcClient;
 let compactedRev: number;
-
-const big = { "grpc.max_send_message_length": -1, "grpc.max_receive_message_length": -1 };
-
-before(async () => {
-  etcd = await startEtcd(1);
-  proxy = await startTestProxy(etcd.endpoints);
-  direct = new EtcdGrpcClient(etcd.endpoints, undefined, big);
-  via = new EtcdGrpcClient(proxy.address, undefined, big);
-  await direct.unary("KV", "Put", { key: Buffer.from("e/k"), value: Buffer.from("1") });
-  const put = await direct.unary("KV", "Put", { key: Buffer.from("e/k"), value: Buffer.from("2") });
-  compactedRev = Number((put.header as { revision: string }).revision);
-  await direct.unary("KV", "Compact", { revision: compactedRev });
-  await direct.unary("Lease", "LeaseGrant", { ID: 4242, TTL: 600 });
-  await direct.unary("Auth", "UserAdd", { name: "dup", password: "pw" });
-});
-
-after(async () => {
-  direct?.close();
-  via?.close();
-  await proxy?.close();
-  await etcd?.stop();
+const f = useProxy(1, {
+  setup: async ({ direct }) => {
+    await direct.unary("KV", "Put", { key: Buffer.from("e/k"), value: Buffer.from("1") });
+    const put = await direct.unary("KV", "Put", { key: Buffer.from("e/k"), value: Buffer.from("2") });
+    compactedRev = Number((put.header as { revision: string }).revision);
+    await direct.unary("KV", "Compact", { revision: compactedRev });
+    await direct.unary("Lease", "LeaseGrant", { ID: 4242, TTL: 600 });
+    await direct.unary("Auth", "UserAdd", { name: "dup", password: "pw" });
+  },
 });
 
 interface Case {
@@ -178,19 +160,29 @@ describe("errors keep etcd's code and message", () => {
   for (const c of cases) {
     it(c.name, async () => {
       const expected = { code: c.code, details: c.message };
-      assert.deepEqual(await outcome(direct.unary(c.service, c.method, c.request())), expected, "direct etcd");
-      assert.deepEqual(await outcome(via.unary(c.service, c.method, c.request())), expected, "through the proxy");
+      assert.deepEqual(await outcome(f.direct.unary(c.service, c.method, c.request())), expected, "direct etcd");
+      assert.deepEqual(await outcome(f.client.unary(c.service, c.method, c.request())), expected, "through the proxy");
     });
   }
 
   it("a deadline the call cannot meet ends it with DEADLINE_EXCEEDED", async () => {
     // Campaign blocks while another candidate leads, so only the deadline can end it.
-    const lease = await direct.unary("Lease", "LeaseGrant", { TTL: 60 });
-    const lease2 = await direct.unary("Lease", "LeaseGrant", { TTL: 60 });
-    await direct.unary("v3electionpb.Election", "Campaign", { name: Buffer.from("e/el"), lease: lease.ID, value: Buffer.from("a") });
+    const lease = await f.direct.unary("Lease", "LeaseGrant", { TTL: 60 });
+    const lease2 = await f.direct.unary("Lease", "LeaseGrant", { TTL: 60 });
+    await f.direct.unary("v3electionpb.Election", "Campaign", {
+      name: Buffer.from("e/el"),
+      lease: lease.ID,
+      value: Buffer.from("a"),
+    });
     const started = Date.now();
     const r = await outcome(
-      via.unary("v3electionpb.Election", "Campaign", { name: Buffer.from("e/el"), lease: lease2.ID, value: Buffer.from("b") }, undefined, 500),
+      f.client.unary(
+        "v3electionpb.Election",
+        "Campaign",
+        { name: Buffer.from("e/el"), lease: lease2.ID, value: Buffer.from("b") },
+        undefined,
+        500,
+      ),
     );
     assert.equal(r.code, grpc.status.DEADLINE_EXCEEDED);
     assert.ok(Date.now() - started < 5000, "the deadline reached the upstream call");

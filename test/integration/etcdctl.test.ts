@@ -4,32 +4,20 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, describe, it } from "node:test";
-import type { RunningProxy } from "../../src/main.js";
-import { startEtcd, type EtcdCluster } from "../helpers/etcd.js";
+import { before, describe, it } from "node:test";
 import { ctl, etcdctl, spawnCtl } from "../helpers/etcdctl.js";
-import { EtcdGrpcClient } from "../helpers/grpc-client.js";
-import { startTestProxy } from "../helpers/proxy.js";
+import { useProxy } from "../helpers/fixture.js";
 
-let etcd: EtcdCluster;
-let proxy: RunningProxy;
 let direct: string;
 let via: string;
-
-before(async () => {
-  etcd = await startEtcd(1);
-  direct = etcd.endpoints;
-  proxy = await startTestProxy(etcd.endpoints);
-  via = proxy.address;
-});
-
-after(async () => {
-  await proxy?.close();
-  await etcd?.stop();
+const f = useProxy(1, {
+  setup: ({ etcd, proxy }) => {
+    direct = etcd.endpoints;
+    via = proxy.address;
+  },
 });
 
 const json = async (endpoint: string, args: string[]) => JSON.parse(await ctl(endpoint, [...args, "-w", "json"]));
-const b64 = (s: string) => Buffer.from(s).toString("base64");
 const unb64 = (s: string) => Buffer.from(s, "base64").toString();
 
 describe("KV through the proxy", () => {
@@ -52,26 +40,36 @@ describe("KV through the proxy", () => {
   });
 
   it("--limit, --sort-by and --order shape the result", async () => {
-    const out = await ctl(via, ["get", "kv/", "--prefix", "--limit=2", "--sort-by=KEY", "--order=DESCEND", "--keys-only"]);
+    const out = await ctl(via, [
+      "get",
+      "kv/",
+      "--prefix",
+      "--limit=2",
+      "--sort-by=KEY",
+      "--order=DESCEND",
+      "--keys-only",
+    ]);
     assert.equal(out, "kv/c\n\nkv/b\n\n");
   });
 
   it("--keys-only and count_only answer like etcd", async () => {
     const keys = await json(via, ["get", "kv/", "--prefix", "--keys-only"]);
-    assert.deepEqual(keys.kvs.map((kv: { key: string; value?: string }) => [unb64(kv.key), kv.value]), [
-      ["kv/a", undefined],
-      ["kv/b", undefined],
-      ["kv/c", undefined],
-    ]);
+    assert.deepEqual(
+      keys.kvs.map((kv: { key: string; value?: string }) => [unb64(kv.key), kv.value]),
+      [
+        ["kv/a", undefined],
+        ["kv/b", undefined],
+        ["kv/c", undefined],
+      ],
+    );
     // etcdctl 3.4 has no --count-only; ask with an independent gRPC client.
-    const client = new EtcdGrpcClient(via);
-    try {
-      const count = await client.unary("KV", "Range", { key: Buffer.from("kv/"), range_end: Buffer.from("kv0"), count_only: true });
-      assert.equal(count.count, "3");
-      assert.deepEqual(count.kvs, []);
-    } finally {
-      client.close();
-    }
+    const count = await f.client.unary("KV", "Range", {
+      key: Buffer.from("kv/"),
+      range_end: Buffer.from("kv0"),
+      count_only: true,
+    });
+    assert.equal(count.count, "3");
+    assert.deepEqual(count.kvs, []);
   });
 
   it("serializable reads work", async () => {
@@ -137,7 +135,10 @@ describe("Lease through the proxy", () => {
     assert.match(keepAlive, new RegExp(`lease ${id} keepalived with TTL\\((59|60)\\)`));
 
     const ttl = await ctl(via, ["lease", "timetolive", id, "--keys"]);
-    assert.match(ttl, new RegExp(`lease ${id} granted with TTL\\(60s\\), remaining\\(\\d+s\\), attached keys\\(\\[leased/k\\]\\)`));
+    assert.match(
+      ttl,
+      new RegExp(`lease ${id} granted with TTL\\(60s\\), remaining\\(\\d+s\\), attached keys\\(\\[leased/k\\]\\)`),
+    );
 
     assert.match(await ctl(via, ["lease", "list"]), new RegExp(`\\b${id}\\b`));
 
@@ -159,7 +160,7 @@ describe("Lease through the proxy", () => {
 describe("Cluster and Maintenance through the proxy", () => {
   it("member list names the proxy itself, as etcd's proxy does", async () => {
     const out = await ctl(via, ["member", "list"]);
-    assert.match(out, new RegExp(`^0, started, .+, , ${proxy.address.replace(/\./g, "\\.")}, false\\n$`));
+    assert.match(out, new RegExp(`^0, started, .+, , ${f.proxy.address.replace(/\./g, "\\.")}, false\\n$`));
   });
 
   it("endpoint status reports the etcd member behind the proxy", async () => {

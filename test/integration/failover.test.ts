@@ -2,9 +2,10 @@
 // clusters whose members are killed with SIGKILL.
 import * as grpc from "@grpc/grpc-js";
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import type { RunningProxy } from "../../src/main.js";
 import { startEtcd, type EtcdCluster, type EtcdMember } from "../helpers/etcd.js";
+import { useProxy } from "../helpers/fixture.js";
 import { ctl } from "../helpers/etcdctl.js";
 import { EtcdGrpcClient, outcome } from "../helpers/grpc-client.js";
 import { freePort } from "../helpers/ports.js";
@@ -12,38 +13,33 @@ import { startTestProxy } from "../helpers/proxy.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+async function statusOf(m: EtcdMember): Promise<{ leader: string; header: { member_id: string } }> {
+  const c = new EtcdGrpcClient(m.endpoint);
+  try {
+    return (await c.unary("Maintenance", "Status", {})) as { leader: string; header: { member_id: string } };
+  } finally {
+    c.close();
+  }
+}
+
 function memberInUse(proxy: RunningProxy, etcd: EtcdCluster): EtcdMember {
   const current = proxy.upstream.endpoints().find((e) => e.current)!;
   return etcd.members.find((m) => m.clientUrl === current.url)!;
 }
 
 describe("3-member cluster", () => {
-  let etcd: EtcdCluster;
-  let proxy: RunningProxy;
-  let client: EtcdGrpcClient;
-
-  before(async () => {
-    etcd = await startEtcd(3);
-    proxy = await startTestProxy(etcd.endpoints);
-    client = new EtcdGrpcClient(proxy.address);
-  });
-
-  after(async () => {
-    client?.close();
-    await proxy?.close();
-    await etcd?.stop();
-  });
+  const f = useProxy(3);
 
   it("every get succeeds while the member in use is killed", async () => {
-    await client.unary("KV", "Put", { key: Buffer.from("fo/k"), value: Buffer.from("v") });
-    const victim = memberInUse(proxy, etcd);
+    await f.client.unary("KV", "Put", { key: Buffer.from("fo/k"), value: Buffer.from("v") });
+    const victim = memberInUse(f.proxy, f.etcd);
     let ok = 0;
     const failures: string[] = [];
     let stop = false;
     const loop = (async () => {
       while (!stop) {
         try {
-          const res = await client.unary("KV", "Range", { key: Buffer.from("fo/k") });
+          const res = await f.client.unary("KV", "Range", { key: Buffer.from("fo/k") });
           assert.equal((res.kvs as Array<{ value: Buffer }>)[0]!.value.toString(), "v");
           ok++;
         } catch (e) {
@@ -52,48 +48,50 @@ describe("3-member cluster", () => {
       }
     })();
     await sleep(500);
-    await etcd.kill(victim);
+    await f.etcd.kill(victim);
     const okAtKill = ok;
     await sleep(2500);
     stop = true;
     await loop;
     assert.deepEqual(failures, []);
     assert.ok(okAtKill > 0 && ok > okAtKill, `gets before the kill: ${okAtKill}, in total: ${ok}`);
-    assert.notEqual(memberInUse(proxy, etcd), victim, "the proxy moved to another member");
+    assert.notEqual(memberInUse(f.proxy, f.etcd), victim, "the proxy moved to another member");
 
     // etcdctl keeps working too, and writes go through.
-    assert.equal(await ctl(proxy.address, ["put", "fo/after", "yes"]), "OK\n");
-    assert.equal(await ctl(proxy.address, ["get", "fo/after", "--print-value-only"]), "yes\n");
-    await etcd.restart(victim);
+    assert.equal(await ctl(f.proxy.address, ["put", "fo/after", "yes"]), "OK\n");
+    assert.equal(await ctl(f.proxy.address, ["get", "fo/after", "--print-value-only"]), "yes\n");
+    await f.etcd.restart(victim);
   });
 
   it("a write whose endpoint is down before sending is retried on another member", async () => {
-    const victim = memberInUse(proxy, etcd);
-    await etcd.kill(victim);
+    // Kill a follower: when the leader dies, etcd itself times out writes in
+    // flight ("request timed out, possibly due to previous leader failure"),
+    // and those must not be repeated.
+    let victim = memberInUse(f.proxy, f.etcd);
+    const { leader, header } = await statusOf(victim);
+    if (leader === header.member_id) {
+      const others = await Promise.all(f.etcd.members.filter((m) => m !== victim).map(statusOf));
+      await f.client.unary("Maintenance", "MoveLeader", { targetID: others[0]!.header.member_id });
+      victim = memberInUse(f.proxy, f.etcd);
+    }
+    await f.etcd.kill(victim);
     try {
       // The proxy has not noticed yet: its first attempt hits a dead port.
-      const r = await outcome(client.unary("KV", "Put", { key: Buffer.from("fo/w"), value: Buffer.from("1") }));
+      const r = await outcome(f.client.unary("KV", "Put", { key: Buffer.from("fo/w"), value: Buffer.from("1") }));
       assert.deepEqual(r, { code: 0, details: "" });
-      assert.equal(await ctl(etcd.members.find((m) => m !== victim)!.endpoint, ["get", "fo/w", "--print-value-only"]), "1\n");
+      const survivor = f.etcd.members.find((m) => m !== victim)!;
+      assert.equal(await ctl(survivor.endpoint, ["get", "fo/w", "--print-value-only"]), "1\n");
     } finally {
-      await etcd.restart(victim);
+      await f.etcd.restart(victim);
     }
   });
 
   it("MoveLeader is routed to the leader, wherever the proxy points", async () => {
-    const statusOf = async (m: EtcdMember) => {
-      const c = new EtcdGrpcClient(m.endpoint);
-      try {
-        return (await c.unary("Maintenance", "Status", {})) as { leader: string; header: { member_id: string } };
-      } finally {
-        c.close();
-      }
-    };
-    const { leader } = await statusOf(etcd.members[0]!);
-    const ids = await Promise.all(etcd.members.map(async (m) => (await statusOf(m)).header.member_id));
+    const { leader } = await statusOf(f.etcd.members[0]!);
+    const ids = await Promise.all(f.etcd.members.map(async (m) => (await statusOf(m)).header.member_id));
     const target = ids.find((id) => id !== leader)!;
-    await client.unary("Maintenance", "MoveLeader", { targetID: target });
-    assert.equal((await statusOf(etcd.members[0]!)).leader, target);
+    await f.client.unary("Maintenance", "MoveLeader", { targetID: target });
+    assert.equal((await statusOf(f.etcd.members[0]!)).leader, target);
   });
 });
 
@@ -117,7 +115,13 @@ describe("no etcd reachable", () => {
       assert.ok([grpc.status.UNAVAILABLE, grpc.status.DEADLINE_EXCEEDED].includes(down.code), JSON.stringify(down));
 
       // A call made while etcd is down succeeds once etcd returns within its deadline.
-      const pending = client.unary("KV", "Put", { key: Buffer.from("back"), value: Buffer.from("up") }, undefined, 15_000);
+      const pending = client.unary(
+        "KV",
+        "Put",
+        { key: Buffer.from("back"), value: Buffer.from("up") },
+        undefined,
+        15_000,
+      );
       await sleep(300);
       await etcd.restart(member);
       await pending;

@@ -10,27 +10,16 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
 import type { RunningProxy } from "../../src/main.js";
-import { openStreams, startEtcd, type EtcdCluster } from "../helpers/etcd.js";
+import { openStreams } from "../helpers/etcd.js";
 import { ctl, spawnCtl } from "../helpers/etcdctl.js";
-import { EtcdGrpcClient } from "../helpers/grpc-client.js";
+import { useProxy } from "../helpers/fixture.js";
 import { startTestProxy } from "../helpers/proxy.js";
 import { envelope } from "../helpers/raw.js";
 
 const run = promisify(execFile);
 const b64 = (s: string) => Buffer.from(s).toString("base64");
 
-let etcd: EtcdCluster;
-let proxy: RunningProxy;
-
-before(async () => {
-  etcd = await startEtcd(1);
-  proxy = await startTestProxy(etcd.endpoints);
-});
-
-after(async () => {
-  await proxy?.close();
-  await etcd?.stop();
-});
+const f = useProxy(1);
 
 /** Reads the value of `key` through a Connect JSON call over HTTP/1.1. */
 async function connectGet(base: string, key: string): Promise<string> {
@@ -71,30 +60,25 @@ function h2Request(
 
 describe("cleartext port", () => {
   it("native gRPC over h2c (grpc-js)", async () => {
-    const client = new EtcdGrpcClient(proxy.address);
-    try {
-      await client.unary("KV", "Put", { key: Buffer.from("port/grpc"), value: Buffer.from("g") });
-      const res = await client.unary("KV", "Range", { key: Buffer.from("port/grpc") });
-      assert.equal((res.kvs as Array<{ value: Buffer }>)[0]!.value.toString(), "g");
-    } finally {
-      client.close();
-    }
+    await f.client.unary("KV", "Put", { key: Buffer.from("port/grpc"), value: Buffer.from("g") });
+    const res = await f.client.unary("KV", "Range", { key: Buffer.from("port/grpc") });
+    assert.equal((res.kvs as Array<{ value: Buffer }>)[0]!.value.toString(), "g");
   });
 
   it("Connect JSON over HTTP/1.1", async () => {
-    const put = await fetch(`http://${proxy.address}/etcdserverpb.KV/Put`, {
+    const put = await fetch(`http://${f.proxy.address}/etcdserverpb.KV/Put`, {
       method: "POST",
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ key: b64("port/json"), value: b64("j") }),
     });
     assert.equal(put.status, 200);
     assert.ok(((await put.json()) as { header: { revision: string } }).header.revision);
-    assert.equal(await connectGet(`http://${proxy.address}`, "port/json"), "j");
+    assert.equal(await connectGet(`http://${f.proxy.address}`, "port/json"), "j");
   });
 
   it("Connect JSON over HTTP/2 (h2c)", async () => {
     const res = await h2Request(
-      `http://${proxy.address}`,
+      `http://${f.proxy.address}`,
       { ":path": "/etcdserverpb.KV/Range", "content-type": "application/json" },
       JSON.stringify({ key: b64("port/json") }),
     );
@@ -105,7 +89,9 @@ describe("cleartext port", () => {
 
   it("Connect GET for read-only RPCs", async () => {
     const message = encodeURIComponent(JSON.stringify({ key: b64("port/json") }));
-    const res = await fetch(`http://${proxy.address}/etcdserverpb.KV/Range?connect=v1&encoding=json&message=${message}`);
+    const res = await fetch(
+      `http://${f.proxy.address}/etcdserverpb.KV/Range?connect=v1&encoding=json&message=${message}`,
+    );
     assert.equal(res.status, 200);
     const body = (await res.json()) as { kvs: Array<{ value: string }> };
     assert.equal(Buffer.from(body.kvs[0]!.value, "base64").toString(), "j");
@@ -114,7 +100,7 @@ describe("cleartext port", () => {
   it("gRPC-Web (binary) over HTTP/1.1", async () => {
     // RangeRequest{key: "port/json"}
     const key = Buffer.from("port/json");
-    const res = await fetch(`http://${proxy.address}/etcdserverpb.KV/Range`, {
+    const res = await fetch(`http://${f.proxy.address}/etcdserverpb.KV/Range`, {
       method: "POST",
       headers: { "content-type": "application/grpc-web+proto", "x-grpc-web": "1" },
       body: envelope(Buffer.concat([Buffer.from([0x0a, key.length]), key])),
@@ -131,16 +117,16 @@ describe("cleartext port", () => {
   });
 
   it("plain HTTP paths share the port", async () => {
-    assert.equal((await fetch(`http://${proxy.address}/livez`)).status, 200);
-    assert.equal((await fetch(`http://${proxy.address}/nope`)).status, 404);
+    assert.equal((await fetch(`http://${f.proxy.address}/livez`)).status, 200);
+    assert.equal((await fetch(`http://${f.proxy.address}/nope`)).status, 404);
   });
 
   it("a killed etcdctl watch releases its upstream watch stream (kill -9)", async () => {
-    const baseline = await openStreams(etcd.members[0]!.clientUrl, "Watch");
-    const watch = spawnCtl(proxy.address, ["watch", "port/leak"]);
-    await waitFor(async () => (await openStreams(etcd.members[0]!.clientUrl, "Watch")) === baseline + 1);
+    const baseline = await openStreams(f.etcd.members[0]!.clientUrl, "Watch");
+    const watch = spawnCtl(f.proxy.address, ["watch", "port/leak"]);
+    await waitFor(async () => (await openStreams(f.etcd.members[0]!.clientUrl, "Watch")) === baseline + 1);
     await watch.kill("SIGKILL");
-    await waitFor(async () => (await openStreams(etcd.members[0]!.clientUrl, "Watch")) === baseline);
+    await waitFor(async () => (await openStreams(f.etcd.members[0]!.clientUrl, "Watch")) === baseline);
   });
 });
 
@@ -151,13 +137,34 @@ describe("TLS port", () => {
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), "ecp-tls-"));
-    execFileSync("openssl", [
-      "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-      "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem"), "-days", "1",
-      "-subj", "/CN=etcd-connect-proxy test", "-addext", "subjectAltName=IP:127.0.0.1",
-    ], { stdio: "ignore" });
+    execFileSync(
+      "openssl",
+      [
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        join(dir, "key.pem"),
+        "-out",
+        join(dir, "cert.pem"),
+        "-days",
+        "1",
+        "-subj",
+        "/CN=etcd-connect-proxy test",
+        "-addext",
+        "subjectAltName=IP:127.0.0.1",
+      ],
+      { stdio: "ignore" },
+    );
     ca = execFileSync("cat", [join(dir, "cert.pem")]);
-    tlsProxy = await startTestProxy(etcd.endpoints, [`--cert-file=${join(dir, "cert.pem")}`, `--key-file=${join(dir, "key.pem")}`]);
+    tlsProxy = await startTestProxy(f.etcd.endpoints, [
+      `--cert-file=${join(dir, "cert.pem")}`,
+      `--key-file=${join(dir, "key.pem")}`,
+    ]);
   });
 
   after(async () => {
@@ -173,7 +180,7 @@ describe("TLS port", () => {
     const watch = spawnCtl(endpoint, [...tlsArgs, "watch", "tls/k"]);
     try {
       await new Promise((r) => setTimeout(r, 500));
-      await ctl(etcd.endpoints, ["put", "tls/k", "again"]);
+      await ctl(f.etcd.endpoints, ["put", "tls/k", "again"]);
       await watch.waitFor("PUT\ntls/k\nagain\n");
     } finally {
       await watch.kill();
@@ -211,7 +218,13 @@ describe("TLS port", () => {
 
   it("curl over https, with HTTP/2 and with HTTP/1.1", async () => {
     for (const version of ["--http2", "--http1.1"]) {
-      const { stdout } = await run("curl", ["-sS", version, "--cacert", join(dir, "cert.pem"), `https://${tlsProxy.address}/health`]);
+      const { stdout } = await run("curl", [
+        "-sS",
+        version,
+        "--cacert",
+        join(dir, "cert.pem"),
+        `https://${tlsProxy.address}/health`,
+      ]);
       assert.equal(stdout, '{"health":"true","reason":""}', version);
     }
   });

@@ -2,10 +2,10 @@
 // client-side recipes), and the metadata the proxy must carry to etcd.
 import * as grpc from "@grpc/grpc-js";
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
-import type { RunningProxy } from "../../src/main.js";
-import { startEtcd, type EtcdCluster } from "../helpers/etcd.js";
+import { describe, it } from "node:test";
+import { startEtcd } from "../helpers/etcd.js";
 import { ctl } from "../helpers/etcdctl.js";
+import { useProxy } from "../helpers/fixture.js";
 import { EtcdGrpcClient, outcome } from "../helpers/grpc-client.js";
 import { startTestProxy } from "../helpers/proxy.js";
 
@@ -14,41 +14,26 @@ const ELECTION = "v3electionpb.Election";
 const LOCK = "v3lockpb.Lock";
 
 describe("single member", () => {
-  let etcd: EtcdCluster;
-  let proxy: RunningProxy;
-  let client: EtcdGrpcClient;
-  let direct: EtcdGrpcClient;
-
-  before(async () => {
-    etcd = await startEtcd(1);
-    proxy = await startTestProxy(etcd.endpoints);
-    client = new EtcdGrpcClient(proxy.address);
-    direct = new EtcdGrpcClient(etcd.endpoints);
-  });
-
-  after(async () => {
-    client?.close();
-    direct?.close();
-    await proxy?.close();
-    await etcd?.stop();
-  });
+  const f = useProxy(1);
 
   it("Election: Campaign, Leader, Proclaim, Observe and Resign", async () => {
-    const lease = (await client.unary("Lease", "LeaseGrant", { TTL: 60 })).ID;
+    const lease = (await f.client.unary("Lease", "LeaseGrant", { TTL: 60 })).ID;
     const name = Buffer.from("svc-election");
     const observed: string[] = [];
-    const observer = client.client(ELECTION) as unknown as { Observe(req: Plain): grpc.ClientReadableStream<Plain> };
+    const observer = f.client.client(ELECTION) as unknown as { Observe(req: Plain): grpc.ClientReadableStream<Plain> };
     const stream = observer.Observe({ name });
     stream.on("data", (r: Plain) => observed.push((r.kv as { value: Buffer }).value.toString()));
     stream.on("error", () => {});
 
-    const { leader } = (await client.unary(ELECTION, "Campaign", { name, lease, value: Buffer.from("first") })) as { leader: Plain };
+    const { leader } = (await f.client.unary(ELECTION, "Campaign", { name, lease, value: Buffer.from("first") })) as {
+      leader: Plain;
+    };
     assert.equal((leader.name as Buffer).toString(), "svc-election");
-    const current = await client.unary(ELECTION, "Leader", { name });
+    const current = await f.client.unary(ELECTION, "Leader", { name });
     assert.equal((current.kv as { value: Buffer }).value.toString(), "first");
 
-    await client.unary(ELECTION, "Proclaim", { leader, value: Buffer.from("second") });
-    const after = await direct.unary(ELECTION, "Leader", { name });
+    await f.client.unary(ELECTION, "Proclaim", { leader, value: Buffer.from("second") });
+    const after = await f.direct.unary(ELECTION, "Leader", { name });
     assert.equal((after.kv as { value: Buffer }).value.toString(), "second");
 
     const until = Date.now() + 5000;
@@ -56,75 +41,85 @@ describe("single member", () => {
     assert.deepEqual(observed.slice(-2), ["first", "second"]);
     stream.cancel();
 
-    await client.unary(ELECTION, "Resign", { leader });
-    const none = await outcome(client.unary(ELECTION, "Leader", { name }));
+    await f.client.unary(ELECTION, "Resign", { leader });
+    const none = await outcome(f.client.unary(ELECTION, "Leader", { name }));
     assert.deepEqual(none, { code: grpc.status.UNKNOWN, details: "election: no leader" });
   });
 
   it("Lock: a second Lock waits until Unlock", async () => {
-    const lease1 = (await client.unary("Lease", "LeaseGrant", { TTL: 60 })).ID;
-    const lease2 = (await client.unary("Lease", "LeaseGrant", { TTL: 60 })).ID;
+    const lease1 = (await f.client.unary("Lease", "LeaseGrant", { TTL: 60 })).ID;
+    const lease2 = (await f.client.unary("Lease", "LeaseGrant", { TTL: 60 })).ID;
     const name = Buffer.from("svc-lock");
-    const first = (await client.unary(LOCK, "Lock", { name, lease: lease1 })) as { key: Buffer };
+    const first = (await f.client.unary(LOCK, "Lock", { name, lease: lease1 })) as { key: Buffer };
     assert.ok(first.key.toString().startsWith("svc-lock/"));
 
     let secondGotIt = false;
-    const second = client.unary(LOCK, "Lock", { name, lease: lease2 }).then((r) => {
+    const second = f.client.unary(LOCK, "Lock", { name, lease: lease2 }).then((r) => {
       secondGotIt = true;
       return r as { key: Buffer };
     });
     await new Promise((r) => setTimeout(r, 300));
     assert.equal(secondGotIt, false, "the lock is held");
-    await client.unary(LOCK, "Unlock", { key: first.key });
+    await f.client.unary(LOCK, "Unlock", { key: first.key });
     const got = await second;
     assert.ok(got.key.toString().startsWith("svc-lock/"));
     assert.notEqual(got.key.toString(), first.key.toString());
   });
 
   it("Cluster: MemberAdd, MemberUpdate, MemberPromote and MemberRemove of a learner", async () => {
-    const added = (await client.unary("Cluster", "MemberAdd", { peerURLs: ["http://127.0.0.1:1"], isLearner: true })) as {
+    const added = (await f.client.unary("Cluster", "MemberAdd", {
+      peerURLs: ["http://127.0.0.1:1"],
+      isLearner: true,
+    })) as {
       member: { ID: string; isLearner: boolean };
     };
     assert.equal(added.member.isLearner, true);
-    await client.unary("Cluster", "MemberUpdate", { ID: added.member.ID, peerURLs: ["http://127.0.0.1:2"] });
-    const list = (await direct.unary("Cluster", "MemberList", {})) as { members: Array<{ ID: string; peerURLs: string[] }> };
+    await f.client.unary("Cluster", "MemberUpdate", { ID: added.member.ID, peerURLs: ["http://127.0.0.1:2"] });
+    const list = (await f.direct.unary("Cluster", "MemberList", {})) as {
+      members: Array<{ ID: string; peerURLs: string[] }>;
+    };
     assert.deepEqual(list.members.find((m) => m.ID === added.member.ID)?.peerURLs, ["http://127.0.0.1:2"]);
     // A learner that never started cannot catch up: etcd refuses, and says why.
-    const promote = await outcome(client.unary("Cluster", "MemberPromote", { ID: added.member.ID }));
-    const promoteDirect = await outcome(direct.unary("Cluster", "MemberPromote", { ID: added.member.ID }));
+    const promote = await outcome(f.client.unary("Cluster", "MemberPromote", { ID: added.member.ID }));
+    const promoteDirect = await outcome(f.direct.unary("Cluster", "MemberPromote", { ID: added.member.ID }));
     assert.notEqual(promote.code, grpc.status.OK);
     assert.deepEqual(promote, promoteDirect);
-    await client.unary("Cluster", "MemberRemove", { ID: added.member.ID });
-    const after = (await direct.unary("Cluster", "MemberList", {})) as { members: Array<{ ID: string }> };
+    await f.client.unary("Cluster", "MemberRemove", { ID: added.member.ID });
+    const after = (await f.direct.unary("Cluster", "MemberList", {})) as { members: Array<{ ID: string }> };
     assert.equal(after.members.length, 1);
   });
 
   it("Maintenance: Hash, Status and Downgrade give etcd's answers", async () => {
-    assert.ok((await client.unary("Maintenance", "Hash", {})).hash !== undefined);
-    const status = (await client.unary("Maintenance", "Status", {})) as { version: string };
+    assert.ok((await f.client.unary("Maintenance", "Hash", {})).hash !== undefined);
+    const status = (await f.client.unary("Maintenance", "Status", {})) as { version: string };
     assert.equal(status.version, "3.4.23");
     // etcd 3.4 does not implement Downgrade; the proxy passes that on.
-    const downgrade = await outcome(client.unary("Maintenance", "Downgrade", { action: 0, version: "3.4" }));
-    assert.deepEqual(downgrade, await outcome(direct.unary("Maintenance", "Downgrade", { action: 0, version: "3.4" })));
+    const downgrade = await outcome(f.client.unary("Maintenance", "Downgrade", { action: 0, version: "3.4" }));
+    assert.deepEqual(
+      downgrade,
+      await outcome(f.direct.unary("Maintenance", "Downgrade", { action: 0, version: "3.4" })),
+    );
     assert.equal(downgrade.code, grpc.status.UNIMPLEMENTED);
   });
 
   it("client-api-version reaches etcd (its per-version request metric counts us)", async () => {
     const metric = async () => {
-      const text = await (await fetch(`${etcd.members[0]!.clientUrl}/metrics`)).text();
-      const line = text.split("\n").find((l) => l.startsWith('etcd_server_client_requests_total{client_api_version="9.9",type="unary"}'));
+      const text = await (await fetch(`${f.etcd.members[0]!.clientUrl}/metrics`)).text();
+      const line = text
+        .split("\n")
+        .find((l) => l.startsWith('etcd_server_client_requests_total{client_api_version="9.9",type="unary"}'));
       return line ? Number(line.split(" ").pop()) : 0;
     };
     const before = await metric();
     const md = new grpc.Metadata();
     md.set("client-api-version", "9.9");
-    await client.unary("KV", "Range", { key: Buffer.from("x") }, md);
+    await f.client.unary("KV", "Range", { key: Buffer.from("x") }, md);
     assert.equal(await metric(), before + 1);
   });
 
   it("etcdctl's default calls count as client_api_version 3.4 at etcd", async () => {
-    await ctl(proxy.address, ["get", "x"]);
-    const text = await (await fetch(`${etcd.members[0]!.clientUrl}/metrics`)).text();
+    await ctl(f.proxy.address, ["get", "x"]);
+    const text = await (await fetch(`${f.etcd.members[0]!.clientUrl}/metrics`)).text();
     assert.match(text, /etcd_server_client_requests_total\{client_api_version="3\.4",type="unary"\} [1-9]/);
   });
 });

@@ -72,11 +72,31 @@ describe("etcd's flags", () => {
     };
     for (const [name, def] of Object.entries(etcd)) assert.equal(byName.get(name), def, name);
     for (const name of [
-      "endpoints-auto-sync-interval", "discovery-srv", "discovery-srv-name", "insecure-discovery", "metrics-addr",
-      "resolver-prefix", "namespace", "enable-pprof", "dial-keepalive-time", "permit-without-stream", "cert", "key",
-      "cacert", "insecure-skip-tls-verify", "cert-file", "key-file", "trusted-ca-file", "client-crl-file", "auto-tls",
-      "listen-cipher-suites", "tls-max-version", "experimental-serializable-ordering", "experimental-leasing-prefix",
-      "experimental-enable-grpc-logging", "debug",
+      "endpoints-auto-sync-interval",
+      "discovery-srv",
+      "discovery-srv-name",
+      "insecure-discovery",
+      "metrics-addr",
+      "resolver-prefix",
+      "namespace",
+      "enable-pprof",
+      "dial-keepalive-time",
+      "permit-without-stream",
+      "cert",
+      "key",
+      "cacert",
+      "insecure-skip-tls-verify",
+      "cert-file",
+      "key-file",
+      "trusted-ca-file",
+      "client-crl-file",
+      "auto-tls",
+      "listen-cipher-suites",
+      "tls-max-version",
+      "experimental-serializable-ordering",
+      "experimental-leasing-prefix",
+      "experimental-enable-grpc-logging",
+      "debug",
     ]) {
       assert.ok(byName.has(name), name);
     }
@@ -117,7 +137,10 @@ describe("buildConfig", () => {
     assert.throws(() => buildConfig(["--endpoints=127.0.0.1"]), /has no port/);
     assert.throws(() => buildConfig(["--endpoints="]), /at least one etcd endpoint/);
     assert.throws(() => buildConfig(["--cert-file=a.pem"]), /must be given together/);
-    assert.throws(() => buildConfig(["--cert-file=/nonexistent.pem", "--key-file=/nonexistent.key"]), /cannot read --cert-file/);
+    assert.throws(
+      () => buildConfig(["--cert-file=/nonexistent.pem", "--key-file=/nonexistent.key"]),
+      /cannot read --cert-file/,
+    );
     assert.throws(() => buildConfig(["--log-level=loud"]), /invalid --log-level/);
     assert.throws(() => buildConfig(["--max-concurrent-streams=0"]), /between 1 and/);
     assert.throws(() => buildConfig(["extra"]), /unexpected argument "extra"/);

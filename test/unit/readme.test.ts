@@ -6,5 +6,6 @@ import { PROXY_FLAGS } from "../../src/config/config.js";
 
 it("the README documents every flag", () => {
   const readme = readFileSync(new URL("../../README.md", import.meta.url), "utf8");
-  for (const flag of PROXY_FLAGS) assert.ok(readme.includes(`\`--${flag.name}\``), `--${flag.name} is missing from README.md`);
+  for (const flag of PROXY_FLAGS)
+    assert.ok(readme.includes(`\`--${flag.name}\``), `--${flag.name} is missing from README.md`);
 });

@@ -18,15 +18,24 @@ describe("isSafeToRepeat", () => {
   it("a Txn is safe only when every op, nested ones too, only reads", () => {
     const range = { request: { case: "requestRange" as const, value: { key: new Uint8Array([1]) } } };
     const put = { request: { case: "requestPut" as const, value: { key: new Uint8Array([1]) } } };
-    const readOnly = create(TxnRequestSchema, { success: [range], failure: [{ request: { case: "requestTxn", value: { success: [range] } } }] });
-    const writes = create(TxnRequestSchema, { success: [range], failure: [{ request: { case: "requestTxn", value: { success: [put] } } }] });
+    const readOnly = create(TxnRequestSchema, {
+      success: [range],
+      failure: [{ request: { case: "requestTxn", value: { success: [range] } } }],
+    });
+    const writes = create(TxnRequestSchema, {
+      success: [range],
+      failure: [{ request: { case: "requestTxn", value: { success: [put] } } }],
+    });
     assert.ok(isSafeToRepeat(KV.method.txn, readOnly));
     assert.ok(!isSafeToRepeat(KV.method.txn, writes));
   });
 });
 
 describe("error classification", () => {
-  const refused = Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:1"), { code: "ECONNREFUSED", syscall: "connect" });
+  const refused = Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:1"), {
+    code: "ECONNREFUSED",
+    syscall: "connect",
+  });
   it("a refused connection never reached etcd and is a connection failure", () => {
     const err = new ConnectError("connect ECONNREFUSED 127.0.0.1:1", Code.Unavailable, undefined, undefined, refused);
     assert.ok(neverReachedEtcd(err));
@@ -47,14 +56,18 @@ describe("error classification", () => {
     assert.ok(!isConnectionFailure(new ConnectError("canceled", Code.Canceled)));
   });
   it("toClientError keeps code and message and drops upstream metadata", () => {
-    const upstream = new ConnectError("etcdserver: key is not provided", Code.InvalidArgument, { "content-type": "application/grpc" });
+    const upstream = new ConnectError("etcdserver: key is not provided", Code.InvalidArgument, {
+      "content-type": "application/grpc",
+    });
     const mine = toClientError(upstream);
     assert.equal(mine.code, Code.InvalidArgument);
     assert.equal(mine.rawMessage, "etcdserver: key is not provided");
     assert.equal([...mine.metadata.keys()].length, 0);
   });
   it("an oversized request is answered with etcd's message", () => {
-    const mine = toClientError(new ConnectError("message size 1700011 is larger than configured writeMaxBytes 1572864", Code.ResourceExhausted));
+    const mine = toClientError(
+      new ConnectError("message size 1700011 is larger than configured writeMaxBytes 1572864", Code.ResourceExhausted),
+    );
     assert.equal(mine.code, Code.InvalidArgument);
     assert.equal(mine.rawMessage, "etcdserver: request is too large");
   });
@@ -62,7 +75,10 @@ describe("error classification", () => {
 
 describe("encodeGrpcMessage", () => {
   it("escapes only what gRPC requires", () => {
-    assert.equal(encodeGrpcMessage("etcdserver: mvcc: required revision has been compacted"), "etcdserver: mvcc: required revision has been compacted");
+    assert.equal(
+      encodeGrpcMessage("etcdserver: mvcc: required revision has been compacted"),
+      "etcdserver: mvcc: required revision has been compacted",
+    );
     assert.equal(encodeGrpcMessage("100% done\n"), "100%25 done%0A");
     assert.equal(encodeGrpcMessage("ü"), "%C3%BC");
   });
