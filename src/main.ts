@@ -4,8 +4,9 @@ import type { AddressInfo } from "node:net";
 import type { ProxyConfig } from "./config/config.js";
 import { checkClusterHealth } from "./health/cluster-health.js";
 import { createApp } from "./server/app.js";
+import { createNativeLane } from "./server/native-lane.js";
 import { etcdServices } from "./services/index.js";
-import { ConnectUpstream, type Upstream } from "./upstream/upstream.js";
+import { EtcdUpstream, type Upstream } from "./upstream/upstream.js";
 
 /** Tunables that are not flags; each says why it has its value. */
 export const DEFAULTS = {
@@ -33,7 +34,7 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
   let boundAddress = `${config.listen.host}:${config.listen.port}`;
   let log: FastifyInstance["log"] | undefined;
 
-  const upstream = new ConnectUpstream({
+  const upstream = new EtcdUpstream({
     endpoints: config.endpoints,
     maxSendBytes: config.maxSendBytes,
     maxRecvBytes: config.maxRecvBytes,
@@ -68,6 +69,14 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
       readMaxBytes: DEFAULTS.clientReadMaxBytes,
       logger: { level: config.logLevel },
       onSessionError: (err) => log?.debug({ err: err.message }, "HTTP/2 session error"),
+      nativeLane: config.nativeLane
+        ? createNativeLane({
+            services,
+            upstream,
+            readMaxBytes: DEFAULTS.clientReadMaxBytes,
+            onInternalError: (err, path) => log?.error({ err, path }, "native lane handler failed"),
+          })
+        : undefined,
     },
   );
   log = app.log;
@@ -79,5 +88,13 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
     { listen: boundAddress, endpoints: config.endpoints, tls: config.tls !== undefined },
     "started gRPC proxy",
   );
-  return { app, upstream, address: boundAddress, close: () => app.close() };
+  return {
+    app,
+    upstream,
+    address: boundAddress,
+    close: async () => {
+      await app.close();
+      upstream.close();
+    },
+  };
 }

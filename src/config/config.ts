@@ -289,6 +289,13 @@ export const PROXY_FLAGS: readonly ProxyFlag[] = [
   },
   // Ours, not etcd's.
   {
+    name: "grpc-lane",
+    type: "string",
+    default: "native",
+    help: "how native gRPC unary calls are served: native (the fast lane) or connect (Connect's handler, as for gRPC-Web)",
+    availability: "supported",
+  },
+  {
     name: "log-level",
     type: "string",
     default: "info",
@@ -315,6 +322,8 @@ export interface ProxyConfig {
   /** Server TLS for the client port; absent means cleartext. */
   tls: { cert: Buffer; key: Buffer } | undefined;
   logLevel: "debug" | "info" | "warn" | "error" | "silent";
+  /** Serve native gRPC unary calls in the fast lane (see server/native-lane.ts). */
+  nativeLane: boolean;
 }
 
 /** The largest HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS value (2^32 - 1). */
@@ -358,6 +367,9 @@ export function buildConfig(argv: readonly string[]): ProxyConfig {
   if (!["debug", "info", "warn", "error", "silent"].includes(logLevel)) {
     throw new FlagError(`invalid --log-level "${logLevel}": expected debug, info, warn or error`);
   }
+  const lane = str("grpc-lane");
+  if (lane !== "native" && lane !== "connect")
+    throw new FlagError(`invalid --grpc-lane "${lane}": expected native or connect`);
   const maxStreams = num("max-concurrent-streams");
   if (maxStreams < 1 || maxStreams > MAX_STREAMS)
     throw new FlagError(`--max-concurrent-streams must be between 1 and ${MAX_STREAMS}`);
@@ -376,6 +388,7 @@ export function buildConfig(argv: readonly string[]): ProxyConfig {
     maxConcurrentStreams: maxStreams,
     tls: certFile ? { cert: readPem(certFile, "cert-file"), key: readPem(keyFile, "key-file") } : undefined,
     logLevel: logLevel as ProxyConfig["logLevel"],
+    nativeLane: lane === "native",
   };
 }
 

@@ -1,19 +1,5 @@
 import type { FastifyInstance } from "fastify";
-
-/**
- * gRPC's percent-encoding of `grpc-message`: only bytes outside printable
- * ASCII, and '%' itself, are escaped (PROTOCOL-HTTP2.md, "Responses").
- */
-export function encodeGrpcMessage(message: string): string {
-  let out = "";
-  for (const byte of Buffer.from(message, "utf8")) {
-    out +=
-      byte >= 0x20 && byte <= 0x7e && byte !== 0x25
-        ? String.fromCharCode(byte)
-        : `%${byte.toString(16).toUpperCase().padStart(2, "0")}`;
-  }
-  return out;
-}
+import { decodeGrpcMessage, encodeGrpcMessage } from "../grpc/wire.js";
 
 /**
  * Connect writes `grpc-message` with encodeURIComponent, which also escapes
@@ -31,18 +17,10 @@ export function registerGrpcMessageEncoding(app: FastifyInstance): void {
       res.addTrailers = (trailers) => {
         const t = trailers as Record<string, string>;
         const message = t["grpc-message"];
-        if (message !== undefined) t["grpc-message"] = encodeGrpcMessage(safeDecode(message));
+        if (message !== undefined) t["grpc-message"] = encodeGrpcMessage(decodeGrpcMessage(message));
         addTrailers(t);
       };
     }
     done();
   });
-}
-
-function safeDecode(text: string): string {
-  try {
-    return decodeURIComponent(text);
-  } catch {
-    return text;
-  }
 }

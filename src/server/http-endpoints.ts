@@ -1,7 +1,7 @@
 import { Code } from "@connectrpc/connect";
 import type { ServerHttp2Stream } from "node:http2";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import { encodeGrpcMessage } from "./grpc-message.js";
+import { encodeGrpcMessage } from "../grpc/wire.js";
 import type { HealthReport } from "../health/cluster-health.js";
 
 export interface HttpEndpointDeps {

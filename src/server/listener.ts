@@ -1,6 +1,7 @@
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import type { Socket } from "node:net";
+import type { NativeLane } from "./native-lane.js";
 
 /** The client preface every HTTP/2 connection starts with (RFC 9113 §3.4). */
 const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
@@ -17,6 +18,8 @@ export interface ListenerOptions {
   maxConcurrentStreams: number;
   /** Fires for every HTTP/2 session, e.g. to log protocol errors. */
   onSessionError?: (err: Error) => void;
+  /** Takes the HTTP/2 streams it can serve before the request handler sees them. */
+  nativeLane?: NativeLane;
 }
 
 /**
@@ -73,6 +76,17 @@ export function createListener(handler: RequestHandler, options: ListenerOptions
 }
 
 function watchSessions(server: http2.Http2Server | http2.Http2SecureServer, options: ListenerOptions): void {
+  const lane = options.nativeLane;
+  if (lane) {
+    // node's compatibility layer turns 'stream' events into requests for the
+    // handler; the lane gets first pick, so its streams skip that layer.
+    const compat = server.listeners("stream") as Array<(...args: unknown[]) => void>;
+    server.removeAllListeners("stream");
+    server.on("stream", (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, ...rest: unknown[]) => {
+      if (lane(stream, headers)) return;
+      for (const listener of compat) listener.call(server, stream, headers, ...rest);
+    });
+  }
   server.on("sessionError", (err) => options.onSessionError?.(err));
   server.on("session", (session) => {
     session.on("error", (err) => options.onSessionError?.(err));

@@ -7,6 +7,14 @@ import type {
 import type { Upstream } from "../upstream/upstream.js";
 import type { ServiceHandlers } from "./handlers.js";
 
+/** Handlers made by forwardAll: the native lane may relay their calls as bytes. */
+const forwarders = new WeakSet<object>();
+
+/** True when `handler` only relays its method to etcd, untouched. */
+export function isForwarder(handler: unknown): boolean {
+  return typeof handler === "function" && forwarders.has(handler);
+}
+
 /**
  * Handlers that relay every method of `service` to etcd unchanged. Services
  * with logic of their own start from these and replace what they need.
@@ -31,5 +39,6 @@ export function forwardAll<S extends DescService>(service: S, upstream: Upstream
         throw new Error(`${service.typeName}/${method.name}: client streaming is not part of etcd's API`);
     }
   }
+  for (const handler of Object.values(handlers)) forwarders.add(handler as object);
   return handlers as ServiceHandlers<S>;
 }

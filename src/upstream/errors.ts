@@ -1,7 +1,11 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 
-/** Node error codes that mean the TCP/TLS connection was never established. */
+/** Marks a request that provably never left the proxy. */
+const NOT_SENT = "ERR_ECP_NOT_SENT";
+
+/** Node error codes that mean the request never reached etcd. */
 const CONNECT_FAILURES = new Set([
+  NOT_SENT,
   "ECONNREFUSED",
   "EHOSTUNREACH",
   "ENETUNREACH",
@@ -32,6 +36,12 @@ export function neverReachedEtcd(err: unknown): boolean {
       e.syscall === "connect" ||
       (typeof e.message === "string" && e.message.includes("REFUSED_STREAM")),
   );
+}
+
+/** An Unavailable error for a request that never reached etcd, so any call may be re-sent. */
+export function notSentError(message: string, cause?: Error): ConnectError {
+  const marker = Object.assign(new Error(message, { cause }), { code: NOT_SENT });
+  return new ConnectError(message, Code.Unavailable, undefined, undefined, marker);
 }
 
 /**

@@ -47,6 +47,11 @@ function isReadOnlyTxn(txn: TxnRequest): boolean {
   });
 }
 
+/** Whether isSafeToRepeat needs the decoded request for this method. */
+export function safetyDependsOnRequest(method: DescMethod): boolean {
+  return methodKey(method) === "etcdserverpb.KV/Txn";
+}
+
 /** May this call be sent again after an attempt whose outcome is unknown? */
 export function isSafeToRepeat(method: DescMethod, request: unknown): boolean {
   const key = methodKey(method);

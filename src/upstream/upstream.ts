@@ -1,16 +1,21 @@
-import type {
-  DescMessage,
-  DescMethodBiDiStreaming,
-  DescMethodServerStreaming,
-  DescMethodUnary,
-  MessageInitShape,
-  MessageShape,
+import {
+  fromBinary,
+  toBinary,
+  type DescMessage,
+  type DescMethodBiDiStreaming,
+  type DescMethodServerStreaming,
+  type DescMethodUnary,
+  type MessageInitShape,
+  type MessageShape,
+  create,
 } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import type { CallContext } from "../call-context.js";
 import { Maintenance } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
+import { encodeGrpcTimeout, frame } from "../grpc/wire.js";
 import { EndpointPool, type Endpoint } from "./endpoint-pool.js";
+import { H2Client } from "./h2-client.js";
 import { isConnectionFailure, neverReachedEtcd, toClientError } from "./errors.js";
 import { isSafeToRepeat } from "./retry-policy.js";
 
@@ -45,8 +50,20 @@ export interface Upstream {
     request: MessageInitShape<I>,
     ctx: CallContext,
   ): Promise<MessageShape<O>>;
+  /**
+   * A unary call on bytes, for the native gRPC lane: `requestFrame` is the
+   * client's framed request, the result the response message. `safeToRepeat`
+   * is asked only if an attempt fails after it may have reached etcd.
+   */
+  unaryBytes(
+    method: DescMethodUnary,
+    requestFrame: Buffer,
+    ctx: CallContext,
+    safeToRepeat: () => boolean,
+  ): Promise<Buffer>;
   /** Endpoint URLs with their health, for status pages and logs. */
   endpoints(): Array<{ url: string; up: boolean; current: boolean }>;
+  close(): void;
 }
 
 export interface UpstreamOptions {
@@ -69,31 +86,47 @@ export interface UpstreamOptions {
   onEndpointUp?: (url: string) => void;
 }
 
+/**
+ * Two clients per endpoint: a lean HTTP/2 client for unary calls (the hot
+ * path: bytes in, bytes out), and Connect's gRPC transport for streams.
+ */
+interface EndpointClients {
+  h2: H2Client;
+  transport: Transport;
+}
+
 /** The result of opening a call on some endpoint. */
 interface Attempt<T> {
-  endpoint: Endpoint<Transport>;
+  endpoint: Endpoint<EndpointClients>;
   value: T;
 }
 
-export class ConnectUpstream implements Upstream {
-  private readonly pool: EndpointPool<Transport>;
+export class EtcdUpstream implements Upstream {
+  private readonly pool: EndpointPool<EndpointClients>;
 
   constructor(private readonly options: UpstreamOptions) {
     this.pool = new EndpointPool(
       options.endpoints.map((url) => ({
         url,
-        client: createGrpcTransport({
-          baseUrl: url,
-          readMaxBytes: options.maxRecvBytes,
-          writeMaxBytes: options.maxSendBytes,
-          ...(options.keepaliveTimeMs > 0
-            ? {
-                pingIntervalMs: options.keepaliveTimeMs,
-                pingTimeoutMs: options.keepaliveTimeoutMs,
-                pingIdleConnection: options.keepaliveWithoutStream,
-              }
-            : {}),
-        }),
+        client: {
+          h2: new H2Client(url, {
+            keepaliveTimeMs: options.keepaliveTimeMs,
+            keepaliveTimeoutMs: options.keepaliveTimeoutMs,
+            keepaliveWithoutStream: options.keepaliveWithoutStream,
+          }),
+          transport: createGrpcTransport({
+            baseUrl: url,
+            readMaxBytes: options.maxRecvBytes,
+            writeMaxBytes: options.maxSendBytes,
+            ...(options.keepaliveTimeMs > 0
+              ? {
+                  pingIntervalMs: options.keepaliveTimeMs,
+                  pingTimeoutMs: options.keepaliveTimeoutMs,
+                  pingIdleConnection: options.keepaliveWithoutStream,
+                }
+              : {}),
+          }),
+        },
       })),
       { backoffMinMs: options.backoffMinMs, backoffMaxMs: options.backoffMaxMs },
     );
@@ -108,12 +141,48 @@ export class ConnectUpstream implements Upstream {
     request: MessageInitShape<I>,
     ctx: CallContext,
   ): Promise<MessageShape<O>> {
-    const safe = isSafeToRepeat(method, request);
-    const { value } = await this.attempt(ctx, repeatPolicy(safe), async (transport) => {
-      const res = await transport.unary(method, ctx.signal, remainingMs(ctx), ctx.forwardHeaders, request);
-      return res.message;
-    });
+    const message = create(method.input, request);
+    const requestFrame = this.framed(toBinary(method.input, message));
+    const { value } = await this.attempt(ctx, repeatPolicy(isSafeToRepeat(method, message)), (clients) =>
+      clients.h2.unary(pathOf(method), requestFrame, this.headers(ctx), ctx.signal, this.options.maxRecvBytes),
+    );
+    return fromBinary(method.output, value);
+  }
+
+  async unaryBytes(
+    method: DescMethodUnary,
+    requestFrame: Buffer,
+    ctx: CallContext,
+    safeToRepeat: () => boolean,
+  ): Promise<Buffer> {
+    if (requestFrame.length - 5 > this.options.maxSendBytes) throw requestTooLarge();
+    let safe: boolean | undefined;
+    const policy: RepeatPolicy = {
+      get safe() {
+        return (safe ??= safeToRepeat());
+      },
+      mayResend: (err) => neverReachedEtcd(err) || policy.safe,
+    };
+    const { value } = await this.attempt(ctx, policy, (clients) =>
+      clients.h2.unary(pathOf(method), requestFrame, this.headers(ctx), ctx.signal, this.options.maxRecvBytes),
+    );
     return value;
+  }
+
+  close(): void {
+    for (const e of this.pool.endpoints) e.client.h2.close();
+  }
+
+  /** Frames a serialized request, refusing what etcd would refuse as too large. */
+  private framed(bytes: Uint8Array): Buffer {
+    if (bytes.length > this.options.maxSendBytes) throw requestTooLarge();
+    return frame(bytes);
+  }
+
+  /** Metadata for etcd: the client's forwarded keys plus the remaining deadline. */
+  private headers(ctx: CallContext): Record<string, string> {
+    const left = remainingMs(ctx);
+    return left === undefined ? ctx.forwardHeaders : { ...ctx.forwardHeaders, "grpc-timeout": encodeGrpcTimeout(left) };
   }
 
   async unaryOnLeader<I extends DescMessage, O extends DescMessage>(
@@ -123,26 +192,34 @@ export class ConnectUpstream implements Upstream {
   ): Promise<MessageShape<O>> {
     const leader = await this.findLeader(ctx);
     if (!leader) return this.unary(method, request, ctx);
+    const requestFrame = this.framed(toBinary(method.input, create(method.input, request)));
     try {
-      const res = await leader.client.unary(method, ctx.signal, remainingMs(ctx), ctx.forwardHeaders, request);
-      return res.message;
+      const bytes = await leader.client.h2.unary(
+        pathOf(method),
+        requestFrame,
+        this.headers(ctx),
+        ctx.signal,
+        this.options.maxRecvBytes,
+      );
+      return fromBinary(method.output, bytes);
     } catch (err) {
       throw toClientError(err);
     }
   }
 
   /** Asks every endpoint for its status; the one whose member is the leader wins. */
-  private async findLeader(ctx: CallContext): Promise<Endpoint<Transport> | undefined> {
+  private async findLeader(ctx: CallContext): Promise<Endpoint<EndpointClients> | undefined> {
+    const statusFrame = frame(new Uint8Array(0));
     const answers = await Promise.allSettled(
       this.pool.endpoints.map(async (endpoint) => {
-        const res = await endpoint.client.unary(
-          Maintenance.method.status,
+        const bytes = await endpoint.client.h2.unary(
+          pathOf(Maintenance.method.status),
+          statusFrame,
+          this.headers(ctx),
           ctx.signal,
-          remainingMs(ctx),
-          ctx.forwardHeaders,
-          {},
+          this.options.maxRecvBytes,
         );
-        const status = res.message;
+        const status = fromBinary(Maintenance.method.status.output, bytes);
         return status.header !== undefined && status.leader !== 0n && status.header.memberId === status.leader
           ? endpoint
           : undefined;
@@ -157,7 +234,7 @@ export class ConnectUpstream implements Upstream {
     request: MessageInitShape<I>,
     ctx: CallContext,
   ): AsyncIterable<MessageShape<O>> {
-    const opened = await this.attempt(ctx, repeatPolicy(isSafeToRepeat(method, request)), (transport) =>
+    const opened = await this.attempt(ctx, repeatPolicy(isSafeToRepeat(method, request)), ({ transport }) =>
       transport.stream(method, ctx.signal, remainingMs(ctx), ctx.forwardHeaders, single(request)),
     );
     yield* this.relay(opened, ctx);
@@ -172,7 +249,7 @@ export class ConnectUpstream implements Upstream {
     // has been taken: etcd cannot have seen any of it then.
     const source = new UntouchedSource(requests);
     const policy = { safe: false, mayResend: (err: unknown) => source.untouched && neverReachedEtcd(err) };
-    const opened = await this.attempt(ctx, policy, (transport) =>
+    const opened = await this.attempt(ctx, policy, ({ transport }) =>
       transport.stream(method, ctx.signal, remainingMs(ctx), ctx.forwardHeaders, source),
     );
     yield* this.relay(opened, ctx);
@@ -199,12 +276,12 @@ export class ConnectUpstream implements Upstream {
   private async attempt<T>(
     ctx: CallContext,
     policy: RepeatPolicy,
-    call: (transport: Transport) => Promise<T>,
+    call: (clients: EndpointClients) => Promise<T>,
   ): Promise<Attempt<T>> {
     // Like gRPC's wait-for-ready: a call with a deadline may wait for an
     // endpoint until then; one without waits for the retry window.
     const giveUpAt = ctx.deadline ?? Date.now() + this.options.retryWindowMs;
-    const tried = new Set<Endpoint<Transport>>();
+    const tried = new Set<Endpoint<EndpointClients>>();
     let lastError: unknown;
     let round = 0;
     for (;;) {
@@ -220,6 +297,10 @@ export class ConnectUpstream implements Upstream {
         // If the caller gives up meanwhile, say what was wrong, not just "canceled".
         if (!(await sleep(pause, ctx.signal))) throw toClientError(lastError);
         endpoint = this.pool.pick(tried)!;
+      }
+      if (ctx.deadline !== undefined && ctx.deadline <= Date.now()) {
+        // Out of time: the last upstream failure explains it better.
+        throw toClientError(lastError ?? new ConnectError("context deadline exceeded", Code.DeadlineExceeded));
       }
       try {
         const value = await call(endpoint.client);
@@ -239,13 +320,13 @@ export class ConnectUpstream implements Upstream {
     }
   }
 
-  private endpointFailed(endpoint: Endpoint<Transport>, err: unknown): void {
+  private endpointFailed(endpoint: Endpoint<EndpointClients>, err: unknown): void {
     const wasUp = this.pool.isUp(endpoint);
     this.pool.markFailed(endpoint);
     if (wasUp) this.options.onEndpointDown?.(endpoint.url, ConnectError.from(err));
   }
 
-  private endpointWorked(endpoint: Endpoint<Transport>): void {
+  private endpointWorked(endpoint: Endpoint<EndpointClients>): void {
     if (endpoint.failures > 0) this.options.onEndpointUp?.(endpoint.url);
     this.pool.markHealthy(endpoint);
   }
@@ -261,6 +342,16 @@ interface RepeatPolicy {
 
 function repeatPolicy(safe: boolean): RepeatPolicy {
   return { safe, mayResend: (err) => safe || neverReachedEtcd(err) };
+}
+
+/** The HTTP/2 path of a method, e.g. /etcdserverpb.KV/Range. */
+function pathOf(method: DescMethodUnary | DescMethodServerStreaming | DescMethodBiDiStreaming): string {
+  return `/${method.parent.typeName}/${method.name}`;
+}
+
+function requestTooLarge(): ConnectError {
+  // etcd's answer to a request over its limit; --max-send-bytes mirrors it.
+  return new ConnectError("etcdserver: request is too large", Code.InvalidArgument);
 }
 
 function remainingMs(ctx: CallContext): number | undefined {

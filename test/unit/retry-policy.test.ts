@@ -5,7 +5,7 @@ import { describe, it } from "node:test";
 import { KV, Lease, TxnRequestSchema } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.js";
 import { isConnectionFailure, neverReachedEtcd, toClientError } from "../../src/upstream/errors.js";
 import { isSafeToRepeat } from "../../src/upstream/retry-policy.js";
-import { encodeGrpcMessage } from "../../src/server/grpc-message.js";
+import { encodeGrpcMessage } from "../../src/grpc/wire.js";
 
 describe("isSafeToRepeat", () => {
   it("reads may be repeated, writes may not", () => {
