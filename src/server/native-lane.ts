@@ -132,7 +132,15 @@ async function handle(body: Buffer, route: Route, ctx: CallContext, options: Nat
   return toBinary(method.output, create(method.output, response as never));
 }
 
-/** The call's metadata, deadline and cancellation, from the HTTP/2 stream. */
+/** Why a call's signal aborts; made once, as abort() without a reason builds a DOMException. */
+const CLIENT_GONE = new ConnectError("context canceled", Code.Canceled);
+const DEADLINE = new ConnectError("context deadline exceeded", Code.DeadlineExceeded);
+
+/**
+ * The call's metadata, deadline and cancellation, from the HTTP/2 stream.
+ * The signal aborts only if the client leaves or time runs out before the
+ * answer: a finished call costs no abort.
+ */
 function callContext(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): CallContext {
   const forwardHeaders: Record<string, string> = {};
   for (const key of FORWARDED_METADATA) {
@@ -144,13 +152,13 @@ function callContext(stream: http2.ServerHttp2Stream, headers: http2.IncomingHtt
   let timer: NodeJS.Timeout | undefined;
   if (timeoutMs !== undefined) {
     timer = setTimeout(() => {
-      respondError(stream, new ConnectError("context deadline exceeded", Code.DeadlineExceeded));
-      controller.abort();
+      respondError(stream, DEADLINE);
+      controller.abort(DEADLINE);
     }, timeoutMs);
   }
   stream.once("close", () => {
     clearTimeout(timer);
-    controller.abort();
+    if (!stream.headersSent) controller.abort(CLIENT_GONE);
   });
   return {
     forwardHeaders,

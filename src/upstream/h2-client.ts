@@ -36,8 +36,10 @@ export class H2Client {
       { ":method": "POST", ":path": path, "content-type": "application/grpc", te: "trailers", ...headers },
       { endStream: false },
     );
-    this.openCalls++;
-    stream.once("close", () => this.openCalls--);
+    if (this.options.keepaliveTimeMs > 0 && !this.options.keepaliveWithoutStream) {
+      this.openCalls++;
+      stream.once("close", () => this.openCalls--);
+    }
     return stream;
   }
 

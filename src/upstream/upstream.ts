@@ -156,13 +156,7 @@ export class EtcdUpstream implements Upstream {
     safeToRepeat: () => boolean,
   ): Promise<Buffer> {
     if (requestFrame.length - 5 > this.options.maxSendBytes) throw requestTooLarge();
-    let safe: boolean | undefined;
-    const policy: RepeatPolicy = {
-      get safe() {
-        return (safe ??= safeToRepeat());
-      },
-      mayResend: (err) => neverReachedEtcd(err) || policy.safe,
-    };
+    const policy = new LazyRepeatPolicy(safeToRepeat);
     const { value } = await this.attempt(ctx, policy, (clients) =>
       clients.h2.unary(pathOf(method), requestFrame, this.headers(ctx), ctx.signal, this.options.maxRecvBytes),
     );
@@ -338,6 +332,18 @@ interface RepeatPolicy {
   safe: boolean;
   /** Whether this particular failure allows sending the call again. */
   mayResend: (err: unknown) => boolean;
+}
+
+/** A policy whose safety is only worked out if a failure needs it (decoding a Txn costs). */
+class LazyRepeatPolicy implements RepeatPolicy {
+  private known: boolean | undefined;
+  constructor(private readonly decide: () => boolean) {}
+  get safe(): boolean {
+    return (this.known ??= this.decide());
+  }
+  mayResend(err: unknown): boolean {
+    return neverReachedEtcd(err) || this.safe;
+  }
 }
 
 function repeatPolicy(safe: boolean): RepeatPolicy {

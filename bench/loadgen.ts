@@ -1,0 +1,238 @@
+// The load generator: @grpc/grpc-js in worker threads, an implementation
+// independent of the proxy's own stack. Requests are serialized once by the
+// orchestrator; responses are not decoded beyond what a measurement needs, so
+// the generator spends its CPU on the wire, not on protobuf.
+import * as grpc from "@grpc/grpc-js";
+import { parentPort, Worker, workerData } from "node:worker_threads";
+
+export type Job =
+  | {
+      kind: "unary";
+      address: string;
+      path: string;
+      /** Pre-serialized requests, used round-robin. */
+      requests: Uint8Array[];
+      channels: number;
+      /** Calls in flight per channel. */
+      concurrency: number;
+      durationMs: number;
+    }
+  | {
+      kind: "watch";
+      address: string;
+      /** A serialized WatchRequest{create_request}. */
+      createRequest: Uint8Array;
+      channels: number;
+      streams: number;
+      watchersPerStream: number;
+    }
+  | {
+      kind: "lease";
+      address: string;
+      /** Serialized LeaseKeepAliveRequest, one per client (lease). */
+      keepAlives: Uint8Array[];
+      channels: number;
+      intervalMs: number;
+      durationMs: number;
+    };
+
+export interface JobResult {
+  count: number;
+  errors: number;
+  firstError?: string;
+  /** Latencies in milliseconds. */
+  latencies: number[];
+}
+
+const identity = (b: Buffer) => b;
+const now = () => performance.timeOrigin + performance.now();
+
+function channels(address: string, n: number): grpc.Client[] {
+  return Array.from(
+    { length: n },
+    () =>
+      new grpc.Client(address, grpc.credentials.createInsecure(), {
+        "grpc.use_local_subchannel_pool": 1,
+        "grpc.max_receive_message_length": -1,
+      }),
+  );
+}
+
+/** Tells the orchestrator this job is set up, then waits for its signal. */
+function readyThenWait(): Promise<void> {
+  parentPort!.postMessage({ ready: true });
+  return new Promise((resolve) => parentPort!.once("message", () => resolve()));
+}
+
+async function runUnary(job: Extract<Job, { kind: "unary" }>): Promise<JobResult> {
+  const clients = channels(job.address, job.channels);
+  const requests = job.requests.map((r) => Buffer.from(r));
+  // Connect every channel before the clock starts.
+  await Promise.all(
+    clients.map(
+      (c) =>
+        new Promise<void>((resolve) => c.makeUnaryRequest(job.path, identity, identity, requests[0]!, () => resolve())),
+    ),
+  );
+  await readyThenWait();
+  const latencies: number[] = [];
+  let errors = 0;
+  let firstError: string | undefined;
+  let next = 0;
+  const until = Date.now() + job.durationMs;
+  const loop = (client: grpc.Client) =>
+    new Promise<void>((resolve) => {
+      const fire = () => {
+        if (Date.now() >= until) return resolve();
+        const started = now();
+        client.makeUnaryRequest(job.path, identity, identity, requests[next++ % requests.length]!, (err) => {
+          if (err) {
+            errors++;
+            firstError ??= `${err.code} ${err.details}`;
+          } else latencies.push(now() - started);
+          fire();
+        });
+      };
+      fire();
+    });
+  await Promise.all(clients.flatMap((c) => Array.from({ length: job.concurrency }, () => loop(c))));
+  clients.forEach((c) => c.close());
+  return { count: latencies.length, errors, firstError, latencies };
+}
+
+/** Reads the "ts:<ms>" marker the putter writes into values. */
+function markerTime(response: Buffer): number | undefined {
+  const at = response.indexOf("ts:");
+  if (at < 0) return undefined;
+  let end = at + 3;
+  while (end < response.length && ((response[end]! >= 0x30 && response[end]! <= 0x39) || response[end] === 0x2e)) end++;
+  return Number(response.toString("latin1", at + 3, end));
+}
+
+/**
+ * Opens the watchers, reports "ready" once all are created, then records the
+ * delivery latency of every event until told to stop.
+ */
+async function runWatch(job: Extract<Job, { kind: "watch" }>): Promise<JobResult> {
+  const clients = channels(job.address, job.channels);
+  const createRequest = Buffer.from(job.createRequest);
+  const latencies: number[] = [];
+  let responses = 0;
+  let errors = 0;
+  let firstError: string | undefined;
+  const total = job.streams * job.watchersPerStream;
+  const calls: grpc.ClientDuplexStream<Buffer, Buffer>[] = [];
+  let ready!: () => void;
+  const allCreated = new Promise<void>((r) => (ready = r));
+  if (total === 0) ready();
+  for (let s = 0; s < job.streams; s++) {
+    const call = clients[s % clients.length]!.makeBidiStreamRequest("/etcdserverpb.Watch/Watch", identity, identity);
+    call.on("data", (res: Buffer) => {
+      const ts = markerTime(res);
+      if (ts !== undefined) latencies.push(now() - ts);
+      else if (++responses === total) ready();
+    });
+    call.on("error", (err: grpc.ServiceError) => {
+      if (err.code === grpc.status.CANCELLED) return;
+      errors++;
+      firstError ??= `${err.code} ${err.details}`;
+    });
+    for (let w = 0; w < job.watchersPerStream; w++) call.write(createRequest);
+    calls.push(call);
+  }
+  await allCreated;
+  await readyThenWait(); // the orchestrator now measures memory and starts the puts
+  await new Promise<void>((resolve) => parentPort!.once("message", () => resolve()));
+  calls.forEach((c) => c.cancel());
+  clients.forEach((c) => c.close());
+  return { count: latencies.length, errors, firstError, latencies };
+}
+
+/** Each client keeps its own lease alive on its own stream, every intervalMs. */
+async function runLease(job: Extract<Job, { kind: "lease" }>): Promise<JobResult> {
+  const clients = channels(job.address, job.channels);
+  await readyThenWait();
+  const latencies: number[] = [];
+  let errors = 0;
+  let firstError: string | undefined;
+  const timers: NodeJS.Timeout[] = [];
+  const calls = job.keepAlives.map((request, i) => {
+    const buffer = Buffer.from(request);
+    const call = clients[i % clients.length]!.makeBidiStreamRequest(
+      "/etcdserverpb.Lease/LeaseKeepAlive",
+      identity,
+      identity,
+    );
+    const sent: number[] = [];
+    call.on("data", () => {
+      const t = sent.shift();
+      if (t !== undefined) latencies.push(now() - t);
+    });
+    call.on("error", (err: grpc.ServiceError) => {
+      if (err.code === grpc.status.CANCELLED) return;
+      errors++;
+      firstError ??= `${err.code} ${err.details}`;
+    });
+    // Spread the clients over the interval, as independent clients would be.
+    const send = () => {
+      sent.push(now());
+      call.write(buffer);
+    };
+    timers.push(
+      setTimeout(
+        () => {
+          send();
+          timers.push(setInterval(send, job.intervalMs));
+        },
+        (i / job.keepAlives.length) * job.intervalMs,
+      ),
+    );
+    return call;
+  });
+  await new Promise((r) => setTimeout(r, job.durationMs));
+  timers.forEach((t) => clearTimeout(t));
+  // Answers still outstanding are as late as the run: count them as such.
+  calls.forEach((c) => c.cancel());
+  clients.forEach((c) => c.close());
+  return { count: latencies.length, errors, firstError, latencies };
+}
+
+if (parentPort && workerData?.job) {
+  const job = workerData.job as Job;
+  const run = job.kind === "unary" ? runUnary(job) : job.kind === "watch" ? runWatch(job) : runLease(job);
+  run.then(
+    (result) => parentPort!.postMessage({ result }),
+    (err) => parentPort!.postMessage({ result: { count: 0, errors: 1, firstError: String(err), latencies: [] } }),
+  );
+}
+
+/**
+ * A job running in its own thread: `ready` resolves once it is set up (for
+ * watches: every watcher created); `go()` starts the measured part; `stop()`
+ * ends a watch job (the others end on their own).
+ */
+export interface RunningJob {
+  ready: Promise<void>;
+  go(): void;
+  stop(): void;
+  result: Promise<JobResult>;
+}
+
+export function startJob(job: Job): RunningJob {
+  const worker = new Worker(new URL("./worker-entry.mjs", import.meta.url), {
+    workerData: { job, entry: import.meta.url },
+  });
+  let ready!: () => void;
+  const readyP = new Promise<void>((r) => (ready = r));
+  const result = new Promise<JobResult>((resolve, reject) => {
+    worker.on("message", (m: { ready?: true; result?: JobResult }) => {
+      if (m.ready) ready();
+      if (m.result) {
+        resolve(m.result);
+        void worker.terminate();
+      }
+    });
+    worker.on("error", reject);
+  });
+  return { ready: readyP, go: () => worker.postMessage("go"), stop: () => worker.postMessage("stop"), result };
+}

@@ -1,0 +1,157 @@
+// `npm run bench`: every scenario against etcd direct, etcd's Go proxy and
+// this proxy, side by side on loopback, in interleaved rounds. Prints
+// Markdown tables with ratios to the Go proxy and writes the raw numbers as
+// JSON. See bench/README.md for how to read them.
+import { mkdirSync, writeFileSync } from "node:fs";
+import { availableParallelism, loadavg } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import {
+  idleRss,
+  prepare,
+  runLeaseScenario,
+  runUnaryScenario,
+  runWatchScenario,
+  unaryScenarios,
+  type Measurement,
+  type Sizes,
+} from "./scenarios.js";
+import { startLab } from "./targets.js";
+
+const { values: args } = parseArgs({
+  options: {
+    smoke: { type: "boolean", default: false },
+    rounds: { type: "string" },
+    seconds: { type: "string" },
+    targets: { type: "string" },
+    only: { type: "string" },
+    out: { type: "string" },
+  },
+});
+
+const sizes: Sizes = args.smoke
+  ? {
+      seconds: 1,
+      workers: 2,
+      watchers: [100],
+      leaseClients: [100],
+      putsPerSecond: 10,
+      watchSeconds: 2,
+      leaseSeconds: 3,
+    }
+  : {
+      seconds: 5,
+      workers: 2,
+      watchers: [1000, 10000],
+      leaseClients: [1000, 10000],
+      putsPerSecond: 10,
+      watchSeconds: 6,
+      leaseSeconds: 8,
+    };
+if (args.seconds) sizes.seconds = Number(args.seconds);
+const rounds = Number(args.rounds ?? (args.smoke ? 1 : 3));
+const only = args.only?.split(",");
+const wanted = (scenario: string) => !only || only.some((o) => scenario.startsWith(o));
+
+const targets = args.targets ?? (args.smoke ? "direct,go-proxy,ecp" : "direct,go-proxy,ecp,ecp-connect");
+const lab = await startLab(targets.split(","));
+const measurements: Measurement[] = [];
+const log = (m: Measurement) => {
+  measurements.push(m);
+  const err = m.errors ? `  errors=${m.errors} (${m.firstError})` : "";
+  console.error(
+    `  ${m.scenario} | ${m.target}: ${m.rps} op/s p50=${m.p50Ms} p99=${m.p99Ms} cpu=${m.cpuUsPerOp}µs${err}`,
+  );
+};
+
+try {
+  await prepare(lab);
+  for (const t of lab.targets) log(idleRss(t));
+  for (let round = 0; round < rounds; round++) {
+    console.error(`round ${round + 1}/${rounds}`);
+    // Rotate the order each round so no target always runs first or last.
+    const order = lab.targets.map((_, i) => lab.targets[(i + round) % lab.targets.length]!);
+    for (const scenario of unaryScenarios.filter((s) => wanted(s.name))) {
+      for (const t of order) log(await runUnaryScenario(scenario, t, sizes));
+    }
+  }
+  for (const n of sizes.watchers) {
+    if (!wanted("watch")) break;
+    for (const t of lab.targets) log(await runWatchScenario(lab, t, n, sizes));
+  }
+  for (const n of sizes.leaseClients) {
+    if (!wanted("lease")) break;
+    for (const t of lab.targets) log(await runLeaseScenario(lab, t, n, sizes));
+  }
+} finally {
+  await lab.stop();
+}
+
+const median = (xs: number[]) => {
+  const s = xs.filter((x) => !Number.isNaN(x)).sort((a, b) => a - b);
+  return s.length ? s[Math.floor((s.length - 1) / 2)]! : NaN;
+};
+const scenarios = [...new Set(measurements.map((m) => m.scenario))];
+const summary = scenarios.flatMap((scenario) =>
+  lab.targets.map((t) => {
+    const ms = measurements.filter((m) => m.scenario === scenario && m.target === t.name);
+    return {
+      scenario,
+      target: t.name,
+      rps: median(ms.map((m) => m.rps)),
+      p50Ms: median(ms.map((m) => m.p50Ms)),
+      p99Ms: median(ms.map((m) => m.p99Ms)),
+      cpuUsPerOp: median(ms.map((m) => m.cpuUsPerOp)),
+      rssMB: median(ms.map((m) => m.rssMB)),
+      bytesPerWatcher: median(ms.map((m) => m.bytesPerWatcher ?? NaN)),
+      errors: ms.reduce((a, m) => a + m.errors, 0),
+    };
+  }),
+);
+
+const fmt = (n: number, digits = 0) => (Number.isNaN(n) ? "–" : n.toFixed(digits));
+const ratio = (a: number, b: number) =>
+  Number.isNaN(a) || Number.isNaN(b) || b === 0 ? "–" : `${(a / b).toFixed(2)}×`;
+const lines: string[] = [];
+for (const scenario of scenarios) {
+  const rows = summary.filter((s) => s.scenario === scenario);
+  const go = rows.find((r) => r.target === "go-proxy");
+  lines.push(`### ${scenario}`, "");
+  if (scenario === "idle") {
+    lines.push("| target | RSS MB |", "|---|---|");
+    for (const r of rows) lines.push(`| ${r.target} | ${fmt(r.rssMB, 1)} |`);
+  } else {
+    lines.push(
+      "| target | ops/s | vs Go proxy | p50 ms | p99 ms | CPU µs/op | CPU vs Go proxy | RSS MB | B/idle watcher | errors |",
+      "|---|---|---|---|---|---|---|---|---|---|",
+    );
+    for (const r of rows) {
+      const cpu = r.target === "direct" ? `${fmt(r.cpuUsPerOp, 1)} (etcd)` : fmt(r.cpuUsPerOp, 1);
+      lines.push(
+        `| ${r.target} | ${fmt(r.rps)} | ${ratio(r.rps, go?.rps ?? NaN)} | ${fmt(r.p50Ms, 2)} | ${fmt(r.p99Ms, 2)} | ${cpu} | ${r.target === "direct" ? "–" : ratio(r.cpuUsPerOp, go?.cpuUsPerOp ?? NaN)} | ${fmt(r.rssMB, 1)} | ${fmt(r.bytesPerWatcher)} | ${r.errors} |`,
+      );
+    }
+  }
+  lines.push("");
+}
+const date = new Date().toISOString();
+console.log(
+  `## Results, ${date}\n\n${availableParallelism()} CPUs, node ${process.version}, load average ${loadavg()
+    .map((l) => l.toFixed(1))
+    .join(" ")}; ${rounds} round(s), medians.\n\n${lines.join("\n")}`,
+);
+
+const out = args.out ?? join(dirname(fileURLToPath(import.meta.url)), "results", "latest.json");
+mkdirSync(dirname(out), { recursive: true });
+writeFileSync(out, JSON.stringify({ date, sizes, rounds, summary, measurements }, null, 2));
+console.error(`raw numbers: ${out}`);
+
+// The bench fails only if this proxy or etcd itself failed requests.
+const broken = summary.filter(
+  (s) => s.target !== "go-proxy" && s.scenario !== "idle" && (s.errors > 0 || !(s.rps > 0)),
+);
+if (broken.length) {
+  console.error(`failed: ${broken.map((b) => `${b.scenario} on ${b.target}`).join(", ")}`);
+  process.exit(1);
+}

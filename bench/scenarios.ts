@@ -1,0 +1,278 @@
+import { create, toBinary } from "@bufbuild/protobuf";
+import {
+  LeaseKeepAliveRequestSchema,
+  PutRequestSchema,
+  RangeRequestSchema,
+  TxnRequestSchema,
+  WatchRequestSchema,
+} from "../src/gen/etcd/api/etcdserverpb/rpc_pb.js";
+import { EtcdGrpcClient } from "../test/helpers/grpc-client.js";
+import { cpuMicros, percentile, rssBytes } from "./proc.js";
+import { startJob, type Job, type JobResult } from "./loadgen.js";
+import type { Lab, Target } from "./targets.js";
+
+export interface Sizes {
+  /** Seconds per unary measurement. */
+  seconds: number;
+  /** Worker threads generating load. */
+  workers: number;
+  watchers: number[];
+  leaseClients: number[];
+  /** Watch events: puts per second, and for how long. */
+  putsPerSecond: number;
+  watchSeconds: number;
+  leaseSeconds: number;
+}
+
+export interface Measurement {
+  scenario: string;
+  target: string;
+  rps: number;
+  p50Ms: number;
+  p99Ms: number;
+  /** CPU of the measured process per request (per event for watches), µs. */
+  cpuUsPerOp: number;
+  rssMB: number;
+  /** For idle watchers: bytes of proxy RSS per watcher. */
+  bytesPerWatcher?: number;
+  errors: number;
+  firstError?: string;
+}
+
+const enc = new TextEncoder();
+const key = (s: string) => enc.encode(s);
+
+/** 100 clients over 10 connections, as etcd's own benchmark tool runs them. */
+const CONNECTIONS = 10;
+const CLIENTS = 100;
+
+function unaryJobs(target: Target, path: string, requests: Uint8Array[], sizes: Sizes): Job[] {
+  const perWorker = CONNECTIONS / sizes.workers;
+  return Array.from({ length: sizes.workers }, () => ({
+    kind: "unary" as const,
+    address: target.address,
+    path,
+    requests,
+    channels: perWorker,
+    concurrency: CLIENTS / CONNECTIONS,
+    durationMs: sizes.seconds * 1000,
+  }));
+}
+
+function merge(results: JobResult[]): JobResult {
+  return {
+    count: results.reduce((a, r) => a + r.count, 0),
+    errors: results.reduce((a, r) => a + r.errors, 0),
+    firstError: results.find((r) => r.firstError)?.firstError,
+    latencies: results.flatMap((r) => r.latencies),
+  };
+}
+
+function summarize(
+  scenario: string,
+  target: Target,
+  result: JobResult,
+  seconds: number,
+  cpuUs: number,
+  ops = result.count,
+): Measurement {
+  const sorted = Float64Array.from(result.latencies).sort();
+  return {
+    scenario,
+    target: target.name,
+    rps: Math.round(result.count / seconds),
+    p50Ms: round(percentile(sorted, 50)),
+    p99Ms: round(percentile(sorted, 99)),
+    cpuUsPerOp: ops > 0 ? Math.round((cpuUs / ops) * 10) / 10 : NaN,
+    rssMB: Math.round(rssBytes(target.pid) / 1e5) / 10,
+    errors: result.errors,
+    firstError: result.firstError,
+  };
+}
+
+const round = (n: number) => Math.round(n * 100) / 100;
+
+async function measureUnary(scenario: string, target: Target, path: string, requests: Uint8Array[], sizes: Sizes) {
+  const running = unaryJobs(target, path, requests, sizes).map(startJob);
+  await Promise.all(running.map((j) => j.ready));
+  const cpu0 = cpuMicros(target.pid);
+  const started = performance.now();
+  running.forEach((j) => j.go());
+  const result = merge(await Promise.all(running.map((j) => j.result)));
+  const seconds = (performance.now() - started) / 1000;
+  return summarize(scenario, target, result, seconds, cpuMicros(target.pid) - cpu0);
+}
+
+/** The unary scenarios of etcd's benchmark tool, plus the cached read. */
+export const unaryScenarios: Array<{
+  name: string;
+  path: string;
+  requests: () => Uint8Array[];
+}> = [
+  {
+    name: "put",
+    path: "/etcdserverpb.KV/Put",
+    requests: () =>
+      Array.from({ length: 1000 }, (_, i) =>
+        toBinary(PutRequestSchema, create(PutRequestSchema, { key: key(`bench/put/${i}`), value: key("12345678") })),
+      ),
+  },
+  {
+    name: "range (linearizable)",
+    path: "/etcdserverpb.KV/Range",
+    requests: () => [toBinary(RangeRequestSchema, create(RangeRequestSchema, { key: key("bench/hot") }))],
+  },
+  {
+    name: "range (serializable, hot key)",
+    path: "/etcdserverpb.KV/Range",
+    requests: () => [
+      toBinary(RangeRequestSchema, create(RangeRequestSchema, { key: key("bench/hot"), serializable: true })),
+    ],
+  },
+  {
+    name: "txn (put)",
+    path: "/etcdserverpb.KV/Txn",
+    requests: () =>
+      Array.from({ length: 1000 }, (_, i) =>
+        toBinary(
+          TxnRequestSchema,
+          create(TxnRequestSchema, {
+            success: [
+              {
+                request: {
+                  case: "requestPut",
+                  value: { key: key(`bench/txn/${i}`), value: key("12345678") },
+                },
+              },
+            ],
+          }),
+        ),
+      ),
+  },
+];
+
+export async function runUnaryScenario(
+  scenario: (typeof unaryScenarios)[number],
+  target: Target,
+  sizes: Sizes,
+): Promise<Measurement> {
+  return measureUnary(scenario.name, target, scenario.path, scenario.requests(), sizes);
+}
+
+/**
+ * Watch fan-out: `watchers` watchers on one key, over 10 connections (100
+ * watchers per stream). A putter writes straight to etcd, each value carrying
+ * its send time; the latency is from the put's start to each watcher's event.
+ * Also measures the proxy's memory per idle watcher before the puts start.
+ */
+export async function runWatchScenario(lab: Lab, target: Target, watchers: number, sizes: Sizes): Promise<Measurement> {
+  const perStream = Math.min(100, watchers);
+  const streams = Math.ceil(watchers / perStream);
+  const createRequest = toBinary(
+    WatchRequestSchema,
+    create(WatchRequestSchema, { requestUnion: { case: "createRequest", value: { key: key("bench/watch") } } }),
+  );
+  const rssBefore = rssBytes(target.pid);
+  const workerCount = Math.min(sizes.workers, streams);
+  const jobs = Array.from({ length: workerCount }, (_, w) =>
+    startJob({
+      kind: "watch",
+      address: target.address,
+      createRequest,
+      channels: CONNECTIONS / sizes.workers,
+      streams: Math.floor(streams / workerCount) + (w < streams % workerCount ? 1 : 0),
+      watchersPerStream: perStream,
+    }),
+  );
+  await Promise.all(jobs.map((j) => j.ready));
+  jobs.forEach((j) => j.go());
+  await new Promise((r) => setTimeout(r, 500));
+  const bytesPerWatcher = Math.max(0, Math.round((rssBytes(target.pid) - rssBefore) / watchers));
+
+  const putter = new EtcdGrpcClient(lab.etcd.endpoints);
+  const cpu0 = cpuMicros(target.pid);
+  const started = performance.now();
+  const until = Date.now() + sizes.watchSeconds * 1000;
+  let puts = 0;
+  while (Date.now() < until) {
+    const ts = performance.timeOrigin + performance.now();
+    await putter.unary("KV", "Put", { key: Buffer.from("bench/watch"), value: Buffer.from(`ts:${ts.toFixed(3)}`) });
+    puts++;
+    const wait = started + (puts * 1000) / sizes.putsPerSecond - performance.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+  }
+  await new Promise((r) => setTimeout(r, 1000)); // let the last events arrive
+  const cpuUs = cpuMicros(target.pid) - cpu0;
+  jobs.forEach((j) => j.stop());
+  putter.close();
+  const result = merge(await Promise.all(jobs.map((j) => j.result)));
+  const seconds = (performance.now() - started) / 1000;
+  const m = summarize(`watch fan-out, ${watchers} watchers`, target, result, seconds, cpuUs);
+  const expected = puts * watchers;
+  if (result.count < expected) {
+    m.errors += expected - result.count;
+    m.firstError ??= `${expected - result.count} of ${expected} events not delivered`;
+  }
+  return { ...m, bytesPerWatcher };
+}
+
+/**
+ * Lease keep-alive: `clients` clients, each with its own lease and stream,
+ * each sending a keep-alive every second. Latency is from each keep-alive to
+ * its answer.
+ */
+export async function runLeaseScenario(lab: Lab, target: Target, clients: number, sizes: Sizes): Promise<Measurement> {
+  const granter = new EtcdGrpcClient(lab.etcd.endpoints);
+  const ids = await Promise.all(
+    Array.from({ length: clients }, () => granter.unary("Lease", "LeaseGrant", { TTL: 9 }).then((r) => String(r.ID))),
+  );
+  granter.close();
+  const keepAlives = ids.map((id) =>
+    toBinary(LeaseKeepAliveRequestSchema, create(LeaseKeepAliveRequestSchema, { ID: BigInt(id) })),
+  );
+  const perWorker = Math.ceil(clients / sizes.workers);
+  const running = Array.from({ length: sizes.workers }, (_, w) =>
+    startJob({
+      kind: "lease",
+      address: target.address,
+      keepAlives: keepAlives.slice(w * perWorker, (w + 1) * perWorker),
+      channels: CONNECTIONS / sizes.workers,
+      intervalMs: 1000,
+      durationMs: sizes.leaseSeconds * 1000,
+    }),
+  );
+  await Promise.all(running.map((j) => j.ready));
+  const cpu0 = cpuMicros(target.pid);
+  const started = performance.now();
+  running.forEach((j) => j.go());
+  const results = await Promise.all(running.map((j) => j.result));
+  const seconds = (performance.now() - started) / 1000;
+  const result = merge(results);
+  return summarize(`lease keep-alive, ${clients} clients`, target, result, seconds, cpuMicros(target.pid) - cpu0);
+}
+
+/** The measured process's memory with nothing going on. */
+export function idleRss(target: Target): Measurement {
+  return {
+    scenario: "idle",
+    target: target.name,
+    rps: 0,
+    p50Ms: NaN,
+    p99Ms: NaN,
+    cpuUsPerOp: NaN,
+    rssMB: Math.round(rssBytes(target.pid) / 1e5) / 10,
+    errors: 0,
+  };
+}
+
+/** Warms every target (JIT, connections) and writes the hot key. */
+export async function prepare(lab: Lab): Promise<void> {
+  const c = new EtcdGrpcClient(lab.etcd.endpoints);
+  await c.unary("KV", "Put", { key: Buffer.from("bench/hot"), value: Buffer.from("12345678") });
+  c.close();
+  for (const t of lab.targets) {
+    const client = new EtcdGrpcClient(t.address);
+    for (let i = 0; i < 200; i++) await client.unary("KV", "Range", { key: Buffer.from("bench/hot") });
+    client.close();
+  }
+}

@@ -1,0 +1,96 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { startEtcd, type EtcdCluster } from "../test/helpers/etcd.js";
+import { freePort } from "../test/helpers/ports.js";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+
+/** Something the load generator talks to: etcd itself, or a proxy in front of it. */
+export interface Target {
+  name: string;
+  address: string;
+  /** The proxy's process, whose CPU and memory are measured; etcd's for "direct". */
+  pid: number;
+}
+
+export interface Lab {
+  etcd: EtcdCluster;
+  targets: Target[];
+  stop(): Promise<void>;
+}
+
+async function waitListening(address: string, child: ChildProcess, what: string): Promise<void> {
+  const until = Date.now() + 20_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`${what} exited with ${child.exitCode}`);
+    try {
+      const res = await fetch(`http://${address}/health`);
+      if (res.status === 200) return;
+    } catch {
+      // not up yet
+    }
+    if (Date.now() > until) throw new Error(`${what} did not start`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/**
+ * A single-member etcd on loopback with, in front of it, etcd's own Go proxy
+ * and this proxy (native lane, and the Connect lane for comparison).
+ */
+export async function startLab(names: string[]): Promise<Lab> {
+  const etcd = await startEtcd(1);
+  const children: ChildProcess[] = [];
+  const targets: Target[] = [];
+  for (const name of names) {
+    if (name === "direct") {
+      targets.push({ name, address: etcd.endpoints, pid: etcd.members[0]!.process!.pid! });
+      continue;
+    }
+    const address = `127.0.0.1:${await freePort()}`;
+    const child =
+      name === "go-proxy"
+        ? spawn("etcd", ["grpc-proxy", "start", `--endpoints=${etcd.endpoints}`, `--listen-addr=${address}`], {
+            stdio: "ignore",
+          })
+        : spawn(
+            process.execPath,
+            [
+              ...(process.env.BENCH_PROFILE ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : []),
+              join(root, "bin", "etcd-connect-proxy.js"),
+              "start",
+              `--endpoints=${etcd.endpoints}`,
+              `--listen-addr=${address}`,
+              "--log-level=warn",
+              `--grpc-lane=${name === "ecp-connect" ? "connect" : "native"}`,
+            ],
+            { stdio: ["ignore", "ignore", "inherit"] },
+          );
+    children.push(child);
+    await waitListening(address, child, name);
+    targets.push({ name, address, pid: child.pid! });
+  }
+  return {
+    etcd,
+    targets,
+    async stop() {
+      // SIGTERM lets our proxy exit cleanly (and write a --cpu-prof profile).
+      await Promise.all(
+        children.map(
+          (c) =>
+            new Promise<void>((resolve) => {
+              if (c.exitCode !== null) return resolve();
+              const force = setTimeout(() => c.kill("SIGKILL"), 5000);
+              c.once("exit", () => {
+                clearTimeout(force);
+                resolve();
+              });
+              c.kill("SIGTERM");
+            }),
+        ),
+      );
+      await etcd.stop();
+    },
+  };
+}
