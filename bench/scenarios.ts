@@ -223,9 +223,15 @@ export async function runWatchScenario(lab: Lab, target: Target, watchers: numbe
  */
 export async function runLeaseScenario(lab: Lab, target: Target, clients: number, sizes: Sizes): Promise<Measurement> {
   const granter = new EtcdGrpcClient(lab.etcd.endpoints);
-  const ids = await Promise.all(
-    Array.from({ length: clients }, () => granter.unary("Lease", "LeaseGrant", { TTL: 9 }).then((r) => String(r.ID))),
-  );
+  // In batches: etcd refuses a burst of thousands of proposals ("too many requests").
+  const ids: string[] = [];
+  while (ids.length < clients) {
+    const batch = Math.min(100, clients - ids.length);
+    const granted = await Promise.all(
+      Array.from({ length: batch }, () => granter.unary("Lease", "LeaseGrant", { TTL: 9 }).then((r) => String(r.ID))),
+    );
+    ids.push(...granted);
+  }
   granter.close();
   const keepAlives = ids.map((id) =>
     toBinary(LeaseKeepAliveRequestSchema, create(LeaseKeepAliveRequestSchema, { ID: BigInt(id) })),

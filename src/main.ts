@@ -3,6 +3,8 @@ import { hostname } from "node:os";
 import type { AddressInfo } from "node:net";
 import type { ProxyConfig } from "./config/config.js";
 import { checkClusterHealth } from "./health/cluster-health.js";
+import { KeepAliveCoalescer } from "./lease/keepalive-coalescer.js";
+import { createMetrics } from "./metrics.js";
 import { createApp } from "./server/app.js";
 import { createNativeLane } from "./server/native-lane.js";
 import { etcdServices } from "./services/index.js";
@@ -48,7 +50,11 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
     onEndpointUp: (url) => log?.info({ endpoint: url }, "etcd endpoint is back"),
   });
 
+  const metrics = createMetrics();
+  const keepAlives = new KeepAliveCoalescer(upstream, metrics.lease);
   const services = etcdServices(upstream, {
+    keepAlives,
+    metrics,
     cluster: {
       get advertiseClientUrl() {
         return config.advertiseClientUrl ?? boundAddress;
@@ -61,6 +67,7 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
     services,
     {
       clusterHealth: () => checkClusterHealth(upstream, DEFAULTS.healthTimeoutMs),
+      metrics: metrics.registry,
       grpcServices: new Set(services.map((s) => s.service.typeName)),
     },
     {
@@ -93,6 +100,7 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
     upstream,
     address: boundAddress,
     close: async () => {
+      keepAlives.close();
       await app.close();
       upstream.close();
     },

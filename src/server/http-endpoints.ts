@@ -1,5 +1,6 @@
 import { Code } from "@connectrpc/connect";
 import type { ServerHttp2Stream } from "node:http2";
+import type { Registry } from "prom-client";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { encodeGrpcMessage } from "../grpc/wire.js";
 import type { HealthReport } from "../health/cluster-health.js";
@@ -9,6 +10,8 @@ export interface HttpEndpointDeps {
   clusterHealth: () => Promise<HealthReport>;
   /** Fully-qualified names of the gRPC services served, for Unimplemented's wording. */
   grpcServices: ReadonlySet<string>;
+  /** The proxy's own metrics, served at /proxy/metrics. */
+  metrics: Registry;
 }
 
 /**
@@ -16,6 +19,7 @@ export interface HttpEndpointDeps {
  * - /health: etcd's JSON contract, GET only.
  * - /livez: the process is up and serving.
  * - /readyz: the proxy can reach a healthy cluster.
+ * - /proxy/metrics: the proxy's own Prometheus metrics.
  * Unknown paths answer 404, except gRPC calls, which get gRPC's Unimplemented.
  */
 export function registerHttpEndpoints(app: FastifyInstance, deps: HttpEndpointDeps): void {
@@ -27,6 +31,10 @@ export function registerHttpEndpoints(app: FastifyInstance, deps: HttpEndpointDe
       .type("application/json")
       .send(JSON.stringify({ health: String(report.health), reason: report.reason }));
   });
+
+  app.get("/proxy/metrics", async (_req, reply) =>
+    reply.type(deps.metrics.contentType).send(await deps.metrics.metrics()),
+  );
 
   app.get("/livez", async (_req, reply) => reply.type("text/plain").send("ok\n"));
 

@@ -4,11 +4,16 @@ import { Lock } from "../gen/etcd/api/v3lockpb/v3lock_pb.js";
 import type { Upstream } from "../upstream/upstream.js";
 import { clusterService, type ClusterOptions } from "./cluster.js";
 import { forwardAll } from "./forward.js";
+import { leaseService } from "./lease.js";
 import { maintenanceService } from "./maintenance.js";
+import type { KeepAliveCoalescer } from "../lease/keepalive-coalescer.js";
+import type { Metrics } from "../metrics.js";
 import { bind, type ServiceBinding } from "./handlers.js";
 
 export interface ServiceOptions {
   cluster: ClusterOptions;
+  keepAlives: KeepAliveCoalescer;
+  metrics: Metrics;
 }
 
 /** Every etcd service the proxy serves, in the order etcd lists them. */
@@ -16,7 +21,7 @@ export function etcdServices(upstream: Upstream, options: ServiceOptions): Servi
   return [
     bind(KV, forwardAll(KV, upstream)),
     bind(Watch, forwardAll(Watch, upstream)),
-    bind(Lease, forwardAll(Lease, upstream)),
+    bind(Lease, leaseService(upstream, options.keepAlives, options.metrics.lease)),
     bind(Cluster, clusterService(upstream, options.cluster)),
     bind(Maintenance, maintenanceService(upstream)),
     bind(Auth, forwardAll(Auth, upstream)),

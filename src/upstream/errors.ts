@@ -69,5 +69,6 @@ export function toClientError(err: unknown): ConnectError {
   if (ce.code === Code.ResourceExhausted && /larger than configured writeMaxBytes/.test(ce.rawMessage)) {
     return new ConnectError("etcdserver: request is too large", Code.InvalidArgument);
   }
-  return new ConnectError(ce.rawMessage, ce.code);
+  // The cause stays for our own failover decisions; Connect never sends it.
+  return new ConnectError(ce.rawMessage, ce.code, undefined, undefined, ce.cause);
 }

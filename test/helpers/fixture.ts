@@ -10,7 +10,7 @@ export interface ProxyFixture {
   proxy: RunningProxy;
   /** grpc-js client through the proxy. */
   client: EtcdGrpcClient;
-  /** grpc-js client straight to etcd, for comparisons. */
+  /** grpc-js client straight to etcd (its first member), for comparisons. */
   direct: EtcdGrpcClient;
 }
 
@@ -35,7 +35,7 @@ export function useProxy(size = 1, { proxyArgs = [], setup }: FixtureOptions = {
     f.etcd = await startEtcd(size);
     f.proxy = await startTestProxy(f.etcd.endpoints, proxyArgs);
     f.client = new EtcdGrpcClient(f.proxy.address, undefined, big);
-    f.direct = new EtcdGrpcClient(f.etcd.endpoints, undefined, big);
+    f.direct = new EtcdGrpcClient(f.etcd.members[0]!.endpoint, undefined, big);
     await setup?.(f);
   });
   after(async () => {

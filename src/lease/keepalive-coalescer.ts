@@ -1,0 +1,149 @@
+import type { MessageShape } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { CallContext } from "../call-context.js";
+import { Lease, type LeaseKeepAliveResponseSchema } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
+import type { Metrics } from "../metrics.js";
+import { isConnectionFailure } from "../upstream/errors.js";
+import type { Upstream } from "../upstream/upstream.js";
+import { AsyncQueue } from "../util/async-queue.js";
+
+export type KeepAliveResponse = MessageShape<typeof LeaseKeepAliveResponseSchema>;
+
+interface Waiter {
+  resolve(response: KeepAliveResponse): void;
+  reject(error: unknown): void;
+}
+
+/**
+ * How many times in a row the shared stream may die on connection failures
+ * before the requests waiting on it fail: enough to move across every
+ * endpoint of a 3-member cluster, not so many that clients hang.
+ */
+const MAX_REOPENS_WITHOUT_ANSWER = 3;
+
+/**
+ * Coalesces every client's lease keep-alives onto one upstream LeaseKeepAlive
+ * stream, the way etcd's proxy coalesces them, without its flaws:
+ *
+ * - A keep-alive is answered as soon as etcd answers the renewal that covers
+ *   it. Requests for a lease whose renewal is already in flight share it;
+ *   otherwise a renewal goes out at once. Nothing waits for a timer.
+ * - The proxy renews a lease only when a client asks, so a lease expires TTL
+ *   after its last client keep-alive, as it would direct.
+ * - The answer is etcd's own (header, ID, TTL): TTL 0 for an unknown lease.
+ *
+ * Clients that require a leader (`hasleader` metadata) share a second stream
+ * that carries that metadata, so etcd can end it when the leader is lost.
+ */
+export class KeepAliveCoalescer {
+  private readonly streams = new Map<boolean, SharedKeepAliveStream>();
+
+  constructor(
+    private readonly upstream: Upstream,
+    private readonly metrics: Metrics["lease"],
+  ) {}
+
+  /** Renews lease `id`; resolves with etcd's answer. */
+  renew(id: bigint, requireLeader: boolean): Promise<KeepAliveResponse> {
+    let stream = this.streams.get(requireLeader);
+    if (!stream) {
+      stream = new SharedKeepAliveStream(this.upstream, requireLeader, this.metrics);
+      this.streams.set(requireLeader, stream);
+    }
+    return stream.renew(id);
+  }
+
+  close(): void {
+    for (const s of this.streams.values()) s.close();
+    this.streams.clear();
+  }
+}
+
+/** One upstream keep-alive stream and the renewals in flight on it. */
+class SharedKeepAliveStream {
+  /** Renewals sent and not yet answered, by lease ID. */
+  private readonly inflight = new Map<bigint, Waiter[]>();
+  private requests: AsyncQueue<{ ID: bigint }> | undefined;
+  private abort: AbortController | undefined;
+  private failuresWithoutAnswer = 0;
+
+  constructor(
+    private readonly upstream: Upstream,
+    private readonly requireLeader: boolean,
+    private readonly metrics: Metrics["lease"],
+  ) {}
+
+  renew(id: bigint): Promise<KeepAliveResponse> {
+    return new Promise((resolve, reject) => {
+      const waiters = this.inflight.get(id);
+      if (waiters) {
+        waiters.push({ resolve, reject });
+        return;
+      }
+      this.inflight.set(id, [{ resolve, reject }]);
+      this.send(id);
+    });
+  }
+
+  close(): void {
+    this.abort?.abort(new ConnectError("the proxy is shutting down", Code.Unavailable));
+  }
+
+  private send(id: bigint): void {
+    this.open().push({ ID: id });
+    this.metrics.renewalsSent.inc();
+  }
+
+  private open(): AsyncQueue<{ ID: bigint }> {
+    if (this.requests) return this.requests;
+    const requests = new AsyncQueue<{ ID: bigint }>();
+    const abort = new AbortController();
+    this.requests = requests;
+    this.abort = abort;
+    const ctx: CallContext = {
+      forwardHeaders: this.requireLeader ? { hasleader: "true" } : {},
+      deadline: undefined,
+      signal: abort.signal,
+    };
+    this.metrics.upstreamStreams.inc();
+    void this.pump(requests, ctx).finally(() => this.metrics.upstreamStreams.dec());
+    return requests;
+  }
+
+  private async pump(requests: AsyncQueue<{ ID: bigint }>, ctx: CallContext): Promise<void> {
+    try {
+      for await (const response of this.upstream.bidiStream(Lease.method.leaseKeepAlive, requests, ctx)) {
+        this.failuresWithoutAnswer = 0;
+        const waiters = this.inflight.get(response.ID);
+        this.inflight.delete(response.ID);
+        waiters?.forEach((w) => w.resolve(response));
+      }
+      this.lost(requests, new ConnectError("etcd closed the lease keep-alive stream", Code.Unavailable));
+    } catch (err) {
+      this.lost(requests, err);
+    }
+  }
+
+  /**
+   * The upstream stream ended. If its endpoint failed, a new stream opens on
+   * another endpoint and re-sends the renewals in flight; if etcd itself
+   * ended it (no leader, ...), the waiting requests get etcd's error.
+   */
+  private lost(requests: AsyncQueue<{ ID: bigint }>, err: unknown): void {
+    if (this.requests === requests) this.requests = undefined;
+    requests.end();
+    if (this.inflight.size === 0) return;
+    const retry =
+      isConnectionFailure(err) &&
+      !this.abort?.signal.aborted &&
+      ++this.failuresWithoutAnswer <= MAX_REOPENS_WITHOUT_ANSWER;
+    if (retry) {
+      for (const id of this.inflight.keys()) this.send(id);
+      return;
+    }
+    const error = ConnectError.from(err);
+    const waiting = [...this.inflight.values()].flat();
+    this.inflight.clear();
+    for (const w of waiting) w.reject(error);
+  }
+}
