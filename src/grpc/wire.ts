@@ -74,7 +74,8 @@ const TIMEOUT_UNITS_MS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1
 export function parseGrpcTimeout(value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
   const m = /^(\d{1,8})([HMSmun])$/.exec(value);
-  return m ? Number(m[1]) * TIMEOUT_UNITS_MS[m[2]!]! : undefined;
+  // Whole milliseconds: peers reject fractional grpc-timeout values ("2999.876m").
+  return m ? Math.ceil(Number(m[1]) * TIMEOUT_UNITS_MS[m[2]!]!) : undefined;
 }
 
 /** Writes milliseconds as a grpc-timeout header value. */

@@ -3,6 +3,9 @@ import * as http2 from "node:http2";
 import type { Socket } from "node:net";
 import type { NativeLane } from "./native-lane.js";
 
+/** Memory one HTTP/2 session may use, in MB (node's default is 10). */
+const SESSION_MEMORY_MB = 256;
+
 /** The client preface every HTTP/2 connection starts with (RFC 9113 §3.4). */
 const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 
@@ -32,9 +35,12 @@ export interface ListenerOptions {
  */
 export function createListener(handler: RequestHandler, options: ListenerOptions): http.Server {
   const settings = { maxConcurrentStreams: options.maxConcurrentStreams };
+  // node refuses new streams once a session holds 10 MB; a connection that
+  // multiplexes thousands of watch or keep-alive streams needs more.
+  const maxSessionMemory = SESSION_MEMORY_MB;
   if (options.tls) {
     const secure = http2.createSecureServer(
-      { ...options.tls, allowHTTP1: true, settings },
+      { ...options.tls, allowHTTP1: true, settings, maxSessionMemory },
       handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void,
     );
     watchSessions(secure, options);
@@ -43,7 +49,7 @@ export function createListener(handler: RequestHandler, options: ListenerOptions
 
   const h1 = http.createServer(handler as http.RequestListener);
   const h2 = http2.createServer(
-    { settings },
+    { settings, maxSessionMemory },
     handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void,
   );
   watchSessions(h2, options);

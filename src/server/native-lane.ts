@@ -1,17 +1,26 @@
-import { create, fromBinary, toBinary, type DescMethodUnary } from "@bufbuild/protobuf";
+import {
+  create,
+  fromBinary,
+  toBinary,
+  type DescMethodBiDiStreaming,
+  type DescMethodServerStreaming,
+  type DescMethodUnary,
+} from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import * as http2 from "node:http2";
 import { FORWARDED_METADATA, type CallContext } from "../call-context.js";
 import { encodeGrpcMessage, frame, FrameDecoder, FrameError, parseGrpcTimeout } from "../grpc/wire.js";
 import { isForwarder } from "../services/forward.js";
+import { AsyncQueue } from "../util/async-queue.js";
 import type { ServiceBinding } from "../services/handlers.js";
 import { isSafeToRepeat, safetyDependsOnRequest } from "../upstream/retry-policy.js";
 import type { Upstream } from "../upstream/upstream.js";
 
 /**
- * The native gRPC fast lane: unary calls with `content-type: application/grpc`
- * over HTTP/2 (etcdctl, grpc-go, grpc-js) are served straight from the
- * HTTP/2 stream, without Fastify and Connect's per-call machinery.
+ * The native gRPC fast lane: calls with `content-type: application/grpc` over
+ * HTTP/2 (etcdctl, grpc-go, grpc-js) are served straight from the HTTP/2
+ * stream, without node's compatibility layer, Fastify and Connect's per-call
+ * machinery.
  *
  * - A method whose handler only forwards is relayed as bytes: the request
  *   frame goes to etcd as it came, the response message back as etcd sent
@@ -19,16 +28,26 @@ import type { Upstream } from "../upstream/upstream.js";
  * - A unary method with logic of its own (MemberList, MoveLeader, and later
  *   the cache) is decoded, handled by the same handler the Connect lane uses,
  *   and encoded.
- * - Everything else (streams, gRPC-JSON, compressed requests) returns false,
- *   and the caller hands the stream to the Connect lane.
+ * - A streaming method (Watch, LeaseKeepAlive, Snapshot, Observe) is decoded
+ *   message by message into the same handler, whose responses are encoded
+ *   and written with back-pressure.
+ * - gRPC-JSON and compressed requests return false, and the caller hands the
+ *   stream to the Connect lane.
  */
 export type NativeLane = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => boolean;
 
-interface Route {
-  method: DescMethodUnary;
-  /** Undefined for plain forwards. */
-  handler: ((request: unknown, ctx: CallContext) => Promise<unknown>) | undefined;
-}
+type Route =
+  | {
+      kind: "unary";
+      method: DescMethodUnary;
+      /** Undefined for plain forwards. */
+      handler: ((request: unknown, ctx: CallContext) => Promise<unknown>) | undefined;
+    }
+  | {
+      kind: "stream";
+      method: DescMethodServerStreaming | DescMethodBiDiStreaming;
+      handler: (input: unknown, ctx: CallContext) => AsyncIterable<unknown>;
+    };
 
 export interface NativeLaneOptions {
   services: ServiceBinding[];
@@ -45,12 +64,18 @@ export function createNativeLane(options: NativeLaneOptions): NativeLane {
   const routes = new Map<string, Route>();
   for (const { service, handlers } of options.services) {
     for (const method of service.methods) {
-      if (method.methodKind !== "unary") continue;
-      const handler = (handlers as Record<string, Route["handler"]>)[method.localName];
-      routes.set(`/${service.typeName}/${method.name}`, {
-        method: method as DescMethodUnary,
-        handler: isForwarder(handler) ? undefined : handler,
-      });
+      const handler = (handlers as Record<string, unknown>)[method.localName] as never;
+      const path = `/${service.typeName}/${method.name}`;
+      if (method.methodKind === "unary") {
+        const unary = method as DescMethodUnary;
+        routes.set(path, { kind: "unary", method: unary, handler: isForwarder(handler) ? undefined : handler });
+      } else if (method.methodKind !== "client_streaming") {
+        routes.set(path, {
+          kind: "stream",
+          method: method as DescMethodServerStreaming | DescMethodBiDiStreaming,
+          handler,
+        });
+      }
     }
   }
 
@@ -61,7 +86,8 @@ export function createNativeLane(options: NativeLaneOptions): NativeLane {
     if (type !== "application/grpc" && type !== "application/grpc+proto") return false;
     const encoding = headers["grpc-encoding"];
     if (encoding !== undefined && encoding !== "identity") return false;
-    serveUnary(stream, headers, route, options);
+    if (route.kind === "unary") serveUnary(stream, headers, route, options);
+    else serveStream(stream, headers, route, options);
     return true;
   };
 }
@@ -69,10 +95,10 @@ export function createNativeLane(options: NativeLaneOptions): NativeLane {
 function serveUnary(
   stream: http2.ServerHttp2Stream,
   headers: http2.IncomingHttpHeaders,
-  route: Route,
+  route: Extract<Route, { kind: "unary" }>,
   options: NativeLaneOptions,
 ): void {
-  const ctx = callContext(stream, headers);
+  const { ctx } = callContext(stream, headers);
   const decoder = new FrameDecoder(options.readMaxBytes);
   const chunks: Buffer[] = [];
   let messages = 0;
@@ -113,7 +139,12 @@ function serveUnary(
 }
 
 /** Produces the response message bytes for one framed request. */
-async function handle(body: Buffer, route: Route, ctx: CallContext, options: NativeLaneOptions): Promise<Uint8Array> {
+async function handle(
+  body: Buffer,
+  route: Extract<Route, { kind: "unary" }>,
+  ctx: CallContext,
+  options: NativeLaneOptions,
+): Promise<Uint8Array> {
   const { method, handler } = route;
   const payload = body.subarray(5);
   if (!handler) {
@@ -139,9 +170,12 @@ const DEADLINE = new ConnectError("context deadline exceeded", Code.DeadlineExce
 /**
  * The call's metadata, deadline and cancellation, from the HTTP/2 stream.
  * The signal aborts only if the client leaves or time runs out before the
- * answer: a finished call costs no abort.
+ * call finished: a finished call costs no abort.
  */
-function callContext(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): CallContext {
+function callContext(
+  stream: http2.ServerHttp2Stream,
+  headers: http2.IncomingHttpHeaders,
+): { ctx: CallContext; finished: () => boolean } {
   const forwardHeaders: Record<string, string> = {};
   for (const key of FORWARDED_METADATA) {
     const value = headers[key];
@@ -149,6 +183,7 @@ function callContext(stream: http2.ServerHttp2Stream, headers: http2.IncomingHtt
   }
   const controller = new AbortController();
   const timeoutMs = parseGrpcTimeout(headers["grpc-timeout"] as string | undefined);
+  const finished = () => finishedStreams.has(stream);
   let timer: NodeJS.Timeout | undefined;
   if (timeoutMs !== undefined) {
     timer = setTimeout(() => {
@@ -158,20 +193,27 @@ function callContext(stream: http2.ServerHttp2Stream, headers: http2.IncomingHtt
   }
   stream.once("close", () => {
     clearTimeout(timer);
-    if (!stream.headersSent) controller.abort(CLIENT_GONE);
+    if (!finished()) controller.abort(CLIENT_GONE);
   });
   return {
-    forwardHeaders,
-    deadline: timeoutMs === undefined ? undefined : Date.now() + timeoutMs,
-    signal: controller.signal,
+    ctx: {
+      forwardHeaders,
+      deadline: timeoutMs === undefined ? undefined : Date.now() + timeoutMs,
+      signal: controller.signal,
+    },
+    finished,
   };
 }
+
+/** Streams whose call has given its final answer (status sent). */
+const finishedStreams = new WeakSet<http2.ServerHttp2Stream>();
 
 const OK_HEADERS = { ":status": 200, "content-type": "application/grpc" };
 const OK_TRAILERS = { "grpc-status": "0" };
 
 function respond(stream: http2.ServerHttp2Stream, message: Uint8Array): void {
   if (stream.headersSent || stream.destroyed) return;
+  finishedStreams.add(stream);
   stream.respond(OK_HEADERS, { waitForTrailers: true });
   stream.once("wantTrailers", () => stream.sendTrailers(OK_TRAILERS));
   stream.end(frame(message));
@@ -179,18 +221,93 @@ function respond(stream: http2.ServerHttp2Stream, message: Uint8Array): void {
 
 /** A Trailers-Only error answer; later writes to a finished stream are ignored. */
 function respondError(stream: http2.ServerHttp2Stream, err: unknown): void {
-  if (stream.headersSent || stream.destroyed) return;
-  const ce = ConnectError.from(err);
-  stream.respond(
-    {
-      ":status": 200,
-      "content-type": "application/grpc",
-      "grpc-status": String(ce.code),
-      "grpc-message": encodeGrpcMessage(ce.rawMessage),
-    },
-    { endStream: true },
-  );
+  if (stream.destroyed || finishedStreams.has(stream)) return;
+  finishedStreams.add(stream);
+  if (stream.headersSent) {
+    // A stream already answering: the status goes in its trailers.
+    stream.once("wantTrailers", () => stream.sendTrailers(statusTrailers(err)));
+    stream.end();
+    return;
+  }
+  stream.respond({ ":status": 200, "content-type": "application/grpc", ...statusTrailers(err) }, { endStream: true });
   // A client still sending (an oversized message) has its answer: stop it
   // with NO_ERROR, as gRPC servers do, so the status is what it reports.
   if (!stream.readableEnded && !stream.closed) stream.close(NGHTTP2_NO_ERROR);
+}
+
+function statusTrailers(err: unknown): http2.OutgoingHttpHeaders {
+  const ce = ConnectError.from(err);
+  return { "grpc-status": String(ce.code), "grpc-message": encodeGrpcMessage(ce.rawMessage) };
+}
+
+/**
+ * A streaming call: request frames become an async iterable of messages
+ * (bidi) or the one message (server streaming); the handler's responses are
+ * written as they come, waiting for the client to drain when it is slow.
+ * A client half-close only ends the request iterable, as with etcd.
+ */
+function serveStream(
+  stream: http2.ServerHttp2Stream,
+  headers: http2.IncomingHttpHeaders,
+  route: Extract<Route, { kind: "stream" }>,
+  options: NativeLaneOptions,
+): void {
+  const { ctx, finished } = callContext(stream, headers);
+  const { method, handler } = route;
+  const requests = new AsyncQueue<unknown>();
+  const decoder = new FrameDecoder(options.readMaxBytes);
+  stream.on("data", (chunk: Buffer) => {
+    try {
+      for (const m of decoder.push(chunk)) requests.push(fromBinary(method.input, m));
+    } catch (err) {
+      const e =
+        err instanceof FrameError
+          ? new ConnectError(err.message, err.grpcCode)
+          : new ConnectError(`grpc: error unmarshalling request: ${(err as Error).message}`, Code.Internal);
+      requests.fail(e);
+      respondError(stream, e);
+    }
+  });
+  stream.on("end", () => requests.end());
+  stream.on("error", () => {});
+
+  void (async () => {
+    let input: unknown = requests;
+    if (method.methodKind === "server_streaming") {
+      const all: unknown[] = [];
+      for await (const m of requests) all.push(m);
+      if (all.length !== 1) throw new ConnectError("grpc: expected exactly one request message", Code.Internal);
+      input = all[0];
+    }
+    for await (const response of handler(input, ctx)) {
+      if (finished() || stream.destroyed) return;
+      if (!stream.headersSent) stream.respond(OK_HEADERS, { waitForTrailers: true });
+      const bytes = frame(toBinary(method.output, create(method.output, response as never)));
+      if (!stream.write(bytes)) await drained(stream);
+    }
+    if (finished() || stream.destroyed) return;
+    finishedStreams.add(stream);
+    if (!stream.headersSent) {
+      stream.respond({ ...OK_HEADERS, ...OK_TRAILERS }, { endStream: true });
+      return;
+    }
+    stream.once("wantTrailers", () => stream.sendTrailers(OK_TRAILERS));
+    stream.end();
+  })().catch((err) => {
+    if (!(err instanceof ConnectError)) options.onInternalError?.(err, headers[HTTP2_HEADER_PATH] as string);
+    respondError(stream, err);
+  });
+}
+
+/** Resolves when the stream can take more data, or is gone. */
+function drained(stream: http2.ServerHttp2Stream): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      stream.off("drain", done);
+      stream.off("close", done);
+      resolve();
+    };
+    stream.on("drain", done);
+    stream.on("close", done);
+  });
 }

@@ -362,7 +362,7 @@ function requestTooLarge(): ConnectError {
 
 function remainingMs(ctx: CallContext): number | undefined {
   if (ctx.deadline === undefined) return undefined;
-  const left = ctx.deadline - Date.now();
+  const left = Math.ceil(ctx.deadline - Date.now());
   if (left <= 0) throw new ConnectError("context deadline exceeded", Code.DeadlineExceeded);
   return left;
 }

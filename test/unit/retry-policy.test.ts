@@ -5,7 +5,7 @@ import { describe, it } from "node:test";
 import { KV, Lease, TxnRequestSchema } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.js";
 import { isConnectionFailure, neverReachedEtcd, toClientError } from "../../src/upstream/errors.js";
 import { isSafeToRepeat } from "../../src/upstream/retry-policy.js";
-import { encodeGrpcMessage } from "../../src/grpc/wire.js";
+import { encodeGrpcMessage, parseGrpcTimeout } from "../../src/grpc/wire.js";
 
 describe("isSafeToRepeat", () => {
   it("reads may be repeated, writes may not", () => {
@@ -81,5 +81,17 @@ describe("encodeGrpcMessage", () => {
     );
     assert.equal(encodeGrpcMessage("100% done\n"), "100%25 done%0A");
     assert.equal(encodeGrpcMessage("ü"), "%C3%BC");
+  });
+});
+
+describe("grpc-timeout", () => {
+  it("parses every unit into whole milliseconds", () => {
+    assert.equal(parseGrpcTimeout("2999876u"), 3000);
+    assert.equal(parseGrpcTimeout("5S"), 5000);
+    assert.equal(parseGrpcTimeout("1H"), 3_600_000);
+    assert.equal(parseGrpcTimeout("250m"), 250);
+    assert.equal(parseGrpcTimeout("1n"), 1);
+    assert.equal(parseGrpcTimeout("bogus"), undefined);
+    assert.equal(parseGrpcTimeout(undefined), undefined);
   });
 });
