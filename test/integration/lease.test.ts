@@ -205,3 +205,29 @@ describe("lease keep-alive coalescing, 3 members", () => {
     }
   });
 });
+
+describe("lease keep-alive when the cluster has no leader", () => {
+  const f = useProxy(3);
+
+  it("a client that requires a leader gets etcd's 'no leader' error", async () => {
+    const [id] = await grant(f.direct, 60);
+    const survivor = f.etcd.members[2]!;
+    await f.etcd.kill(f.etcd.members[0]!);
+    await f.etcd.kill(f.etcd.members[1]!);
+    const probe = new EtcdGrpcClient(survivor.endpoint);
+    try {
+      const until = Date.now() + 10_000;
+      while (((await probe.unary("Maintenance", "Status", {})) as { leader: string }).leader !== "0") {
+        assert.ok(Date.now() < until, "the survivor never lost its leader");
+        await sleep(100);
+      }
+    } finally {
+      probe.close();
+    }
+    const requireLeader = new grpc.Metadata();
+    requireLeader.set("hasleader", "true");
+    const stream = keepAliveStream(f.client, requireLeader);
+    stream.send(id!);
+    assert.deepEqual(await stream.ended, { code: grpc.status.UNAVAILABLE, details: "etcdserver: no leader" });
+  });
+});
