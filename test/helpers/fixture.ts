@@ -1,6 +1,6 @@
 import { after, before } from "node:test";
 import type { RunningProxy } from "../../src/main.js";
-import { startEtcd, type EtcdCluster } from "./etcd.js";
+import { startEtcd, type EtcdCluster, type EtcdMember } from "./etcd.js";
 import { EtcdGrpcClient } from "./grpc-client.js";
 import { startTestProxy } from "./proxy.js";
 
@@ -45,4 +45,30 @@ export function useProxy(size = 1, { proxyArgs = [], setup }: FixtureOptions = {
     await f.etcd?.stop();
   });
   return f;
+}
+
+/** The etcd member the proxy currently sends calls to. */
+export function memberInUse(proxy: RunningProxy, etcd: EtcdCluster): EtcdMember {
+  const current = proxy.upstream.endpoints().find((e) => e.current)!;
+  return etcd.members.find((m) => m.clientUrl === current.url)!;
+}
+
+/**
+ * Kills every member but the last and waits until that survivor knows it
+ * has no leader (its Status reports leader 0). Returns the survivor.
+ */
+export async function loseQuorum(etcd: EtcdCluster, timeoutMs = 10_000): Promise<EtcdMember> {
+  const survivor = etcd.members[etcd.members.length - 1]!;
+  for (const m of etcd.members) if (m !== survivor) await etcd.kill(m);
+  const probe = new EtcdGrpcClient(survivor.endpoint);
+  try {
+    const until = Date.now() + timeoutMs;
+    while (((await probe.unary("Maintenance", "Status", {})) as { leader: string }).leader !== "0") {
+      if (Date.now() > until) throw new Error("the survivor never lost its leader");
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  } finally {
+    probe.close();
+  }
+  return survivor;
 }

@@ -3,9 +3,8 @@
 import * as grpc from "@grpc/grpc-js";
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import type { RunningProxy } from "../../src/main.js";
-import { startEtcd, type EtcdCluster, type EtcdMember } from "../helpers/etcd.js";
-import { useProxy } from "../helpers/fixture.js";
+import { startEtcd, type EtcdMember } from "../helpers/etcd.js";
+import { memberInUse, useProxy } from "../helpers/fixture.js";
 import { ctl } from "../helpers/etcdctl.js";
 import { EtcdGrpcClient, outcome } from "../helpers/grpc-client.js";
 import { freePort } from "../helpers/ports.js";
@@ -20,11 +19,6 @@ async function statusOf(m: EtcdMember): Promise<{ leader: string; header: { memb
   } finally {
     c.close();
   }
-}
-
-function memberInUse(proxy: RunningProxy, etcd: EtcdCluster): EtcdMember {
-  const current = proxy.upstream.endpoints().find((e) => e.current)!;
-  return etcd.members.find((m) => m.clientUrl === current.url)!;
 }
 
 describe("3-member cluster", () => {

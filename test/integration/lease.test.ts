@@ -4,8 +4,8 @@ import * as grpc from "@grpc/grpc-js";
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { RunningProxy } from "../../src/main.js";
-import { openStreams, type EtcdCluster, type EtcdMember } from "../helpers/etcd.js";
-import { useProxy } from "../helpers/fixture.js";
+import { openStreams } from "../helpers/etcd.js";
+import { loseQuorum, memberInUse, useProxy } from "../helpers/fixture.js";
 import { EtcdGrpcClient } from "../helpers/grpc-client.js";
 
 type Answer = { ID: string; TTL: string };
@@ -173,11 +173,6 @@ describe("lease keep-alive coalescing, single member", () => {
 describe("lease keep-alive coalescing, 3 members", () => {
   const f = useProxy(3);
 
-  function memberInUse(proxy: RunningProxy, etcd: EtcdCluster): EtcdMember {
-    const current = proxy.upstream.endpoints().find((e) => e.current)!;
-    return etcd.members.find((m) => m.clientUrl === current.url)!;
-  }
-
   it("killing the member that carries the shared stream expires no lease", async () => {
     const [id] = await grant(f.direct, 4);
     await f.direct.unary("KV", "Put", { key: Buffer.from("lease/failover"), value: Buffer.from("v"), lease: id });
@@ -211,19 +206,7 @@ describe("lease keep-alive when the cluster has no leader", () => {
 
   it("a client that requires a leader gets etcd's 'no leader' error", async () => {
     const [id] = await grant(f.direct, 60);
-    const survivor = f.etcd.members[2]!;
-    await f.etcd.kill(f.etcd.members[0]!);
-    await f.etcd.kill(f.etcd.members[1]!);
-    const probe = new EtcdGrpcClient(survivor.endpoint);
-    try {
-      const until = Date.now() + 10_000;
-      while (((await probe.unary("Maintenance", "Status", {})) as { leader: string }).leader !== "0") {
-        assert.ok(Date.now() < until, "the survivor never lost its leader");
-        await sleep(100);
-      }
-    } finally {
-      probe.close();
-    }
+    await loseQuorum(f.etcd);
     const requireLeader = new grpc.Metadata();
     requireLeader.set("hasleader", "true");
     const stream = keepAliveStream(f.client, requireLeader);
