@@ -1,4 +1,6 @@
+import { Code, ConnectError } from "@connectrpc/connect";
 import type { FastifyInstance } from "fastify";
+import type { Http2Session } from "node:http2";
 import { hostname } from "node:os";
 import type { AddressInfo } from "node:net";
 import type { ProxyConfig } from "./config/config.js";
@@ -21,6 +23,8 @@ export const DEFAULTS = {
   backoffMaxMs: 2000,
   /** gRPC's default receive limit, as etcd's Go proxy applies to clients. */
   clientReadMaxBytes: 4 * 1024 * 1024,
+  /** How long in-flight unary calls get to finish on shutdown before connections are closed. */
+  shutdownGraceMs: 5000,
 } as const;
 
 export interface RunningProxy {
@@ -63,6 +67,16 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
     },
   });
 
+  const lane = config.nativeLane
+    ? createNativeLane({
+        services,
+        upstream,
+        readMaxBytes: DEFAULTS.clientReadMaxBytes,
+        onInternalError: (err, path) => log?.error({ err, path }, "native lane handler failed"),
+      })
+    : undefined;
+  const sessions = new Set<Http2Session>();
+  const shuttingDown = new AbortController();
   const app = await createApp(
     services,
     {
@@ -76,14 +90,9 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
       readMaxBytes: DEFAULTS.clientReadMaxBytes,
       logger: { level: config.logLevel },
       onSessionError: (err) => log?.debug({ err: err.message }, "HTTP/2 session error"),
-      nativeLane: config.nativeLane
-        ? createNativeLane({
-            services,
-            upstream,
-            readMaxBytes: DEFAULTS.clientReadMaxBytes,
-            onInternalError: (err, path) => log?.error({ err, path }, "native lane handler failed"),
-          })
-        : undefined,
+      nativeLane: lane,
+      sessions,
+      shutdownSignal: shuttingDown.signal,
     },
   );
   log = app.log;
@@ -99,10 +108,32 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
     app,
     upstream,
     address: boundAddress,
-    close: async () => {
-      keepAlives.close();
-      await app.close();
-      upstream.close();
-    },
+    close: () => shutdown(),
   };
+
+  /**
+   * Graceful shutdown, bounded in time: streams end at once with
+   * UNAVAILABLE so clients reconnect elsewhere; HTTP/2 sessions get a GOAWAY
+   * so in-flight unary calls finish and new ones go elsewhere; the listener
+   * stops accepting. Whatever is still open after the grace period is closed.
+   */
+  async function shutdown(): Promise<void> {
+    lane?.shutdown(SHUTTING_DOWN);
+    shuttingDown.abort(SHUTTING_DOWN);
+    keepAlives.close();
+    for (const session of sessions) session.close();
+    const force = setTimeout(() => {
+      log?.warn({ sessions: sessions.size }, "closing connections still open after the grace period");
+      for (const session of sessions) session.destroy();
+      app.server.closeAllConnections();
+    }, DEFAULTS.shutdownGraceMs);
+    try {
+      await app.close();
+    } finally {
+      clearTimeout(force);
+      upstream.close();
+    }
+  }
 }
+
+const SHUTTING_DOWN = new ConnectError("etcd-connect-proxy is shutting down", Code.Unavailable);

@@ -10,6 +10,8 @@ import { createListener, type ListenerOptions, type RequestHandler } from "./lis
 export interface AppOptions extends ListenerOptions {
   /** Largest request message accepted from a client. */
   readMaxBytes: number;
+  /** Aborting it ends the Connect lane's calls (graceful shutdown). */
+  shutdownSignal: AbortSignal;
   logger: FastifyServerOptions["logger"];
 }
 
@@ -41,6 +43,7 @@ export async function createApp(
   await app.register(fastifyConnectPlugin, {
     routes: (router) => registerServices(router, services),
     readMaxBytes: options.readMaxBytes,
+    shutdownSignal: options.shutdownSignal,
   });
   registerHttpEndpoints(app, endpoints);
   return app;

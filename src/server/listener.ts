@@ -23,6 +23,8 @@ export interface ListenerOptions {
   onSessionError?: (err: Error) => void;
   /** Takes the HTTP/2 streams it can serve before the request handler sees them. */
   nativeLane?: NativeLane;
+  /** Filled with the open HTTP/2 sessions, so shutdown can send GOAWAY and, later, force them closed. */
+  sessions?: Set<http2.Http2Session>;
 }
 
 /**
@@ -89,12 +91,17 @@ function watchSessions(server: http2.Http2Server | http2.Http2SecureServer, opti
     const compat = server.listeners("stream") as Array<(...args: unknown[]) => void>;
     server.removeAllListeners("stream");
     server.on("stream", (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, ...rest: unknown[]) => {
-      if (lane(stream, headers)) return;
+      if (lane.handle(stream, headers)) return;
       for (const listener of compat) listener.call(server, stream, headers, ...rest);
     });
   }
   server.on("sessionError", (err) => options.onSessionError?.(err));
   server.on("session", (session) => {
     session.on("error", (err) => options.onSessionError?.(err));
+    if (options.sessions) {
+      const sessions = options.sessions;
+      sessions.add(session);
+      session.once("close", () => sessions.delete(session));
+    }
   });
 }

@@ -34,7 +34,12 @@ import type { Upstream } from "../upstream/upstream.js";
  * - gRPC-JSON and compressed requests return false, and the caller hands the
  *   stream to the Connect lane.
  */
-export type NativeLane = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => boolean;
+export interface NativeLane {
+  /** Serves the stream and returns true, or returns false for the Connect lane to serve it. */
+  handle(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): boolean;
+  /** Ends every open streaming call with `reason` (graceful shutdown). */
+  shutdown(reason: ConnectError): void;
+}
 
 type Route =
   | {
@@ -79,16 +84,27 @@ export function createNativeLane(options: NativeLaneOptions): NativeLane {
     }
   }
 
-  return (stream, headers) => {
-    const route = routes.get(headers[HTTP2_HEADER_PATH] as string);
-    if (!route) return false;
-    const type = headers[HTTP2_HEADER_CONTENT_TYPE];
-    if (type !== "application/grpc" && type !== "application/grpc+proto") return false;
-    const encoding = headers["grpc-encoding"];
-    if (encoding !== undefined && encoding !== "identity") return false;
-    if (route.kind === "unary") serveUnary(stream, headers, route, options);
-    else serveStream(stream, headers, route, options);
-    return true;
+  /** Open streaming calls and how to stop each; unary calls are left to finish. */
+  const openStreams = new Map<http2.ServerHttp2Stream, (reason: ConnectError) => void>();
+  return {
+    handle(stream, headers) {
+      const route = routes.get(headers[HTTP2_HEADER_PATH] as string);
+      if (!route) return false;
+      const type = headers[HTTP2_HEADER_CONTENT_TYPE];
+      if (type !== "application/grpc" && type !== "application/grpc+proto") return false;
+      const encoding = headers["grpc-encoding"];
+      if (encoding !== undefined && encoding !== "identity") return false;
+      if (route.kind === "unary") {
+        serveUnary(stream, headers, route, options);
+      } else {
+        openStreams.set(stream, serveStream(stream, headers, route, options));
+        stream.once("close", () => openStreams.delete(stream));
+      }
+      return true;
+    },
+    shutdown(reason) {
+      for (const stop of openStreams.values()) stop(reason);
+    },
   };
 }
 
@@ -175,7 +191,7 @@ const DEADLINE = new ConnectError("context deadline exceeded", Code.DeadlineExce
 function callContext(
   stream: http2.ServerHttp2Stream,
   headers: http2.IncomingHttpHeaders,
-): { ctx: CallContext; finished: () => boolean } {
+): { ctx: CallContext; finished: () => boolean; abort: (reason: ConnectError) => void } {
   const forwardHeaders: Record<string, string> = {};
   for (const key of FORWARDED_METADATA) {
     const value = headers[key];
@@ -202,6 +218,7 @@ function callContext(
       signal: controller.signal,
     },
     finished,
+    abort: (reason) => controller.abort(reason),
   };
 }
 
@@ -251,8 +268,8 @@ function serveStream(
   headers: http2.IncomingHttpHeaders,
   route: Extract<Route, { kind: "stream" }>,
   options: NativeLaneOptions,
-): void {
-  const { ctx, finished } = callContext(stream, headers);
+): (reason: ConnectError) => void {
+  const { ctx, finished, abort } = callContext(stream, headers);
   const { method, handler } = route;
   const requests = new AsyncQueue<unknown>();
   const decoder = new FrameDecoder(options.readMaxBytes);
@@ -297,6 +314,13 @@ function serveStream(
     if (!(err instanceof ConnectError)) options.onInternalError?.(err, headers[HTTP2_HEADER_PATH] as string);
     respondError(stream, err);
   });
+
+  // Stops the call from outside: the client gets `reason`, the handler (and
+  // its upstream call) is cancelled.
+  return (reason) => {
+    respondError(stream, reason);
+    abort(reason);
+  };
 }
 
 /** Resolves when the stream can take more data, or is gone. */

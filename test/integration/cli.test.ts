@@ -1,5 +1,6 @@
 // The command line as an operator meets it: the built binary, real flags,
 // one clear line for bad input, and a clean exit on SIGTERM.
+import * as grpc from "@grpc/grpc-js";
 import { execFile, spawn } from "node:child_process";
 import assert from "node:assert/strict";
 import { dirname, join } from "node:path";
@@ -7,6 +8,7 @@ import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { startEtcd, type EtcdCluster } from "../helpers/etcd.js";
 import { ctl } from "../helpers/etcdctl.js";
+import { EtcdGrpcClient } from "../helpers/grpc-client.js";
 import { freePort } from "../helpers/ports.js";
 
 const bin = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "bin", "etcd-connect-proxy.js");
@@ -89,5 +91,54 @@ describe("etcd-connect-proxy command line", () => {
       child.kill("SIGTERM");
     }
     assert.equal(await exited, 0);
+  });
+
+  it("SIGTERM with watches and keep-alives open: streams end UNAVAILABLE, the process exits 0", async () => {
+    const port = await freePort();
+    const child = spawn(
+      process.execPath,
+      [bin, "start", `--endpoints=${etcd.endpoints}`, `--listen-addr=127.0.0.1:${port}`],
+      {
+        stdio: "ignore",
+      },
+    );
+    const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+    const client = new EtcdGrpcClient(`127.0.0.1:${port}`);
+    try {
+      const until = Date.now() + 15_000;
+      for (;;) {
+        try {
+          await client.unary("KV", "Range", { key: Buffer.from("x") }, undefined, 1000);
+          break;
+        } catch {
+          assert.ok(Date.now() < until, "the proxy never served");
+        }
+      }
+      const statusOf = (call: ReturnType<EtcdGrpcClient["stream"]>) =>
+        new Promise<{ code: number; details: string }>((resolve) => {
+          call.on("error", () => {});
+          call.on("status", (s) => resolve({ code: s.code, details: s.details }));
+        });
+      const watch = client.stream("Watch", "Watch");
+      const created = new Promise((r) => watch.once("data", r));
+      const watchEnded = statusOf(watch);
+      watch.write({ create_request: { key: Buffer.from("term") } });
+      await created;
+      const lease = await client.unary("Lease", "LeaseGrant", { TTL: 60 });
+      const keepAlive = client.stream("Lease", "LeaseKeepAlive");
+      const answered = new Promise((r) => keepAlive.once("data", r));
+      const keepAliveEnded = statusOf(keepAlive);
+      keepAlive.write({ ID: lease.ID });
+      await answered;
+
+      child.kill("SIGTERM");
+      const shuttingDown = { code: grpc.status.UNAVAILABLE, details: "etcd-connect-proxy is shutting down" };
+      assert.deepEqual(await watchEnded, shuttingDown);
+      assert.deepEqual(await keepAliveEnded, shuttingDown);
+      assert.equal(await exited, 0);
+    } finally {
+      client.close();
+      child.kill("SIGKILL");
+    }
   });
 });
