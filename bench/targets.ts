@@ -58,6 +58,7 @@ export async function startLab(names: string[]): Promise<Lab> {
             process.execPath,
             [
               ...(process.env.BENCH_PROFILE ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : []),
+              ...(process.env.BENCH_NODE_FLAGS ? process.env.BENCH_NODE_FLAGS.split(" ") : []),
               join(root, "bin", "etcd-connect-proxy.js"),
               "start",
               `--endpoints=${etcd.endpoints}`,

@@ -142,11 +142,9 @@ export class EtcdUpstream implements Upstream {
     ctx: CallContext,
   ): Promise<MessageShape<O>> {
     const message = create(method.input, request);
-    const requestFrame = this.framed(toBinary(method.input, message));
-    const { value } = await this.attempt(ctx, repeatPolicy(isSafeToRepeat(method, message)), (clients) =>
-      clients.h2.unary(pathOf(method), requestFrame, this.headers(ctx), ctx.signal, this.options.maxRecvBytes),
-    );
-    return fromBinary(method.output, value);
+    const safe = isSafeToRepeat(method, message);
+    const bytes = await this.unaryBytes(method, frame(toBinary(method.input, message)), ctx, () => safe);
+    return fromBinary(method.output, bytes);
   }
 
   async unaryBytes(
@@ -155,10 +153,9 @@ export class EtcdUpstream implements Upstream {
     ctx: CallContext,
     safeToRepeat: () => boolean,
   ): Promise<Buffer> {
-    if (requestFrame.length - 5 > this.options.maxSendBytes) throw requestTooLarge();
-    const policy = new LazyRepeatPolicy(safeToRepeat);
-    const { value } = await this.attempt(ctx, policy, (clients) =>
-      clients.h2.unary(pathOf(method), requestFrame, this.headers(ctx), ctx.signal, this.options.maxRecvBytes),
+    checkSendLimit(requestFrame, this.options.maxSendBytes);
+    const { value } = await this.attempt(ctx, new LazyRepeatPolicy(safeToRepeat), (clients) =>
+      this.send(clients.h2, method, requestFrame, ctx),
     );
     return value;
   }
@@ -167,16 +164,12 @@ export class EtcdUpstream implements Upstream {
     for (const e of this.pool.endpoints) e.client.h2.close();
   }
 
-  /** Frames a serialized request, refusing what etcd would refuse as too large. */
-  private framed(bytes: Uint8Array): Buffer {
-    if (bytes.length > this.options.maxSendBytes) throw requestTooLarge();
-    return frame(bytes);
-  }
-
-  /** Metadata for etcd: the client's forwarded keys plus the remaining deadline. */
-  private headers(ctx: CallContext): Record<string, string> {
+  /** One unary call on one endpoint's lean client, with the call's metadata and deadline. */
+  private send(h2: H2Client, method: DescMethodUnary, requestFrame: Buffer, ctx: CallContext): Promise<Buffer> {
     const left = remainingMs(ctx);
-    return left === undefined ? ctx.forwardHeaders : { ...ctx.forwardHeaders, "grpc-timeout": encodeGrpcTimeout(left) };
+    const headers =
+      left === undefined ? ctx.forwardHeaders : { ...ctx.forwardHeaders, "grpc-timeout": encodeGrpcTimeout(left) };
+    return h2.unary(pathOf(method), requestFrame, headers, ctx.signal, this.options.maxRecvBytes);
   }
 
   async unaryOnLeader<I extends DescMessage, O extends DescMessage>(
@@ -186,16 +179,10 @@ export class EtcdUpstream implements Upstream {
   ): Promise<MessageShape<O>> {
     const leader = await this.findLeader(ctx);
     if (!leader) return this.unary(method, request, ctx);
-    const requestFrame = this.framed(toBinary(method.input, create(method.input, request)));
+    const requestFrame = frame(toBinary(method.input, create(method.input, request)));
+    checkSendLimit(requestFrame, this.options.maxSendBytes);
     try {
-      const bytes = await leader.client.h2.unary(
-        pathOf(method),
-        requestFrame,
-        this.headers(ctx),
-        ctx.signal,
-        this.options.maxRecvBytes,
-      );
-      return fromBinary(method.output, bytes);
+      return fromBinary(method.output, await this.send(leader.client.h2, method, requestFrame, ctx));
     } catch (err) {
       throw toClientError(err);
     }
@@ -206,13 +193,7 @@ export class EtcdUpstream implements Upstream {
     const statusFrame = frame(new Uint8Array(0));
     const answers = await Promise.allSettled(
       this.pool.endpoints.map(async (endpoint) => {
-        const bytes = await endpoint.client.h2.unary(
-          pathOf(Maintenance.method.status),
-          statusFrame,
-          this.headers(ctx),
-          ctx.signal,
-          this.options.maxRecvBytes,
-        );
+        const bytes = await this.send(endpoint.client.h2, Maintenance.method.status, statusFrame, ctx);
         const status = fromBinary(Maintenance.method.status.output, bytes);
         return status.header !== undefined && status.leader !== 0n && status.header.memberId === status.leader
           ? endpoint
@@ -355,9 +336,11 @@ function pathOf(method: DescMethodUnary | DescMethodServerStreaming | DescMethod
   return `/${method.parent.typeName}/${method.name}`;
 }
 
-function requestTooLarge(): ConnectError {
-  // etcd's answer to a request over its limit; --max-send-bytes mirrors it.
-  return new ConnectError("etcdserver: request is too large", Code.InvalidArgument);
+/** Refuses, with etcd's answer, a request over --max-send-bytes (which mirrors etcd's own limit). */
+function checkSendLimit(requestFrame: Buffer, maxSendBytes: number): void {
+  if (requestFrame.length - 5 > maxSendBytes) {
+    throw new ConnectError("etcdserver: request is too large", Code.InvalidArgument);
+  }
 }
 
 function remainingMs(ctx: CallContext): number | undefined {
