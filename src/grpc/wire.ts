@@ -68,6 +68,22 @@ export class FrameDecoder {
   }
 }
 
+/**
+ * The one message of a unary request body, or a FrameError with the status
+ * grpc-go (and so etcd) gives for the same defect.
+ */
+export function singleFrame(body: Buffer, maxMessageBytes: number): Buffer {
+  if (body.length < 5) throw new FrameError(body.length === 0 ? "grpc: no request message" : "unexpected EOF", 2);
+  if (body[0]! & 1) throw new FrameError("compressed messages are not supported without grpc-encoding", 12);
+  const length = body.readUInt32BE(1);
+  if (length > maxMessageBytes) {
+    throw new FrameError(`grpc: received message larger than max (${length} vs. ${maxMessageBytes})`, 8);
+  }
+  if (body.length < 5 + length) throw new FrameError("unexpected EOF", 2);
+  if (body.length > 5 + length) throw new FrameError("grpc: client streaming protocol violation: want <EOF>", 13);
+  return body.subarray(5);
+}
+
 const TIMEOUT_UNITS_MS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 1e-3, n: 1e-6 };
 
 /** Parses a grpc-timeout header ("100m", "5S") into milliseconds. */

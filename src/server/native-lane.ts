@@ -9,7 +9,7 @@ import {
 import { Code, ConnectError } from "@connectrpc/connect";
 import * as http2 from "node:http2";
 import { FORWARDED_METADATA, type CallContext } from "../call-context.js";
-import { encodeGrpcMessage, frame, FrameDecoder, FrameError, parseGrpcTimeout } from "../grpc/wire.js";
+import { encodeGrpcMessage, frame, FrameDecoder, FrameError, parseGrpcTimeout, singleFrame } from "../grpc/wire.js";
 import { isForwarder } from "../services/forward.js";
 import { AsyncQueue } from "../util/async-queue.js";
 import type { ServiceBinding } from "../services/handlers.js";
@@ -115,35 +115,35 @@ function serveUnary(
   options: NativeLaneOptions,
 ): void {
   const { ctx } = callContext(stream, headers);
-  const decoder = new FrameDecoder(options.readMaxBytes);
   const chunks: Buffer[] = [];
-  let messages = 0;
+  let size = 0;
   let failed = false;
+  const fail = (err: FrameError) => {
+    failed = true;
+    respondError(stream, new ConnectError(err.message, err.grpcCode));
+  };
 
   stream.on("data", (chunk: Buffer) => {
     if (failed) return;
-    chunks.push(chunk);
-    try {
-      messages += decoder.push(chunk).length;
-    } catch (err) {
-      failed = true;
-      const e = err as FrameError;
-      respondError(stream, new ConnectError(e.message, e.grpcCode));
+    size += chunk.length;
+    // Stop buffering as soon as the body cannot be one acceptable message.
+    if (size > options.readMaxBytes + 5) {
+      return fail(
+        new FrameError(`grpc: received message larger than max (${size - 5} vs. ${options.readMaxBytes})`, 8),
+      );
     }
+    chunks.push(chunk);
   });
   stream.on("end", () => {
     if (failed) return;
-    if (messages !== 1 || decoder.pendingBytes !== 0) {
-      return respondError(
-        stream,
-        new ConnectError(
-          messages === 0 && decoder.pendingBytes === 0 ? "grpc: no request message" : "unexpected EOF",
-          messages > 1 ? Code.Unimplemented : Code.Internal,
-        ),
-      );
-    }
     const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
-    handle(body, route, ctx, options).then(
+    let payload: Buffer;
+    try {
+      payload = singleFrame(body, options.readMaxBytes);
+    } catch (err) {
+      return fail(err as FrameError);
+    }
+    handle(body, payload, route, ctx, options).then(
       (response) => respond(stream, response),
       (err) => {
         if (!(err instanceof ConnectError)) options.onInternalError?.(err, headers[HTTP2_HEADER_PATH] as string);
@@ -154,15 +154,15 @@ function serveUnary(
   stream.on("error", () => {});
 }
 
-/** Produces the response message bytes for one framed request. */
+/** Produces the response message bytes for one framed request (`body`, whose message is `payload`). */
 async function handle(
   body: Buffer,
+  payload: Buffer,
   route: Extract<Route, { kind: "unary" }>,
   ctx: CallContext,
   options: NativeLaneOptions,
 ): Promise<Uint8Array> {
   const { method, handler } = route;
-  const payload = body.subarray(5);
   if (!handler) {
     return options.upstream.unaryBytes(method, body, ctx, () =>
       isSafeToRepeat(method, safetyDependsOnRequest(method) ? fromBinary(method.input, payload) : undefined),

@@ -1,0 +1,43 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { frame, FrameDecoder, FrameError, singleFrame } from "../../src/grpc/wire.js";
+
+const message = Buffer.from([0x0a, 0x01, 0x6b]);
+
+describe("singleFrame", () => {
+  it("returns the one message of a unary body", () => {
+    assert.deepEqual(singleFrame(frame(message), 100), message);
+  });
+  const codeOf = (body: Buffer, max = 100) => {
+    try {
+      singleFrame(body, max);
+      return 0;
+    } catch (e) {
+      return (e as FrameError).grpcCode;
+    }
+  };
+  it("answers each defect with grpc-go's status", () => {
+    assert.equal(codeOf(Buffer.alloc(0)), 2, "empty body");
+    assert.equal(codeOf(frame(message).subarray(0, 6)), 2, "truncated: Unknown 'unexpected EOF', as etcd");
+    assert.equal(codeOf(frame(message), 2), 8, "over the limit: ResourceExhausted");
+    assert.equal(codeOf(Buffer.concat([frame(message), frame(message)])), 13, "two messages");
+    const compressed = frame(message);
+    compressed[0] = 1;
+    assert.equal(codeOf(compressed), 12, "compressed without an encoding");
+  });
+});
+
+describe("FrameDecoder", () => {
+  it("reassembles messages split across chunks, and several in one chunk", () => {
+    const d = new FrameDecoder(100);
+    const two = Buffer.concat([frame(message), frame(Buffer.from("hello"))]);
+    assert.deepEqual(d.push(two.subarray(0, 4)), []);
+    assert.deepEqual(d.push(two.subarray(4, 10)), [message]);
+    assert.deepEqual(d.push(two.subarray(10)), [Buffer.from("hello")]);
+    assert.equal(d.pendingBytes, 0);
+  });
+  it("refuses a message over the limit as soon as its header says so", () => {
+    const d = new FrameDecoder(2);
+    assert.throws(() => d.push(frame(message).subarray(0, 5)), (e: FrameError) => e.grpcCode === 8);
+  });
+});
