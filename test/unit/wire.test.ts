@@ -38,6 +38,9 @@ describe("FrameDecoder", () => {
   });
   it("refuses a message over the limit as soon as its header says so", () => {
     const d = new FrameDecoder(2);
-    assert.throws(() => d.push(frame(message).subarray(0, 5)), (e: FrameError) => e.grpcCode === 8);
+    assert.throws(
+      () => d.push(frame(message).subarray(0, 5)),
+      (e: FrameError) => e.grpcCode === 8,
+    );
   });
 });
