@@ -47,6 +47,7 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
     keepaliveTimeMs: config.dialKeepaliveTimeMs,
     keepaliveTimeoutMs: config.dialKeepaliveTimeoutMs,
     keepaliveWithoutStream: config.permitWithoutStream,
+    tls: config.upstreamTls,
     retryWindowMs: DEFAULTS.retryWindowMs,
     backoffMinMs: DEFAULTS.backoffMinMs,
     backoffMaxMs: DEFAULTS.backoffMaxMs,

@@ -1,5 +1,7 @@
+import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { normalizeEndpoint } from "../upstream/endpoint-pool.js";
+import type { UpstreamTls } from "../upstream/upstream.js";
 import { FlagError, parseFlags, type FlagSpec, type ParsedFlags } from "./flags.js";
 
 /**
@@ -170,28 +172,28 @@ export const PROXY_FLAGS: readonly ProxyFlag[] = [
     type: "string",
     default: "",
     help: "identify secure connections with etcd servers using this TLS certificate file",
-    availability: planned("TLS toward etcd"),
+    availability: "supported",
   },
   {
     name: "key",
     type: "string",
     default: "",
     help: "identify secure connections with etcd servers using this TLS key file",
-    availability: planned("TLS toward etcd"),
+    availability: "supported",
   },
   {
     name: "cacert",
     type: "string",
     default: "",
     help: "verify certificates of TLS-enabled secure etcd servers using this CA bundle",
-    availability: planned("TLS toward etcd"),
+    availability: "supported",
   },
   {
     name: "insecure-skip-tls-verify",
     type: "bool",
     default: "false",
     help: "skip authentication of etcd server TLS certificates (CAUTION: this option should be enabled only for testing purposes)",
-    availability: planned("TLS toward etcd"),
+    availability: "supported",
   },
   {
     name: "cert-file",
@@ -319,6 +321,8 @@ export interface ProxyConfig {
   dialKeepaliveTimeoutMs: number;
   permitWithoutStream: boolean;
   maxConcurrentStreams: number;
+  /** TLS toward etcd (https endpoints); absent means none was configured. */
+  upstreamTls: UpstreamTls | undefined;
   /** Server TLS for the client port; absent means cleartext. */
   tls: { cert: Buffer; key: Buffer } | undefined;
   logLevel: "debug" | "info" | "warn" | "error" | "silent";
@@ -346,18 +350,16 @@ export function buildConfig(argv: readonly string[]): ProxyConfig {
   const num = (n: string) => parsed.values.get(n) as number;
   const bool = (n: string) => parsed.values.get(n) as boolean;
 
+  const upstreamTls = buildUpstreamTls(str("cert"), str("key"), str("cacert"), bool("insecure-skip-tls-verify"));
   const endpointList = parsed.values.get("endpoints") as string[];
   if (endpointList.length === 0) throw new FlagError("--endpoints must name at least one etcd endpoint");
   const endpoints = endpointList.map((e) => {
     try {
-      return normalizeEndpoint(e);
+      return normalizeEndpoint(e, upstreamTls ? "https" : "http");
     } catch (err) {
       throw new FlagError(`invalid --endpoints: ${(err as Error).message}`);
     }
   });
-  const httpsEndpoint = endpoints.find((e) => e.startsWith("https:"));
-  if (httpsEndpoint)
-    throw new FlagError(`https endpoints are not supported yet (${httpsEndpoint}): TLS toward etcd is planned`);
 
   const certFile = str("cert-file");
   const keyFile = str("key-file");
@@ -386,6 +388,8 @@ export function buildConfig(argv: readonly string[]): ProxyConfig {
     dialKeepaliveTimeoutMs: num("dial-keepalive-timeout"),
     permitWithoutStream: bool("permit-without-stream"),
     maxConcurrentStreams: maxStreams,
+    upstreamTls:
+      upstreamTls ?? (endpoints.some((e) => e.startsWith("https:")) ? { rejectUnauthorized: true } : undefined),
     tls: certFile ? { cert: readPem(certFile, "cert-file"), key: readPem(keyFile, "key-file") } : undefined,
     logLevel: logLevel as ProxyConfig["logLevel"],
     nativeLane: lane === "native",
@@ -413,6 +417,39 @@ function validateRegistration(parsed: ParsedFlags): void {
   const ttl = parsed.values.get("resolver-ttl") as number;
   if (prefix !== "" && ttl < 1) throw new FlagError("invalid resolver-ttl");
   if (prefix === "" && ttl > 0) throw new FlagError("invalid resolver-prefix");
+}
+
+/**
+ * TLS toward etcd from --cert, --key, --cacert and --insecure-skip-tls-verify.
+ * As in etcd, the client certificate must not carry a Common Name: etcd would
+ * authenticate every proxied request as that CN's user, whoever the client is.
+ */
+function buildUpstreamTls(
+  certFile: string,
+  keyFile: string,
+  caFile: string,
+  insecure: boolean,
+): UpstreamTls | undefined {
+  if (!certFile && !keyFile && !caFile && !insecure) return undefined;
+  if ((certFile === "") !== (keyFile === "")) throw new FlagError("--cert and --key must be given together");
+  const tls: UpstreamTls = { rejectUnauthorized: !insecure };
+  if (caFile) tls.ca = readPem(caFile, "cacert");
+  if (certFile) {
+    tls.cert = readPem(certFile, "cert");
+    tls.key = readPem(keyFile, "key");
+    let commonName: string | undefined;
+    try {
+      commonName = /^CN=(.*)$/m.exec(new X509Certificate(tls.cert).subject)?.[1];
+    } catch (err) {
+      throw new FlagError(`--cert "${certFile}" is not a PEM certificate: ${(err as Error).message}`);
+    }
+    if (commonName) {
+      throw new FlagError(
+        `--cert "${certFile}" has a non-empty Common Name (${commonName}); etcd would authenticate every proxied request as that user, so the proxy's client certificate must have none`,
+      );
+    }
+  }
+  return tls;
 }
 
 function readPem(path: string, flag: string): Buffer {

@@ -91,11 +91,15 @@ export class EndpointPool<C> {
   }
 }
 
-/** etcd accepts endpoints with or without a scheme; we always carry one. */
-export function normalizeEndpoint(raw: string): string {
+/**
+ * etcd accepts endpoints with or without a scheme; we always carry one. An
+ * endpoint without one gets `defaultScheme` (https when TLS flags are given,
+ * as clientv3 does).
+ */
+export function normalizeEndpoint(raw: string, defaultScheme: "http" | "https" = "http"): string {
   const trimmed = raw.trim();
   if (trimmed === "") throw new Error("empty endpoint");
-  const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(trimmed) ? trimmed : `http://${trimmed}`;
+  const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(trimmed) ? trimmed : `${defaultScheme}://${trimmed}`;
   const url = new URL(withScheme);
   if (url.protocol !== "http:" && url.protocol !== "https:") {
     throw new Error(`unsupported endpoint scheme "${url.protocol}" in "${raw}" (use http:// or https://)`);

@@ -2,6 +2,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import * as http2 from "node:http2";
 import { decodeGrpcMessage, FrameDecoder } from "../grpc/wire.js";
 import { notSentError } from "./errors.js";
+import type { UpstreamTls } from "./upstream.js";
 
 const { NGHTTP2_CANCEL, NGHTTP2_REFUSED_STREAM } = http2.constants;
 
@@ -11,6 +12,8 @@ export interface H2ClientOptions {
   keepaliveTimeoutMs: number;
   /** Ping even while no call is open. */
   keepaliveWithoutStream: boolean;
+  /** TLS options for https endpoints (CA, client certificate, verification). */
+  tls?: UpstreamTls;
 }
 
 /**
@@ -102,7 +105,8 @@ export class H2Client {
   private connection(): http2.ClientHttp2Session {
     const current = this.session;
     if (current && !current.closed && !current.destroyed) return current;
-    const session = http2.connect(this.url, { settings: { enablePush: false } });
+    const tls = this.url.startsWith("https:") ? this.options.tls : undefined;
+    const session = http2.connect(this.url, { settings: { enablePush: false }, ...tls });
     this.session = session;
     // A session error also fails its streams, which report it to their callers.
     session.on("error", () => {});

@@ -66,6 +66,17 @@ export interface Upstream {
   close(): void;
 }
 
+/** TLS toward etcd's https endpoints. */
+export interface UpstreamTls {
+  /** CA bundle to verify etcd's certificates (--cacert); the system's when absent. */
+  ca?: Buffer;
+  /** Client certificate and key for etcd (--cert, --key). */
+  cert?: Buffer;
+  key?: Buffer;
+  /** False with --insecure-skip-tls-verify. */
+  rejectUnauthorized: boolean;
+}
+
 export interface UpstreamOptions {
   endpoints: string[];
   /** Per-message limits toward etcd (--max-send-bytes, --max-recv-bytes). */
@@ -75,6 +86,8 @@ export interface UpstreamOptions {
   keepaliveTimeMs: number;
   keepaliveTimeoutMs: number;
   keepaliveWithoutStream: boolean;
+  /** TLS toward https endpoints (--cert, --key, --cacert, --insecure-skip-tls-verify). */
+  tls?: UpstreamTls;
   /**
    * How long a call without its own deadline keeps retrying while no
    * endpoint answers; clientv3's dial timeout is the model (5 s).
@@ -113,9 +126,11 @@ export class EtcdUpstream implements Upstream {
             keepaliveTimeMs: options.keepaliveTimeMs,
             keepaliveTimeoutMs: options.keepaliveTimeoutMs,
             keepaliveWithoutStream: options.keepaliveWithoutStream,
+            tls: options.tls,
           }),
           transport: createGrpcTransport({
             baseUrl: url,
+            ...(url.startsWith("https:") && options.tls ? { nodeOptions: { ...options.tls } } : {}),
             readMaxBytes: options.maxRecvBytes,
             writeMaxBytes: options.maxSendBytes,
             ...(options.keepaliveTimeMs > 0

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, openSync, rmSync } from "node:fs";
+import { mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
+import * as https from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort } from "./ports.js";
@@ -34,12 +35,19 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * temporary data directories, and waits until it has a leader. Elections are
  * tuned fast so failover tests finish quickly.
  */
-export async function startEtcd(size = 1): Promise<EtcdCluster> {
+export interface EtcdTls {
+  ca: string;
+  server: { cert: string; key: string };
+  /** The client certificate the harness itself uses for health checks. */
+  client: { cert: string; key: string };
+}
+
+export async function startEtcd(size = 1, tls?: EtcdTls): Promise<EtcdCluster> {
   const root = mkdtempSync(join(tmpdir(), "ecp-etcd-"));
   const token = `t${Math.random().toString(36).slice(2)}`;
   const ports = await Promise.all(Array.from({ length: size * 2 }, () => freePort()));
   const members: EtcdMember[] = Array.from({ length: size }, (_, i) => {
-    const clientUrl = `http://127.0.0.1:${ports[2 * i]}`;
+    const clientUrl = `${tls ? "https" : "http"}://127.0.0.1:${ports[2 * i]}`;
     return {
       name: `m${i}`,
       endpoint: `127.0.0.1:${ports[2 * i]}`,
@@ -67,6 +75,15 @@ export async function startEtcd(size = 1): Promise<EtcdCluster> {
       "--election-timeout=500",
       "--logger=zap",
       "--log-outputs=stderr",
+      // With TLS, clients must present a certificate signed by the CA.
+      ...(tls
+        ? [
+            `--cert-file=${tls.server.cert}`,
+            `--key-file=${tls.server.key}`,
+            `--trusted-ca-file=${tls.ca}`,
+            "--client-cert-auth",
+          ]
+        : []),
     ];
   });
 
@@ -75,7 +92,7 @@ export async function startEtcd(size = 1): Promise<EtcdCluster> {
     m.process = spawn("etcd", m.args, { stdio: ["ignore", log, log] });
   };
   members.forEach(launch);
-  await Promise.all(members.map((m) => waitHealthy(m.clientUrl)));
+  await Promise.all(members.map((m) => waitHealthy(m.clientUrl, tls)));
 
   const cluster: EtcdCluster = {
     members,
@@ -90,7 +107,7 @@ export async function startEtcd(size = 1): Promise<EtcdCluster> {
     },
     async restart(member) {
       launch(member);
-      await waitHealthy(member.clientUrl);
+      await waitHealthy(member.clientUrl, tls);
     },
     async stop() {
       await Promise.all(members.map((m) => cluster.kill(m)));
@@ -100,13 +117,35 @@ export async function startEtcd(size = 1): Promise<EtcdCluster> {
   return cluster;
 }
 
+/** GETs a JSON document, over https with the harness's client certificate when given. */
+function getJson(url: string, tls?: EtcdTls): Promise<unknown> {
+  if (!tls) return fetch(url).then((r) => r.json());
+  return new Promise((resolve, reject) => {
+    const req = https.get(
+      url,
+      { ca: readFileSync(tls.ca), cert: readFileSync(tls.client.cert), key: readFileSync(tls.client.key) },
+      (res) => {
+        let body = "";
+        res.on("data", (d) => (body += d));
+        res.on("end", () => {
+          try {
+            resolve(JSON.parse(body));
+          } catch (err) {
+            reject(err);
+          }
+        });
+      },
+    );
+    req.on("error", reject);
+  });
+}
+
 /** Waits until etcd's own /health says true (it has a leader). */
-export async function waitHealthy(clientUrl: string, timeoutMs = 20_000): Promise<void> {
+export async function waitHealthy(clientUrl: string, tls?: EtcdTls, timeoutMs = 20_000): Promise<void> {
   const until = Date.now() + timeoutMs;
   for (;;) {
     try {
-      const res = await fetch(`${clientUrl}/health`);
-      const body = (await res.json()) as { health: string };
+      const body = (await getJson(`${clientUrl}/health`, tls)) as { health: string };
       if (body.health === "true") return;
     } catch {
       // not up yet
