@@ -214,14 +214,14 @@ export const PROXY_FLAGS: readonly ProxyFlag[] = [
     type: "string",
     default: "",
     help: "verify certificates of TLS-enabled secure proxy using this CA bundle (client certificates become required)",
-    availability: planned("client certificate authentication"),
+    availability: "supported",
   },
   {
     name: "client-crl-file",
     type: "string",
     default: "",
     help: "path to the client certificate revocation list file",
-    availability: planned("client certificate revocation"),
+    availability: "supported",
   },
   {
     name: "auto-tls",
@@ -242,21 +242,21 @@ export const PROXY_FLAGS: readonly ProxyFlag[] = [
     type: "list",
     default: "",
     help: "comma-separated list of supported TLS cipher suites between client/proxy (empty will be auto-populated by Node)",
-    availability: planned("TLS cipher suite selection"),
+    availability: "supported",
   },
   {
     name: "tls-min-version",
     type: "string",
     default: "TLS1.2",
     help: "minimum TLS version supported by grpc proxy (TLS1.2 or TLS1.3)",
-    availability: planned("TLS version selection"),
+    availability: "supported",
   },
   {
     name: "tls-max-version",
     type: "string",
     default: "",
     help: "maximum TLS version supported by grpc proxy (TLS1.2 or TLS1.3; empty means Node's default)",
-    availability: planned("TLS version selection"),
+    availability: "supported",
   },
   {
     name: "experimental-serializable-ordering",
@@ -324,11 +324,47 @@ export interface ProxyConfig {
   /** TLS toward etcd (https endpoints); absent means none was configured. */
   upstreamTls: UpstreamTls | undefined;
   /** Server TLS for the client port; absent means cleartext. */
-  tls: { cert: Buffer; key: Buffer } | undefined;
+  tls: ServerTls | undefined;
   logLevel: "debug" | "info" | "warn" | "error" | "silent";
   /** Serve native gRPC unary calls in the fast lane (see server/native-lane.ts). */
   nativeLane: boolean;
 }
+
+/** TLS on the client port, as node's TLS server takes it. */
+export interface ServerTls {
+  cert: Buffer;
+  key: Buffer;
+  /** --trusted-ca-file: client certificates become required and are verified against it. */
+  ca?: Buffer;
+  /** --client-crl-file: revoked client certificates are refused. */
+  crl?: Buffer;
+  /** --listen-cipher-suites, in OpenSSL's names. */
+  ciphers?: string;
+  minVersion: "TLSv1.2" | "TLSv1.3";
+  maxVersion?: "TLSv1.2" | "TLSv1.3";
+}
+
+/**
+ * Go's (IANA) names of the TLS 1.2 suites etcd accepts in
+ * --listen-cipher-suites, and OpenSSL's names for them, which node uses.
+ * TLS 1.3 suites are not configurable, in Go as here.
+ */
+const CIPHER_SUITES: Record<string, string> = {
+  TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256: "ECDHE-ECDSA-AES128-GCM-SHA256",
+  TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384: "ECDHE-ECDSA-AES256-GCM-SHA384",
+  TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305: "ECDHE-ECDSA-CHACHA20-POLY1305",
+  TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256: "ECDHE-ECDSA-CHACHA20-POLY1305",
+  TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256: "ECDHE-RSA-AES128-GCM-SHA256",
+  TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384: "ECDHE-RSA-AES256-GCM-SHA384",
+  TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305: "ECDHE-RSA-CHACHA20-POLY1305",
+  TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256: "ECDHE-RSA-CHACHA20-POLY1305",
+  TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA: "ECDHE-ECDSA-AES128-SHA",
+  TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA: "ECDHE-ECDSA-AES256-SHA",
+  TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA: "ECDHE-RSA-AES128-SHA",
+  TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA: "ECDHE-RSA-AES256-SHA",
+  TLS_RSA_WITH_AES_128_GCM_SHA256: "AES128-GCM-SHA256",
+  TLS_RSA_WITH_AES_256_GCM_SHA384: "AES256-GCM-SHA384",
+};
 
 /** The largest HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS value (2^32 - 1). */
 const MAX_STREAMS = 4294967295;
@@ -390,7 +426,7 @@ export function buildConfig(argv: readonly string[]): ProxyConfig {
     maxConcurrentStreams: maxStreams,
     upstreamTls:
       upstreamTls ?? (endpoints.some((e) => e.startsWith("https:")) ? { rejectUnauthorized: true } : undefined),
-    tls: certFile ? { cert: readPem(certFile, "cert-file"), key: readPem(keyFile, "key-file") } : undefined,
+    tls: buildServerTls(parsed, certFile, keyFile),
     logLevel: logLevel as ProxyConfig["logLevel"],
     nativeLane: lane === "native",
   };
@@ -449,6 +485,47 @@ function buildUpstreamTls(
       );
     }
   }
+  return tls;
+}
+
+/** TLS for the client port from --cert-file, --key-file and the flags that refine it, with etcd's checks. */
+function buildServerTls(parsed: ParsedFlags, certFile: string, keyFile: string): ServerTls | undefined {
+  const str = (n: string) => parsed.values.get(n) as string;
+  const refinements = [
+    "trusted-ca-file",
+    "client-crl-file",
+    "listen-cipher-suites",
+    "tls-min-version",
+    "tls-max-version",
+  ];
+  if (!certFile) {
+    const given = refinements.find((f) => parsed.given.has(f));
+    if (given) throw new FlagError(`--${given} needs TLS on the client port: give --cert-file and --key-file too`);
+    return undefined;
+  }
+  const version = (flag: string): ServerTls["minVersion"] | undefined => {
+    const v = str(flag);
+    if (v === "") return undefined;
+    if (v !== "TLS1.2" && v !== "TLS1.3") throw new FlagError(`invalid --${flag} "${v}": expected TLS1.2 or TLS1.3`);
+    return v === "TLS1.2" ? "TLSv1.2" : "TLSv1.3";
+  };
+  const minVersion = version("tls-min-version") ?? "TLSv1.2";
+  const maxVersion = version("tls-max-version");
+  if (maxVersion && minVersion > maxVersion) throw new FlagError("--tls-min-version is greater than --tls-max-version");
+  const suites = parsed.values.get("listen-cipher-suites") as string[];
+  if (suites.length > 0 && minVersion === "TLSv1.3") {
+    throw new FlagError("--listen-cipher-suites cannot be used with TLS1.3 only (TLS 1.3 suites are not configurable)");
+  }
+  const ciphers = suites.map((name) => {
+    const openssl = CIPHER_SUITES[name];
+    if (!openssl) throw new FlagError(`unsupported cipher suite "${name}" in --listen-cipher-suites`);
+    return openssl;
+  });
+  const tls: ServerTls = { cert: readPem(certFile, "cert-file"), key: readPem(keyFile, "key-file"), minVersion };
+  if (maxVersion) tls.maxVersion = maxVersion;
+  if (ciphers.length > 0) tls.ciphers = ciphers.join(":");
+  if (str("trusted-ca-file")) tls.ca = readPem(str("trusted-ca-file"), "trusted-ca-file");
+  if (str("client-crl-file")) tls.crl = readPem(str("client-crl-file"), "client-crl-file");
   return tls;
 }
 

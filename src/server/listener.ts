@@ -1,6 +1,7 @@
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import type { Socket } from "node:net";
+import type { ServerTls } from "../config/config.js";
 import type { NativeLane } from "./native-lane.js";
 
 /** Memory one HTTP/2 session may use, in MB (node's default is 10). */
@@ -16,7 +17,7 @@ export type RequestHandler = (
 
 export interface ListenerOptions {
   /** PEM server certificate and key; when set, the port speaks TLS with ALPN. */
-  tls?: { cert: Buffer; key: Buffer };
+  tls?: ServerTls;
   /** SETTINGS_MAX_CONCURRENT_STREAMS announced to HTTP/2 clients. */
   maxConcurrentStreams: number;
   /** Fires for every HTTP/2 session, e.g. to log protocol errors. */
@@ -42,7 +43,15 @@ export function createListener(handler: RequestHandler, options: ListenerOptions
   const maxSessionMemory = SESSION_MEMORY_MB;
   if (options.tls) {
     const secure = http2.createSecureServer(
-      { ...options.tls, allowHTTP1: true, settings, maxSessionMemory },
+      {
+        ...options.tls,
+        // With a trusted CA, client certificates are required and verified (etcd's --trusted-ca-file).
+        requestCert: options.tls.ca !== undefined,
+        rejectUnauthorized: options.tls.ca !== undefined,
+        allowHTTP1: true,
+        settings,
+        maxSessionMemory,
+      },
       handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void,
     );
     watchSessions(secure, options);

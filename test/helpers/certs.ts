@@ -15,6 +15,8 @@ export interface TestPki {
   clientWithCn: { cert: string; key: string };
   /** A second CA that signed nothing above. */
   otherCa: string;
+  /** Revokes a certificate this CA signed; returns the path of the new CRL. */
+  revoke(cert: string): string;
   remove(): void;
 }
 
@@ -69,6 +71,19 @@ export function makePki(): TestPki {
     server: signed("server", "/CN=etcd", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"),
     client: signed("client", "/O=etcd-connect-proxy", "extendedKeyUsage=clientAuth\n"),
     clientWithCn: signed("client-cn", "/CN=root", "extendedKeyUsage=clientAuth\n"),
+    revoke(cert: string) {
+      // `openssl ca` keeps its state in an index file named by a config.
+      writeFileSync(p("index.txt"), "", { flag: "a" });
+      writeFileSync(p("crlnumber"), "01\n", { flag: "wx" as never });
+      writeFileSync(
+        p("ca.cnf"),
+        `[ca]\ndefault_ca=test\n[test]\ndatabase=${p("index.txt")}\ncrlnumber=${p("crlnumber")}\n` +
+          `default_md=sha256\ndefault_crl_days=1\nprivate_key=${p("ca.key")}\ncertificate=${p("ca.pem")}\n`,
+      );
+      openssl(["ca", "-config", p("ca.cnf"), "-revoke", cert]);
+      openssl(["ca", "-config", p("ca.cnf"), "-gencrl", "-out", p("crl.pem")]);
+      return p("crl.pem");
+    },
     remove: () => rmSync(dir, { recursive: true, force: true }),
   };
 }
