@@ -2,6 +2,7 @@ import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { normalizeEndpoint } from "../upstream/endpoint-pool.js";
 import type { UpstreamTls } from "../upstream/upstream.js";
+import { selfSignedCertificate } from "./self-signed.js";
 import { FlagError, parseFlags, type FlagSpec, type ParsedFlags } from "./flags.js";
 
 /**
@@ -228,14 +229,14 @@ export const PROXY_FLAGS: readonly ProxyFlag[] = [
     type: "bool",
     default: "false",
     help: "proxy TLS using generated certificates",
-    availability: planned("--auto-tls"),
+    availability: "supported",
   },
   {
     name: "self-signed-cert-validity",
     type: "uint",
     default: "1",
     help: "the validity period of the proxy certificates, unit is year",
-    availability: planned("--auto-tls"),
+    availability: "supported",
   },
   {
     name: "listen-cipher-suites",
@@ -426,7 +427,7 @@ export function buildConfig(argv: readonly string[]): ProxyConfig {
     maxConcurrentStreams: maxStreams,
     upstreamTls:
       upstreamTls ?? (endpoints.some((e) => e.startsWith("https:")) ? { rejectUnauthorized: true } : undefined),
-    tls: buildServerTls(parsed, certFile, keyFile),
+    tls: buildServerTls(parsed, ...serverCertificate(parsed, certFile, keyFile)),
     logLevel: logLevel as ProxyConfig["logLevel"],
     nativeLane: lane === "native",
   };
@@ -486,6 +487,20 @@ function buildUpstreamTls(
     }
   }
   return tls;
+}
+
+/** --cert-file and --key-file, or with --auto-tls (and neither given) a self-signed pair. */
+function serverCertificate(parsed: ParsedFlags, certFile: string, keyFile: string): [string, string] {
+  if (certFile || !parsed.values.get("auto-tls")) return [certFile, keyFile];
+  const years = parsed.values.get("self-signed-cert-validity") as number;
+  if (years < 1) throw new FlagError("--self-signed-cert-validity must be at least 1 (year) with --auto-tls");
+  const listen = parseHostPort(parsed.values.get("listen-addr") as string, "listen-addr");
+  try {
+    const pair = selfSignedCertificate(parsed.values.get("data-dir") as string, listen.host, years);
+    return [pair.certFile, pair.keyFile];
+  } catch (err) {
+    throw new FlagError((err as Error).message);
+  }
 }
 
 /** TLS for the client port from --cert-file, --key-file and the flags that refine it, with etcd's checks. */

@@ -2,6 +2,9 @@
 // (--trusted-ca-file), revoked ones refused (--client-crl-file), and the
 // TLS versions and cipher suites an operator allows.
 import { execFile } from "node:child_process";
+import { X509Certificate } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { buildConfig } from "../../src/config/config.js";
@@ -146,5 +149,22 @@ describe("TLS toward clients", () => {
       /unsupported cipher suite "TLS_NOPE"/,
     );
     assert.throws(() => buildConfig([`--trusted-ca-file=${pki.ca}`]), /needs TLS on the client port/);
+  });
+
+  it("--auto-tls serves a self-signed certificate kept in --data-dir, and reuses it", async () => {
+    const dataDir = join(pki.dir, "auto-tls-data");
+    const first = await startTestProxy(etcd.endpoints, ["--auto-tls", `--data-dir=${dataDir}`]);
+    running.push(first);
+    const certFile = join(dataDir, "fixtures", "proxy", "cert.pem");
+    const cert = readFileSync(certFile);
+    assert.match(new X509Certificate(cert).subjectAltName ?? "", /IP Address:127\.0\.0\.1/);
+    assert.equal((await curl(["--cacert", certFile, `https://${first.address}/livez`])).out, "ok\n");
+    const put = await etcdctl(`https://${first.address}`, [`--cacert=${certFile}`, "put", "auto/k", "v"]);
+    assert.equal(put.code, 0, put.stderr);
+
+    const second = await startTestProxy(etcd.endpoints, ["--auto-tls", `--data-dir=${dataDir}`]);
+    running.push(second);
+    assert.deepEqual(readFileSync(certFile), cert, "the certificate is reused, not made anew");
+    assert.throws(() => buildConfig(["--auto-tls", "--self-signed-cert-validity=0"]), /at least 1/);
   });
 });
