@@ -6,8 +6,10 @@ import type { AddressInfo } from "node:net";
 import type { ProxyConfig } from "./config/config.js";
 import { checkClusterHealth } from "./health/cluster-health.js";
 import { KeepAliveCoalescer } from "./lease/keepalive-coalescer.js";
-import { createMetrics } from "./metrics.js";
-import { createApp } from "./server/app.js";
+import { createMetrics, observeEndpoints } from "./metrics.js";
+import { createApp, startMetricsListener } from "./server/app.js";
+import type { HttpEndpointDeps } from "./server/http-endpoints.js";
+import { fetchEtcdMetrics } from "./health/etcd-metrics.js";
 import { createNativeLane } from "./server/native-lane.js";
 import { etcdServices } from "./services/index.js";
 import { EtcdUpstream, type Upstream } from "./upstream/upstream.js";
@@ -23,6 +25,8 @@ export const DEFAULTS = {
   backoffMaxMs: 2000,
   /** gRPC's default receive limit, as etcd's Go proxy applies to clients. */
   clientReadMaxBytes: 4 * 1024 * 1024,
+  /** How long /metrics waits for one etcd member before asking the next. */
+  etcdMetricsTimeoutMs: 2000,
   /** How long in-flight unary calls get to finish on shutdown before connections are closed. */
   shutdownGraceMs: 5000,
 } as const;
@@ -74,29 +78,33 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
         upstream,
         readMaxBytes: DEFAULTS.clientReadMaxBytes,
         onInternalError: (err, path) => log?.error({ err, path }, "native lane handler failed"),
+        metrics: metrics.grpc,
       })
     : undefined;
   const sessions = new Set<Http2Session>();
   const shuttingDown = new AbortController();
-  const app = await createApp(
-    services,
-    {
-      clusterHealth: () => checkClusterHealth(upstream, DEFAULTS.healthTimeoutMs),
-      metrics: metrics.registry,
-      grpcServices: new Set(services.map((s) => s.service.typeName)),
-    },
-    {
-      tls: config.tls,
-      maxConcurrentStreams: config.maxConcurrentStreams,
-      readMaxBytes: DEFAULTS.clientReadMaxBytes,
-      logger: { level: config.logLevel },
-      onSessionError: (err) => log?.debug({ err: err.message }, "HTTP/2 session error"),
-      nativeLane: lane,
-      sessions,
-      shutdownSignal: shuttingDown.signal,
-    },
-  );
+  observeEndpoints(metrics, () => upstream.endpoints());
+  const httpDeps: HttpEndpointDeps = {
+    clusterHealth: () => checkClusterHealth(upstream, DEFAULTS.healthTimeoutMs),
+    metrics: metrics.registry,
+    etcdMetrics: () => fetchEtcdMetrics(upstream.endpoints(), config.upstreamTls, DEFAULTS.etcdMetricsTimeoutMs),
+    grpcServices: new Set(services.map((s) => s.service.typeName)),
+  };
+  const app = await createApp(services, httpDeps, {
+    tls: config.tls,
+    maxConcurrentStreams: config.maxConcurrentStreams,
+    readMaxBytes: DEFAULTS.clientReadMaxBytes,
+    logger: { level: config.logLevel },
+    onSessionError: (err) => log?.debug({ err: err.message }, "HTTP/2 session error"),
+    nativeLane: lane,
+    sessions,
+    shutdownSignal: shuttingDown.signal,
+    grpcMetrics: metrics.grpc,
+  });
   log = app.log;
+  const metricsApp = config.metricsAddr
+    ? await startMetricsListener(config.metricsAddr, config.tls, httpDeps)
+    : undefined;
 
   await app.listen({ host: config.listen.host, port: config.listen.port });
   const addr = app.server.address() as AddressInfo;
@@ -129,7 +137,7 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
       app.server.closeAllConnections();
     }, DEFAULTS.shutdownGraceMs);
     try {
-      await app.close();
+      await Promise.all([app.close(), metricsApp?.close()]);
     } finally {
       clearTimeout(force);
       upstream.close();

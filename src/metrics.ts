@@ -1,4 +1,6 @@
-import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
+import type { DescMethod } from "@bufbuild/protobuf";
+import { Code } from "@connectrpc/connect";
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 
 /**
  * The proxy's one metrics registry. Names follow etcd's grpc proxy where
@@ -9,8 +11,43 @@ export function createMetrics() {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const metric = { registers: [registry] };
+  const rpcLabels = ["grpc_type", "grpc_service", "grpc_method"] as const;
   return {
     registry,
+    /** go-grpc-middleware's server metrics, as etcd's proxy exports them. */
+    grpc: {
+      started: new Counter({
+        name: "grpc_server_started_total",
+        help: "Total number of RPCs started on the server.",
+        labelNames: rpcLabels,
+        ...metric,
+      }),
+      handled: new Counter({
+        name: "grpc_server_handled_total",
+        help: "Total number of RPCs completed on the server, regardless of success or failure.",
+        labelNames: [...rpcLabels, "grpc_code"],
+        ...metric,
+      }),
+      received: new Counter({
+        name: "grpc_server_msg_received_total",
+        help: "Total number of RPC stream messages received on the server.",
+        labelNames: rpcLabels,
+        ...metric,
+      }),
+      sent: new Counter({
+        name: "grpc_server_msg_sent_total",
+        help: "Total number of gRPC stream messages sent by the server.",
+        labelNames: rpcLabels,
+        ...metric,
+      }),
+      seconds: new Histogram({
+        name: "grpc_server_handling_seconds",
+        help: "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.",
+        labelNames: rpcLabels,
+        buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+        ...metric,
+      }),
+    },
     lease: {
       clientStreams: new Gauge({
         name: "etcd_grpc_proxy_lease_keepalive_client_streams",
@@ -37,3 +74,55 @@ export function createMetrics() {
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
+
+/** Reports each upstream endpoint's health (1 up, 0 down) at every scrape. */
+export function observeEndpoints(metrics: Metrics, endpoints: () => Array<{ url: string; up: boolean }>): void {
+  new Gauge({
+    name: "etcd_grpc_proxy_upstream_endpoint_up",
+    help: "Whether the proxy considers an etcd endpoint healthy (1) or backing off after a failure (0).",
+    labelNames: ["endpoint"],
+    registers: [metrics.registry],
+    collect() {
+      for (const e of endpoints()) this.set({ endpoint: e.url }, e.up ? 1 : 0);
+    },
+  });
+}
+
+const GRPC_TYPE = {
+  unary: "unary",
+  server_streaming: "server_stream",
+  client_streaming: "client_stream",
+  bidi_streaming: "bidi_stream",
+} as const;
+
+/** What a lane reports about one call; `end` takes the final gRPC status (0 for OK). */
+export interface RpcRecord {
+  received(): void;
+  sent(): void;
+  end(code: number): void;
+}
+
+/**
+ * Starts recording one call. Both lanes (native and Connect) report through
+ * this, so the counters mean the same whichever lane served the call.
+ */
+export function recordRpc(grpc: Metrics["grpc"], method: DescMethod): RpcRecord {
+  const labels = {
+    grpc_type: GRPC_TYPE[method.methodKind],
+    grpc_service: method.parent.typeName,
+    grpc_method: method.name,
+  };
+  grpc.started.inc(labels);
+  const stopTimer = grpc.seconds.startTimer(labels);
+  let ended = false;
+  return {
+    received: () => grpc.received.inc(labels),
+    sent: () => grpc.sent.inc(labels),
+    end(code) {
+      if (ended) return;
+      ended = true;
+      stopTimer();
+      grpc.handled.inc({ ...labels, grpc_code: code === 0 ? "OK" : (Code[code] ?? String(code)) });
+    },
+  };
+}

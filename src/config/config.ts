@@ -68,7 +68,7 @@ export const PROXY_FLAGS: readonly ProxyFlag[] = [
     type: "string",
     default: "",
     help: "listen for endpoint /metrics requests on an additional interface",
-    availability: planned("the metrics listener"),
+    availability: "supported",
   },
   {
     name: "advertise-client-url",
@@ -327,6 +327,8 @@ export interface ProxyConfig {
   /** Server TLS for the client port; absent means cleartext. */
   tls: ServerTls | undefined;
   logLevel: "debug" | "info" | "warn" | "error" | "silent";
+  /** --metrics-addr: a second listener for the HTTP paths (health, metrics). */
+  metricsAddr: { host: string; port: number; https: boolean } | undefined;
   /** Serve native gRPC unary calls in the fast lane (see server/native-lane.ts). */
   nativeLane: boolean;
 }
@@ -402,6 +404,7 @@ export function buildConfig(argv: readonly string[]): ProxyConfig {
   const keyFile = str("key-file");
   if ((certFile === "") !== (keyFile === "")) throw new FlagError("--cert-file and --key-file must be given together");
 
+  const tls = buildServerTls(parsed, ...serverCertificate(parsed, certFile, keyFile));
   const logLevel = bool("debug") ? "debug" : str("log-level");
   if (!["debug", "info", "warn", "error", "silent"].includes(logLevel)) {
     throw new FlagError(`invalid --log-level "${logLevel}": expected debug, info, warn or error`);
@@ -427,9 +430,10 @@ export function buildConfig(argv: readonly string[]): ProxyConfig {
     maxConcurrentStreams: maxStreams,
     upstreamTls:
       upstreamTls ?? (endpoints.some((e) => e.startsWith("https:")) ? { rejectUnauthorized: true } : undefined),
-    tls: buildServerTls(parsed, ...serverCertificate(parsed, certFile, keyFile)),
+    tls,
     logLevel: logLevel as ProxyConfig["logLevel"],
     nativeLane: lane === "native",
+    metricsAddr: parseMetricsAddr(str("metrics-addr"), tls !== undefined),
   };
 }
 
@@ -487,6 +491,25 @@ function buildUpstreamTls(
     }
   }
   return tls;
+}
+
+/** --metrics-addr, e.g. http://127.0.0.1:9379; https serves with the client port's certificate. */
+function parseMetricsAddr(value: string, haveTls: boolean): ProxyConfig["metricsAddr"] {
+  if (value === "") return undefined;
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new FlagError(`invalid --metrics-addr "${value}": expected a URL such as http://127.0.0.1:9379`);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw new FlagError(`invalid --metrics-addr "${value}": use http:// or https://`);
+  }
+  if (url.protocol === "https:" && !haveTls) {
+    throw new FlagError("an https --metrics-addr needs --cert-file and --key-file (or --auto-tls)");
+  }
+  const { host, port } = parseHostPort(url.host.includes(":") ? url.host : `${url.host}:80`, "metrics-addr");
+  return { host, port, https: url.protocol === "https:" };
 }
 
 /** --cert-file and --key-file, or with --auto-tls (and neither given) a self-signed pair. */

@@ -1,6 +1,8 @@
 import { fastifyConnectPlugin } from "@connectrpc/connect-fastify";
 import { fastify, LogController, type FastifyInstance, type FastifyServerOptions } from "fastify";
 import type * as http from "node:http";
+import type { ServerTls } from "../config/config.js";
+import type { Metrics } from "../metrics.js";
 import type { ServiceBinding } from "../services/handlers.js";
 import { registerServices } from "./connect-adapter.js";
 import { registerGrpcMessageEncoding } from "./grpc-message.js";
@@ -12,6 +14,8 @@ export interface AppOptions extends ListenerOptions {
   readMaxBytes: number;
   /** Aborting it ends the Connect lane's calls (graceful shutdown). */
   shutdownSignal: AbortSignal;
+  /** gRPC server metrics for calls the Connect lane serves. */
+  grpcMetrics?: Metrics["grpc"];
   logger: FastifyServerOptions["logger"];
 }
 
@@ -41,10 +45,25 @@ export async function createApp(
 
   registerGrpcMessageEncoding(app);
   await app.register(fastifyConnectPlugin, {
-    routes: (router) => registerServices(router, services),
+    routes: (router) => registerServices(router, services, options.grpcMetrics),
     readMaxBytes: options.readMaxBytes,
     shutdownSignal: options.shutdownSignal,
   });
   registerHttpEndpoints(app, endpoints);
   return app;
+}
+
+/**
+ * --metrics-addr: a plain HTTP (or HTTPS, with the client port's
+ * certificate) listener for the same HTTP paths, and no gRPC.
+ */
+export async function startMetricsListener(
+  addr: { host: string; port: number; https: boolean },
+  tls: ServerTls | undefined,
+  deps: HttpEndpointDeps,
+): Promise<FastifyInstance> {
+  const app = addr.https && tls ? fastify({ https: { ...tls } }) : fastify();
+  registerHttpEndpoints(app as unknown as FastifyInstance, deps);
+  await app.listen({ host: addr.host, port: addr.port });
+  return app as unknown as FastifyInstance;
 }

@@ -1,6 +1,7 @@
 import type { DescService } from "@bufbuild/protobuf";
-import type { ConnectRouter, HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, type ConnectRouter, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { FORWARDED_METADATA, type CallContext } from "../call-context.js";
+import { recordRpc, type Metrics, type RpcRecord } from "../metrics.js";
 import type { ServiceBinding } from "../services/handlers.js";
 
 /** Translates Connect's per-call context into the proxy's transport-free one. */
@@ -18,18 +19,76 @@ export function callContextOf(ctx: HandlerContext): CallContext {
   };
 }
 
-/** Adapts the proxy's handlers to a Connect ServiceImpl for the router. */
-export function toServiceImpl<S extends DescService>(binding: ServiceBinding<S>): ServiceImpl<S> {
+/** Adapts the proxy's handlers to a Connect ServiceImpl for the router, recording gRPC metrics. */
+export function toServiceImpl<S extends DescService>(
+  binding: ServiceBinding<S>,
+  metrics?: Metrics["grpc"],
+): ServiceImpl<S> {
   const impl: Record<string, unknown> = {};
   for (const method of binding.service.methods) {
     const handler = (binding.handlers as Record<string, (input: unknown, ctx: CallContext) => unknown>)[
       method.localName
     ]!;
-    impl[method.localName] = (input: unknown, ctx: HandlerContext) => handler(input, callContextOf(ctx));
+    if (!metrics) {
+      impl[method.localName] = (input: unknown, ctx: HandlerContext) => handler(input, callContextOf(ctx));
+    } else if (method.methodKind === "unary") {
+      impl[method.localName] = async (input: unknown, ctx: HandlerContext) => {
+        const record = recordRpc(metrics, method);
+        record.received();
+        try {
+          const output = await handler(input, callContextOf(ctx));
+          record.sent();
+          record.end(0);
+          return output;
+        } catch (err) {
+          record.end(ConnectError.from(err).code);
+          throw err;
+        }
+      };
+    } else {
+      impl[method.localName] = (input: unknown, ctx: HandlerContext) =>
+        recordedStream(
+          recordRpc(metrics, method),
+          method.methodKind === "server_streaming",
+          input,
+          (i) => handler(i, callContextOf(ctx)) as AsyncIterable<unknown>,
+        );
+    }
   }
   return impl as ServiceImpl<S>;
 }
 
-export function registerServices(router: ConnectRouter, bindings: ServiceBinding[]): void {
-  for (const binding of bindings) router.service(binding.service, toServiceImpl(binding));
+/** A streaming call whose messages in and out, and final status, are recorded. */
+async function* recordedStream(
+  record: RpcRecord,
+  singleRequest: boolean,
+  input: unknown,
+  run: (input: unknown) => AsyncIterable<unknown>,
+): AsyncIterable<unknown> {
+  let code = Code.Canceled as number; // unless it ends on its own
+  try {
+    if (singleRequest) record.received();
+    const counted = singleRequest ? input : countReceived(input as AsyncIterable<unknown>, record);
+    for await (const output of run(counted)) {
+      record.sent();
+      yield output;
+    }
+    code = 0;
+  } catch (err) {
+    code = ConnectError.from(err).code;
+    throw err;
+  } finally {
+    record.end(code);
+  }
+}
+
+async function* countReceived(requests: AsyncIterable<unknown>, record: RpcRecord): AsyncIterable<unknown> {
+  for await (const request of requests) {
+    record.received();
+    yield request;
+  }
+}
+
+export function registerServices(router: ConnectRouter, bindings: ServiceBinding[], metrics?: Metrics["grpc"]): void {
+  for (const binding of bindings) router.service(binding.service, toServiceImpl(binding, metrics));
 }

@@ -12,6 +12,8 @@ export interface HttpEndpointDeps {
   grpcServices: ReadonlySet<string>;
   /** The proxy's own metrics, served at /proxy/metrics. */
   metrics: Registry;
+  /** An etcd member's metrics, served at /metrics as etcd's proxy does. */
+  etcdMetrics: () => Promise<string>;
 }
 
 /**
@@ -19,6 +21,7 @@ export interface HttpEndpointDeps {
  * - /health: etcd's JSON contract, GET only.
  * - /livez: the process is up and serving.
  * - /readyz: the proxy can reach a healthy cluster.
+ * - /metrics: an etcd member's own metrics (the one in use, else another).
  * - /proxy/metrics: the proxy's own Prometheus metrics.
  * Unknown paths answer 404, except gRPC calls, which get gRPC's Unimplemented.
  */
@@ -30,6 +33,14 @@ export function registerHttpEndpoints(app: FastifyInstance, deps: HttpEndpointDe
       .code(report.health ? 200 : 503)
       .type("application/json")
       .send(JSON.stringify({ health: String(report.health), reason: report.reason }));
+  });
+
+  app.get("/metrics", async (_req, reply) => {
+    try {
+      return reply.type("text/plain; version=0.0.4").send(await deps.etcdMetrics());
+    } catch {
+      return reply.code(500).type("text/plain").send("Internal server error\n");
+    }
   });
 
   app.get("/proxy/metrics", async (_req, reply) =>

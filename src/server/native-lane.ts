@@ -10,6 +10,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import * as http2 from "node:http2";
 import { FORWARDED_METADATA, type CallContext } from "../call-context.js";
 import { encodeGrpcMessage, frame, FrameDecoder, FrameError, parseGrpcTimeout, singleFrame } from "../grpc/wire.js";
+import { recordRpc, type Metrics, type RpcRecord } from "../metrics.js";
 import { isForwarder } from "../services/forward.js";
 import { AsyncQueue } from "../util/async-queue.js";
 import type { ServiceBinding } from "../services/handlers.js";
@@ -61,6 +62,8 @@ export interface NativeLaneOptions {
   readMaxBytes: number;
   /** Unexpected failures (bugs), for the log. */
   onInternalError?: (err: unknown, path: string) => void;
+  /** gRPC server metrics, if they are collected. */
+  metrics?: Metrics["grpc"];
 }
 
 const { HTTP2_HEADER_PATH, HTTP2_HEADER_CONTENT_TYPE, NGHTTP2_NO_ERROR } = http2.constants;
@@ -94,6 +97,11 @@ export function createNativeLane(options: NativeLaneOptions): NativeLane {
       if (type !== "application/grpc" && type !== "application/grpc+proto") return false;
       const encoding = headers["grpc-encoding"];
       if (encoding !== undefined && encoding !== "identity") return false;
+      if (options.metrics) {
+        const record = recordRpc(options.metrics, route.method);
+        records.set(stream, record);
+        stream.once("close", () => record.end(Code.Canceled)); // no-op if it already ended
+      }
       if (route.kind === "unary") {
         serveUnary(stream, headers, route, options);
       } else {
@@ -143,6 +151,7 @@ function serveUnary(
     } catch (err) {
       return fail(err as FrameError);
     }
+    records.get(stream)?.received();
     handle(body, payload, route, ctx, options).then(
       (response) => respond(stream, response),
       (err) => {
@@ -225,12 +234,21 @@ function callContext(
 /** Streams whose call has given its final answer (status sent). */
 const finishedStreams = new WeakSet<http2.ServerHttp2Stream>();
 
+/** Each call's metrics record, ended with the status its final answer carries. */
+const records = new WeakMap<http2.ServerHttp2Stream, RpcRecord>();
+
+function finish(stream: http2.ServerHttp2Stream, code: number): void {
+  finishedStreams.add(stream);
+  records.get(stream)?.end(code);
+}
+
 const OK_HEADERS = { ":status": 200, "content-type": "application/grpc" };
 const OK_TRAILERS = { "grpc-status": "0" };
 
 function respond(stream: http2.ServerHttp2Stream, message: Uint8Array): void {
   if (stream.headersSent || stream.destroyed) return;
-  finishedStreams.add(stream);
+  records.get(stream)?.sent();
+  finish(stream, 0);
   stream.respond(OK_HEADERS, { waitForTrailers: true });
   stream.once("wantTrailers", () => stream.sendTrailers(OK_TRAILERS));
   stream.end(frame(message));
@@ -239,7 +257,7 @@ function respond(stream: http2.ServerHttp2Stream, message: Uint8Array): void {
 /** A Trailers-Only error answer; later writes to a finished stream are ignored. */
 function respondError(stream: http2.ServerHttp2Stream, err: unknown): void {
   if (stream.destroyed || finishedStreams.has(stream)) return;
-  finishedStreams.add(stream);
+  finish(stream, ConnectError.from(err).code);
   if (stream.headersSent) {
     // A stream already answering: the status goes in its trailers.
     stream.once("wantTrailers", () => stream.sendTrailers(statusTrailers(err)));
@@ -275,7 +293,10 @@ function serveStream(
   const decoder = new FrameDecoder(options.readMaxBytes);
   stream.on("data", (chunk: Buffer) => {
     try {
-      for (const m of decoder.push(chunk)) requests.push(fromBinary(method.input, m));
+      for (const m of decoder.push(chunk)) {
+        records.get(stream)?.received();
+        requests.push(fromBinary(method.input, m));
+      }
     } catch (err) {
       const e =
         err instanceof FrameError
@@ -300,10 +321,11 @@ function serveStream(
       if (finished() || stream.destroyed) return;
       if (!stream.headersSent) stream.respond(OK_HEADERS, { waitForTrailers: true });
       const bytes = frame(toBinary(method.output, create(method.output, response as never)));
+      records.get(stream)?.sent();
       if (!stream.write(bytes)) await drained(stream);
     }
     if (finished() || stream.destroyed) return;
-    finishedStreams.add(stream);
+    finish(stream, 0);
     if (!stream.headersSent) {
       stream.respond({ ...OK_HEADERS, ...OK_TRAILERS }, { endStream: true });
       return;
