@@ -121,7 +121,7 @@ describe("buildConfig", () => {
   });
   it("rejects a flag whose feature is planned, and says so", () => {
     assert.throws(() => buildConfig(["--namespace=app/"]), /--namespace is not supported yet/);
-    assert.throws(() => buildConfig(["--metrics-addr=http://127.0.0.1:9"]), /--metrics-addr is not supported yet/);
+    assert.throws(() => buildConfig(["--discovery-srv=example.com"]), /--discovery-srv is not supported yet/);
     assert.throws(() => buildConfig(["--enable-pprof"]), /--enable-pprof is not supported: pprof is Go's profiler/);
   });
   it("accepts a planned flag given at its default value", () => {
