@@ -6,7 +6,7 @@ import type { AddressInfo } from "node:net";
 import type { ProxyConfig } from "./config/config.js";
 import { checkClusterHealth } from "./health/cluster-health.js";
 import { KeepAliveCoalescer } from "./lease/keepalive-coalescer.js";
-import { createMetrics, observeEndpoints } from "./metrics.js";
+import { createMetrics, observeEndpoints, recordRpc, type RpcObserver } from "./metrics.js";
 import { createApp, startMetricsListener } from "./server/app.js";
 import type { HttpEndpointDeps } from "./server/http-endpoints.js";
 import { fetchEtcdMetrics } from "./health/etcd-metrics.js";
@@ -72,13 +72,14 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
     },
   });
 
+  const observe = observeCalls(metrics, config.logLevel === "debug" ? () => log : () => undefined, upstream);
   const lane = config.nativeLane
     ? createNativeLane({
         services,
         upstream,
         readMaxBytes: DEFAULTS.clientReadMaxBytes,
         onInternalError: (err, path) => log?.error({ err, path }, "native lane handler failed"),
-        metrics: metrics.grpc,
+        observe,
       })
     : undefined;
   const sessions = new Set<Http2Session>();
@@ -99,7 +100,7 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
     nativeLane: lane,
     sessions,
     shutdownSignal: shuttingDown.signal,
-    grpcMetrics: metrics.grpc,
+    observe,
   });
   log = app.log;
   const metricsApp = config.metricsAddr
@@ -143,6 +144,43 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
       upstream.close();
     }
   }
+}
+
+/**
+ * Every call feeds the gRPC server metrics; at debug level each also gets one
+ * log line: method, status code, duration and the upstream endpoint in use.
+ * Only those: metadata (tokens) and payloads never reach the logs.
+ */
+function observeCalls(
+  metrics: ReturnType<typeof createMetrics>,
+  debugLog: () => FastifyInstance["log"] | undefined,
+  upstream: Upstream,
+): RpcObserver {
+  return (method) => {
+    const record = recordRpc(metrics.grpc, method);
+    const log = debugLog();
+    if (!log) return record;
+    const started = performance.now();
+    let ended = false;
+    return {
+      received: record.received,
+      sent: record.sent,
+      end(code) {
+        if (ended) return; // a call may be ended by its answer and again by its stream closing
+        ended = true;
+        record.end(code);
+        log.debug(
+          {
+            method: `/${method.parent.typeName}/${method.name}`,
+            code: code === 0 ? "OK" : Code[code],
+            ms: Math.round((performance.now() - started) * 10) / 10,
+            upstream: upstream.endpoints().find((e) => e.current)?.url,
+          },
+          "rpc",
+        );
+      },
+    };
+  };
 }
 
 const SHUTTING_DOWN = new ConnectError("etcd-connect-proxy is shutting down", Code.Unavailable);

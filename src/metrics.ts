@@ -102,6 +102,9 @@ export interface RpcRecord {
   end(code: number): void;
 }
 
+/** Called when a call starts; what it returns hears how the call goes. */
+export type RpcObserver = (method: DescMethod) => RpcRecord;
+
 /**
  * Starts recording one call. Both lanes (native and Connect) report through
  * this, so the counters mean the same whichever lane served the call.

@@ -2,7 +2,7 @@ import { fastifyConnectPlugin } from "@connectrpc/connect-fastify";
 import { fastify, LogController, type FastifyInstance, type FastifyServerOptions } from "fastify";
 import type * as http from "node:http";
 import type { ServerTls } from "../config/config.js";
-import type { Metrics } from "../metrics.js";
+import type { RpcObserver } from "../metrics.js";
 import type { ServiceBinding } from "../services/handlers.js";
 import { registerServices } from "./connect-adapter.js";
 import { registerGrpcMessageEncoding } from "./grpc-message.js";
@@ -14,8 +14,8 @@ export interface AppOptions extends ListenerOptions {
   readMaxBytes: number;
   /** Aborting it ends the Connect lane's calls (graceful shutdown). */
   shutdownSignal: AbortSignal;
-  /** gRPC server metrics for calls the Connect lane serves. */
-  grpcMetrics?: Metrics["grpc"];
+  /** Hears about every call the Connect lane serves (metrics, debug logs). */
+  observe?: RpcObserver;
   logger: FastifyServerOptions["logger"];
 }
 
@@ -45,7 +45,7 @@ export async function createApp(
 
   registerGrpcMessageEncoding(app);
   await app.register(fastifyConnectPlugin, {
-    routes: (router) => registerServices(router, services, options.grpcMetrics),
+    routes: (router) => registerServices(router, services, options.observe),
     readMaxBytes: options.readMaxBytes,
     shutdownSignal: options.shutdownSignal,
   });

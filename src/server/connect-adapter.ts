@@ -1,7 +1,7 @@
 import type { DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ConnectRouter, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { FORWARDED_METADATA, type CallContext } from "../call-context.js";
-import { recordRpc, type Metrics, type RpcRecord } from "../metrics.js";
+import type { RpcObserver, RpcRecord } from "../metrics.js";
 import type { ServiceBinding } from "../services/handlers.js";
 
 /** Translates Connect's per-call context into the proxy's transport-free one. */
@@ -19,21 +19,21 @@ export function callContextOf(ctx: HandlerContext): CallContext {
   };
 }
 
-/** Adapts the proxy's handlers to a Connect ServiceImpl for the router, recording gRPC metrics. */
+/** Adapts the proxy's handlers to a Connect ServiceImpl for the router, reporting each call to `observe`. */
 export function toServiceImpl<S extends DescService>(
   binding: ServiceBinding<S>,
-  metrics?: Metrics["grpc"],
+  observe?: RpcObserver,
 ): ServiceImpl<S> {
   const impl: Record<string, unknown> = {};
   for (const method of binding.service.methods) {
     const handler = (binding.handlers as Record<string, (input: unknown, ctx: CallContext) => unknown>)[
       method.localName
     ]!;
-    if (!metrics) {
+    if (!observe) {
       impl[method.localName] = (input: unknown, ctx: HandlerContext) => handler(input, callContextOf(ctx));
     } else if (method.methodKind === "unary") {
       impl[method.localName] = async (input: unknown, ctx: HandlerContext) => {
-        const record = recordRpc(metrics, method);
+        const record = observe(method);
         record.received();
         try {
           const output = await handler(input, callContextOf(ctx));
@@ -48,7 +48,7 @@ export function toServiceImpl<S extends DescService>(
     } else {
       impl[method.localName] = (input: unknown, ctx: HandlerContext) =>
         recordedStream(
-          recordRpc(metrics, method),
+          observe(method),
           method.methodKind === "server_streaming",
           input,
           (i) => handler(i, callContextOf(ctx)) as AsyncIterable<unknown>,
@@ -89,6 +89,6 @@ async function* countReceived(requests: AsyncIterable<unknown>, record: RpcRecor
   }
 }
 
-export function registerServices(router: ConnectRouter, bindings: ServiceBinding[], metrics?: Metrics["grpc"]): void {
-  for (const binding of bindings) router.service(binding.service, toServiceImpl(binding, metrics));
+export function registerServices(router: ConnectRouter, bindings: ServiceBinding[], observe?: RpcObserver): void {
+  for (const binding of bindings) router.service(binding.service, toServiceImpl(binding, observe));
 }

@@ -10,7 +10,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import * as http2 from "node:http2";
 import { FORWARDED_METADATA, type CallContext } from "../call-context.js";
 import { encodeGrpcMessage, frame, FrameDecoder, FrameError, parseGrpcTimeout, singleFrame } from "../grpc/wire.js";
-import { recordRpc, type Metrics, type RpcRecord } from "../metrics.js";
+import type { RpcObserver, RpcRecord } from "../metrics.js";
 import { isForwarder } from "../services/forward.js";
 import { AsyncQueue } from "../util/async-queue.js";
 import type { ServiceBinding } from "../services/handlers.js";
@@ -62,8 +62,8 @@ export interface NativeLaneOptions {
   readMaxBytes: number;
   /** Unexpected failures (bugs), for the log. */
   onInternalError?: (err: unknown, path: string) => void;
-  /** gRPC server metrics, if they are collected. */
-  metrics?: Metrics["grpc"];
+  /** Hears about every call (metrics, debug logs). */
+  observe?: RpcObserver;
 }
 
 const { HTTP2_HEADER_PATH, HTTP2_HEADER_CONTENT_TYPE, NGHTTP2_NO_ERROR } = http2.constants;
@@ -97,8 +97,8 @@ export function createNativeLane(options: NativeLaneOptions): NativeLane {
       if (type !== "application/grpc" && type !== "application/grpc+proto") return false;
       const encoding = headers["grpc-encoding"];
       if (encoding !== undefined && encoding !== "identity") return false;
-      if (options.metrics) {
-        const record = recordRpc(options.metrics, route.method);
+      if (options.observe) {
+        const record = options.observe(route.method);
         records.set(stream, record);
         stream.once("close", () => record.end(Code.Canceled)); // no-op if it already ended
       }

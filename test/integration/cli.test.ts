@@ -141,4 +141,51 @@ describe("etcd-connect-proxy command line", () => {
       child.kill("SIGKILL");
     }
   });
+
+  it("--debug logs one line per RPC: method, code, duration, upstream endpoint, and nothing else", async () => {
+    const port = await freePort();
+    const child = spawn(
+      process.execPath,
+      [bin, "start", `--endpoints=${etcd.endpoints}`, `--listen-addr=127.0.0.1:${port}`, "--debug"],
+      { stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let out = "";
+    child.stdout.on("data", (d) => (out += d));
+    try {
+      const until = Date.now() + 15_000;
+      while (!out.includes("started gRPC proxy")) {
+        assert.ok(Date.now() < until, `no startup line:\n${out}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.equal(await ctl(`127.0.0.1:${port}`, ["put", "debug/k", "v"]), "OK\n");
+      const line = () =>
+        out
+          .split("\n")
+          .filter((l) => l.includes('"msg":"rpc"'))
+          .map((l) => JSON.parse(l) as Record<string, unknown>)
+          .find((l) => l.method === "/etcdserverpb.KV/Put");
+      while (!line()) {
+        assert.ok(Date.now() < until, `no rpc line:\n${out}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const { level, code, ms, upstream } = line()!;
+      assert.equal(level, 20);
+      assert.equal(code, "OK");
+      assert.equal(typeof ms, "number");
+      assert.equal(upstream, `http://${etcd.endpoints}`);
+      assert.deepEqual(Object.keys(line()!).sort(), [
+        "code",
+        "hostname",
+        "level",
+        "method",
+        "ms",
+        "msg",
+        "pid",
+        "time",
+        "upstream",
+      ]);
+    } finally {
+      child.kill("SIGKILL");
+    }
+  });
 });
