@@ -130,6 +130,41 @@ describe("cleartext port", () => {
   });
 });
 
+describe("--max-concurrent-streams", () => {
+  it("reaches the HTTP/2 server: a 4th stream waits until one of 3 ends", async () => {
+    const proxy = await startTestProxy(f.etcd.endpoints, ["--max-concurrent-streams=3"]);
+    const session = http2.connect(`http://${proxy.address}`);
+    try {
+      await new Promise((r) => session.once("remoteSettings", r));
+      assert.equal(session.remoteSettings.maxConcurrentStreams, 3);
+      const create = envelope(Buffer.from([0x0a, 0x03, 0x0a, 0x01, 0x6b])); // WatchRequest{create_request{key:"k"}}
+      const answered: number[] = [];
+      const streams = Array.from({ length: 4 }, (_, i) => {
+        const stream = session.request({
+          ":method": "POST",
+          ":path": "/etcdserverpb.Watch/Watch",
+          "content-type": "application/grpc",
+          te: "trailers",
+        });
+        stream.on("response", () => answered.push(i));
+        stream.on("error", () => {});
+        stream.write(create);
+        return stream;
+      });
+      const until = Date.now() + 5000;
+      while (answered.length < 3 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+      await new Promise((r) => setTimeout(r, 300));
+      assert.deepEqual([...answered].sort(), [0, 1, 2], "three streams run, the fourth waits");
+      streams[0]!.close();
+      while (answered.length < 4 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+      assert.ok(answered.includes(3), "the fourth runs once a slot is free");
+    } finally {
+      session.destroy();
+      await proxy.close();
+    }
+  });
+});
+
 describe("TLS port", () => {
   let dir: string;
   let tlsProxy: RunningProxy;
