@@ -1,15 +1,14 @@
 // One listen address serves native gRPC (h2c), gRPC-Web and Connect over
 // HTTP/1.1 and HTTP/2, plain HTTP, and the same over TLS with ALPN.
-import { execFile, execFileSync } from "node:child_process";
+import { execFile } from "node:child_process";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import * as http2 from "node:http2";
 import * as https from "node:https";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
 import type { RunningProxy } from "../../src/main.js";
+import { makePki, type TestPki } from "../helpers/certs.js";
 import { openStreams } from "../helpers/etcd.js";
 import { ctl, spawnCtl } from "../helpers/etcdctl.js";
 import { useProxy } from "../helpers/fixture.js";
@@ -166,50 +165,27 @@ describe("--max-concurrent-streams", () => {
 });
 
 describe("TLS port", () => {
-  let dir: string;
+  let pki: TestPki;
   let tlsProxy: RunningProxy;
   let ca: Buffer;
 
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), "ecp-tls-"));
-    execFileSync(
-      "openssl",
-      [
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-keyout",
-        join(dir, "key.pem"),
-        "-out",
-        join(dir, "cert.pem"),
-        "-days",
-        "1",
-        "-subj",
-        "/CN=etcd-connect-proxy test",
-        "-addext",
-        "subjectAltName=IP:127.0.0.1",
-      ],
-      { stdio: "ignore" },
-    );
-    ca = execFileSync("cat", [join(dir, "cert.pem")]);
+    pki = makePki();
+    ca = readFileSync(pki.ca);
     tlsProxy = await startTestProxy(f.etcd.endpoints, [
-      `--cert-file=${join(dir, "cert.pem")}`,
-      `--key-file=${join(dir, "key.pem")}`,
+      `--cert-file=${pki.server.cert}`,
+      `--key-file=${pki.server.key}`,
     ]);
   });
 
   after(async () => {
     await tlsProxy?.close();
-    rmSync(dir, { recursive: true, force: true });
+    pki?.remove();
   });
 
   it("etcdctl over https (ALPN h2): put, get and watch", async () => {
     const endpoint = `https://${tlsProxy.address}`;
-    const tlsArgs = [`--cacert=${join(dir, "cert.pem")}`];
+    const tlsArgs = [`--cacert=${pki.ca}`];
     assert.equal(await ctl(endpoint, [...tlsArgs, "put", "tls/k", "secure"]), "OK\n");
     assert.equal(await ctl(endpoint, [...tlsArgs, "get", "tls/k", "--print-value-only"]), "secure\n");
     const watch = spawnCtl(endpoint, [...tlsArgs, "watch", "tls/k"]);
@@ -253,13 +229,7 @@ describe("TLS port", () => {
 
   it("curl over https, with HTTP/2 and with HTTP/1.1", async () => {
     for (const version of ["--http2", "--http1.1"]) {
-      const { stdout } = await run("curl", [
-        "-sS",
-        version,
-        "--cacert",
-        join(dir, "cert.pem"),
-        `https://${tlsProxy.address}/health`,
-      ]);
+      const { stdout } = await run("curl", ["-sS", version, "--cacert", pki.ca, `https://${tlsProxy.address}/health`]);
       assert.equal(stdout, '{"health":"true","reason":""}', version);
     }
   });
