@@ -2,9 +2,10 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import type { FastifyInstance } from "fastify";
 import type { Http2Session } from "node:http2";
 import { hostname } from "node:os";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import type { ProxyConfig } from "./config/config.js";
 import { checkClusterHealth } from "./health/cluster-health.js";
+import { checkProxyHealth } from "./health/proxy-health.js";
 import { KeepAliveCoalescer } from "./lease/keepalive-coalescer.js";
 import { createMetrics, observeEndpoints, recordRpc, type RpcObserver } from "./metrics.js";
 import { createApp, startMetricsListener } from "./server/app.js";
@@ -25,6 +26,8 @@ export const DEFAULTS = {
   backoffMaxMs: 2000,
   /** gRPC's default receive limit, as etcd's Go proxy applies to clients. */
   clientReadMaxBytes: 4 * 1024 * 1024,
+  /** etcd's /proxy/health gives the self-check's watch this long to be created. */
+  proxyHealthWatchTimeoutMs: 3000,
   /** How long /metrics waits for one etcd member before asking the next. */
   etcdMetricsTimeoutMs: 2000,
   /** How long in-flight unary calls get to finish on shutdown before connections are closed. */
@@ -87,6 +90,12 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
   observeEndpoints(metrics, () => upstream.endpoints());
   const httpDeps: HttpEndpointDeps = {
     clusterHealth: () => checkClusterHealth(upstream, DEFAULTS.healthTimeoutMs),
+    proxyHealth: () =>
+      checkProxyHealth(
+        `${config.tls ? "https" : "http"}://${boundAddress}`,
+        DEFAULTS.healthTimeoutMs,
+        DEFAULTS.proxyHealthWatchTimeoutMs,
+      ),
     metrics: metrics.registry,
     etcdMetrics: () => fetchEtcdMetrics(upstream.endpoints(), config.upstreamTls, DEFAULTS.etcdMetricsTimeoutMs),
     grpcServices: new Set(services.map((s) => s.service.typeName)),
@@ -103,6 +112,12 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
     observe,
   });
   log = app.log;
+  // Every socket the listener accepts, so a shutdown can close what is left (both server kinds).
+  const sockets = new Set<Socket>();
+  app.server.on("connection", (socket: Socket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+  });
   const metricsApp = config.metricsAddr
     ? await startMetricsListener(config.metricsAddr, config.tls, httpDeps)
     : undefined;
@@ -135,7 +150,7 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
     const force = setTimeout(() => {
       log?.warn({ sessions: sessions.size }, "closing connections still open after the grace period");
       for (const session of sessions) session.destroy();
-      app.server.closeAllConnections();
+      for (const socket of sockets) socket.destroy();
     }, DEFAULTS.shutdownGraceMs);
     try {
       await Promise.all([app.close(), metricsApp?.close()]);

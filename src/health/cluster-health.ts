@@ -9,7 +9,7 @@ export interface HealthReport {
 }
 
 /** etcd answers these when auth is on and the caller has no (valid) identity. */
-function isAuthRejection(err: ConnectError): boolean {
+export function isAuthRejection(err: ConnectError): boolean {
   return (
     err.code === Code.PermissionDenied ||
     err.code === Code.Unauthenticated ||

@@ -8,6 +8,8 @@ import type { HealthReport } from "../health/cluster-health.js";
 export interface HttpEndpointDeps {
   /** The cluster's health as seen through the upstream (etcd's /health). */
   clusterHealth: () => Promise<HealthReport>;
+  /** The proxy's own health, checked through its listener (etcd's /proxy/health). */
+  proxyHealth: () => Promise<HealthReport>;
   /** Fully-qualified names of the gRPC services served, for Unimplemented's wording. */
   grpcServices: ReadonlySet<string>;
   /** The proxy's own metrics, served at /proxy/metrics. */
@@ -19,6 +21,7 @@ export interface HttpEndpointDeps {
 /**
  * Plain HTTP paths on the client port:
  * - /health: etcd's JSON contract, GET only.
+ * - /proxy/health: the same contract, for the proxy checked through its own listener.
  * - /livez: the process is up and serving.
  * - /readyz: the proxy can reach a healthy cluster.
  * - /metrics: an etcd member's own metrics (the one in use, else another).
@@ -26,14 +29,19 @@ export interface HttpEndpointDeps {
  * Unknown paths answer 404, except gRPC calls, which get gRPC's Unimplemented.
  */
 export function registerHttpEndpoints(app: FastifyInstance, deps: HttpEndpointDeps): void {
-  app.all("/health", async (req, reply) => {
-    if (req.method !== "GET") return reply.code(405).header("allow", "GET").send("Method Not Allowed\n");
-    const report = await deps.clusterHealth();
-    return reply
-      .code(report.health ? 200 : 503)
-      .type("application/json")
-      .send(JSON.stringify({ health: String(report.health), reason: report.reason }));
-  });
+  for (const [path, check] of [
+    ["/health", deps.clusterHealth],
+    ["/proxy/health", deps.proxyHealth],
+  ] as const) {
+    app.all(path, async (req, reply) => {
+      if (req.method !== "GET") return reply.code(405).header("allow", "GET").send("Method Not Allowed\n");
+      const report = await check();
+      return reply
+        .code(report.health ? 200 : 503)
+        .type("application/json")
+        .send(JSON.stringify({ health: String(report.health), reason: report.reason }));
+    });
+  }
 
   app.get("/metrics", async (_req, reply) => {
     try {

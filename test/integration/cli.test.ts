@@ -2,6 +2,7 @@
 // one clear line for bad input, and a clean exit on SIGTERM.
 import * as grpc from "@grpc/grpc-js";
 import { execFile, spawn } from "node:child_process";
+import { connect, type Socket } from "node:net";
 import assert from "node:assert/strict";
 import { dirname, join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -185,6 +186,43 @@ describe("etcd-connect-proxy command line", () => {
         "upstream",
       ]);
     } finally {
+      child.kill("SIGKILL");
+    }
+  });
+
+  it("SIGTERM with a silent client connected: the grace period closes it, the process exits 0", async () => {
+    const port = await freePort();
+    const child = spawn(
+      process.execPath,
+      [bin, "start", `--endpoints=${etcd.endpoints}`, `--listen-addr=127.0.0.1:${port}`],
+      {
+        stdio: "ignore",
+      },
+    );
+    const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+    let socket: Socket | undefined;
+    try {
+      const until = Date.now() + 15_000;
+      while (
+        !(await fetch(`http://127.0.0.1:${port}/livez`).then(
+          (r) => r.ok,
+          () => false,
+        ))
+      ) {
+        assert.ok(Date.now() < until, "the proxy never served");
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      // Connected, but not a byte sent: neither HTTP server knows of it yet.
+      const silent = connect(port, "127.0.0.1");
+      socket = silent;
+      await new Promise((r) => silent.once("connect", r));
+      const closed = new Promise((r) => silent.once("close", r));
+      silent.on("error", () => {});
+      child.kill("SIGTERM");
+      assert.equal(await exited, 0);
+      await closed;
+    } finally {
+      socket?.destroy();
       child.kill("SIGKILL");
     }
   });

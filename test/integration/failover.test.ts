@@ -104,6 +104,9 @@ describe("no etcd reachable", () => {
       assert.equal(body.health, "false");
       assert.match(body.reason, /^GET ERROR:.*ECONNREFUSED/);
       assert.equal((await fetch(`http://${proxy.address}/readyz`)).status, 503);
+      const self = await fetch(`http://${proxy.address}/proxy/health`);
+      assert.equal(self.status, 503);
+      assert.match(((await self.json()) as { reason: string }).reason, /^GET ERROR:/);
 
       const down = await outcome(client.unary("KV", "Range", { key: Buffer.from("x") }, undefined, 1000));
       assert.ok([grpc.status.UNAVAILABLE, grpc.status.DEADLINE_EXCEEDED].includes(down.code), JSON.stringify(down));
@@ -121,6 +124,10 @@ describe("no etcd reachable", () => {
       await pending;
       assert.equal((await fetch(`http://${proxy.address}/health`)).status, 200);
       assert.equal((await fetch(`http://${proxy.address}/readyz`)).status, 200);
+      assert.deepEqual(await (await fetch(`http://${proxy.address}/proxy/health`)).json(), {
+        health: "true",
+        reason: "",
+      });
     } finally {
       client.close();
       await proxy.close();

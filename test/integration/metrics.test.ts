@@ -86,6 +86,7 @@ describe("metrics, 3 members", () => {
     try {
       const base = `http://127.0.0.1:${metricsPort}`;
       assert.deepEqual(await (await fetch(`${base}/health`)).json(), { health: "true", reason: "" });
+      assert.deepEqual(await (await fetch(`${base}/proxy/health`)).json(), { health: "true", reason: "" });
       assert.match(await (await fetch(`${base}/proxy/metrics`)).text(), /^# TYPE grpc_server_started_total counter$/m);
       assert.match(await (await fetch(`${base}/metrics`)).text(), /^etcd_server_has_leader 1$/m);
     } finally {

@@ -231,6 +231,9 @@ describe("TLS port", () => {
     for (const version of ["--http2", "--http1.1"]) {
       const { stdout } = await run("curl", ["-sS", version, "--cacert", pki.ca, `https://${tlsProxy.address}/health`]);
       assert.equal(stdout, '{"health":"true","reason":""}', version);
+      // The self-check reaches the proxy through its own TLS listener.
+      const self = await run("curl", ["-sS", version, "--cacert", pki.ca, `https://${tlsProxy.address}/proxy/health`]);
+      assert.equal(self.stdout, '{"health":"true","reason":""}', `${version} /proxy/health`);
     }
   });
 });
