@@ -2,7 +2,7 @@
 // one clear line for bad input, and a clean exit on SIGTERM.
 import * as grpc from "@grpc/grpc-js";
 import { execFile, spawn } from "node:child_process";
-import { connect, type Socket } from "node:net";
+import { connect } from "node:net";
 import assert from "node:assert/strict";
 import { dirname, join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -65,56 +65,23 @@ describe("etcd-connect-proxy command line", () => {
   }
 
   it("start serves etcdctl, logs through pino, and exits 0 on SIGTERM", async () => {
-    const port = await freePort();
-    const child = spawn(
-      process.execPath,
-      [bin, "start", `--endpoints=${etcd.endpoints}`, `--listen-addr=127.0.0.1:${port}`],
-      {
-        stdio: ["ignore", "pipe", "pipe"],
-      },
-    );
-    let out = "";
-    child.stdout.on("data", (d) => (out += d));
-    child.stderr.on("data", (d) => (out += d));
-    const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+    const proxy = await startCli(etcd.endpoints);
     try {
-      const until = Date.now() + 15_000;
-      while (!out.includes("started gRPC proxy")) {
-        assert.ok(Date.now() < until, `no startup line:\n${out}`);
-        await new Promise((r) => setTimeout(r, 50));
-      }
-      const line = JSON.parse(out.split("\n").find((l) => l.includes("started gRPC proxy"))!);
+      const line = proxy.logLines().find((l) => l.msg === "started gRPC proxy")!;
       assert.equal(line.level, 30);
-      assert.equal(line.listen, `127.0.0.1:${port}`);
-      assert.equal(await ctl(`127.0.0.1:${port}`, ["put", "cli/k", "v"]), "OK\n");
-      assert.equal(await ctl(`127.0.0.1:${port}`, ["get", "cli/k", "--print-value-only"]), "v\n");
+      assert.equal(line.listen, proxy.address);
+      assert.equal(await ctl(proxy.address, ["put", "cli/k", "v"]), "OK\n");
+      assert.equal(await ctl(proxy.address, ["get", "cli/k", "--print-value-only"]), "v\n");
     } finally {
-      child.kill("SIGTERM");
+      proxy.child.kill("SIGTERM");
     }
-    assert.equal(await exited, 0);
+    assert.equal(await proxy.exited, 0);
   });
 
   it("SIGTERM with watches and keep-alives open: streams end UNAVAILABLE, the process exits 0", async () => {
-    const port = await freePort();
-    const child = spawn(
-      process.execPath,
-      [bin, "start", `--endpoints=${etcd.endpoints}`, `--listen-addr=127.0.0.1:${port}`],
-      {
-        stdio: "ignore",
-      },
-    );
-    const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
-    const client = new EtcdGrpcClient(`127.0.0.1:${port}`);
+    const proxy = await startCli(etcd.endpoints);
+    const client = new EtcdGrpcClient(proxy.address);
     try {
-      const until = Date.now() + 15_000;
-      for (;;) {
-        try {
-          await client.unary("KV", "Range", { key: Buffer.from("x") }, undefined, 1000);
-          break;
-        } catch {
-          assert.ok(Date.now() < until, "the proxy never served");
-        }
-      }
       const statusOf = (call: ReturnType<EtcdGrpcClient["stream"]>) =>
         new Promise<{ code: number; details: string }>((resolve) => {
           call.on("error", () => {});
@@ -132,49 +99,32 @@ describe("etcd-connect-proxy command line", () => {
       keepAlive.write({ ID: lease.ID });
       await answered;
 
-      child.kill("SIGTERM");
+      proxy.child.kill("SIGTERM");
       const shuttingDown = { code: grpc.status.UNAVAILABLE, details: "etcd-connect-proxy is shutting down" };
       assert.deepEqual(await watchEnded, shuttingDown);
       assert.deepEqual(await keepAliveEnded, shuttingDown);
-      assert.equal(await exited, 0);
+      assert.equal(await proxy.exited, 0);
     } finally {
       client.close();
-      child.kill("SIGKILL");
+      proxy.child.kill("SIGKILL");
     }
   });
 
   it("--debug logs one line per RPC: method, code, duration, upstream endpoint, and nothing else", async () => {
-    const port = await freePort();
-    const child = spawn(
-      process.execPath,
-      [bin, "start", `--endpoints=${etcd.endpoints}`, `--listen-addr=127.0.0.1:${port}`, "--debug"],
-      { stdio: ["ignore", "pipe", "pipe"] },
-    );
-    let out = "";
-    child.stdout.on("data", (d) => (out += d));
+    const proxy = await startCli(etcd.endpoints, ["--debug"]);
     try {
-      const until = Date.now() + 15_000;
-      while (!out.includes("started gRPC proxy")) {
-        assert.ok(Date.now() < until, `no startup line:\n${out}`);
-        await new Promise((r) => setTimeout(r, 50));
-      }
-      assert.equal(await ctl(`127.0.0.1:${port}`, ["put", "debug/k", "v"]), "OK\n");
-      const line = () =>
-        out
-          .split("\n")
-          .filter((l) => l.includes('"msg":"rpc"'))
-          .map((l) => JSON.parse(l) as Record<string, unknown>)
-          .find((l) => l.method === "/etcdserverpb.KV/Put");
-      while (!line()) {
-        assert.ok(Date.now() < until, `no rpc line:\n${out}`);
-        await new Promise((r) => setTimeout(r, 50));
-      }
-      const { level, code, ms, upstream } = line()!;
-      assert.equal(level, 20);
-      assert.equal(code, "OK");
-      assert.equal(typeof ms, "number");
-      assert.equal(upstream, `http://${etcd.endpoints}`);
-      assert.deepEqual(Object.keys(line()!).sort(), [
+      assert.equal(await ctl(proxy.address, ["put", "debug/k", "v"]), "OK\n");
+      const putLine = () => proxy.logLines().find((l) => l.msg === "rpc" && l.method === "/etcdserverpb.KV/Put");
+      await waitUntil(
+        () => putLine() !== undefined,
+        () => `no rpc line:\n${proxy.output()}`,
+      );
+      const line = putLine()!;
+      assert.equal(line.level, 20);
+      assert.equal(line.code, "OK");
+      assert.equal(typeof line.ms, "number");
+      assert.equal(line.upstream, `http://${etcd.endpoints}`);
+      assert.deepEqual(Object.keys(line).sort(), [
         "code",
         "hostname",
         "level",
@@ -186,44 +136,60 @@ describe("etcd-connect-proxy command line", () => {
         "upstream",
       ]);
     } finally {
-      child.kill("SIGKILL");
+      proxy.child.kill("SIGKILL");
     }
   });
 
   it("SIGTERM with a silent client connected: the grace period closes it, the process exits 0", async () => {
-    const port = await freePort();
-    const child = spawn(
-      process.execPath,
-      [bin, "start", `--endpoints=${etcd.endpoints}`, `--listen-addr=127.0.0.1:${port}`],
-      {
-        stdio: "ignore",
-      },
-    );
-    const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
-    let socket: Socket | undefined;
+    const proxy = await startCli(etcd.endpoints);
+    const [host, port] = proxy.address.split(":");
+    // Connected, but not a byte sent: neither HTTP server knows of it yet.
+    const silent = connect(Number(port), host!);
     try {
-      const until = Date.now() + 15_000;
-      while (
-        !(await fetch(`http://127.0.0.1:${port}/livez`).then(
-          (r) => r.ok,
-          () => false,
-        ))
-      ) {
-        assert.ok(Date.now() < until, "the proxy never served");
-        await new Promise((r) => setTimeout(r, 50));
-      }
-      // Connected, but not a byte sent: neither HTTP server knows of it yet.
-      const silent = connect(port, "127.0.0.1");
-      socket = silent;
       await new Promise((r) => silent.once("connect", r));
       const closed = new Promise((r) => silent.once("close", r));
       silent.on("error", () => {});
-      child.kill("SIGTERM");
-      assert.equal(await exited, 0);
+      proxy.child.kill("SIGTERM");
+      assert.equal(await proxy.exited, 0);
       await closed;
     } finally {
-      socket?.destroy();
-      child.kill("SIGKILL");
+      silent.destroy();
+      proxy.child.kill("SIGKILL");
     }
   });
 });
+
+/** The built binary, started on a free port; resolves once it logged "started gRPC proxy". */
+async function startCli(endpoints: string, extraArgs: string[] = []) {
+  const address = `127.0.0.1:${await freePort()}`;
+  const child = spawn(
+    process.execPath,
+    [bin, "start", `--endpoints=${endpoints}`, `--listen-addr=${address}`, ...extraArgs],
+    {
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
+  let out = "";
+  child.stdout.on("data", (d) => (out += d));
+  child.stderr.on("data", (d) => (out += d));
+  const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+  const logLines = () =>
+    out
+      .split("\n")
+      .filter((l) => l.startsWith("{"))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+  await waitUntil(
+    () => logLines().some((l) => l.msg === "started gRPC proxy"),
+    () => `no startup line:\n${out}`,
+  );
+  return { child, address, exited, output: () => out, logLines };
+}
+
+/** Polls `condition` every 50 ms for up to 15 s; fails with `describe()` otherwise. */
+async function waitUntil(condition: () => boolean, describe: () => string): Promise<void> {
+  const until = Date.now() + 15_000;
+  while (!condition()) {
+    assert.ok(Date.now() < until, describe());
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
