@@ -15,7 +15,17 @@ export interface CallContext {
 }
 
 /** Metadata keys forwarded to etcd, lower-case as HTTP/2 sends them. */
-export const FORWARDED_METADATA = ["token", "hasleader", "client-api-version"] as const;
+const FORWARDED_METADATA = ["token", "hasleader", "client-api-version"] as const;
+
+/** The metadata to forward, read from a client's request headers by `get`. */
+export function forwardedMetadata(get: (key: string) => string | null | undefined): Record<string, string> {
+  const picked: Record<string, string> = {};
+  for (const key of FORWARDED_METADATA) {
+    const value = get(key);
+    if (typeof value === "string") picked[key] = value;
+  }
+  return picked;
+}
 
 /** Builds a context for calls the proxy makes on its own behalf (health checks). */
 export function internalContext(timeoutMs: number, signal?: AbortSignal): CallContext {

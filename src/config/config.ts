@@ -372,7 +372,7 @@ const CIPHER_SUITES: Record<string, string> = {
 /** The largest HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS value (2^32 - 1). */
 const MAX_STREAMS = 4294967295;
 
-export function parseHostPort(text: string, flag: string): { host: string; port: number } {
+function parseHostPort(text: string, flag: string): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(text);
   const port = m ? Number(m[3]) : NaN;
   if (!m || port > 65535) throw new FlagError(`invalid --${flag} "${text}": expected host:port`);

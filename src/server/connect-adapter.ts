@@ -1,16 +1,12 @@
 import type { DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ConnectRouter, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
-import { FORWARDED_METADATA, type CallContext } from "../call-context.js";
+import { forwardedMetadata, type CallContext } from "../call-context.js";
 import type { RpcObserver, RpcRecord } from "../metrics.js";
 import type { ServiceBinding } from "../services/handlers.js";
 
 /** Translates Connect's per-call context into the proxy's transport-free one. */
-export function callContextOf(ctx: HandlerContext): CallContext {
-  const forwardHeaders: Record<string, string> = {};
-  for (const key of FORWARDED_METADATA) {
-    const value = ctx.requestHeader.get(key);
-    if (value !== null) forwardHeaders[key] = value;
-  }
+function callContextOf(ctx: HandlerContext): CallContext {
+  const forwardHeaders = forwardedMetadata((key) => ctx.requestHeader.get(key));
   const timeoutMs = ctx.timeoutMs();
   return {
     forwardHeaders,
@@ -20,10 +16,7 @@ export function callContextOf(ctx: HandlerContext): CallContext {
 }
 
 /** Adapts the proxy's handlers to a Connect ServiceImpl for the router, reporting each call to `observe`. */
-export function toServiceImpl<S extends DescService>(
-  binding: ServiceBinding<S>,
-  observe?: RpcObserver,
-): ServiceImpl<S> {
+function toServiceImpl<S extends DescService>(binding: ServiceBinding<S>, observe?: RpcObserver): ServiceImpl<S> {
   const impl: Record<string, unknown> = {};
   for (const method of binding.service.methods) {
     const handler = (binding.handlers as Record<string, (input: unknown, ctx: CallContext) => unknown>)[

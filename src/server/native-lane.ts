@@ -8,7 +8,7 @@ import {
 } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import * as http2 from "node:http2";
-import { FORWARDED_METADATA, type CallContext } from "../call-context.js";
+import { forwardedMetadata, type CallContext } from "../call-context.js";
 import { encodeGrpcMessage, frame, FrameDecoder, FrameError, parseGrpcTimeout, singleFrame } from "../grpc/wire.js";
 import type { RpcObserver, RpcRecord } from "../metrics.js";
 import { isForwarder } from "../services/forward.js";
@@ -177,15 +177,20 @@ async function handle(
       isSafeToRepeat(method, safetyDependsOnRequest(method) ? fromBinary(method.input, payload) : undefined),
     );
   }
-  let request;
+  const response = await handler(decodeRequest(method, payload), ctx);
+  return toBinary(method.output, create(method.output, response as never));
+}
+
+/** Decodes a request message; etcd (grpc-go) answers an undecodable one with Internal. */
+function decodeRequest<M extends DescMethodUnary | DescMethodServerStreaming | DescMethodBiDiStreaming>(
+  method: M,
+  bytes: Uint8Array,
+) {
   try {
-    request = fromBinary(method.input, payload);
+    return fromBinary(method.input, bytes);
   } catch (err) {
-    // etcd (grpc-go) answers an undecodable request with Internal.
     throw new ConnectError(`grpc: error unmarshalling request: ${(err as Error).message}`, Code.Internal);
   }
-  const response = await handler(request, ctx);
-  return toBinary(method.output, create(method.output, response as never));
 }
 
 /** Why a call's signal aborts; made once, as abort() without a reason builds a DOMException. */
@@ -201,11 +206,7 @@ function callContext(
   stream: http2.ServerHttp2Stream,
   headers: http2.IncomingHttpHeaders,
 ): { ctx: CallContext; finished: () => boolean; abort: (reason: ConnectError) => void } {
-  const forwardHeaders: Record<string, string> = {};
-  for (const key of FORWARDED_METADATA) {
-    const value = headers[key];
-    if (typeof value === "string") forwardHeaders[key] = value;
-  }
+  const forwardHeaders = forwardedMetadata((key) => headers[key] as string | undefined);
   const controller = new AbortController();
   const timeoutMs = parseGrpcTimeout(headers["grpc-timeout"] as string | undefined);
   const finished = () => finishedStreams.has(stream);
@@ -295,13 +296,10 @@ function serveStream(
     try {
       for (const m of decoder.push(chunk)) {
         records.get(stream)?.received();
-        requests.push(fromBinary(method.input, m));
+        requests.push(decodeRequest(method, m));
       }
     } catch (err) {
-      const e =
-        err instanceof FrameError
-          ? new ConnectError(err.message, err.grpcCode)
-          : new ConnectError(`grpc: error unmarshalling request: ${(err as Error).message}`, Code.Internal);
+      const e = err instanceof FrameError ? new ConnectError(err.message, err.grpcCode) : ConnectError.from(err);
       requests.fail(e);
       respondError(stream, e);
     }

@@ -28,6 +28,9 @@ export interface EndpointPoolOptions {
   random?: () => number;
 }
 
+/** Shared by calls that have tried nothing yet, so the common path allocates nothing. */
+const NONE_TRIED: ReadonlySet<never> = new Set();
+
 export class EndpointPool<C> {
   readonly endpoints: ReadonlyArray<Endpoint<C>>;
   private currentIndex: number;
@@ -57,7 +60,7 @@ export class EndpointPool<C> {
    * call: the current one if it is up, else the next one up in ring order,
    * else the one that comes back soonest. Undefined when all were tried.
    */
-  pick(tried: ReadonlySet<Endpoint<C>> = new Set()): Endpoint<C> | undefined {
+  pick(tried: ReadonlySet<Endpoint<C>> = NONE_TRIED): Endpoint<C> | undefined {
     const n = this.endpoints.length;
     let soonest: Endpoint<C> | undefined;
     for (let i = 0; i < n; i++) {

@@ -152,7 +152,7 @@ function header(h: http2.IncomingHttpHeaders, name: string): string | undefined 
  * The error for a call that ended without a gRPC status. A stream that never
  * got an id, or that etcd refused, never reached etcd and may be re-sent.
  */
-export function connectionError(stream: http2.ClientHttp2Stream, failure: unknown): ConnectError {
+function connectionError(stream: http2.ClientHttp2Stream, failure: unknown): ConnectError {
   const reason = failure instanceof Error ? failure : undefined;
   const root = rootCause(reason);
   const message = root?.message ?? `http/2 stream closed with error code ${stream.rstCode}`;

@@ -27,7 +27,7 @@ const SAFE_TO_REPEAT = new Set([
   "v3electionpb.Election/Observe",
 ]);
 
-export function methodKey(method: DescMethod): string {
+function methodKey(method: DescMethod): string {
   return `${method.parent.typeName}/${method.name}`;
 }
 

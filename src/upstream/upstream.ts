@@ -271,14 +271,14 @@ export class EtcdUpstream implements Upstream {
     // Like gRPC's wait-for-ready: a call with a deadline may wait for an
     // endpoint until then; one without waits for the retry window.
     const giveUpAt = ctx.deadline ?? Date.now() + this.options.retryWindowMs;
-    const tried = new Set<Endpoint<EndpointClients>>();
+    let tried: Set<Endpoint<EndpointClients>> | undefined; // made on the first failure only
     let lastError: unknown;
     let round = 0;
     for (;;) {
       let endpoint = this.pool.pick(tried);
       if (!endpoint) {
         // Every endpoint failed this call once: pause, then go round again.
-        tried.clear();
+        tried = undefined;
         const pause = Math.min(
           this.options.backoffMinMs * 2 ** round++,
           this.options.backoffMaxMs,
@@ -286,7 +286,7 @@ export class EtcdUpstream implements Upstream {
         );
         // If the caller gives up meanwhile, say what was wrong, not just "canceled".
         if (!(await sleep(pause, ctx.signal))) throw toClientError(lastError);
-        endpoint = this.pool.pick(tried)!;
+        endpoint = this.pool.pick()!;
       }
       if (ctx.deadline !== undefined && ctx.deadline <= Date.now()) {
         // Out of time: the last upstream failure explains it better.
@@ -305,7 +305,7 @@ export class EtcdUpstream implements Upstream {
           : policy.safe && ConnectError.from(err).code === Code.Unavailable;
         if (!retryable || Date.now() >= giveUpAt) throw toClientError(err);
         lastError = err;
-        tried.add(endpoint);
+        (tried ??= new Set()).add(endpoint);
       }
     }
   }
