@@ -20,5 +20,11 @@ fi
 # npm ci when node_modules is absent or older than the lock file.
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "installing npm packages"
-  npm ci --no-audit --no-fund --loglevel=error
+  # The registry sometimes stalls (EIDLETIMEOUT): try again before failing.
+  for attempt in 1 2 3; do
+    npm ci --no-audit --no-fund --loglevel=error --fetch-retries=4 && break
+    [ "$attempt" = 3 ] && exit 1
+    echo "npm ci failed (attempt $attempt); retrying in 10 s"
+    sleep 10
+  done
 fi
