@@ -75,8 +75,22 @@ function stripForeignOptions(text) {
   return out.join("");
 }
 
+/**
+ * The etcd3 package spells enum values in PascalCase (`Put`, `NotEqual`);
+ * etcd spells them UPPER_SNAKE (`PUT`, `NOT_EQUAL`). Binary gRPC does not
+ * care, but Connect JSON sends the names, so they must be etcd's.
+ */
+function restoreEtcdEnumNames(text) {
+  return text.replace(/(enum\s+\w+\s*\{)([^}]*)(\})/g, (_, open, body, close) => {
+    const values = body.replace(/^(\s*)([A-Z][A-Za-z0-9]*)(\s*=)/gm, (__, indent, name, eq) => {
+      return indent + name.replace(/([a-z0-9])([A-Z])/g, "$1_$2").toUpperCase() + eq;
+    });
+    return open + values + close;
+  });
+}
+
 function rewrite(text) {
-  let t = stripForeignOptions(text);
+  let t = restoreEtcdEnumNames(stripForeignOptions(text));
   t = t.replace(/^\s*import\s+"(google|gogoproto|protoc-gen-openapiv2)\/[^"]+";\s*$/gm, "");
   t = t.replace(/import\s+"\.\/([a-z_]+\.proto)";/g, (_, file) => {
     const target = layout[file];
