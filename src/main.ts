@@ -13,6 +13,8 @@ import type { HttpEndpointDeps } from "./server/http-endpoints.js";
 import { fetchEtcdMetrics } from "./health/etcd-metrics.js";
 import { createNativeLane } from "./server/native-lane.js";
 import { etcdServices } from "./services/index.js";
+import { watchPermission, watchUpstream } from "./services/watch.js";
+import { WatchHub } from "./watch/watch-hub.js";
 import { EtcdUpstream, type Upstream } from "./upstream/upstream.js";
 
 /** Tunables that are not flags; each says why it has its value. */
@@ -30,6 +32,16 @@ export const DEFAULTS = {
   proxyHealthWatchTimeoutMs: 3000,
   /** How long /metrics waits for one etcd member before asking the next. */
   etcdMetricsTimeoutMs: 2000,
+  /**
+   * Recent events kept per shared watch, so late watchers asking for an
+   * older revision are served from memory: small, since every watched range
+   * keeps its own.
+   */
+  watchHistory: { maxEntries: 256, maxBytes: 256 * 1024 },
+  /** etcd splits a fragmenting watcher's responses from its request limit plus gRPC overhead. */
+  watchFragmentOverheadBytes: 512 * 1024,
+  /** How often an unanswered watch progress request is repeated (etcd ignores it while a watcher catches up). */
+  watchProgressRetryMs: 250,
   /** How long in-flight unary calls get to finish on shutdown before connections are closed. */
   shutdownGraceMs: 5000,
 } as const;
@@ -64,8 +76,23 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
 
   const metrics = createMetrics();
   const keepAlives = new KeepAliveCoalescer(upstream, metrics.lease);
+  const watches = new WatchHub(
+    watchUpstream(upstream),
+    watchPermission(upstream),
+    {
+      bufferBytes: config.watchBufferBytes,
+      fragmentBytes: config.maxSendBytes + DEFAULTS.watchFragmentOverheadBytes,
+      history: DEFAULTS.watchHistory,
+      reconnectMinMs: DEFAULTS.backoffMinMs,
+      reconnectMaxMs: DEFAULTS.backoffMaxMs,
+      progressRetryMs: DEFAULTS.watchProgressRetryMs,
+      onReconnect: (err) => log?.warn({ err: String(err) }, "upstream watch stream lost; resuming on another endpoint"),
+    },
+    metrics.watch,
+  );
   const services = etcdServices(upstream, {
     keepAlives,
+    watches,
     metrics,
     cluster: {
       get advertiseClientUrl() {
@@ -146,6 +173,7 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
     lane?.shutdown(SHUTTING_DOWN);
     shuttingDown.abort(SHUTTING_DOWN);
     keepAlives.close();
+    watches.close();
     for (const session of sessions) session.close();
     const force = setTimeout(() => {
       log?.warn({ sessions: sessions.size }, "closing connections still open after the grace period");

@@ -48,6 +48,49 @@ export function createMetrics() {
         ...metric,
       }),
     },
+    /** Watch coalescing; the first two names are etcd's grpc proxy's. */
+    watch: {
+      coalescing: new Gauge({
+        name: "etcd_grpc_proxy_watchers_coalescing_total",
+        help: "Client watchers currently served by an upstream watch they share with another watcher.",
+        ...metric,
+      }),
+      events: new Counter({
+        name: "etcd_grpc_proxy_events_coalescing_total",
+        help: "Watch responses delivered to more than one client watcher, counted once per extra watcher.",
+        ...metric,
+      }),
+      clientWatchers: new Gauge({
+        name: "etcd_grpc_proxy_watch_client_watchers",
+        help: "Client watchers currently open.",
+        ...metric,
+      }),
+      upstreamWatchers: new Gauge({
+        name: "etcd_grpc_proxy_watch_upstream_watchers",
+        help: "Watchers currently open toward etcd on behalf of clients.",
+        ...metric,
+      }),
+      clientStreams: new Gauge({
+        name: "etcd_grpc_proxy_watch_client_streams",
+        help: "Client Watch streams currently open.",
+        ...metric,
+      }),
+      historyReplays: new Counter({
+        name: "etcd_grpc_proxy_watch_history_replays_total",
+        help: "Responses served from the proxy's recent-event history instead of a new upstream watch.",
+        ...metric,
+      }),
+      slowConsumerCancels: new Counter({
+        name: "etcd_grpc_proxy_watch_slow_consumer_cancels_total",
+        help: "Client watchers cancelled because their stream had too many unread responses.",
+        ...metric,
+      }),
+      upstreamReconnects: new Counter({
+        name: "etcd_grpc_proxy_watch_upstream_reconnects_total",
+        help: "Upstream Watch streams reopened after their endpoint failed.",
+        ...metric,
+      }),
+    },
     lease: {
       clientStreams: new Gauge({
         name: "etcd_grpc_proxy_lease_keepalive_client_streams",

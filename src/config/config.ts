@@ -299,6 +299,13 @@ export const PROXY_FLAGS: readonly ProxyFlag[] = [
     availability: "supported",
   },
   {
+    name: "watch-buffer-bytes",
+    type: "uint",
+    default: "16777216",
+    help: "unread watch responses a client stream may hold before its watchers are canceled as too slow",
+    availability: "supported",
+  },
+  {
     name: "log-level",
     type: "string",
     default: "info",
@@ -331,6 +338,8 @@ export interface ProxyConfig {
   metricsAddr: { host: string; port: number; https: boolean } | undefined;
   /** Serve native gRPC unary calls in the fast lane (see server/native-lane.ts). */
   nativeLane: boolean;
+  /** Per client Watch stream: unread response bytes before its watchers are cancelled (--watch-buffer-bytes). */
+  watchBufferBytes: number;
 }
 
 /** TLS on the client port, as node's TLS server takes it. */
@@ -415,6 +424,7 @@ export function buildConfig(argv: readonly string[]): ProxyConfig {
   const maxStreams = num("max-concurrent-streams");
   if (maxStreams < 1 || maxStreams > MAX_STREAMS)
     throw new FlagError(`--max-concurrent-streams must be between 1 and ${MAX_STREAMS}`);
+  if (num("watch-buffer-bytes") < 1) throw new FlagError("--watch-buffer-bytes must be positive");
   if (num("max-send-bytes") < 1 || num("max-recv-bytes") < 1)
     throw new FlagError("--max-send-bytes and --max-recv-bytes must be positive");
 
@@ -433,6 +443,7 @@ export function buildConfig(argv: readonly string[]): ProxyConfig {
     tls,
     logLevel: logLevel as ProxyConfig["logLevel"],
     nativeLane: lane === "native",
+    watchBufferBytes: num("watch-buffer-bytes"),
     metricsAddr: parseMetricsAddr(str("metrics-addr"), tls !== undefined),
   };
 }

@@ -10,6 +10,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import * as http2 from "node:http2";
 import { forwardedMetadata, type CallContext } from "../call-context.js";
 import { encodeGrpcMessage, frame, FrameDecoder, FrameError, parseGrpcTimeout, singleFrame } from "../grpc/wire.js";
+import { preEncodedFrame } from "../grpc/pre-encoded.js";
 import type { RpcObserver, RpcRecord } from "../metrics.js";
 import { isForwarder } from "../services/forward.js";
 import { AsyncQueue } from "../util/async-queue.js";
@@ -318,7 +319,8 @@ function serveStream(
     for await (const response of handler(input, ctx)) {
       if (finished() || stream.destroyed) return;
       if (!stream.headersSent) stream.respond(OK_HEADERS, { waitForTrailers: true });
-      const bytes = frame(toBinary(method.output, create(method.output, response as never)));
+      const bytes =
+        preEncodedFrame(response) ?? frame(toBinary(method.output, create(method.output, response as never)));
       records.get(stream)?.sent();
       if (!stream.write(bytes)) await drained(stream);
     }

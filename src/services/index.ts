@@ -9,10 +9,13 @@ import { maintenanceService } from "./maintenance.js";
 import type { KeepAliveCoalescer } from "../lease/keepalive-coalescer.js";
 import type { Metrics } from "../metrics.js";
 import { bind, type ServiceBinding } from "./handlers.js";
+import type { WatchHub } from "../watch/watch-hub.js";
+import { watchService } from "./watch.js";
 
 export interface ServiceOptions {
   cluster: ClusterOptions;
   keepAlives: KeepAliveCoalescer;
+  watches: WatchHub;
   metrics: Metrics;
 }
 
@@ -20,7 +23,7 @@ export interface ServiceOptions {
 export function etcdServices(upstream: Upstream, options: ServiceOptions): ServiceBinding[] {
   return [
     bind(KV, forwardAll(KV, upstream)),
-    bind(Watch, forwardAll(Watch, upstream)),
+    bind(Watch, watchService(options.watches)),
     bind(Lease, leaseService(upstream, options.keepAlives, options.metrics.lease)),
     bind(Cluster, clusterService(upstream, options.cluster)),
     bind(Maintenance, maintenanceService(upstream)),

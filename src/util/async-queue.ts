@@ -5,13 +5,19 @@
  */
 export class AsyncQueue<T> implements AsyncIterable<T> {
   private readonly items: T[] = [];
+  /** Each item's weight, as given to push; their sum is `weight`. */
+  private readonly weights: number[] = [];
+  private totalWeight = 0;
   private waiting: (() => void) | undefined;
   private ended = false;
   private failure: { error: unknown } | undefined;
 
-  push(item: T): void {
+  /** Queues `item`; `weight` (bytes, say) counts toward `weight` until the consumer takes it. */
+  push(item: T, weight = 0): void {
     if (this.ended || this.failure) return;
     this.items.push(item);
+    this.weights.push(weight);
+    this.totalWeight += weight;
     this.wake();
   }
 
@@ -31,9 +37,20 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
     return this.items.length;
   }
 
+  /** The summed weight of the items not yet taken. */
+  get weight(): number {
+    return this.totalWeight;
+  }
+
+  /** True once end() or fail() was called. */
+  get closed(): boolean {
+    return this.ended || this.failure !== undefined;
+  }
+
   async *[Symbol.asyncIterator](): AsyncIterator<T> {
     for (;;) {
       if (this.items.length > 0) {
+        this.totalWeight -= this.weights.shift()!;
         yield this.items.shift()!;
         continue;
       }

@@ -1,0 +1,207 @@
+import { create, toBinary } from "@bufbuild/protobuf";
+import {
+  ResponseHeaderSchema,
+  WatchResponseSchema,
+  type ResponseHeader,
+  type WatchResponse,
+} from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
+import { EventSchema, Event_EventType, type Event } from "../gen/etcd/api/mvccpb/kv_pb.js";
+import { withFrameEncoder, type FrameEncoder } from "../grpc/pre-encoded.js";
+import { eventBytes } from "./event-history.js";
+
+/** What a client watcher asked for that shapes the events it gets. */
+export interface EventFilter {
+  readonly prevKv: boolean;
+  readonly noPut: boolean;
+  readonly noDelete: boolean;
+}
+
+/** etcd's answers and cancel reasons, word for word. */
+export const REASONS = {
+  compacted: "etcdserver: mvcc: required revision has been compacted",
+  emptyRange: "mvcc: watcher range is empty",
+  duplicateId: "mvcc: duplicate watch ID provided on the WatchStream",
+} as const;
+
+/** The watch ID etcd uses for answers that belong to no single watcher. */
+export const NO_WATCH_ID = -1n;
+
+/** A plain WatchResponse; building the object by hand is the hot path of fan-out. */
+export function watchResponse(fields: Partial<Omit<WatchResponse, "$typeName">>): WatchResponse {
+  return {
+    $typeName: "etcdserverpb.WatchResponse",
+    header: fields.header,
+    watchId: fields.watchId ?? 0n,
+    created: fields.created ?? false,
+    canceled: fields.canceled ?? false,
+    compactRevision: fields.compactRevision ?? 0n,
+    cancelReason: fields.cancelReason ?? "",
+    fragment: fields.fragment ?? false,
+    events: fields.events ?? [],
+  };
+}
+
+/** A header for answers the proxy makes up, from the last one etcd sent (cluster, member, term). */
+export function headerAt(last: ResponseHeader | undefined, revision: bigint): ResponseHeader {
+  return last ? { ...last, revision } : create(ResponseHeaderSchema, { revision });
+}
+
+/** The approximate buffer cost of a response that carries no events. */
+export const CONTROL_RESPONSE_BYTES = 64;
+
+/**
+ * One upstream events response, prepared for its receivers. Most receivers
+ * want the same events (all of them, with or without prev_kv, with or without
+ * a filter), so each such variant is built, weighed and encoded once.
+ */
+export class EventDelivery {
+  private readonly variants = new Map<number, Variant>();
+
+  constructor(
+    readonly header: ResponseHeader,
+    readonly events: readonly Event[],
+  ) {}
+
+  get firstRevision(): bigint {
+    return this.events[0]!.kv!.modRevision;
+  }
+
+  get lastRevision(): bigint {
+    return this.events[this.events.length - 1]!.kv!.modRevision;
+  }
+
+  /**
+   * The events a receiver gets: those at or after `fromRevision`, filtered,
+   * prev_kv stripped unless asked for. Shared when it wants them all.
+   */
+  variantFor(filter: EventFilter, fromRevision: bigint): Variant {
+    if (fromRevision > this.firstRevision) return new Variant(this.header, shape(this.events, filter, fromRevision));
+    const key = (filter.prevKv ? 1 : 0) | (filter.noPut ? 2 : 0) | (filter.noDelete ? 4 : 0);
+    let variant = this.variants.get(key);
+    if (!variant) {
+      variant = new Variant(this.header, shape(this.events, filter, 0n));
+      this.variants.set(key, variant);
+    }
+    return variant;
+  }
+}
+
+/** One set of events as some receivers get it; the wire body is encoded lazily, once. */
+export class Variant implements FrameEncoder<WatchResponse> {
+  readonly bytes: number;
+  private body: Uint8Array | undefined;
+
+  constructor(
+    readonly header: ResponseHeader,
+    readonly events: Event[],
+  ) {
+    this.bytes = eventBytes(events) + CONTROL_RESPONSE_BYTES;
+  }
+
+  /** The response for watcher `watchId`, with a cheap native encoding attached. */
+  responseFor(watchId: bigint): WatchResponse {
+    const response = watchResponse({ header: this.header, watchId, events: this.events });
+    return watchId >= 0n ? withFrameEncoder(response, this) : response;
+  }
+
+  /** The serialized size of the response, as etcd measures it before fragmenting. */
+  encodedSize(watchId: bigint): number {
+    return this.encodedBody().length + watchIdFieldLength(watchId);
+  }
+
+  frame(message: WatchResponse): Uint8Array {
+    // Every field but watch_id is shared; protobuf allows fields in any order.
+    const body = this.encodedBody();
+    const idLength = watchIdFieldLength(message.watchId);
+    const out = Buffer.allocUnsafe(5 + idLength + body.length);
+    out[0] = 0;
+    out.writeUInt32BE(idLength + body.length, 1);
+    if (idLength > 0) writeWatchIdField(out, 5, message.watchId);
+    out.set(body, 5 + idLength);
+    return out;
+  }
+
+  private encodedBody(): Uint8Array {
+    return (this.body ??= toBinary(
+      WatchResponseSchema,
+      watchResponse({ header: this.header, events: this.events }),
+    ));
+  }
+}
+
+function shape(events: readonly Event[], filter: EventFilter, fromRevision: bigint): Event[] {
+  const out: Event[] = [];
+  for (const event of events) {
+    if (event.kv!.modRevision < fromRevision) continue;
+    if (filter.noPut && event.type === Event_EventType.PUT) continue;
+    if (filter.noDelete && event.type === Event_EventType.DELETE) continue;
+    out.push(filter.prevKv || event.prevKv === undefined ? event : { ...event, prevKv: undefined });
+  }
+  return out;
+}
+
+/** Bytes of field 2 (watch_id, varint); none for 0, which protobuf omits. */
+function watchIdFieldLength(id: bigint): number {
+  if (id === 0n) return 0;
+  if (id < 0n) return 11;
+  let n = 1;
+  for (let v = id >> 7n; v > 0n; v >>= 7n) n++;
+  return 1 + n;
+}
+
+function writeWatchIdField(out: Buffer, at: number, id: bigint): void {
+  out[at++] = 0x10; // field 2, varint
+  let v = BigInt.asUintN(64, id);
+  while (v >= 0x80n) {
+    out[at++] = Number(v & 0x7fn) | 0x80;
+    v >>= 7n;
+  }
+  out[at] = Number(v);
+}
+
+/**
+ * Splits a response the way etcd does for watchers that asked for fragments:
+ * only when it reaches `maxBytes` and has more than one event; each piece but
+ * the last is marked `fragment`.
+ */
+export function fragmentResponse(response: WatchResponse, maxBytes: number): WatchResponse[] {
+  const events = response.events;
+  if (events.length < 2) return [response];
+  const eventSizes = events.map((e) => fieldSize(toBinary(EventSchema, e).length));
+  const baseSize = toBinary(WatchResponseSchema, { ...response, events: [] }).length;
+  if (eventSizes.reduce((a, b) => a + b, baseSize) < maxBytes) return [response];
+  const pieces: WatchResponse[] = [];
+  let start = 0;
+  while (start < events.length) {
+    let size = baseSize + 2; // the fragment flag
+    let end = start;
+    while (end < events.length) {
+      const next = size + eventSizes[end]!;
+      if (end > start && next >= maxBytes) break;
+      size = next;
+      end++;
+    }
+    // Built afresh: a copy would carry the whole response's pre-encoded frame.
+    pieces.push(
+      watchResponse({
+        header: response.header,
+        watchId: response.watchId,
+        created: response.created,
+        canceled: response.canceled,
+        compactRevision: response.compactRevision,
+        cancelReason: response.cancelReason,
+        fragment: end < events.length,
+        events: events.slice(start, end),
+      }),
+    );
+    start = end;
+  }
+  return pieces;
+}
+
+/** Size of a length-delimited field holding `length` bytes (tag assumed one byte). */
+function fieldSize(length: number): number {
+  let varint = 1;
+  for (let v = length >>> 7; v > 0; v >>>= 7) varint++;
+  return 1 + varint + length;
+}

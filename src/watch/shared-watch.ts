@@ -1,0 +1,117 @@
+import type { ResponseHeader } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
+import type { Event } from "../gen/etcd/api/mvccpb/kv_pb.js";
+import { EventHistory, type HistoryLimits } from "./event-history.js";
+import { EventDelivery } from "./responses.js";
+
+/** What a shared watch needs from the client watchers it serves. */
+export interface Receiver {
+  /** The next revision this receiver may get; events before it are dropped (duplicates). */
+  nextRev: bigint;
+  /** The shared watch serving it; kept up to date by the channel. */
+  shared: SharedWatch | undefined;
+  /** etcd created the upstream watch; a receiver still waiting for its Created gets this header. */
+  upstreamCreated(header: ResponseHeader): void;
+  /** The upstream watch could not be created: etcd's reason. */
+  createFailed(header: ResponseHeader, reason: string): void;
+  deliver(delivery: EventDelivery): void;
+  progress(header: ResponseHeader): void;
+  /** The upstream watch ended (compaction, permission, ...); it will never deliver again. */
+  canceled(header: ResponseHeader, compactRevision: bigint, reason: string): void;
+}
+
+export type SharedWatchState = "pending" | "live" | "dead";
+
+/**
+ * One upstream watcher on a key range, and the client watchers it serves.
+ * It always asks etcd for prev_kv and progress notifications; each receiver
+ * filters for itself.
+ *
+ * `nextRev` is the promise it keeps: every event of the range before it has
+ * been delivered, every one from it on will be. It is 0 only while a watch
+ * from "now" waits for etcd to say which revision now is.
+ */
+export class SharedWatch {
+  readonly receivers = new Set<Receiver>();
+  state: SharedWatchState = "pending";
+  nextRev: bigint;
+  /** The last header etcd sent on this watch. */
+  header: ResponseHeader | undefined;
+  /** Its ID on the current upstream stream; 0 when not open there. */
+  upstreamId = 0n;
+  readonly history: EventHistory;
+
+  constructor(
+    readonly key: Uint8Array,
+    readonly rangeEnd: Uint8Array,
+    startRevision: bigint,
+    historyLimits: HistoryLimits,
+  ) {
+    this.nextRev = startRevision;
+    this.history = new EventHistory(historyLimits);
+  }
+
+  /**
+   * True when the watch has delivered everything etcd had when it last spoke,
+   * so a watcher from "now" may join without starting in the past.
+   */
+  get caughtUp(): boolean {
+    return this.state === "live" && this.header !== undefined && this.nextRev > this.header.revision;
+  }
+
+  onCreated(header: ResponseHeader): void {
+    this.header = header;
+    // A re-created watch after failover keeps its place; clients already
+    // have their Created.
+    if (this.state !== "pending") return;
+    this.state = "live";
+    if (this.nextRev === 0n) this.nextRev = header.revision + 1n;
+    this.history.startAt(this.nextRev);
+    for (const r of this.receivers) r.upstreamCreated(header);
+  }
+
+  onCreateFailed(header: ResponseHeader, reason: string): void {
+    this.state = "dead";
+    for (const r of this.receivers) r.createFailed(header, reason);
+    this.receivers.clear();
+  }
+
+  /** Returns how many receivers got the events beyond the first (coalesced deliveries). */
+  onEvents(header: ResponseHeader, events: Event[]): number {
+    this.header = header;
+    const delivery = new EventDelivery(header, events);
+    const last = delivery.lastRevision;
+    if (last < this.nextRev) return 0; // already delivered before a failover
+    this.nextRev = last + 1n;
+    this.history.append(events);
+    for (const r of this.receivers) r.deliver(delivery);
+    return Math.max(0, this.receivers.size - 1);
+  }
+
+  onProgress(header: ResponseHeader): void {
+    this.header = header;
+    this.advanceTo(header.revision + 1n);
+    for (const r of this.receivers) r.progress(header);
+  }
+
+  /** etcd said nothing of the range happened before `revision`. */
+  advanceTo(revision: bigint): void {
+    if (this.state === "live" && revision > this.nextRev) this.nextRev = revision;
+  }
+
+  onCanceled(header: ResponseHeader, compactRevision: bigint, reason: string): void {
+    this.state = "dead";
+    this.header = header;
+    for (const r of this.receivers) r.canceled(header, compactRevision, reason);
+    this.receivers.clear();
+  }
+
+  /** Replays held events from `revision` on to `receiver` (its own nextRev drops what it has). */
+  replay(receiver: Receiver, revision: bigint): number {
+    let replayed = 0;
+    for (const entry of this.history.since(revision)) {
+      receiver.deliver(new EventDelivery(this.header!, entry.events as Event[]));
+      replayed++;
+    }
+    return replayed;
+  }
+}

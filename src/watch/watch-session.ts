@@ -1,0 +1,341 @@
+import type { ConnectError } from "@connectrpc/connect";
+import type { CallContext } from "../call-context.js";
+import {
+  WatchCreateRequest_FilterType,
+  type ResponseHeader,
+  type WatchCreateRequest,
+  type WatchRequest,
+  type WatchResponse,
+} from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
+import { AsyncQueue } from "../util/async-queue.js";
+import {
+  CONTROL_RESPONSE_BYTES,
+  NO_WATCH_ID,
+  REASONS,
+  fragmentResponse,
+  headerAt,
+  watchResponse,
+  type EventDelivery,
+  type EventFilter,
+  type Variant,
+} from "./responses.js";
+import type { Receiver, SharedWatch } from "./shared-watch.js";
+import type { ChannelMember, WatchChannel } from "./watch-channel.js";
+
+export interface SessionLimits {
+  /** Responses a client stream may have waiting before its watchers are cancelled. */
+  bufferBytes: number;
+  /** Size from which a response is split for watchers that asked for fragments (etcd's request limit). */
+  fragmentBytes: number;
+}
+
+/** What a session tells the hub, for metrics. */
+export interface SessionEvents {
+  watcherAdded(): void;
+  watcherRemoved(): void;
+  slowConsumer(watchers: number): void;
+  closed(): void;
+}
+
+/**
+ * Asks etcd whether the caller may watch the range; resolves with etcd's
+ * refusal, or undefined when allowed.
+ */
+export type PermissionCheck = (key: Uint8Array, rangeEnd: Uint8Array, ctx: CallContext) => Promise<string | undefined>;
+
+/** The cancel reason a client gets when it reads too slowly. */
+export function slowConsumerReason(bufferBytes: number): string {
+  return `etcdserver: proxy: watch stream too slow, more than ${bufferBytes} bytes of responses were waiting; watch canceled`;
+}
+
+/**
+ * One client Watch stream, with etcd's semantics: watch IDs are the client's
+ * own or count up from 0, every watcher gets exactly one Created and hears
+ * why it ends, a half-close keeps events flowing, and progress requests are
+ * answered. Its watchers ride on the identity's shared watches.
+ */
+export class WatchSession implements ChannelMember {
+  private readonly watchers = new Map<bigint, ClientWatcher>();
+  private readonly output = new AsyncQueue<WatchResponse>();
+  private nextAutoId = 0n;
+  private closed = false;
+
+  constructor(
+    private readonly channel: WatchChannel,
+    private readonly ctx: CallContext,
+    private readonly limits: SessionLimits,
+    private readonly checkPermission: PermissionCheck,
+    private readonly events: SessionEvents,
+  ) {}
+
+  serve(requests: AsyncIterable<WatchRequest>): AsyncIterable<WatchResponse> {
+    this.channel.addMember(this);
+    if (this.ctx.signal.aborted) this.close();
+    else this.ctx.signal.addEventListener("abort", () => this.close(), { once: true });
+    void this.readRequests(requests);
+    return this.responses();
+  }
+
+  fail(err: ConnectError): void {
+    this.output.fail(err);
+    this.close();
+  }
+
+  private async *responses(): AsyncIterable<WatchResponse> {
+    try {
+      yield* this.output;
+    } finally {
+      this.close();
+    }
+  }
+
+  private async readRequests(requests: AsyncIterable<WatchRequest>): Promise<void> {
+    try {
+      for await (const request of requests) {
+        if (this.closed) return;
+        const r = request.requestUnion;
+        if (r.case === "createRequest") await this.create(r.value);
+        else if (r.case === "cancelRequest") this.cancel(r.value.watchId);
+        else if (r.case === "progressRequest") this.requestProgress();
+        // etcd ignores requests of any other kind.
+      }
+      // A half-closed stream stays open and keeps delivering, as with etcd.
+    } catch {
+      this.close(); // the client's request stream broke: the call is over
+    }
+  }
+
+  private async create(request: WatchCreateRequest): Promise<void> {
+    const key = request.key.length === 0 ? ZERO_KEY : request.key; // the smallest key, as etcd reads it
+    const { rangeEnd, startRevision } = request;
+    if (startRevision < 0n) return this.refuse(REASONS.compacted);
+    if (!isValidRange(key, rangeEnd)) return this.refuse(REASONS.emptyRange);
+    if (request.watchId !== 0n && this.watchers.has(request.watchId)) return this.refuse(REASONS.duplicateId);
+    // A new upstream watch is checked by etcd itself; joining an existing
+    // one must be too, or a revoked user would keep getting events.
+    if (this.ctx.forwardHeaders["token"] !== undefined && this.channel.findJoinable(key, rangeEnd, startRevision)) {
+      const refusal = await this.checkPermission(key, rangeEnd, this.ctx);
+      if (this.closed) return;
+      if (refusal !== undefined) return this.refuse(refusal);
+    }
+
+    const auto = request.watchId === 0n;
+    const id = auto ? this.allocateId() : request.watchId;
+    const watcher = new ClientWatcher(this, id, request, auto);
+    this.watchers.set(id, watcher);
+    this.events.watcherAdded();
+    const joined = this.channel.join(watcher, key, rangeEnd, startRevision);
+    if (joined.kind === "joined") {
+      watcher.markCreated(joined.header);
+      if (startRevision !== 0n && startRevision < joined.watch.nextRev) {
+        this.channel.replay(joined.watch, watcher, startRevision);
+      }
+      return;
+    }
+    watcher.nextRev = startRevision;
+    // The next request waits for etcd's Created, so Created answers keep
+    // the order of the requests, as clients that count on it expect.
+    await watcher.settled();
+  }
+
+  private allocateId(): bigint {
+    while (this.watchers.has(this.nextAutoId)) this.nextAutoId++;
+    return this.nextAutoId++;
+  }
+
+  private refuse(reason: string): void {
+    const header = this.channel.latestHeader() ?? headerAt(undefined, 0n);
+    this.push(watchResponse({ header, watchId: NO_WATCH_ID, created: true, canceled: true, cancelReason: reason }));
+  }
+
+  /** The header for a cancel answer: the last etcd sent on the watcher's range, else on any. */
+  private cancelHeader(watcher: ClientWatcher): ResponseHeader {
+    return watcher.shared?.header ?? this.channel.latestHeader() ?? headerAt(undefined, 0n);
+  }
+
+  private cancel(id: bigint): void {
+    const watcher = this.watchers.get(id);
+    if (!watcher) return; // etcd ignores unknown IDs
+    const header = this.cancelHeader(watcher);
+    this.remove(watcher);
+    this.push(watchResponse({ header, watchId: id, canceled: true }));
+  }
+
+  /**
+   * Answers, as etcd does (watch ID -1), with a revision up to which every
+   * watcher of this stream has been sent every event. etcd itself answers
+   * nothing on a stream without watchers.
+   */
+  private requestProgress(): void {
+    if (this.watchers.size === 0) return;
+    this.channel.requestProgress(this.ctx.signal).then(
+      (header) => {
+        if (this.closed) return;
+        let revision = header.revision;
+        for (const w of this.watchers.values()) {
+          const watch = w.shared;
+          if (watch?.state === "live" && watch.nextRev - 1n < revision) revision = watch.nextRev - 1n;
+        }
+        this.push(watchResponse({ header: { ...header, revision }, watchId: NO_WATCH_ID }));
+      },
+      () => {}, // the stream ended first
+    );
+  }
+
+  /** Called by watchers: etcd created the watch they wait on. */
+  sendCreated(watcher: ClientWatcher, header: ResponseHeader): void {
+    this.push(watchResponse({ header, watchId: watcher.id, created: true }));
+  }
+
+  /** Called by watchers: etcd refused the watch they waited on. */
+  sendCreateFailed(watcher: ClientWatcher, header: ResponseHeader, reason: string): void {
+    this.forget(watcher);
+    if (watcher.autoId && this.nextAutoId === watcher.id + 1n) this.nextAutoId = watcher.id; // etcd spends no ID on a refusal
+    this.push(watchResponse({ header, watchId: NO_WATCH_ID, created: true, canceled: true, cancelReason: reason }));
+  }
+
+  sendEvents(watcher: ClientWatcher, variant: Variant): void {
+    if (watcher.fragment && variant.events.length > 1 && variant.encodedSize(watcher.id) >= this.limits.fragmentBytes) {
+      const pieces = fragmentResponse(variant.responseFor(watcher.id), this.limits.fragmentBytes);
+      for (const piece of pieces) this.push(piece, variant.bytes / pieces.length);
+      return;
+    }
+    this.push(variant.responseFor(watcher.id), variant.bytes);
+  }
+
+  sendProgress(watcher: ClientWatcher, header: ResponseHeader): void {
+    this.push(watchResponse({ header, watchId: watcher.id }));
+  }
+
+  /** Called by watchers: their shared watch ended upstream (compaction, permission, ...). */
+  sendCanceled(watcher: ClientWatcher, header: ResponseHeader, compactRevision: bigint, reason: string): void {
+    this.forget(watcher);
+    this.push(watchResponse({ header, watchId: watcher.id, canceled: true, compactRevision, cancelReason: reason }));
+  }
+
+  private push(response: WatchResponse, bytes = CONTROL_RESPONSE_BYTES): void {
+    if (this.closed) return;
+    this.output.push(response, bytes);
+    if (this.output.weight > this.limits.bufferBytes) this.shedWatchers();
+  }
+
+  /**
+   * The client is not reading: cancel its watchers, with a reason, instead
+   * of buffering without bound or holding up the other receivers of the
+   * shared watches. The stream itself stays usable.
+   */
+  private shedWatchers(): void {
+    const victims = [...this.watchers.values()];
+    if (victims.length === 0) return;
+    const reason = slowConsumerReason(this.limits.bufferBytes);
+    for (const w of victims) {
+      const header = this.cancelHeader(w);
+      this.remove(w);
+      this.output.push(watchResponse({ header, watchId: w.id, canceled: true, cancelReason: reason }));
+    }
+    this.events.slowConsumer(victims.length);
+  }
+
+  /** Takes `watcher` off its shared watch and out of this stream. */
+  private remove(watcher: ClientWatcher): void {
+    if (watcher.shared) this.channel.leave(watcher, watcher.shared);
+    this.forget(watcher);
+  }
+
+  /** Drops `watcher` from this stream (its shared watch already let it go). */
+  private forget(watcher: ClientWatcher): void {
+    if (this.watchers.get(watcher.id) !== watcher) return;
+    this.watchers.delete(watcher.id);
+    watcher.shared = undefined;
+    watcher.release();
+    this.events.watcherRemoved();
+  }
+
+  private close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const w of [...this.watchers.values()]) this.remove(w);
+    this.channel.removeMember(this);
+    this.output.end();
+    this.events.closed();
+  }
+}
+
+/** One client watcher: its ID, what it asked for, and how far it has got. */
+class ClientWatcher implements Receiver, EventFilter {
+  nextRev = 0n;
+  shared: SharedWatch | undefined;
+  readonly prevKv: boolean;
+  readonly noPut: boolean;
+  readonly noDelete: boolean;
+  readonly progressNotify: boolean;
+  readonly fragment: boolean;
+  private created = false;
+  private onSettled: (() => void) | undefined;
+
+  constructor(
+    private readonly session: WatchSession,
+    readonly id: bigint,
+    request: WatchCreateRequest,
+    readonly autoId: boolean,
+  ) {
+    this.prevKv = request.prevKv;
+    this.noPut = request.filters.includes(WatchCreateRequest_FilterType.NOPUT);
+    this.noDelete = request.filters.includes(WatchCreateRequest_FilterType.NODELETE);
+    this.progressNotify = request.progressNotify;
+    this.fragment = request.fragment;
+  }
+
+  /** Resolves once the watcher is created, refused, or gone. */
+  settled(): Promise<void> {
+    if (this.created) return Promise.resolve();
+    return new Promise((resolve) => (this.onSettled = resolve));
+  }
+
+  release(): void {
+    const settle = this.onSettled;
+    this.onSettled = undefined;
+    settle?.();
+  }
+
+  markCreated(header: ResponseHeader): void {
+    this.created = true;
+    this.session.sendCreated(this, header);
+    this.release();
+  }
+
+  upstreamCreated(header: ResponseHeader): void {
+    if (this.created) return;
+    if (this.nextRev === 0n) this.nextRev = header.revision + 1n;
+    this.markCreated(header);
+  }
+
+  createFailed(header: ResponseHeader, reason: string): void {
+    this.session.sendCreateFailed(this, header, reason);
+  }
+
+  deliver(delivery: EventDelivery): void {
+    const last = delivery.lastRevision;
+    if (last < this.nextRev) return;
+    const variant = delivery.variantFor(this, this.nextRev);
+    // Filtered events count too: the watcher has seen their revisions.
+    this.nextRev = last + 1n;
+    if (variant.events.length > 0) this.session.sendEvents(this, variant);
+  }
+
+  progress(header: ResponseHeader): void {
+    if (this.progressNotify) this.session.sendProgress(this, header);
+  }
+
+  canceled(header: ResponseHeader, compactRevision: bigint, reason: string): void {
+    this.session.sendCanceled(this, header, compactRevision, reason);
+  }
+}
+
+const ZERO_KEY = new Uint8Array([0]);
+
+/** etcd's rule: no end, the "\0" end (every key from `key`), or an end after the key. */
+function isValidRange(key: Uint8Array, rangeEnd: Uint8Array): boolean {
+  if (rangeEnd.length === 0 || (rangeEnd.length === 1 && rangeEnd[0] === 0)) return true;
+  return Buffer.compare(key, rangeEnd) < 0;
+}
