@@ -1,4 +1,4 @@
-import { ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { KV, Watch } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
 import type { Upstream } from "../upstream/upstream.js";
 import type { PermissionCheck } from "../watch/watch-session.js";
@@ -26,7 +26,9 @@ export function watchPermission(upstream: Upstream): PermissionCheck {
       await upstream.unary(KV.method.range, { key, rangeEnd, serializable: true, countOnly: true, limit: 1n }, ctx);
       return undefined;
     } catch (err) {
-      return ConnectError.from(err).rawMessage;
+      // etcd words a refused watch as a Go gRPC status: "rpc error: code = PermissionDenied desc = ...".
+      const e = ConnectError.from(err);
+      return `rpc error: code = ${Code[e.code]} desc = ${e.rawMessage}`;
     }
   };
 }

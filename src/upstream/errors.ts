@@ -52,9 +52,11 @@ export function isConnectionFailure(err: unknown): boolean {
   // Connect reports every transport problem as a ConnectError; anything else
   // is a bug on our side, not a reason to abandon the endpoint.
   if (!(err instanceof ConnectError)) return false;
-  if (neverReachedEtcd(err)) return true;
+  // A stream reset by the connection going down (the member died) reads as
+  // "canceled" too; callers tell it from their own cancel by their signal.
+  if (neverReachedEtcd(err) || err.rawMessage.startsWith("http/2 stream closed")) return true;
   if (err.code === Code.Canceled || err.code === Code.DeadlineExceeded) return false;
-  return err.cause instanceof Error || err.rawMessage.startsWith("http/2 stream closed");
+  return err.cause instanceof Error;
 }
 
 /**

@@ -122,10 +122,7 @@ export class Variant implements FrameEncoder<WatchResponse> {
   }
 
   private encodedBody(): Uint8Array {
-    return (this.body ??= toBinary(
-      WatchResponseSchema,
-      watchResponse({ header: this.header, events: this.events }),
-    ));
+    return (this.body ??= toBinary(WatchResponseSchema, watchResponse({ header: this.header, events: this.events })));
   }
 }
 

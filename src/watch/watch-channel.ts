@@ -1,11 +1,7 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { CallContext } from "../call-context.js";
-import type {
-  ResponseHeader,
-  WatchRequestSchema,
-  WatchResponse,
-} from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
+import type { ResponseHeader, WatchRequestSchema, WatchResponse } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
 import { isConnectionFailure, toClientError } from "../upstream/errors.js";
 import { AsyncQueue } from "../util/async-queue.js";
 import type { HistoryLimits } from "./event-history.js";
@@ -15,7 +11,10 @@ import { SharedWatch, type Receiver } from "./shared-watch.js";
 type WatchRequestInit = MessageInitShape<typeof WatchRequestSchema>;
 
 /** The upstream Watch RPC: a bidi stream toward etcd with the given metadata. */
-export type WatchUpstream = (requests: AsyncIterable<WatchRequestInit>, ctx: CallContext) => AsyncIterable<WatchResponse>;
+export type WatchUpstream = (
+  requests: AsyncIterable<WatchRequestInit>,
+  ctx: CallContext,
+) => AsyncIterable<WatchResponse>;
 
 /** What the channel reports, for metrics and logs. */
 export interface ChannelEvents {
@@ -41,7 +40,8 @@ export interface ChannelOptions {
 }
 
 /** How a watcher joins: at once (with a made-up Created), or when etcd creates the watch. */
-export type Joined = { kind: "joined"; watch: SharedWatch; header: ResponseHeader } | { kind: "waiting"; watch: SharedWatch };
+export type Joined =
+  { kind: "joined"; watch: SharedWatch; header: ResponseHeader } | { kind: "waiting"; watch: SharedWatch };
 
 interface ProgressWaiter {
   answered(header: ResponseHeader): void;
@@ -296,7 +296,7 @@ export class WatchChannel {
     this.connection = undefined;
     conn.requests.end();
     for (const w of conn.byId.values()) w.upstreamId = 0n;
-    if (failure === undefined || isConnectionFailure(failure) || !(failure instanceof ConnectError)) {
+    if (endpointLost(failure)) {
       this.events.reconnecting(failure);
       this.scheduleReconnect();
     } else {
@@ -327,7 +327,13 @@ export class WatchChannel {
   }
 
   private dispatch(conn: Connection, response: WatchResponse): void {
-    const header = response.header ?? { $typeName: "etcdserverpb.ResponseHeader", clusterId: 0n, memberId: 0n, revision: 0n, raftTerm: 0n };
+    const header = response.header ?? {
+      $typeName: "etcdserverpb.ResponseHeader",
+      clusterId: 0n,
+      memberId: 0n,
+      revision: 0n,
+      raftTerm: 0n,
+    };
     if (response.watchId === NO_WATCH_ID && !response.created) {
       this.progressAnswered(conn, header);
       return;
@@ -418,6 +424,14 @@ export class WatchChannel {
       return;
     }
   }
+}
+
+/**
+ * Whether a stream ended because its endpoint went away rather than because
+ * etcd refused it; a clean end (etcd shutting down) counts as going away.
+ */
+function endpointLost(failure: unknown): boolean {
+  return failure === undefined || !(failure instanceof ConnectError) || isConnectionFailure(failure);
 }
 
 /** How a watcher wanting events from `startRevision` can use `watch`, if at all. */

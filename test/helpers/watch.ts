@@ -149,7 +149,11 @@ export async function etcdMetric(clientUrl: string, name: string): Promise<numbe
 }
 
 /** Polls `check` until it holds, or throws with `what` after `timeoutMs`. */
-export async function eventually(check: () => Promise<boolean> | boolean, what: string, timeoutMs = 10_000): Promise<void> {
+export async function eventually(
+  check: () => Promise<boolean> | boolean,
+  what: string,
+  timeoutMs = 10_000,
+): Promise<void> {
   const until = Date.now() + timeoutMs;
   while (!(await check())) {
     if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);

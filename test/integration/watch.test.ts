@@ -6,7 +6,14 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { useProxy } from "../helpers/fixture.js";
 import { EtcdGrpcClient } from "../helpers/grpc-client.js";
-import { WatchStream, etcdMetric, eventually, revisions, type CreateOptions, type WatchReply } from "../helpers/watch.js";
+import {
+  WatchStream,
+  etcdMetric,
+  eventually,
+  revisions,
+  type CreateOptions,
+  type WatchReply,
+} from "../helpers/watch.js";
 
 const WATCHERS = "etcd_debugging_mvcc_watcher_total";
 
@@ -27,16 +34,26 @@ describe("Watch: etcd's semantics, reply for reply", () => {
     const base = Number(((await f.direct.unary("KV", "Range", { key: Buffer.from("\0") })) as any).header.revision);
     const stream = new WatchStream(client);
     const out: unknown[] = [];
-    const k = (key: string | Buffer | undefined) => (key === undefined ? undefined : Buffer.concat([Buffer.from(prefix), Buffer.from(key)]));
+    const k = (key: string | Buffer | undefined) =>
+      key === undefined ? undefined : Buffer.concat([Buffer.from(prefix), Buffer.from(key)]);
     try {
       for (const step of steps) {
         if ("create" in step) {
           const c = step.create;
-          const start = c.start_revision === undefined || Number(c.start_revision) <= 0 ? c.start_revision : base + Number(c.start_revision);
-          stream.create({ ...c, key: k(c.key)!, range_end: c.range_end === undefined ? undefined : k(c.range_end), start_revision: start });
+          const start =
+            c.start_revision === undefined || Number(c.start_revision) <= 0
+              ? c.start_revision
+              : base + Number(c.start_revision);
+          stream.create({
+            ...c,
+            key: k(c.key)!,
+            range_end: c.range_end === undefined ? undefined : k(c.range_end),
+            start_revision: start,
+          });
         } else if ("cancel" in step) stream.cancel(step.cancel);
         else if ("progress" in step) stream.requestProgress();
-        else if ("put" in step) await f.direct.unary("KV", "Put", { key: k(step.put), value: Buffer.from(step.value), prev_kv: false });
+        else if ("put" in step)
+          await f.direct.unary("KV", "Put", { key: k(step.put), value: Buffer.from(step.value), prev_kv: false });
         else if ("del" in step) await f.direct.unary("KV", "DeleteRange", { key: k(step.del) });
         else if ("halfClose" in step) stream.endRequests();
         // etcd orders replies per watcher, not across watchers of a stream.
@@ -210,7 +227,9 @@ describe("Watch coalescing", () => {
     const before = await etcdMetric(clientUrl, WATCHERS);
     const puts: number[] = [];
     for (let i = 0; i < 5; i++) {
-      puts.push(Number(((await f.direct.unary("KV", "Put", { key, value: Buffer.from(`${i}`) })) as any).header.revision));
+      puts.push(
+        Number(((await f.direct.unary("KV", "Put", { key, value: Buffer.from(`${i}`) })) as any).header.revision),
+      );
     }
     await first.until((got) => revisions(got).length === 5);
 
@@ -224,7 +243,9 @@ describe("Watch coalescing", () => {
     assert.equal(await etcdMetric(clientUrl, WATCHERS), before, "no new upstream watcher");
 
     // Both keep receiving the same live events.
-    const next = Number(((await f.direct.unary("KV", "Put", { key, value: Buffer.from("live") })) as any).header.revision);
+    const next = Number(
+      ((await f.direct.unary("KV", "Put", { key, value: Buffer.from("live") })) as any).header.revision,
+    );
     assert.deepEqual(revisions(await late.until((got) => revisions(got).length === 1)), [next]);
     assert.deepEqual(revisions(await first.until((got) => revisions(got).length === 1)), [next]);
     first.close();
@@ -234,7 +255,9 @@ describe("Watch coalescing", () => {
   it("a watcher older than the history gets its own upstream watch, which merges once caught up", async () => {
     const clientUrl = f.etcd.members[0]!.clientUrl;
     const key = Buffer.from("merge/k");
-    const start = Number(((await f.direct.unary("KV", "Put", { key, value: Buffer.from("start") })) as any).header.revision);
+    const start = Number(
+      ((await f.direct.unary("KV", "Put", { key, value: Buffer.from("start") })) as any).header.revision,
+    );
     for (let i = 0; i < 300; i++) await f.direct.unary("KV", "Put", { key, value: Buffer.from(`${i}`) });
     const first = new WatchStream(f.client);
     first.create({ key });
@@ -245,13 +268,23 @@ describe("Watch coalescing", () => {
     old.create({ key, start_revision: start });
     await old.next();
     const caughtUp = await old.until((got) => revisions(got).length === 301, 20_000);
-    assert.deepEqual(revisions(caughtUp), Array.from({ length: 301 }, (_, i) => start + i));
+    assert.deepEqual(
+      revisions(caughtUp),
+      Array.from({ length: 301 }, (_, i) => start + i),
+    );
 
-    const live = Number(((await f.direct.unary("KV", "Put", { key, value: Buffer.from("live") })) as any).header.revision);
+    const live = Number(
+      ((await f.direct.unary("KV", "Put", { key, value: Buffer.from("live") })) as any).header.revision,
+    );
     assert.deepEqual(revisions(await old.until((got) => revisions(got).length === 1)), [live]);
     assert.deepEqual(revisions(await first.until((got) => revisions(got).length === 1)), [live]);
-    await eventually(async () => (await etcdMetric(clientUrl, WATCHERS)) === baseline, "the two upstream watches to merge");
-    const after = Number(((await f.direct.unary("KV", "Put", { key, value: Buffer.from("merged") })) as any).header.revision);
+    await eventually(
+      async () => (await etcdMetric(clientUrl, WATCHERS)) === baseline,
+      "the two upstream watches to merge",
+    );
+    const after = Number(
+      ((await f.direct.unary("KV", "Put", { key, value: Buffer.from("merged") })) as any).header.revision,
+    );
     assert.deepEqual(revisions(await old.until((got) => revisions(got).length === 1)), [after]);
     assert.deepEqual(revisions(await first.until((got) => revisions(got).length === 1)), [after]);
     first.close();
@@ -270,7 +303,11 @@ describe("Watch coalescing", () => {
     const created = await second.next();
     assert.equal(created.created, true);
     assert.equal(created.watch_id, "0");
-    assert.equal(Number(created.header!.revision), put, "Created: everything up to this revision is behind the watcher");
+    assert.equal(
+      Number(created.header!.revision),
+      put,
+      "Created: everything up to this revision is behind the watcher",
+    );
     const next = Number(((await f.direct.unary("KV", "Put", { key, value: Buffer.from("2") })) as any).header.revision);
     assert.deepEqual(revisions([await second.next()]), [next]);
     first.close();
