@@ -86,10 +86,11 @@ export class EventDelivery {
   }
 }
 
-/** One set of events as some receivers get it; the wire body is encoded lazily, once. */
+/** One set of events as some receivers get it; the wire encoding is made lazily, once. */
 export class Variant implements FrameEncoder<WatchResponse> {
   readonly bytes: number;
-  private body: Uint8Array | undefined;
+  /** The encoded header field and events field; watch_id (field 2) goes between them. */
+  private encoded: { head: Uint8Array; tail: Uint8Array } | undefined;
 
   constructor(
     readonly header: ResponseHeader,
@@ -106,23 +107,30 @@ export class Variant implements FrameEncoder<WatchResponse> {
 
   /** The serialized size of the response, as etcd measures it before fragmenting. */
   encodedSize(watchId: bigint): number {
-    return this.encodedBody().length + watchIdFieldLength(watchId);
+    const { head, tail } = this.encode();
+    return head.length + watchIdFieldLength(watchId) + tail.length;
   }
 
   frame(message: WatchResponse): Uint8Array {
-    // Every field but watch_id is shared; protobuf allows fields in any order.
-    const body = this.encodedBody();
+    // Only watch_id differs between receivers: the rest is encoded once and
+    // copied, giving the same bytes as encoding each response in full.
+    const { head, tail } = this.encode();
     const idLength = watchIdFieldLength(message.watchId);
-    const out = Buffer.allocUnsafe(5 + idLength + body.length);
+    const length = head.length + idLength + tail.length;
+    const out = Buffer.allocUnsafe(5 + length);
     out[0] = 0;
-    out.writeUInt32BE(idLength + body.length, 1);
-    if (idLength > 0) writeWatchIdField(out, 5, message.watchId);
-    out.set(body, 5 + idLength);
+    out.writeUInt32BE(length, 1);
+    out.set(head, 5);
+    if (idLength > 0) writeWatchIdField(out, 5 + head.length, message.watchId);
+    out.set(tail, 5 + head.length + idLength);
     return out;
   }
 
-  private encodedBody(): Uint8Array {
-    return (this.body ??= toBinary(WatchResponseSchema, watchResponse({ header: this.header, events: this.events })));
+  private encode(): { head: Uint8Array; tail: Uint8Array } {
+    return (this.encoded ??= {
+      head: toBinary(WatchResponseSchema, watchResponse({ header: this.header })),
+      tail: toBinary(WatchResponseSchema, watchResponse({ events: this.events })),
+    });
   }
 }
 

@@ -1,0 +1,114 @@
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { ResponseHeaderSchema, WatchResponseSchema } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.js";
+import { EventSchema, Event_EventType, KeyValueSchema, type Event } from "../../src/gen/etcd/api/mvccpb/kv_pb.js";
+import { preEncodedFrame } from "../../src/grpc/pre-encoded.js";
+import { frame } from "../../src/grpc/wire.js";
+import { EventHistory } from "../../src/watch/event-history.js";
+import { EventDelivery, fragmentResponse, watchResponse } from "../../src/watch/responses.js";
+
+const header = create(ResponseHeaderSchema, { clusterId: 7n, memberId: 8n, raftTerm: 2n, revision: 42n });
+
+function event(rev: bigint, type = Event_EventType.PUT, size = 3): Event {
+  return create(EventSchema, {
+    type,
+    kv: create(KeyValueSchema, { key: Buffer.from("k"), value: Buffer.alloc(size, "v"), modRevision: rev }),
+    prevKv: create(KeyValueSchema, { key: Buffer.from("k"), value: Buffer.from("old") }),
+  });
+}
+
+const all = { prevKv: true, noPut: false, noDelete: false };
+
+describe("watch responses", () => {
+  it("a pre-encoded frame equals the generic encoding, for any watch ID", () => {
+    const delivery = new EventDelivery(header, [event(41n), event(42n, Event_EventType.DELETE)]);
+    for (const id of [0n, 1n, 127n, 128n, 300n, 2n ** 40n]) {
+      for (const filter of [
+        all,
+        { prevKv: false, noPut: false, noDelete: false },
+        { prevKv: false, noPut: true, noDelete: false },
+      ]) {
+        const response = delivery.variantFor(filter, 0n).responseFor(id);
+        assert.deepEqual(
+          Buffer.from(preEncodedFrame(response)!),
+          frame(toBinary(WatchResponseSchema, response)),
+          `id ${id}`,
+        );
+      }
+    }
+  });
+
+  it("variants filter, strip prev_kv and cut at the watcher's next revision", () => {
+    const delivery = new EventDelivery(header, [event(40n), event(41n, Event_EventType.DELETE), event(42n)]);
+    const noPut = delivery.variantFor({ prevKv: false, noPut: true, noDelete: false }, 0n);
+    assert.deepEqual(
+      noPut.events.map((e) => [e.kv!.modRevision, e.prevKv]),
+      [[41n, undefined]],
+    );
+    const late = delivery.variantFor(all, 41n);
+    assert.deepEqual(
+      late.events.map((e) => e.kv!.modRevision),
+      [41n, 42n],
+    );
+    assert.equal(late.events[0]!.prevKv!.value.toString(), "old");
+    assert.equal(delivery.variantFor(all, 0n), delivery.variantFor(all, 0n), "shared variants are built once");
+  });
+
+  it("fragments as etcd does: only at the limit, never below two events, the last piece unmarked", () => {
+    const events = [1n, 2n, 3n, 4n, 5n].map((r) => event(r, Event_EventType.PUT, 1000));
+    const whole = watchResponse({ header, watchId: 3n, events });
+    assert.deepEqual(fragmentResponse(whole, 100_000), [whole]);
+    assert.deepEqual(fragmentResponse(watchResponse({ header, events: events.slice(0, 1) }), 10), [
+      watchResponse({ header, events: events.slice(0, 1) }),
+    ]);
+    const pieces = fragmentResponse(whole, 2500);
+    assert.deepEqual(
+      pieces.map((p) => p.events.length),
+      [2, 2, 1],
+    );
+    assert.deepEqual(
+      pieces.map((p) => p.fragment),
+      [true, true, false],
+    );
+    for (const p of pieces) {
+      assert.equal(p.watchId, 3n);
+      assert.equal(preEncodedFrame(p), undefined, "pieces carry no stale pre-encoding");
+      assert.ok(p.events.length === 1 || toBinary(WatchResponseSchema, p).length < 2500);
+    }
+    assert.deepEqual(
+      fromBinary(WatchResponseSchema, toBinary(WatchResponseSchema, pieces[2]!)).events[0]!.kv!.modRevision,
+      5n,
+    );
+  });
+});
+
+describe("event history", () => {
+  it("covers from its start, drops the oldest revisions past its limits and says from where it is complete", () => {
+    const history = new EventHistory({ maxEntries: 3, maxBytes: 1 << 20 });
+    assert.equal(history.covers(10n), false);
+    history.startAt(10n);
+    for (const r of [10n, 12n, 15n]) history.append([event(r)]);
+    assert.equal(history.covers(10n), true);
+    assert.deepEqual(
+      history.since(11n).map((e) => e.revision),
+      [12n, 15n],
+    );
+    history.append([event(16n), event(16n)]);
+    assert.equal(history.from, 11n, "complete from just after the dropped revision");
+    assert.equal(history.covers(10n), false);
+    assert.deepEqual(
+      history.since(0n).map((e) => e.revision),
+      [12n, 15n, 16n],
+    );
+  });
+
+  it("keeps within its byte budget", () => {
+    const history = new EventHistory({ maxEntries: 1000, maxBytes: 5000 });
+    history.startAt(1n);
+    for (let r = 1n; r <= 20n; r++) history.append([event(r, Event_EventType.PUT, 1000)]);
+    const kept = history.since(0n);
+    assert.ok(kept.length <= 4 && kept.length > 0);
+    assert.equal(history.from, kept[0]!.revision);
+  });
+});
