@@ -16,10 +16,10 @@ export interface Sizes {
   seconds: number;
   /** Worker threads generating load. */
   workers: number;
-  watchers: number[];
+  /** Watch fan-out runs: how many watchers, and how many puts per second reach them. */
+  watches: Array<{ watchers: number; putsPerSecond: number }>;
   leaseClients: number[];
-  /** Watch events: puts per second, and for how long. */
-  putsPerSecond: number;
+  /** How long each watch run puts. */
   watchSeconds: number;
   leaseSeconds: number;
 }
@@ -165,7 +165,13 @@ export async function runUnaryScenario(
  * its send time; the latency is from the put's start to each watcher's event.
  * Also measures the proxy's memory per idle watcher before the puts start.
  */
-export async function runWatchScenario(lab: Lab, target: Target, watchers: number, sizes: Sizes): Promise<Measurement> {
+export async function runWatchScenario(
+  lab: Lab,
+  target: Target,
+  watchers: number,
+  putsPerSecond: number,
+  sizes: Sizes,
+): Promise<Measurement> {
   const perStream = Math.min(100, watchers);
   const streams = Math.ceil(watchers / perStream);
   const createRequest = toBinary(
@@ -198,7 +204,7 @@ export async function runWatchScenario(lab: Lab, target: Target, watchers: numbe
     const ts = performance.timeOrigin + performance.now();
     await putter.unary("KV", "Put", { key: Buffer.from("bench/watch"), value: Buffer.from(`ts:${ts.toFixed(3)}`) });
     puts++;
-    const wait = started + (puts * 1000) / sizes.putsPerSecond - performance.now();
+    const wait = started + (puts * 1000) / putsPerSecond - performance.now();
     if (wait > 0) await new Promise((r) => setTimeout(r, wait));
   }
   await new Promise((r) => setTimeout(r, 1000)); // let the last events arrive
@@ -207,7 +213,7 @@ export async function runWatchScenario(lab: Lab, target: Target, watchers: numbe
   putter.close();
   const result = merge(await Promise.all(jobs.map((j) => j.result)));
   const seconds = (performance.now() - started) / 1000;
-  const m = summarize(`watch fan-out, ${watchers} watchers`, target, result, seconds, cpuUs);
+  const m = summarize(`watch fan-out, ${watchers} watchers, ${putsPerSecond} puts/s`, target, result, seconds, cpuUs);
   const expected = puts * watchers;
   if (result.count < expected) {
     m.errors += expected - result.count;

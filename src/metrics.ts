@@ -80,9 +80,9 @@ export function createMetrics() {
         help: "Responses served from the proxy's recent-event history instead of a new upstream watch.",
         ...metric,
       }),
-      slowConsumerCancels: new Counter({
-        name: "etcd_grpc_proxy_watch_slow_consumer_cancels_total",
-        help: "Client watchers cancelled because their stream had too many unread responses.",
+      slowConsumerSetAside: new Counter({
+        name: "etcd_grpc_proxy_watch_slow_consumer_set_aside_total",
+        help: "Client watchers taken off their shared watch because their stream had too much unread; they catch up later.",
         ...metric,
       }),
       upstreamReconnects: new Counter({
@@ -141,7 +141,8 @@ const GRPC_TYPE = {
 /** What a lane reports about one call; `end` takes the final gRPC status (0 for OK). */
 export interface RpcRecord {
   received(): void;
-  sent(): void;
+  /** `count` messages went out (a lane may report a batch at once). */
+  sent(count?: number): void;
   end(code: number): void;
 }
 
@@ -163,7 +164,7 @@ export function recordRpc(grpc: Metrics["grpc"], method: DescMethod): RpcRecord 
   let ended = false;
   return {
     received: () => grpc.received.inc(labels),
-    sent: () => grpc.sent.inc(labels),
+    sent: (count = 1) => grpc.sent.inc(labels, count),
     end(code) {
       if (ended) return;
       ended = true;

@@ -301,8 +301,8 @@ export const PROXY_FLAGS: readonly ProxyFlag[] = [
   {
     name: "watch-buffer-bytes",
     type: "uint",
-    default: "16777216",
-    help: "unread watch responses a client stream may hold before its watchers are canceled as too slow",
+    default: "1048576",
+    help: "unread watch responses a client stream may hold; past it, its watchers step off their shared watches and catch up once it drains",
     availability: "supported",
   },
   {

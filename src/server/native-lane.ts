@@ -316,12 +316,29 @@ function serveStream(
       if (all.length !== 1) throw new ConnectError("grpc: expected exactly one request message", Code.Internal);
       input = all[0];
     }
+    // Responses that are ready together (a watch event fanned out to many
+    // watchers of one stream) leave in one write: cork until the ready
+    // ones are written, uncork on the next tick. The sent-messages counter
+    // is bumped once per batch too.
+    let corked = false;
+    let batch = 0;
+    const uncork = () => {
+      corked = false;
+      stream.uncork();
+      records.get(stream)?.sent(batch);
+      batch = 0;
+    };
     for await (const response of handler(input, ctx)) {
       if (finished() || stream.destroyed) return;
       if (!stream.headersSent) stream.respond(OK_HEADERS, { waitForTrailers: true });
+      if (!corked) {
+        corked = true;
+        stream.cork();
+        process.nextTick(uncork);
+      }
       const bytes =
         preEncodedFrame(response) ?? frame(toBinary(method.output, create(method.output, response as never)));
-      records.get(stream)?.sent();
+      batch++;
       if (!stream.write(bytes)) await drained(stream);
     }
     if (finished() || stream.destroyed) return;

@@ -1,16 +1,28 @@
 /**
  * A single-consumer queue that is also an AsyncIterable: producers push,
  * end or fail it; the consumer iterates. Used to turn callbacks into the
- * response streams that handlers return.
+ * response streams that handlers return. Taking an item is O(1) however
+ * long the queue grows (a slow watch client can let thousands pile up).
  */
+export interface QueueHooks {
+  /** The consumer took an item and came back for more. */
+  taken?(): void;
+  /** The consumer stopped iterating, whether the queue ended or not. */
+  finished?(): void;
+}
+
 export class AsyncQueue<T> implements AsyncIterable<T> {
-  private readonly items: T[] = [];
+  private items: T[] = [];
   /** Each item's weight, as given to push; their sum is `weight`. */
-  private readonly weights: number[] = [];
+  private weights: number[] = [];
+  /** Index of the next item to take; the slots before it are spent. */
+  private head = 0;
   private totalWeight = 0;
   private waiting: (() => void) | undefined;
   private ended = false;
   private failure: { error: unknown } | undefined;
+
+  constructor(private readonly hooks: QueueHooks = {}) {}
 
   /** Queues `item`; `weight` (bytes, say) counts toward `weight` until the consumer takes it. */
   push(item: T, weight = 0): void {
@@ -34,7 +46,7 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
   }
 
   get size(): number {
-    return this.items.length;
+    return this.items.length - this.head;
   }
 
   /** The summed weight of the items not yet taken. */
@@ -42,22 +54,38 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
     return this.totalWeight;
   }
 
-  /** True once end() or fail() was called. */
-  get closed(): boolean {
-    return this.ended || this.failure !== undefined;
+  async *[Symbol.asyncIterator](): AsyncIterator<T> {
+    try {
+      for (;;) {
+        if (this.head < this.items.length) {
+          yield this.take();
+          this.hooks.taken?.();
+          continue;
+        }
+        if (this.failure) throw this.failure.error;
+        if (this.ended) return;
+        await new Promise<void>((resolve) => (this.waiting = resolve));
+      }
+    } finally {
+      this.hooks.finished?.();
+    }
   }
 
-  async *[Symbol.asyncIterator](): AsyncIterator<T> {
-    for (;;) {
-      if (this.items.length > 0) {
-        this.totalWeight -= this.weights.shift()!;
-        yield this.items.shift()!;
-        continue;
-      }
-      if (this.failure) throw this.failure.error;
-      if (this.ended) return;
-      await new Promise<void>((resolve) => (this.waiting = resolve));
+  private take(): T {
+    const item = this.items[this.head]!;
+    this.totalWeight -= this.weights[this.head]!;
+    this.items[this.head] = undefined as T; // let it be collected
+    this.head++;
+    if (this.head === this.items.length) {
+      this.items = [];
+      this.weights = [];
+      this.head = 0;
+    } else if (this.head >= 1024 && this.head * 2 >= this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.weights = this.weights.slice(this.head);
+      this.head = 0;
     }
+    return item;
   }
 
   private wake(): void {

@@ -60,7 +60,7 @@ export class WatchHub {
     const events: SessionEvents = {
       watcherAdded: () => this.countClient(1),
       watcherRemoved: () => this.countClient(-1),
-      slowConsumer: (n) => this.metrics.slowConsumerCancels.inc(n),
+      setAside: (n) => this.metrics.slowConsumerSetAside.inc(n),
       closed: () => {
         this.metrics.clientStreams.dec();
         if (owner.idle && this.channels.get(identity) === owner) {

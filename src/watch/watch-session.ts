@@ -23,7 +23,11 @@ import type { Receiver, SharedWatch } from "./shared-watch.js";
 import type { ChannelMember, WatchChannel } from "./watch-channel.js";
 
 export interface SessionLimits {
-  /** Responses a client stream may have waiting before its watchers are cancelled. */
+  /**
+   * Unread responses a client stream may hold. Past it, its watchers step
+   * off their shared watches; once a quarter of it is left they rejoin from
+   * the revision they need next (history, or etcd's own storage).
+   */
   bufferBytes: number;
   /** Size from which a response is split for watchers that asked for fragments (etcd's request limit). */
   fragmentBytes: number;
@@ -33,7 +37,7 @@ export interface SessionLimits {
 export interface SessionEvents {
   watcherAdded(): void;
   watcherRemoved(): void;
-  slowConsumer(watchers: number): void;
+  setAside(watchers: number): void;
   closed(): void;
 }
 
@@ -43,11 +47,6 @@ export interface SessionEvents {
  */
 export type PermissionCheck = (key: Uint8Array, rangeEnd: Uint8Array, ctx: CallContext) => Promise<string | undefined>;
 
-/** The cancel reason a client gets when it reads too slowly. */
-export function slowConsumerReason(bufferBytes: number): string {
-  return `etcdserver: proxy: watch stream too slow, more than ${bufferBytes} bytes of responses were waiting; watch canceled`;
-}
-
 /**
  * One client Watch stream, with etcd's semantics: watch IDs are the client's
  * own or count up from 0, every watcher gets exactly one Created and hears
@@ -56,9 +55,16 @@ export function slowConsumerReason(bufferBytes: number): string {
  */
 export class WatchSession implements ChannelMember {
   private readonly watchers = new Map<bigint, ClientWatcher>();
-  private readonly output = new AsyncQueue<WatchResponse>();
+  private readonly output = new AsyncQueue<WatchResponse>({
+    taken: () => {
+      if (this.setAside && this.output.weight <= this.limits.bufferBytes / 4) this.rejoin();
+    },
+    finished: () => this.close(),
+  });
   private nextAutoId = 0n;
   private closed = false;
+  /** Watchers taken off their shared watches while the client catches up on reading. */
+  private setAside: ClientWatcher[] | undefined;
 
   constructor(
     private readonly channel: WatchChannel,
@@ -73,20 +79,12 @@ export class WatchSession implements ChannelMember {
     if (this.ctx.signal.aborted) this.close();
     else this.ctx.signal.addEventListener("abort", () => this.close(), { once: true });
     void this.readRequests(requests);
-    return this.responses();
+    return this.output;
   }
 
   fail(err: ConnectError): void {
     this.output.fail(err);
     this.close();
-  }
-
-  private async *responses(): AsyncIterable<WatchResponse> {
-    try {
-      yield* this.output;
-    } finally {
-      this.close();
-    }
   }
 
   private async readRequests(requests: AsyncIterable<WatchRequest>): Promise<void> {
@@ -121,7 +119,7 @@ export class WatchSession implements ChannelMember {
 
     const auto = request.watchId === 0n;
     const id = auto ? this.allocateId() : request.watchId;
-    const watcher = new ClientWatcher(this, id, request, auto);
+    const watcher = new ClientWatcher(this, id, key, request, auto);
     this.watchers.set(id, watcher);
     this.events.watcherAdded();
     const joined = this.channel.join(watcher, key, rangeEnd, startRevision);
@@ -173,8 +171,11 @@ export class WatchSession implements ChannelMember {
         if (this.closed) return;
         let revision = header.revision;
         for (const w of this.watchers.values()) {
+          // A watcher on a live shared watch is owed nothing before the
+          // watch's position; one set aside, nothing before its own.
           const watch = w.shared;
-          if (watch?.state === "live" && watch.nextRev - 1n < revision) revision = watch.nextRev - 1n;
+          const upTo = watch?.state === "live" ? watch.nextRev - 1n : w.nextRev - 1n;
+          if (upTo < revision) revision = upTo;
         }
         this.push(watchResponse({ header: { ...header, revision }, watchId: NO_WATCH_ID }));
       },
@@ -216,24 +217,36 @@ export class WatchSession implements ChannelMember {
   private push(response: WatchResponse, bytes = CONTROL_RESPONSE_BYTES): void {
     if (this.closed) return;
     this.output.push(response, bytes);
-    if (this.output.weight > this.limits.bufferBytes) this.shedWatchers();
+    if (this.output.weight > this.limits.bufferBytes && !this.setAside) this.setWatchersAside();
   }
 
   /**
-   * The client is not reading: cancel its watchers, with a reason, instead
-   * of buffering without bound or holding up the other receivers of the
-   * shared watches. The stream itself stays usable.
+   * The client is not reading. Rather than buffer without bound, or hold up
+   * the other receivers of the shared watches, its watchers step off them,
+   * as etcd moves a slow watcher to its "victims" and later serves it from
+   * storage. Nothing is lost: each keeps the revision it needs next.
    */
-  private shedWatchers(): void {
-    const victims = [...this.watchers.values()];
-    if (victims.length === 0) return;
-    const reason = slowConsumerReason(this.limits.bufferBytes);
-    for (const w of victims) {
-      const header = this.cancelHeader(w);
-      this.remove(w);
-      this.output.push(watchResponse({ header, watchId: w.id, canceled: true, cancelReason: reason }));
+  private setWatchersAside(): void {
+    const aside = [...this.watchers.values()].filter((w) => w.created && w.shared);
+    if (aside.length === 0) return;
+    for (const w of aside) {
+      this.channel.leave(w, w.shared!);
+      w.shared = undefined;
     }
-    this.events.slowConsumer(victims.length);
+    this.setAside = aside;
+    this.events.setAside(aside.length);
+  }
+
+  /** The client caught up: its watchers rejoin from where they stood, through history or etcd. */
+  private rejoin(): void {
+    const aside = this.setAside ?? [];
+    this.setAside = undefined;
+    for (const w of aside) {
+      if (this.watchers.get(w.id) !== w) continue; // cancelled meanwhile
+      const from = w.nextRev;
+      const joined = this.channel.join(w, w.key, w.rangeEnd, from);
+      if (joined.kind === "joined" && from < joined.watch.nextRev) this.channel.replay(joined.watch, w, from);
+    }
   }
 
   /** Takes `watcher` off its shared watch and out of this stream. */
@@ -265,20 +278,23 @@ export class WatchSession implements ChannelMember {
 class ClientWatcher implements Receiver, EventFilter {
   nextRev = 0n;
   shared: SharedWatch | undefined;
+  readonly rangeEnd: Uint8Array;
   readonly prevKv: boolean;
   readonly noPut: boolean;
   readonly noDelete: boolean;
   readonly progressNotify: boolean;
   readonly fragment: boolean;
-  private created = false;
+  created = false;
   private onSettled: (() => void) | undefined;
 
   constructor(
     private readonly session: WatchSession,
     readonly id: bigint,
+    readonly key: Uint8Array,
     request: WatchCreateRequest,
     readonly autoId: boolean,
   ) {
+    this.rangeEnd = request.rangeEnd;
     this.prevKv = request.prevKv;
     this.noPut = request.filters.includes(WatchCreateRequest_FilterType.NOPUT);
     this.noDelete = request.filters.includes(WatchCreateRequest_FilterType.NODELETE);
