@@ -288,3 +288,69 @@ export async function prepare(lab: Lab): Promise<void> {
     client.close();
   }
 }
+
+/** How far behind etcd's revision a watcher from "now" starts, in revisions. */
+export interface JoinLag {
+  target: string;
+  samples: number;
+  p50: number;
+  p99: number;
+  max: number;
+}
+
+/**
+ * The "may start slightly behind" limitation, measured: with a shared watch
+ * live on a key written `putsPerSecond` times a second, new watchers from
+ * "now" join it. Each join compares etcd's revision just before the create
+ * with the revision the Created answer says the watcher starts after.
+ */
+export async function measureJoinLag(lab: Lab, target: Target, putsPerSecond: number, joins: number): Promise<JoinLag> {
+  const key = Buffer.from("bench/join");
+  const etcd = new EtcdGrpcClient(lab.etcd.endpoints);
+  const viaTarget = new EtcdGrpcClient(target.address);
+  const holder = viaTarget.stream("Watch", "Watch");
+  holder.on("error", () => {});
+  holder.write({ create_request: { key } });
+  let putting = true;
+  const putter = (async () => {
+    const started = performance.now();
+    for (let n = 1; putting; n++) {
+      await etcd.unary("KV", "Put", { key, value: Buffer.from(String(n)) });
+      const wait = started + (n * 1000) / putsPerSecond - performance.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    }
+  })();
+  await new Promise((r) => setTimeout(r, 300));
+  const lags: number[] = [];
+  try {
+    for (let i = 0; i < joins; i++) {
+      const before = Number(((await etcd.unary("KV", "Range", { key, count_only: true })) as any).header.revision);
+      const created = await new Promise<number>((resolve, reject) => {
+        const s = viaTarget.stream("Watch", "Watch");
+        s.on("data", (r: { created: boolean; header: { revision: string } }) => {
+          if (!r.created) return;
+          resolve(Number(r.header.revision));
+          s.cancel();
+        });
+        s.on("error", (e: { code?: number }) => (e.code === 1 ? undefined : reject(e)));
+        s.write({ create_request: { key } });
+      });
+      lags.push(Math.max(0, before - created));
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  } finally {
+    putting = false;
+    await putter;
+    holder.cancel();
+    etcd.close();
+    viaTarget.close();
+  }
+  lags.sort((a, b) => a - b);
+  return {
+    target: target.name,
+    samples: lags.length,
+    p50: percentile(lags, 50),
+    p99: percentile(lags, 99),
+    max: lags.at(-1)!,
+  };
+}

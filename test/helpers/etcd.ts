@@ -42,7 +42,7 @@ export interface EtcdTls {
   client: { cert: string; key: string };
 }
 
-export async function startEtcd(size = 1, tls?: EtcdTls): Promise<EtcdCluster> {
+export async function startEtcd(size = 1, tls?: EtcdTls, extraArgs: string[] = []): Promise<EtcdCluster> {
   const root = mkdtempSync(join(tmpdir(), "ecp-etcd-"));
   const token = `t${Math.random().toString(36).slice(2)}`;
   const ports = await Promise.all(Array.from({ length: size * 2 }, () => freePort()));
@@ -84,6 +84,7 @@ export async function startEtcd(size = 1, tls?: EtcdTls): Promise<EtcdCluster> {
             "--client-cert-auth",
           ]
         : []),
+      ...extraArgs,
     ];
   });
 

@@ -16,6 +16,8 @@ export interface ProxyFixture {
 
 export interface FixtureOptions {
   proxyArgs?: string[];
+  /** More etcd flags for every member. */
+  etcdArgs?: string[];
   /**
    * More preparation, run inside the same hook: node 20 does not wait for one
    * root-level before() to finish before starting the next.
@@ -28,11 +30,11 @@ export interface FixtureOptions {
  * etcd cluster of `size` members with the proxy in front; the returned object
  * is filled in once the hooks have run.
  */
-export function useProxy(size = 1, { proxyArgs = [], setup }: FixtureOptions = {}): ProxyFixture {
+export function useProxy(size = 1, { proxyArgs = [], etcdArgs = [], setup }: FixtureOptions = {}): ProxyFixture {
   const f = {} as ProxyFixture;
   const big = { "grpc.max_send_message_length": -1, "grpc.max_receive_message_length": -1 };
   before(async () => {
-    f.etcd = await startEtcd(size);
+    f.etcd = await startEtcd(size, undefined, etcdArgs);
     f.proxy = await startTestProxy(f.etcd.endpoints, proxyArgs);
     f.client = new EtcdGrpcClient(f.proxy.address, undefined, big);
     f.direct = new EtcdGrpcClient(f.etcd.members[0]!.endpoint, undefined, big);

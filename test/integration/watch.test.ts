@@ -333,6 +333,28 @@ describe("Watch coalescing", () => {
   });
 });
 
+describe("Watch: periodic progress notifications", () => {
+  const f = useProxy(1, { etcdArgs: ["--experimental-watch-progress-notify-interval=500ms"] });
+
+  it("reach the watchers that asked for them, and only those, as with etcd", async () => {
+    const s = new WatchStream(f.client);
+    s.create({ key: "notify/k", progress_notify: true });
+    s.create({ key: "notify/k" });
+    await s.until((r) => r.length === 2);
+    const put = Number(
+      ((await f.direct.unary("KV", "Put", { key: Buffer.from("notify/other"), value: Buffer.from("v") })) as any).header
+        .revision,
+    );
+    const notices = await s.until((r) => r.filter((x) => x.events.length === 0).length >= 2, 10_000);
+    s.close();
+    for (const n of notices.filter((x) => x.events.length === 0)) {
+      assert.equal(n.watch_id, "0", "only the watcher that asked gets notifications");
+      assert.equal(n.created || n.canceled, false);
+      assert.ok(Number(n.header!.revision) >= put, "a notification carries etcd's current revision");
+    }
+  });
+});
+
 /** A reply with header fields that differ between runs removed and revisions made relative. */
 function normalize(r: WatchReply, base: number, prefix: string) {
   const rel = (rev: string) => (Number(rev) === 0 ? 0 : Number(rev) - base);
