@@ -90,9 +90,13 @@ try {
   }
   if (wanted("watch join lag")) {
     for (const t of lab.targets) {
-      const lag = await measureJoinLag(lab, t, 100, args.smoke ? 20 : 200);
-      joinLags.push(lag);
-      console.error(`  watch join lag | ${t.name}: p50=${lag.p50} p99=${lag.p99} max=${lag.max} revisions`);
+      try {
+        const lag = await measureJoinLag(lab, t, 100, args.smoke ? 20 : 200);
+        joinLags.push(lag);
+        console.error(`  watch join lag | ${t.name}: p50=${lag.p50} p99=${lag.p99} max=${lag.max} revisions`);
+      } catch (err) {
+        console.error(`  watch join lag | ${t.name}: ${String(err)}`);
+      }
     }
   }
   for (const n of sizes.leaseClients) {
@@ -177,10 +181,7 @@ console.error(`raw numbers: ${out}`);
 const directFailed = new Set(summary.filter((s) => s.target === "direct" && s.errors > 0).map((s) => s.scenario));
 const broken = summary.filter(
   (s) =>
-    s.target !== "go-proxy" &&
-    s.scenario !== "idle" &&
-    !directFailed.has(s.scenario) &&
-    (s.errors > 0 || !(s.rps > 0)),
+    s.target !== "go-proxy" && s.scenario !== "idle" && !directFailed.has(s.scenario) && (s.errors > 0 || !(s.rps > 0)),
 );
 if (broken.length) {
   console.error(`failed: ${broken.map((b) => `${b.scenario} on ${b.target}`).join(", ")}`);

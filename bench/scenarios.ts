@@ -327,6 +327,11 @@ export async function measureJoinLag(lab: Lab, target: Target, putsPerSecond: nu
       const before = Number(((await etcd.unary("KV", "Range", { key, count_only: true })) as any).header.revision);
       const created = await new Promise<number>((resolve, reject) => {
         const s = viaTarget.stream("Watch", "Watch");
+        const timer = setTimeout(() => {
+          s.cancel();
+          reject(new Error(`${target.name}: no Created within 10 s`));
+        }, 10_000);
+        s.on("close", () => clearTimeout(timer));
         s.on("data", (r: { created: boolean; header: { revision: string } }) => {
           if (!r.created) return;
           resolve(Number(r.header.revision));

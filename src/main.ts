@@ -1,6 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { FastifyInstance } from "fastify";
 import type { Http2Session } from "node:http2";
+import { setMaxListeners } from "node:events";
 import { hostname } from "node:os";
 import type { AddressInfo, Socket } from "node:net";
 import type { ProxyConfig } from "./config/config.js";
@@ -15,6 +16,7 @@ import { createNativeLane } from "./server/native-lane.js";
 import { etcdServices } from "./services/index.js";
 import { watchPermission, watchUpstream } from "./services/watch.js";
 import { WatchHub } from "./watch/watch-hub.js";
+import { KvCache } from "./cache/kv-cache.js";
 import { EtcdUpstream, type Upstream } from "./upstream/upstream.js";
 
 /** Tunables that are not flags; each says why it has its value. */
@@ -42,6 +44,8 @@ export const DEFAULTS = {
   watchFragmentOverheadBytes: 512 * 1024,
   /** How often an unanswered watch progress request is repeated (etcd ignores it while a watcher catches up). */
   watchProgressRetryMs: 250,
+  /** How long the range cache waits before asking etcd again for the watch it was refused. */
+  cacheWatchRetryMs: 10_000,
   /** How long in-flight unary calls get to finish on shutdown before connections are closed. */
   shutdownGraceMs: 5000,
 } as const;
@@ -90,7 +94,16 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
     },
     metrics.watch,
   );
+  const cache =
+    config.cache.maxBytes > 0
+      ? new KvCache(
+          { ...config.cache, watchRetryMs: DEFAULTS.cacheWatchRetryMs, onWatchProblem: (reason) => log?.warn(reason) },
+          metrics.cache,
+          (requests, ctx) => watches.serve(requests, ctx),
+        )
+      : undefined;
   const services = etcdServices(upstream, {
+    cache,
     keepAlives,
     watches,
     metrics,
@@ -114,6 +127,8 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
     : undefined;
   const sessions = new Set<Http2Session>();
   const shuttingDown = new AbortController();
+  // Every open Connect call listens to it; hundreds at once are normal.
+  setMaxListeners(0, shuttingDown.signal);
   observeEndpoints(metrics, () => upstream.endpoints());
   const httpDeps: HttpEndpointDeps = {
     clusterHealth: () => checkClusterHealth(upstream, DEFAULTS.healthTimeoutMs),
@@ -174,6 +189,7 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
     shuttingDown.abort(SHUTTING_DOWN);
     keepAlives.close();
     watches.close();
+    cache?.close();
     for (const session of sessions) session.close();
     const force = setTimeout(() => {
       log?.warn({ sessions: sessions.size }, "closing connections still open after the grace period");

@@ -48,6 +48,40 @@ export function createMetrics() {
         ...metric,
       }),
     },
+    /** The range cache; the first three names are etcd's grpc proxy's (there, hits and misses are gauges). */
+    cache: {
+      hits: new Counter({
+        name: "etcd_grpc_proxy_cache_hits_total",
+        help: "Serializable Range requests answered from the cache.",
+        ...metric,
+      }),
+      misses: new Counter({
+        name: "etcd_grpc_proxy_cache_misses_total",
+        help: "Serializable Range requests the cache could not answer.",
+        ...metric,
+      }),
+      keys: new Gauge({
+        name: "etcd_grpc_proxy_cache_keys_total",
+        help: "Entries in the range cache.",
+        ...metric,
+      }),
+      bytes: new Gauge({
+        name: "etcd_grpc_proxy_cache_bytes",
+        help: "Approximate bytes held by the range cache.",
+        ...metric,
+      }),
+      hitAge: new Histogram({
+        name: "etcd_grpc_proxy_cache_hit_age_seconds",
+        help: "Age of cached answers when served: how long ago etcd produced them (an upper bound on their staleness).",
+        buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+        ...metric,
+      }),
+      watchInvalidations: new Counter({
+        name: "etcd_grpc_proxy_cache_watch_invalidations_total",
+        help: "Key changes made by other routes that reached the cache through its invalidation watch.",
+        ...metric,
+      }),
+    },
     /** Watch coalescing; the first two names are etcd's grpc proxy's. */
     watch: {
       coalescing: new Gauge({

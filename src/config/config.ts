@@ -299,6 +299,27 @@ export const PROXY_FLAGS: readonly ProxyFlag[] = [
     availability: "supported",
   },
   {
+    name: "cache-max-bytes",
+    type: "uint",
+    default: "67108864",
+    help: "bytes the range cache may hold (0 turns the cache off)",
+    availability: "supported",
+  },
+  {
+    name: "cache-max-entries",
+    type: "uint",
+    default: "65536",
+    help: "entries the range cache may hold",
+    availability: "supported",
+  },
+  {
+    name: "cache-ttl",
+    type: "duration",
+    default: "100ms",
+    help: "longest a cached range answer is served after etcd produced it",
+    availability: "supported",
+  },
+  {
     name: "watch-buffer-bytes",
     type: "uint",
     default: "1048576",
@@ -338,7 +359,9 @@ export interface ProxyConfig {
   metricsAddr: { host: string; port: number; https: boolean } | undefined;
   /** Serve native gRPC unary calls in the fast lane (see server/native-lane.ts). */
   nativeLane: boolean;
-  /** Per client Watch stream: unread response bytes before its watchers are cancelled (--watch-buffer-bytes). */
+  /** The range cache (--cache-max-bytes, --cache-max-entries, --cache-ttl); maxBytes 0 turns it off. */
+  cache: { maxBytes: number; maxEntries: number; ttlMs: number };
+  /** Per client Watch stream: unread response bytes before its watchers step aside (--watch-buffer-bytes). */
   watchBufferBytes: number;
 }
 
@@ -444,6 +467,7 @@ export function buildConfig(argv: readonly string[]): ProxyConfig {
     logLevel: logLevel as ProxyConfig["logLevel"],
     nativeLane: lane === "native",
     watchBufferBytes: num("watch-buffer-bytes"),
+    cache: { maxBytes: num("cache-max-bytes"), maxEntries: num("cache-max-entries"), ttlMs: num("cache-ttl") },
     metricsAddr: parseMetricsAddr(str("metrics-addr"), tls !== undefined),
   };
 }

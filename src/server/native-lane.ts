@@ -11,10 +11,11 @@ import * as http2 from "node:http2";
 import { forwardedMetadata, type CallContext } from "../call-context.js";
 import { encodeGrpcMessage, frame, FrameDecoder, FrameError, parseGrpcTimeout, singleFrame } from "../grpc/wire.js";
 import { preEncodedFrame } from "../grpc/pre-encoded.js";
+import { decodeRequest } from "../grpc/decode.js";
 import type { RpcObserver, RpcRecord } from "../metrics.js";
 import { isForwarder } from "../services/forward.js";
 import { AsyncQueue } from "../util/async-queue.js";
-import type { ServiceBinding } from "../services/handlers.js";
+import { bytePathOf, type BytePath, type ServiceBinding } from "../services/handlers.js";
 import { isSafeToRepeat, safetyDependsOnRequest } from "../upstream/retry-policy.js";
 import type { Upstream } from "../upstream/upstream.js";
 
@@ -49,6 +50,8 @@ type Route =
       method: DescMethodUnary;
       /** Undefined for plain forwards. */
       handler: ((request: unknown, ctx: CallContext) => Promise<unknown>) | undefined;
+      /** The handler's own byte-level implementation, when it has one. */
+      bytes: BytePath | undefined;
     }
   | {
       kind: "stream";
@@ -77,7 +80,12 @@ export function createNativeLane(options: NativeLaneOptions): NativeLane {
       const path = `/${service.typeName}/${method.name}`;
       if (method.methodKind === "unary") {
         const unary = method as DescMethodUnary;
-        routes.set(path, { kind: "unary", method: unary, handler: isForwarder(handler) ? undefined : handler });
+        routes.set(path, {
+          kind: "unary",
+          method: unary,
+          handler: isForwarder(handler) ? undefined : handler,
+          bytes: bytePathOf(handler),
+        });
       } else if (method.methodKind !== "client_streaming") {
         routes.set(path, {
           kind: "stream",
@@ -173,6 +181,7 @@ async function handle(
   options: NativeLaneOptions,
 ): Promise<Uint8Array> {
   const { method, handler } = route;
+  if (route.bytes) return route.bytes(payload, body, ctx);
   if (!handler) {
     return options.upstream.unaryBytes(method, body, ctx, () =>
       isSafeToRepeat(method, safetyDependsOnRequest(method) ? fromBinary(method.input, payload) : undefined),
@@ -180,18 +189,6 @@ async function handle(
   }
   const response = await handler(decodeRequest(method, payload), ctx);
   return toBinary(method.output, create(method.output, response as never));
-}
-
-/** Decodes a request message; etcd (grpc-go) answers an undecodable one with Internal. */
-function decodeRequest<M extends DescMethodUnary | DescMethodServerStreaming | DescMethodBiDiStreaming>(
-  method: M,
-  bytes: Uint8Array,
-) {
-  try {
-    return fromBinary(method.input, bytes);
-  } catch (err) {
-    throw new ConnectError(`grpc: error unmarshalling request: ${(err as Error).message}`, Code.Internal);
-  }
 }
 
 /** Why a call's signal aborts; made once, as abort() without a reason builds a DOMException. */

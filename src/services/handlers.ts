@@ -51,3 +51,23 @@ export interface ServiceBinding<S extends DescService = DescService> {
 export function bind<S extends DescService>(service: S, handlers: ServiceHandlers<S>): ServiceBinding {
   return { service, handlers } as unknown as ServiceBinding;
 }
+
+/**
+ * A unary method's implementation on wire bytes, for the native gRPC lane:
+ * `payload` is the request message, `frame` the same with its gRPC prefix;
+ * the result is the response message. It must answer exactly as the typed
+ * handler it is attached to.
+ */
+export type BytePath = (payload: Uint8Array, frame: Buffer, ctx: CallContext) => Promise<Uint8Array>;
+
+const bytePaths = new WeakMap<object, BytePath>();
+
+/** Attaches a byte-level implementation to a typed unary handler. */
+export function withBytePath<H extends object>(handler: H, path: BytePath): H {
+  bytePaths.set(handler, path);
+  return handler;
+}
+
+export function bytePathOf(handler: unknown): BytePath | undefined {
+  return typeof handler === "function" ? bytePaths.get(handler) : undefined;
+}

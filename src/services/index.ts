@@ -11,8 +11,13 @@ import type { Metrics } from "../metrics.js";
 import { bind, type ServiceBinding } from "./handlers.js";
 import type { WatchHub } from "../watch/watch-hub.js";
 import { watchService } from "./watch.js";
+import { kvService } from "./kv.js";
+import { authService } from "./auth.js";
+import type { KvCache } from "../cache/kv-cache.js";
 
 export interface ServiceOptions {
+  /** The range cache; undefined when turned off. */
+  cache: KvCache | undefined;
   cluster: ClusterOptions;
   keepAlives: KeepAliveCoalescer;
   watches: WatchHub;
@@ -22,12 +27,12 @@ export interface ServiceOptions {
 /** Every etcd service the proxy serves, in the order etcd lists them. */
 export function etcdServices(upstream: Upstream, options: ServiceOptions): ServiceBinding[] {
   return [
-    bind(KV, forwardAll(KV, upstream)),
+    bind(KV, kvService(upstream, options.cache)),
     bind(Watch, watchService(options.watches)),
-    bind(Lease, leaseService(upstream, options.keepAlives, options.metrics.lease)),
+    bind(Lease, leaseService(upstream, options.keepAlives, options.metrics.lease, options.cache)),
     bind(Cluster, clusterService(upstream, options.cluster)),
     bind(Maintenance, maintenanceService(upstream)),
-    bind(Auth, forwardAll(Auth, upstream)),
+    bind(Auth, authService(upstream, options.cache)),
     bind(Election, forwardAll(Election, upstream)),
     bind(Lock, forwardAll(Lock, upstream)),
   ];

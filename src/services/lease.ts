@@ -6,6 +6,8 @@ import type { Metrics } from "../metrics.js";
 import type { Upstream } from "../upstream/upstream.js";
 import { AsyncQueue } from "../util/async-queue.js";
 import { forwardAll } from "./forward.js";
+import { flushingCache } from "./kv.js";
+import type { KvCache } from "../cache/kv-cache.js";
 import type { ServiceHandlers } from "./handlers.js";
 
 type KeepAliveRequest = MessageShape<typeof LeaseKeepAliveRequestSchema>;
@@ -18,9 +20,12 @@ export function leaseService(
   upstream: Upstream,
   coalescer: KeepAliveCoalescer,
   metrics: Metrics["lease"],
+  cache: KvCache | undefined,
 ): ServiceHandlers<typeof Lease> {
   return {
     ...forwardAll(Lease, upstream),
+    // Revoking a lease deletes its keys: a reader must not see them after.
+    ...(cache ? { leaseRevoke: flushingCache(Lease.method.leaseRevoke, upstream, cache) } : {}),
     leaseKeepAlive: (requests, ctx) => keepAliveStream(requests, ctx, coalescer, metrics),
   };
 }

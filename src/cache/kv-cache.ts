@@ -1,0 +1,189 @@
+import type { MessageShape } from "@bufbuild/protobuf";
+import type { CallContext } from "../call-context.js";
+import type {
+  DeleteRangeRequestSchema,
+  PutRequestSchema,
+  RangeRequestSchema,
+  TxnRequestSchema,
+  WatchRequest,
+  WatchResponse,
+} from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
+import type { Metrics } from "../metrics.js";
+import { AsyncQueue } from "../util/async-queue.js";
+import { bytesToString, keyInterval, type KeyInterval } from "./key-range.js";
+import { RangeCache, type RangeCacheLimits } from "./range-cache.js";
+
+type RangeRequest = MessageShape<typeof RangeRequestSchema>;
+type TxnRequest = MessageShape<typeof TxnRequestSchema>;
+
+/** Opens a Watch stream, as a client of the proxy's own watch hub would. */
+export type WatchOpener = (requests: AsyncIterable<WatchRequest>, ctx: CallContext) => AsyncIterable<WatchResponse>;
+
+export interface KvCacheOptions extends RangeCacheLimits {
+  /** How long to wait before reopening the invalidation watch after etcd refused or ended it. */
+  watchRetryMs: number;
+  onWatchProblem?: (reason: string) => void;
+}
+
+const WHOLE_KEYSPACE = new Uint8Array([0]);
+const SWEEP_MS = 1000;
+
+/**
+ * The proxy's range cache, as KV handlers use it: serializable Ranges are
+ * answered from it, every successful latest-revision Range fills it, and
+ * every write through the proxy empties what it touched before the writer
+ * hears back. Writes by any other route arrive through one watch over the
+ * whole keyspace; and no entry outlives the TTL, which also bounds how long
+ * a revoked permission can still be served.
+ *
+ * Entries belong to the caller's identity (its auth token; anonymous
+ * callers share one), and are never served to another.
+ */
+export class KvCache {
+  private readonly cache: RangeCache;
+  private watching = false;
+  private readonly sweeper: NodeJS.Timeout;
+  private readonly stop = new AbortController();
+
+  constructor(
+    private readonly options: KvCacheOptions,
+    private readonly metrics: Metrics["cache"],
+    private readonly openWatch: WatchOpener,
+  ) {
+    this.cache = new RangeCache(options);
+    this.sweeper = setInterval(() => {
+      this.cache.sweep(Date.now());
+      this.report();
+    }, SWEEP_MS);
+    this.sweeper.unref();
+  }
+
+  /** Answers a Range from the cache when it may, else through `fetch` (etcd), filling the cache. */
+  async range(request: RangeRequest, ctx: CallContext, fetch: () => Promise<Uint8Array>): Promise<Uint8Array> {
+    // Reads of a past revision are left to etcd: compaction, which the
+    // cache cannot see, decides whether they succeed.
+    if (request.revision !== 0n) return fetch();
+    const id = cacheId(ctx, request);
+    if (request.serializable) {
+      const hit = this.cache.lookup(id, Date.now(), (ms) => this.metrics.hitAge.observe(ms / 1000));
+      if (hit) {
+        this.metrics.hits.inc();
+        return hit;
+      }
+      this.metrics.misses.inc();
+    }
+    const started = this.cache.startFill();
+    const response = await fetch();
+    this.cache.fill(id, keyInterval(request.key, request.rangeEnd), response, started, Date.now());
+    this.report();
+    this.watchWrites();
+    return response;
+  }
+
+  /** Runs a write and empties what it touches, whether or not it succeeded (it may have applied). */
+  async write<T>(touched: KeyInterval[] | "everything", call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } finally {
+      if (touched === "everything") this.cache.invalidateAll();
+      else for (const interval of touched) this.cache.invalidate(interval);
+      this.report();
+    }
+  }
+
+  close(): void {
+    clearInterval(this.sweeper);
+    this.stop.abort();
+  }
+
+  private report(): void {
+    const { entries, bytes } = this.cache.stats;
+    this.metrics.keys.set(entries);
+    this.metrics.bytes.set(bytes);
+  }
+
+  /**
+   * One watch over the whole keyspace, opened with the first cached entry,
+   * turns writes by other routes into invalidations. While it is down the
+   * cache is emptied and relies on the TTL alone.
+   */
+  private watchWrites(): void {
+    if (this.watching || this.stop.signal.aborted) return;
+    this.watching = true;
+    const requests = new AsyncQueue<WatchRequest>();
+    const ctx: CallContext = { forwardHeaders: {}, deadline: undefined, signal: this.stop.signal };
+    requests.push({
+      $typeName: "etcdserverpb.WatchRequest",
+      requestUnion: {
+        case: "createRequest",
+        value: {
+          $typeName: "etcdserverpb.WatchCreateRequest",
+          key: WHOLE_KEYSPACE,
+          rangeEnd: WHOLE_KEYSPACE,
+          startRevision: 0n,
+          progressNotify: false,
+          filters: [],
+          prevKv: false,
+          watchId: 0n,
+          fragment: false,
+        },
+      },
+    });
+    void (async () => {
+      let problem = "the invalidation watch ended";
+      try {
+        for await (const response of this.openWatch(requests, ctx)) {
+          for (const event of response.events) {
+            this.cache.invalidate(keyInterval(event.kv!.key, new Uint8Array(0)));
+            this.metrics.watchInvalidations.inc();
+          }
+          if (response.canceled) {
+            problem = `the invalidation watch was refused: ${response.cancelReason || "canceled"}`;
+            break;
+          }
+        }
+      } catch (err) {
+        problem = `the invalidation watch failed: ${String(err)}`;
+      }
+      requests.end();
+      this.cache.invalidateAll();
+      this.report();
+      if (this.stop.signal.aborted) return;
+      this.options.onWatchProblem?.(problem);
+      setTimeout(() => {
+        this.watching = false;
+      }, this.options.watchRetryMs).unref();
+    })();
+  }
+}
+
+/** The cache key: identity, then every field of the request that shapes the answer. */
+function cacheId(ctx: CallContext, r: RangeRequest): string {
+  const token = ctx.forwardHeaders["token"] ?? "";
+  const key = bytesToString(r.key);
+  const end = bytesToString(r.rangeEnd);
+  // Lengths first, so no choice of bytes makes two different requests one key.
+  return `${token.length}:${token}${key.length}:${key}${end.length}:${end}|${r.limit}|${r.sortOrder}|${r.sortTarget}|${
+    r.keysOnly ? 1 : 0
+  }|${r.countOnly ? 1 : 0}|${r.minModRevision}|${r.maxModRevision}|${r.minCreateRevision}|${r.maxCreateRevision}`;
+}
+
+export function putTouches(request: MessageShape<typeof PutRequestSchema>): KeyInterval[] {
+  return [keyInterval(request.key, new Uint8Array(0))];
+}
+
+export function deleteTouches(request: MessageShape<typeof DeleteRangeRequestSchema>): KeyInterval[] {
+  return [keyInterval(request.key, request.rangeEnd)];
+}
+
+/** Every key a Txn may write, in both branches and nested Txns (which branch ran does not matter). */
+export function txnTouches(txn: TxnRequest): KeyInterval[] {
+  const out: KeyInterval[] = [];
+  for (const op of [...txn.success, ...txn.failure]) {
+    const r = op.request;
+    if (r.case === "requestPut") out.push(...putTouches(r.value));
+    else if (r.case === "requestDeleteRange") out.push(...deleteTouches(r.value));
+    else if (r.case === "requestTxn") out.push(...txnTouches(r.value));
+  }
+  return out;
+}

@@ -1,0 +1,27 @@
+import type { DescMethodUnary } from "@bufbuild/protobuf";
+import { Auth } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
+import type { KvCache } from "../cache/kv-cache.js";
+import type { Upstream } from "../upstream/upstream.js";
+import { forwardAll } from "./forward.js";
+import type { ServiceHandlers } from "./handlers.js";
+import { flushingCache } from "./kv.js";
+
+/** Auth RPCs that change nothing; every other one may change who may read what. */
+const READ_ONLY = new Set(["authenticate", "authStatus", "userGet", "userList", "roleGet", "roleList"]);
+
+/**
+ * Auth: forwarded to etcd. Any change to users, roles, permissions or the
+ * auth switch empties the range cache before the caller hears back, so no
+ * one is served what etcd would now refuse them.
+ */
+export function authService(upstream: Upstream, cache: KvCache | undefined): ServiceHandlers<typeof Auth> {
+  const handlers: Record<string, unknown> = { ...forwardAll(Auth, upstream) };
+  if (cache) {
+    for (const method of Auth.methods) {
+      if (method.methodKind === "unary" && !READ_ONLY.has(method.localName)) {
+        handlers[method.localName] = flushingCache(method as DescMethodUnary, upstream, cache);
+      }
+    }
+  }
+  return handlers as ServiceHandlers<typeof Auth>;
+}
