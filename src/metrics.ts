@@ -183,27 +183,63 @@ export interface RpcRecord {
 /** Called when a call starts; what it returns hears how the call goes. */
 export type RpcObserver = (method: DescMethod) => RpcRecord;
 
-/**
- * Starts recording one call. Both lanes (native and Connect) report through
- * this, so the counters mean the same whichever lane served the call.
- */
-export function recordRpc(grpc: Metrics["grpc"], method: DescMethod): RpcRecord {
+/** One method's label set, bound once: prom-client then skips hashing labels on every call. */
+interface MethodSeries {
+  started: { inc(): void };
+  received: { inc(): void };
+  sent: { inc(n?: number): void };
+  seconds: { startTimer(): () => void };
+  handled: Map<number, { inc(): void }>;
+  labels: Record<"grpc_type" | "grpc_service" | "grpc_method", string>;
+}
+
+const seriesByMethod = new WeakMap<Metrics["grpc"], WeakMap<DescMethod, MethodSeries>>();
+
+function seriesFor(grpc: Metrics["grpc"], method: DescMethod): MethodSeries {
+  let byMethod = seriesByMethod.get(grpc);
+  if (!byMethod) seriesByMethod.set(grpc, (byMethod = new WeakMap()));
+  const known = byMethod.get(method);
+  if (known) return known;
   const labels = {
     grpc_type: GRPC_TYPE[method.methodKind],
     grpc_service: method.parent.typeName,
     grpc_method: method.name,
   };
-  grpc.started.inc(labels);
-  const stopTimer = grpc.seconds.startTimer(labels);
+  const series: MethodSeries = {
+    started: grpc.started.labels(labels),
+    received: grpc.received.labels(labels),
+    sent: grpc.sent.labels(labels),
+    seconds: grpc.seconds.labels(labels),
+    handled: new Map(),
+    labels,
+  };
+  byMethod.set(method, series);
+  return series;
+}
+
+/**
+ * Starts recording one call. Both lanes (native and Connect) report through
+ * this, so the counters mean the same whichever lane served the call.
+ */
+export function recordRpc(grpc: Metrics["grpc"], method: DescMethod): RpcRecord {
+  const series = seriesFor(grpc, method);
+  series.started.inc();
+  const stopTimer = series.seconds.startTimer();
   let ended = false;
   return {
-    received: () => grpc.received.inc(labels),
-    sent: (count = 1) => grpc.sent.inc(labels, count),
+    received: () => series.received.inc(),
+    sent: (count = 1) => series.sent.inc(count),
     end(code) {
       if (ended) return;
       ended = true;
       stopTimer();
-      grpc.handled.inc({ ...labels, grpc_code: code === 0 ? "OK" : (Code[code] ?? String(code)) });
+      let handled = series.handled.get(code);
+      if (!handled) {
+        const grpcCode = code === 0 ? "OK" : (Code[code] ?? String(code));
+        handled = grpc.handled.labels({ ...series.labels, grpc_code: grpcCode });
+        series.handled.set(code, handled);
+      }
+      handled.inc();
     },
   };
 }

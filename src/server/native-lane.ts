@@ -205,28 +205,41 @@ function callContext(
   headers: http2.IncomingHttpHeaders,
 ): { ctx: CallContext; finished: () => boolean; abort: (reason: ConnectError) => void } {
   const forwardHeaders = forwardedMetadata((key) => headers[key] as string | undefined);
-  const controller = new AbortController();
+  // The signal is made only if someone asks for it: a call answered from
+  // the cache never does.
+  let controller: AbortController | undefined;
+  let abortedWith: ConnectError | undefined;
+  const abort = (reason: ConnectError) => {
+    abortedWith ??= reason;
+    controller?.abort(reason);
+  };
   const timeoutMs = parseGrpcTimeout(headers["grpc-timeout"] as string | undefined);
   const finished = () => finishedStreams.has(stream);
   let timer: NodeJS.Timeout | undefined;
   if (timeoutMs !== undefined) {
     timer = setTimeout(() => {
       respondError(stream, DEADLINE);
-      controller.abort(DEADLINE);
+      abort(DEADLINE);
     }, timeoutMs);
   }
   stream.once("close", () => {
     clearTimeout(timer);
-    if (!finished()) controller.abort(CLIENT_GONE);
+    if (!finished()) abort(CLIENT_GONE);
   });
   return {
     ctx: {
       forwardHeaders,
       deadline: timeoutMs === undefined ? undefined : Date.now() + timeoutMs,
-      signal: controller.signal,
+      get signal() {
+        if (!controller) {
+          controller = new AbortController();
+          if (abortedWith) controller.abort(abortedWith);
+        }
+        return controller.signal;
+      },
     },
     finished,
-    abort: (reason) => controller.abort(reason),
+    abort,
   };
 }
 
