@@ -17,6 +17,10 @@ import { etcdServices } from "./services/index.js";
 import { watchPermission, watchUpstream } from "./services/watch.js";
 import { WatchHub } from "./watch/watch-hub.js";
 import { KvCache } from "./cache/kv-cache.js";
+import { KeyPrefix } from "./namespace/prefix.js";
+import { NamespacedUpstream } from "./namespace/namespaced-upstream.js";
+import { ProxyDirectory } from "./registry/proxy-directory.js";
+import { Registration } from "./registry/registration.js";
 import { EtcdUpstream, type Upstream } from "./upstream/upstream.js";
 
 /** Tunables that are not flags; each says why it has its value. */
@@ -63,7 +67,7 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
   let boundAddress = `${config.listen.host}:${config.listen.port}`;
   let log: FastifyInstance["log"] | undefined;
 
-  const upstream = new EtcdUpstream({
+  const etcd = new EtcdUpstream({
     endpoints: config.endpoints,
     maxSendBytes: config.maxSendBytes,
     maxRecvBytes: config.maxRecvBytes,
@@ -77,6 +81,10 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
     onEndpointDown: (url, err) => log?.warn({ endpoint: url, err: err.rawMessage }, "etcd endpoint failed; switching"),
     onEndpointUp: (url) => log?.info({ endpoint: url }, "etcd endpoint is back"),
   });
+  // Everything above the upstream sees the namespace's keys only.
+  const upstream: Upstream = config.namespace
+    ? new NamespacedUpstream(etcd, new KeyPrefix(Buffer.from(config.namespace)))
+    : etcd;
 
   const metrics = createMetrics();
   const keepAlives = new KeepAliveCoalescer(upstream, metrics.lease);
@@ -102,6 +110,21 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
           (requests, ctx) => watches.serve(requests, ctx),
         )
       : undefined;
+  const advertise = () => config.advertiseClientUrl ?? boundAddress;
+  const problem = (message: string, err: unknown) => log?.warn({ err: String(err) }, message);
+  const { prefix: resolverPrefix, ttlSeconds } = config.resolver;
+  const registration = resolverPrefix
+    ? new Registration(upstream, keepAlives, {
+        prefix: resolverPrefix,
+        ttlSeconds,
+        advertise,
+        name: hostname(),
+        onProblem: problem,
+      })
+    : undefined;
+  // etcd's proxy tracks the others only when it also has an address to give.
+  const directory =
+    resolverPrefix && advertise() !== "" ? new ProxyDirectory(upstream, watches, resolverPrefix, problem) : undefined;
   const services = etcdServices(upstream, {
     cache,
     keepAlives,
@@ -112,6 +135,7 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
         return config.advertiseClientUrl ?? boundAddress;
       },
       name: hostname(),
+      registered: directory ? () => directory.list() : undefined,
     },
   });
 
@@ -171,6 +195,8 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
     { listen: boundAddress, endpoints: config.endpoints, tls: config.tls !== undefined },
     "started gRPC proxy",
   );
+  registration?.start();
+  directory?.start();
   return {
     app,
     upstream,
@@ -185,6 +211,9 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
    * stops accepting. Whatever is still open after the grace period is closed.
    */
   async function shutdown(): Promise<void> {
+    // The record goes first, so clients stop being sent here.
+    directory?.stop();
+    await registration?.stop();
     lane?.shutdown(SHUTTING_DOWN);
     shuttingDown.abort(SHUTTING_DOWN);
     keepAlives.close();

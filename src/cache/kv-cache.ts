@@ -10,6 +10,7 @@ import type {
 } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
 import type { Metrics } from "../metrics.js";
 import { AsyncQueue } from "../util/async-queue.js";
+import { childSignal } from "../util/child-signal.js";
 import { bytesToString, keyInterval, type KeyInterval } from "./key-range.js";
 import { RangeCache, type RangeCacheLimits } from "./range-cache.js";
 
@@ -111,7 +112,8 @@ export class KvCache {
     if (this.watching || this.stop.signal.aborted) return;
     this.watching = true;
     const requests = new AsyncQueue<WatchRequest>();
-    const ctx: CallContext = { forwardHeaders: {}, deadline: undefined, signal: this.stop.signal };
+    const scope = childSignal(this.stop.signal);
+    const ctx: CallContext = { forwardHeaders: {}, deadline: undefined, signal: scope.signal };
     requests.push({
       $typeName: "etcdserverpb.WatchRequest",
       requestUnion: {
@@ -146,6 +148,7 @@ export class KvCache {
         problem = `the invalidation watch failed: ${String(err)}`;
       }
       requests.end();
+      scope.release();
       this.cache.invalidateAll();
       this.report();
       if (this.stop.signal.aborted) return;

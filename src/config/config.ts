@@ -82,21 +82,21 @@ export const PROXY_FLAGS: readonly ProxyFlag[] = [
     type: "string",
     default: "",
     help: "prefix to use for registering proxy (must be shared with other grpc-proxy members)",
-    availability: planned("proxy registration"),
+    availability: "supported",
   },
   {
     name: "resolver-ttl",
     type: "uint",
     default: "0",
     help: "specify TTL, in seconds, when registering proxy endpoints",
-    availability: planned("proxy registration"),
+    availability: "supported",
   },
   {
     name: "namespace",
     type: "string",
     default: "",
     help: "string to prefix to all keys for namespacing requests",
-    availability: planned("--namespace"),
+    availability: "supported",
   },
   {
     name: "enable-pprof",
@@ -344,6 +344,10 @@ export interface ProxyConfig {
    * "the address actually listened on"; an empty string forwards MemberList.
    */
   advertiseClientUrl: string | undefined;
+  /** --namespace: every key of KV, Watch, Lease, Election and Lock lives under it; "" for none. */
+  namespace: string;
+  /** --resolver-prefix and --resolver-ttl (seconds); registration is off when the prefix is "". */
+  resolver: { prefix: string; ttlSeconds: number };
   maxSendBytes: number;
   maxRecvBytes: number;
   dialKeepaliveTimeMs: number;
@@ -455,6 +459,8 @@ export function buildConfig(argv: readonly string[]): ProxyConfig {
     listen: parseHostPort(str("listen-addr"), "listen-addr"),
     endpoints,
     advertiseClientUrl: parsed.given.has("advertise-client-url") ? str("advertise-client-url") : undefined,
+    namespace: str("namespace"),
+    resolver: { prefix: str("resolver-prefix"), ttlSeconds: num("resolver-ttl") },
     maxSendBytes: num("max-send-bytes"),
     maxRecvBytes: num("max-recv-bytes"),
     dialKeepaliveTimeMs: num("dial-keepalive-time"),

@@ -1,5 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { Cluster, MemberListResponseSchema, MemberSchema } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
+import type { ProxyEntry } from "../registry/proxy-directory.js";
 import type { Upstream } from "../upstream/upstream.js";
 import { forwardAll } from "./forward.js";
 import type { ServiceHandlers } from "./handlers.js";
@@ -9,6 +10,8 @@ export interface ClusterOptions {
   advertiseClientUrl: string;
   /** The name this proxy reports for itself (etcd uses the hostname). */
   name: string;
+  /** The proxies registered under --resolver-prefix, when registration is on. */
+  registered?: () => ProxyEntry[];
 }
 
 /**
@@ -21,9 +24,13 @@ export function clusterService(upstream: Upstream, options: ClusterOptions): Ser
   if (options.advertiseClientUrl === "") return forwarded;
   return {
     ...forwarded,
-    memberList: async () =>
-      create(MemberListResponseSchema, {
-        members: [create(MemberSchema, { name: options.name, clientURLs: [options.advertiseClientUrl] })],
-      }),
+    // The registered proxies, or this one while none is known yet.
+    memberList: async () => {
+      const registered = options.registered?.() ?? [];
+      const members = registered.length > 0 ? registered : [{ name: options.name, addr: options.advertiseClientUrl }];
+      return create(MemberListResponseSchema, {
+        members: members.map((m) => create(MemberSchema, { name: m.name, clientURLs: [m.addr] })),
+      });
+    },
   };
 }

@@ -1,7 +1,7 @@
 // The command line as an operator meets it: the built binary, real flags,
 // one clear line for bad input, and a clean exit on SIGTERM.
 import * as grpc from "@grpc/grpc-js";
-import { execFile, spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import { connect } from "node:net";
 import assert from "node:assert/strict";
 import { dirname, join } from "node:path";
@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
 import { startEtcd, type EtcdCluster } from "../helpers/etcd.js";
 import { ctl } from "../helpers/etcdctl.js";
 import { EtcdGrpcClient } from "../helpers/grpc-client.js";
-import { freePort } from "../helpers/ports.js";
+import { startCli, waitUntil } from "../helpers/cli.js";
 
 const bin = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "bin", "etcd-connect-proxy.js");
 
@@ -49,7 +49,10 @@ describe("etcd-connect-proxy command line", () => {
       /^etcd-connect-proxy: invalid value "abc" for --max-send-bytes: expected a non-negative integer\n$/,
     ],
     [["start", "--bogus"], /^etcd-connect-proxy: unknown flag: --bogus\n$/],
-    [["start", "--namespace=app/"], /^etcd-connect-proxy: --namespace is not supported yet: .+\n$/],
+    [
+      ["start", "--experimental-serializable-ordering"],
+      /^etcd-connect-proxy: --experimental-serializable-ordering is not supported yet: .+\n$/,
+    ],
     [
       ["start", "--dial-keepalive-time=soon"],
       /^etcd-connect-proxy: invalid value for --dial-keepalive-time: invalid duration "soon"/,
@@ -160,36 +163,3 @@ describe("etcd-connect-proxy command line", () => {
 });
 
 /** The built binary, started on a free port; resolves once it logged "started gRPC proxy". */
-async function startCli(endpoints: string, extraArgs: string[] = []) {
-  const address = `127.0.0.1:${await freePort()}`;
-  const child = spawn(
-    process.execPath,
-    [bin, "start", `--endpoints=${endpoints}`, `--listen-addr=${address}`, ...extraArgs],
-    {
-      stdio: ["ignore", "pipe", "pipe"],
-    },
-  );
-  let out = "";
-  child.stdout.on("data", (d) => (out += d));
-  child.stderr.on("data", (d) => (out += d));
-  const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
-  const logLines = () =>
-    out
-      .split("\n")
-      .filter((l) => l.startsWith("{"))
-      .map((l) => JSON.parse(l) as Record<string, unknown>);
-  await waitUntil(
-    () => logLines().some((l) => l.msg === "started gRPC proxy"),
-    () => `no startup line:\n${out}`,
-  );
-  return { child, address, exited, output: () => out, logLines };
-}
-
-/** Polls `condition` every 50 ms for up to 15 s; fails with `describe()` otherwise. */
-async function waitUntil(condition: () => boolean, describe: () => string): Promise<void> {
-  const until = Date.now() + 15_000;
-  while (!condition()) {
-    assert.ok(Date.now() < until, describe());
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}

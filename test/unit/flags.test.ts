@@ -120,12 +120,20 @@ describe("buildConfig", () => {
     assert.equal(buildConfig(["--advertise-client-url="]).advertiseClientUrl, "");
   });
   it("rejects a flag whose feature is planned, and says so", () => {
-    assert.throws(() => buildConfig(["--namespace=app/"]), /--namespace is not supported yet/);
+    assert.throws(
+      () => buildConfig(["--experimental-serializable-ordering"]),
+      /--experimental-serializable-ordering is not supported yet/,
+    );
     assert.throws(() => buildConfig(["--discovery-srv=example.com"]), /--discovery-srv is not supported yet/);
     assert.throws(() => buildConfig(["--enable-pprof"]), /--enable-pprof is not supported: pprof is Go's profiler/);
   });
   it("accepts a planned flag given at its default value", () => {
-    assert.doesNotThrow(() => buildConfig(["--namespace=", "--grpc-keepalive-interval=2h", "--auto-tls=false"]));
+    assert.doesNotThrow(() => buildConfig(["--grpc-keepalive-interval=2h", "--auto-tls=false"]));
+  });
+  it("reads --namespace and the registration flags", () => {
+    const c = buildConfig(["--namespace=app/", "--resolver-prefix=p", "--resolver-ttl=5"]);
+    assert.equal(c.namespace, "app/");
+    assert.deepEqual(c.resolver, { prefix: "p", ttlSeconds: 5 });
   });
   it("applies etcd's registration checks", () => {
     assert.throws(() => buildConfig(["--resolver-prefix=p"]), /invalid resolver-ttl/);

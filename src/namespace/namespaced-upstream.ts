@@ -1,0 +1,254 @@
+import {
+  fromBinary,
+  toBinary,
+  type DescMessage,
+  type DescMethod,
+  type DescMethodBiDiStreaming,
+  type DescMethodServerStreaming,
+  type DescMethodUnary,
+  type MessageInitShape,
+  type MessageShape,
+} from "@bufbuild/protobuf";
+import type { CallContext } from "../call-context.js";
+import {
+  KV,
+  Lease,
+  Watch,
+  type RequestOp,
+  type ResponseOp,
+  type TxnRequest,
+  type TxnResponse,
+} from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
+import type { KeyValue } from "../gen/etcd/api/mvccpb/kv_pb.js";
+import { Election, type LeaderKey } from "../gen/etcd/api/v3electionpb/v3election_pb.js";
+import { Lock } from "../gen/etcd/api/v3lockpb/v3lock_pb.js";
+import { decodeRequest } from "../grpc/decode.js";
+import { frame } from "../grpc/wire.js";
+import type { Upstream } from "../upstream/upstream.js";
+import type { KeyPrefix } from "./prefix.js";
+
+/** How one method's messages cross the namespace boundary. */
+interface Translation {
+  /** Client view to etcd's. */
+  request(message: any): any;
+  /** etcd's view to the client's. */
+  response(message: any): any;
+}
+
+/**
+ * --namespace: the upstream as seen from inside the namespace. Everything
+ * above it (services, cache, watch hub) works with the client's keys;
+ * requests get the prefix on their way to etcd and answers lose it on the
+ * way back. KV, Watch, Lease's TimeToLive keys, Election and Lock are
+ * translated (etcd's proxy leaves Election and Lock outside); Cluster,
+ * Maintenance, Auth and Compact are global, as in etcd.
+ */
+export class NamespacedUpstream implements Upstream {
+  private readonly translations: Map<string, Translation>;
+
+  constructor(
+    private readonly inner: Upstream,
+    prefix: KeyPrefix,
+  ) {
+    this.translations = translationsFor(prefix);
+  }
+
+  async unary<I extends DescMessage, O extends DescMessage>(
+    method: DescMethodUnary<I, O>,
+    request: MessageInitShape<I>,
+    ctx: CallContext,
+  ): Promise<MessageShape<O>> {
+    const t = this.translationOf(method);
+    if (!t) return this.inner.unary(method, request, ctx);
+    return t.response(await this.inner.unary(method, t.request(request), ctx));
+  }
+
+  async unaryBytes(
+    method: DescMethodUnary,
+    requestFrame: Buffer,
+    ctx: CallContext,
+    safeToRepeat: () => boolean,
+  ): Promise<Buffer> {
+    const t = this.translationOf(method);
+    if (!t) return this.inner.unaryBytes(method, requestFrame, ctx, safeToRepeat);
+    const request = t.request(decodeRequest(method, requestFrame.subarray(5)));
+    const answer = await this.inner.unaryBytes(method, frame(toBinary(method.input, request)), ctx, safeToRepeat);
+    return Buffer.from(toBinary(method.output, t.response(fromBinary(method.output, answer))));
+  }
+
+  unaryOnLeader<I extends DescMessage, O extends DescMessage>(
+    method: DescMethodUnary<I, O>,
+    request: MessageInitShape<I>,
+    ctx: CallContext,
+  ): Promise<MessageShape<O>> {
+    return this.inner.unaryOnLeader(method, request, ctx);
+  }
+
+  async *serverStream<I extends DescMessage, O extends DescMessage>(
+    method: DescMethodServerStreaming<I, O>,
+    request: MessageInitShape<I>,
+    ctx: CallContext,
+  ): AsyncIterable<MessageShape<O>> {
+    const t = this.translationOf(method);
+    if (!t) return yield* this.inner.serverStream(method, request, ctx);
+    for await (const m of this.inner.serverStream(method, t.request(request), ctx)) yield t.response(m);
+  }
+
+  async *bidiStream<I extends DescMessage, O extends DescMessage>(
+    method: DescMethodBiDiStreaming<I, O>,
+    requests: AsyncIterable<MessageInitShape<I>>,
+    ctx: CallContext,
+  ): AsyncIterable<MessageShape<O>> {
+    const t = this.translationOf(method);
+    if (!t) return yield* this.inner.bidiStream(method, requests, ctx);
+    for await (const m of this.inner.bidiStream(method, mapAsync(requests, t.request), ctx)) yield t.response(m);
+  }
+
+  endpoints(): Array<{ url: string; up: boolean; current: boolean }> {
+    return this.inner.endpoints();
+  }
+
+  close(): void {
+    this.inner.close();
+  }
+
+  private translationOf(method: DescMethod): Translation | undefined {
+    return this.translations.get(`${method.parent.typeName}/${method.name}`);
+  }
+}
+
+function translationsFor(p: KeyPrefix): Map<string, Translation> {
+  const kv = (m: KeyValue | undefined): KeyValue | undefined => m && { ...m, key: p.strip(m.key) };
+  const kvs = (ms: KeyValue[]) => ms.map((m) => kv(m)!);
+  const leader = (l: LeaderKey | undefined, change: (k: Uint8Array) => Uint8Array): LeaderKey | undefined =>
+    l && { ...l, name: change(l.name), key: change(l.key) };
+  const add = (k: Uint8Array) => p.add(k);
+  const strip = (k: Uint8Array) => p.strip(k);
+
+  const op = (o: RequestOp): RequestOp => {
+    const r = o.request;
+    switch (r.case) {
+      case "requestRange":
+        return {
+          ...o,
+          request: {
+            case: r.case,
+            value: { ...r.value, key: p.key(r.value.key), rangeEnd: p.rangeEnd(r.value.rangeEnd) },
+          },
+        };
+      case "requestPut":
+        return { ...o, request: { case: r.case, value: { ...r.value, key: p.key(r.value.key) } } };
+      case "requestDeleteRange":
+        return {
+          ...o,
+          request: {
+            case: r.case,
+            value: { ...r.value, key: p.key(r.value.key), rangeEnd: p.rangeEnd(r.value.rangeEnd) },
+          },
+        };
+      case "requestTxn":
+        return { ...o, request: { case: r.case, value: txnRequest(r.value) } };
+      default:
+        return o; // an empty op: etcd refuses it
+    }
+  };
+  const txnRequest = (t: TxnRequest): TxnRequest => ({
+    ...t,
+    compare: t.compare.map((c) => ({ ...c, key: p.add(c.key), rangeEnd: p.rangeEnd(c.rangeEnd) })),
+    success: t.success.map(op),
+    failure: t.failure.map(op),
+  });
+  const opResponse = (o: ResponseOp): ResponseOp => {
+    const r = o.response;
+    switch (r.case) {
+      case "responseRange":
+        return { ...o, response: { case: r.case, value: { ...r.value, kvs: kvs(r.value.kvs) } } };
+      case "responsePut":
+        return { ...o, response: { case: r.case, value: { ...r.value, prevKv: kv(r.value.prevKv) } } };
+      case "responseDeleteRange":
+        return { ...o, response: { case: r.case, value: { ...r.value, prevKvs: kvs(r.value.prevKvs) } } };
+      case "responseTxn":
+        return { ...o, response: { case: r.case, value: txnResponse(r.value) } };
+      default:
+        return o;
+    }
+  };
+  const txnResponse = (t: TxnResponse): TxnResponse => ({ ...t, responses: t.responses.map(opResponse) });
+
+  const entries: Array<[DescMethod, Translation]> = [
+    [
+      KV.method.range,
+      {
+        request: (r) => ({ ...r, key: p.key(r.key), rangeEnd: p.rangeEnd(r.rangeEnd) }),
+        response: (r) => ({ ...r, kvs: kvs(r.kvs) }),
+      },
+    ],
+    [
+      KV.method.put,
+      { request: (r) => ({ ...r, key: p.key(r.key) }), response: (r) => ({ ...r, prevKv: kv(r.prevKv) }) },
+    ],
+    [
+      KV.method.deleteRange,
+      {
+        request: (r) => ({ ...r, key: p.key(r.key), rangeEnd: p.rangeEnd(r.rangeEnd) }),
+        response: (r) => ({ ...r, prevKvs: kvs(r.prevKvs) }),
+      },
+    ],
+    [KV.method.txn, { request: txnRequest, response: txnResponse }],
+    [
+      Watch.method.watch,
+      {
+        request: (r) =>
+          r.requestUnion?.case === "createRequest"
+            ? {
+                ...r,
+                requestUnion: {
+                  case: "createRequest",
+                  value: {
+                    ...r.requestUnion.value,
+                    key: p.add(r.requestUnion.value.key),
+                    rangeEnd: p.rangeEnd(r.requestUnion.value.rangeEnd),
+                  },
+                },
+              }
+            : r,
+        response: (r) =>
+          r.events.length === 0
+            ? r
+            : { ...r, events: r.events.map((e: any) => ({ ...e, kv: kv(e.kv), prevKv: kv(e.prevKv) })) },
+      },
+    ],
+    [
+      Lease.method.leaseTimeToLive,
+      {
+        request: (r) => r,
+        // Keys outside the namespace are not the client's to see.
+        response: (r) => ({ ...r, keys: r.keys.filter((k: Uint8Array) => p.owns(k)).map(strip) }),
+      },
+    ],
+    [
+      Election.method.campaign,
+      { request: (r) => ({ ...r, name: add(r.name) }), response: (r) => ({ ...r, leader: leader(r.leader, strip) }) },
+    ],
+    [Election.method.proclaim, { request: (r) => ({ ...r, leader: leader(r.leader, add) }), response: (r) => r }],
+    [
+      Election.method.leader,
+      { request: (r) => ({ ...r, name: add(r.name) }), response: (r) => ({ ...r, kv: kv(r.kv) }) },
+    ],
+    [
+      Election.method.observe,
+      { request: (r) => ({ ...r, name: add(r.name) }), response: (r) => ({ ...r, kv: kv(r.kv) }) },
+    ],
+    [Election.method.resign, { request: (r) => ({ ...r, leader: leader(r.leader, add) }), response: (r) => r }],
+    [
+      Lock.method.lock,
+      { request: (r) => ({ ...r, name: add(r.name) }), response: (r) => ({ ...r, key: strip(r.key) }) },
+    ],
+    [Lock.method.unlock, { request: (r) => ({ ...r, key: add(r.key) }), response: (r) => r }],
+  ];
+  return new Map(entries.map(([m, t]) => [`${m.parent.typeName}/${m.name}`, t]));
+}
+
+async function* mapAsync<T, U>(source: AsyncIterable<T>, f: (t: T) => U): AsyncIterable<U> {
+  for await (const item of source) yield f(item);
+}

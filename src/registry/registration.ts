@@ -1,0 +1,109 @@
+import { internalContext } from "../call-context.js";
+import { KV, Lease } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
+import type { KeepAliveCoalescer } from "../lease/keepalive-coalescer.js";
+import type { Upstream } from "../upstream/upstream.js";
+
+export interface RegistrationOptions {
+  /** --resolver-prefix. */
+  prefix: string;
+  /** --resolver-ttl, seconds. */
+  ttlSeconds: number;
+  /** The address to register (--advertise-client-url, or the bound address). */
+  advertise: () => string;
+  /** The name in the record's metadata (etcd uses the hostname). */
+  name: string;
+  onProblem?: (message: string, err: unknown) => void;
+}
+
+const CALL_TIMEOUT_MS = 5000;
+const RETRY_MS = 1000;
+
+/** The record etcd's proxy writes, byte for byte: Go's naming Update, with JSON-in-JSON metadata. */
+export function registrationRecord(addr: string, name: string): string {
+  return JSON.stringify({ Op: 0, Addr: addr, Metadata: JSON.stringify({ name }) });
+}
+
+/**
+ * Registers this proxy under `<prefix>/<advertise>` as etcd's proxy does: a
+ * record bound to a lease of --resolver-ttl seconds, renewed every third of
+ * it, and written again (at most once a second) whenever the lease is lost.
+ * Unlike etcd's, stopping revokes the lease, so the record goes at once.
+ */
+export class Registration {
+  private readonly stopping = new AbortController();
+  private lease: bigint | undefined;
+  private loop: Promise<void> | undefined;
+
+  constructor(
+    private readonly upstream: Upstream,
+    private readonly keepAlives: KeepAliveCoalescer,
+    private readonly options: RegistrationOptions,
+  ) {}
+
+  start(): void {
+    this.loop ??= this.run();
+  }
+
+  /** Removes the record (revokes its lease); gives up after a few seconds. */
+  async stop(): Promise<void> {
+    this.stopping.abort();
+    await this.loop;
+    const lease = this.lease;
+    this.lease = undefined;
+    if (lease === undefined) return;
+    try {
+      await this.upstream.unary(Lease.method.leaseRevoke, { ID: lease }, internalContext(CALL_TIMEOUT_MS));
+    } catch (err) {
+      this.options.onProblem?.("could not remove the proxy's registration; it expires with its lease", err);
+    }
+  }
+
+  private async run(): Promise<void> {
+    const { prefix, ttlSeconds, name } = this.options;
+    const signal = this.stopping.signal;
+    while (!signal.aborted) {
+      try {
+        const ctx = () => internalContext(CALL_TIMEOUT_MS, signal);
+        const grant = await this.upstream.unary(Lease.method.leaseGrant, { TTL: BigInt(ttlSeconds) }, ctx());
+        this.lease = grant.ID;
+        const addr = this.options.advertise();
+        await this.upstream.unary(
+          KV.method.put,
+          {
+            key: Buffer.from(`${prefix}/${addr}`),
+            value: Buffer.from(registrationRecord(addr, name)),
+            lease: grant.ID,
+          },
+          ctx(),
+        );
+        // Renew until the lease is lost (or we stop).
+        for (;;) {
+          if (!(await sleep((ttlSeconds * 1000) / 3, signal))) return;
+          const answer = await this.keepAlives.renew(grant.ID, false);
+          if (answer.TTL <= 0n) throw new Error("the registration's lease expired");
+        }
+      } catch (err) {
+        if (signal.aborted) return;
+        this.lease = undefined;
+        this.options.onProblem?.("proxy registration lost; registering again", err);
+        await sleep(RETRY_MS, signal);
+      }
+    }
+  }
+}
+
+/** Waits `ms`; false if `signal` aborted first. */
+function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve(false);
+    const timer = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve(true);
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      resolve(false);
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+}
