@@ -1,14 +1,9 @@
-import { readFileSync } from "node:fs";
+import { proxyVersion } from "./version.js";
 import { buildConfig, PROXY_FLAGS } from "./config/config.js";
 import { FlagError, formatFlagHelp } from "./config/flags.js";
 import { startProxy } from "./main.js";
 
 const PROGRAM = "etcd-connect-proxy";
-
-function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string };
-  return pkg.version;
-}
 
 const USAGE = `${PROGRAM}: a drop-in etcd v3 gRPC proxy (etcd grpc-proxy start), serving gRPC, gRPC-Web, Connect and HTTP on one port.
 
@@ -27,7 +22,7 @@ export async function run(argv: string[]): Promise<number> {
     return command === undefined ? 2 : 0;
   }
   if (command === "--version" || command === "version") {
-    process.stdout.write(`${PROGRAM} ${version()}\n`);
+    process.stdout.write(`${PROGRAM} ${proxyVersion()}\n`);
     return 0;
   }
   if (command !== "start") {

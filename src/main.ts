@@ -126,6 +126,7 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
   const directory =
     resolverPrefix && advertise() !== "" ? new ProxyDirectory(upstream, watches, resolverPrefix, problem) : undefined;
   const services = etcdServices(upstream, {
+    namespace: config.namespace,
     cache,
     keepAlives,
     watches,

@@ -92,6 +92,11 @@ export class KvCache {
     }
   }
 
+  /** Entries and bytes held now. */
+  get stats(): { entries: number; bytes: number } {
+    return this.cache.stats;
+  }
+
   close(): void {
     clearInterval(this.sweeper);
     this.stop.abort();

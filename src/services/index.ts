@@ -13,9 +13,13 @@ import type { WatchHub } from "../watch/watch-hub.js";
 import { watchService } from "./watch.js";
 import { kvService } from "./kv.js";
 import { authService } from "./auth.js";
+import { LeaseService, ProxyService, WatchService } from "../gen/etcdproxy/v1/proxy_pb.js";
+import { browserLeaseService, browserWatchService, proxyStatusService } from "./proxy-services.js";
 import type { KvCache } from "../cache/kv-cache.js";
 
 export interface ServiceOptions {
+  /** --namespace, for the status page. */
+  namespace: string;
   /** The range cache; undefined when turned off. */
   cache: KvCache | undefined;
   cluster: ClusterOptions;
@@ -24,7 +28,7 @@ export interface ServiceOptions {
   metrics: Metrics;
 }
 
-/** Every etcd service the proxy serves, in the order etcd lists them. */
+/** Every etcd service the proxy serves, in the order etcd lists them, then the proxy's own. */
 export function etcdServices(upstream: Upstream, options: ServiceOptions): ServiceBinding[] {
   return [
     bind(KV, kvService(upstream, options.cache)),
@@ -35,5 +39,18 @@ export function etcdServices(upstream: Upstream, options: ServiceOptions): Servi
     bind(Auth, authService(upstream, options.cache)),
     bind(Election, forwardAll(Election, upstream)),
     bind(Lock, forwardAll(Lock, upstream)),
+    // Ours: for browsers and the dashboard.
+    bind(WatchService, browserWatchService(options.watches)),
+    bind(LeaseService, browserLeaseService(options.keepAlives)),
+    bind(
+      ProxyService,
+      proxyStatusService({
+        upstream,
+        watches: options.watches,
+        cache: options.cache,
+        metrics: options.metrics,
+        namespace: options.namespace,
+      }),
+    ),
   ];
 }

@@ -23,6 +23,7 @@ export class WatchHub {
   private readonly channels = new Map<string, WatchChannel>();
   private clientWatchers = 0;
   private upstreamWatchers = 0;
+  private clientStreams = 0;
   private readonly channelEvents: ChannelEvents;
 
   constructor(
@@ -62,6 +63,7 @@ export class WatchHub {
       watcherRemoved: () => this.countClient(-1),
       setAside: (n) => this.metrics.slowConsumerSetAside.inc(n),
       closed: () => {
+        this.clientStreams--;
         this.metrics.clientStreams.dec();
         if (owner.idle && this.channels.get(identity) === owner) {
           this.channels.delete(identity);
@@ -69,8 +71,18 @@ export class WatchHub {
         }
       },
     };
+    this.clientStreams++;
     this.metrics.clientStreams.inc();
     return new WatchSession(channel, ctx, this.options, this.checkPermission, events).serve(requests);
+  }
+
+  /** Current counts, for the proxy's status page. */
+  stats(): { clientStreams: number; clientWatchers: number; upstreamWatchers: number } {
+    return {
+      clientStreams: this.clientStreams,
+      clientWatchers: this.clientWatchers,
+      upstreamWatchers: this.upstreamWatchers,
+    };
   }
 
   close(): void {
