@@ -168,6 +168,7 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
     grpcServices: new Set(services.map((s) => s.service.typeName)),
   };
   const app = await createApp(services, httpDeps, {
+    corsAllowedOrigins: config.corsAllowedOrigins,
     tls: config.tls,
     maxConcurrentStreams: config.maxConcurrentStreams,
     readMaxBytes: DEFAULTS.clientReadMaxBytes,

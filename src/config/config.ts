@@ -299,6 +299,13 @@ export const PROXY_FLAGS: readonly ProxyFlag[] = [
     availability: "supported",
   },
   {
+    name: "cors-allowed-origins",
+    type: "list",
+    default: "",
+    help: "browser origins (scheme://host:port, or *) allowed to call the proxy from other sites; none means same-origin only",
+    availability: "supported",
+  },
+  {
     name: "cache-max-bytes",
     type: "uint",
     default: "67108864",
@@ -363,6 +370,8 @@ export interface ProxyConfig {
   metricsAddr: { host: string; port: number; https: boolean } | undefined;
   /** Serve native gRPC unary calls in the fast lane (see server/native-lane.ts). */
   nativeLane: boolean;
+  /** --cors-allowed-origins; empty: browsers may only call from the proxy's own origin. */
+  corsAllowedOrigins: string[];
   /** The range cache (--cache-max-bytes, --cache-max-entries, --cache-ttl); maxBytes 0 turns it off. */
   cache: { maxBytes: number; maxEntries: number; ttlMs: number };
   /** Per client Watch stream: unread response bytes before its watchers step aside (--watch-buffer-bytes). */
@@ -473,6 +482,7 @@ export function buildConfig(argv: readonly string[]): ProxyConfig {
     logLevel: logLevel as ProxyConfig["logLevel"],
     nativeLane: lane === "native",
     watchBufferBytes: num("watch-buffer-bytes"),
+    corsAllowedOrigins: (parsed.values.get("cors-allowed-origins") as string[]).filter((o) => o !== ""),
     cache: { maxBytes: num("cache-max-bytes"), maxEntries: num("cache-max-entries"), ttlMs: num("cache-ttl") },
     metricsAddr: parseMetricsAddr(str("metrics-addr"), tls !== undefined),
   };

@@ -1,4 +1,6 @@
+import { cors as connectCors } from "@connectrpc/connect";
 import { fastifyConnectPlugin } from "@connectrpc/connect-fastify";
+import fastifyCors from "@fastify/cors";
 import { fastify, LogController, type FastifyInstance, type FastifyServerOptions } from "fastify";
 import type * as http from "node:http";
 import type { ServerTls } from "../config/config.js";
@@ -17,6 +19,8 @@ export interface AppOptions extends ListenerOptions {
   /** Hears about every call the Connect lane serves (metrics, debug logs). */
   observe?: RpcObserver;
   logger: FastifyServerOptions["logger"];
+  /** Browser origins allowed to call from other sites (--cors-allowed-origins); none means same-origin only. */
+  corsAllowedOrigins: string[];
 }
 
 /**
@@ -43,6 +47,16 @@ export async function createApp(
     },
   });
 
+  if (options.corsAllowedOrigins.length > 0) {
+    // Connect's own lists of what its protocols send and read, plus etcd's auth header.
+    await app.register(fastifyCors, {
+      origin: options.corsAllowedOrigins.includes("*") ? "*" : options.corsAllowedOrigins,
+      methods: [...connectCors.allowedMethods],
+      allowedHeaders: [...connectCors.allowedHeaders, "token", "authorization"],
+      exposedHeaders: [...connectCors.exposedHeaders],
+      maxAge: 7200,
+    });
+  }
   registerGrpcMessageEncoding(app);
   await app.register(fastifyConnectPlugin, {
     routes: (router) => registerServices(router, services, options.observe),

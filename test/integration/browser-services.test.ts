@@ -110,3 +110,38 @@ describe("services for browsers", () => {
     assert.equal(status.cache.enabled, true);
   });
 });
+
+describe("CORS", () => {
+  const dashboard = "http://dash.example:8080";
+  const f = useProxy(1, { proxyArgs: [`--cors-allowed-origins=${dashboard}`] });
+  const plain = useProxy(1);
+  const preflight = (address: string, origin: string) =>
+    fetch(`http://${address}/etcdproxy.v1.ProxyService/Status`, {
+      method: "OPTIONS",
+      headers: {
+        origin,
+        "access-control-request-method": "POST",
+        "access-control-request-headers": "content-type,connect-protocol-version,token",
+      },
+    });
+
+  it("--cors-allowed-origins lets a dashboard elsewhere call, with Connect's headers and etcd's token", async () => {
+    const r = await preflight(f.proxy.address, dashboard);
+    assert.equal(r.status, 204);
+    assert.equal(r.headers.get("access-control-allow-origin"), dashboard);
+    const allowed = r.headers.get("access-control-allow-headers") ?? "";
+    for (const h of ["content-type", "connect-protocol-version", "token"])
+      assert.match(allowed.toLowerCase(), new RegExp(h));
+    const other = await preflight(f.proxy.address, "http://evil.example");
+    assert.equal(other.headers.get("access-control-allow-origin"), null);
+  });
+
+  it("by default only the proxy's own origin may call from a browser", async () => {
+    const r = await fetch(`http://${plain.proxy.address}/etcdproxy.v1.ProxyService/Status`, {
+      method: "POST",
+      headers: { origin: dashboard, "content-type": "application/json" },
+      body: "{}",
+    });
+    assert.equal(r.headers.get("access-control-allow-origin"), null);
+  });
+});
