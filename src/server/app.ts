@@ -8,6 +8,7 @@ import type { RpcObserver } from "../metrics.js";
 import type { ServiceBinding } from "../services/handlers.js";
 import { registerServices } from "./connect-adapter.js";
 import { registerGrpcMessageEncoding } from "./grpc-message.js";
+import { registerGateway } from "./gateway.js";
 import { registerHttpEndpoints, type HttpEndpointDeps } from "./http-endpoints.js";
 import { createListener, type ListenerOptions, type RequestHandler } from "./listener.js";
 
@@ -63,6 +64,7 @@ export async function createApp(
     readMaxBytes: options.readMaxBytes,
     shutdownSignal: options.shutdownSignal,
   });
+  await registerGateway(app, services);
   registerHttpEndpoints(app, endpoints);
   return app;
 }
