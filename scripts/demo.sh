@@ -51,6 +51,9 @@ done
 cat <<TXT
 
 etcd-connect-proxy is serving on $listen, in front of etcd at $etcd_endpoint.
+
+  Dashboard:  http://$listen/
+
 Sample keys are under demo/. Try, in another terminal:
 
   etcdctl --endpoints=$listen get demo/ --prefix
@@ -59,6 +62,8 @@ Sample keys are under demo/. Try, in another terminal:
   curl -s http://$listen/health
   curl -s http://$listen/etcdserverpb.KV/Range -H 'content-type: application/json' \\
        -d '{"key":"$(printf demo/ | base64)","rangeEnd":"$(printf demo0 | base64)"}'
+
+  curl -L http://$listen/v3/kv/range -X POST -d '{"key": "$(printf demo/greeting | base64)"}'
 
 Press Ctrl-C to stop.
 TXT

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the project needs and a fresh machine may lack: etcd and
-# etcdctl from Debian, the command-line tools the tests use, and the npm
+# etcdctl from Debian, the command-line tools and the browser the tests use, and the npm
 # packages from package-lock.json. Sourced by test.sh and demo.sh.
 set -euo pipefail
 
@@ -9,6 +9,8 @@ command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+# The dashboard's browser tests drive Debian's chromium.
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing from Debian: ${missing[*]}"
   sudo_cmd=""

@@ -111,7 +111,8 @@ function rewrite(text) {
 function gatewayRoutes(text) {
   const routes = [];
   let service = "";
-  const token = /service\s+(\w+)\s*\{|rpc\s+(\w+)\s*\([^)]*\)\s*returns\s*\([^)]*\)\s*\{\s*option\s*\(google\.api\.http\)\s*=\s*\{\s*post:\s*"([^"]+)"/g;
+  const token =
+    /service\s+(\w+)\s*\{|rpc\s+(\w+)\s*\([^)]*\)\s*returns\s*\([^)]*\)\s*\{\s*option\s*\(google\.api\.http\)\s*=\s*\{\s*post:\s*"([^"]+)"/g;
   for (const m of text.matchAll(token)) {
     if (m[1]) service = m[1];
     else routes.push([m[3], `etcdserverpb.${service}`, m[2]]);

@@ -10,6 +10,7 @@ import type {
 } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
 import type { Metrics } from "../metrics.js";
 import { AsyncQueue } from "../util/async-queue.js";
+import { createWatchRequest } from "../watch/requests.js";
 import { childSignal } from "../util/child-signal.js";
 import { bytesToString, keyInterval, type KeyInterval } from "./key-range.js";
 import { RangeCache, type RangeCacheLimits } from "./range-cache.js";
@@ -119,23 +120,7 @@ export class KvCache {
     const requests = new AsyncQueue<WatchRequest>();
     const scope = childSignal(this.stop.signal);
     const ctx: CallContext = { forwardHeaders: {}, deadline: undefined, signal: scope.signal };
-    requests.push({
-      $typeName: "etcdserverpb.WatchRequest",
-      requestUnion: {
-        case: "createRequest",
-        value: {
-          $typeName: "etcdserverpb.WatchCreateRequest",
-          key: WHOLE_KEYSPACE,
-          rangeEnd: WHOLE_KEYSPACE,
-          startRevision: 0n,
-          progressNotify: false,
-          filters: [],
-          prevKv: false,
-          watchId: 0n,
-          fragment: false,
-        },
-      },
-    });
+    requests.push(createWatchRequest(WHOLE_KEYSPACE, WHOLE_KEYSPACE));
     void (async () => {
       let problem = "the invalidation watch ended";
       try {

@@ -4,6 +4,7 @@ import { Event_EventType } from "../gen/etcd/api/mvccpb/kv_pb.js";
 import { prefixEnd } from "../namespace/prefix.js";
 import type { Upstream } from "../upstream/upstream.js";
 import { AsyncQueue } from "../util/async-queue.js";
+import { createWatchRequest } from "../watch/requests.js";
 import { childSignal } from "../util/child-signal.js";
 import type { WatchHub } from "../watch/watch-hub.js";
 
@@ -72,23 +73,7 @@ export class ProxyDirectory {
     signal: AbortSignal,
   ): Promise<void> {
     const requests = new AsyncQueue<WatchRequest>();
-    requests.push({
-      $typeName: "etcdserverpb.WatchRequest",
-      requestUnion: {
-        case: "createRequest",
-        value: {
-          $typeName: "etcdserverpb.WatchCreateRequest",
-          key,
-          rangeEnd,
-          startRevision: fromRevision,
-          progressNotify: false,
-          filters: [],
-          prevKv: false,
-          watchId: 0n,
-          fragment: false,
-        },
-      },
-    });
+    requests.push(createWatchRequest(key, rangeEnd, fromRevision));
     const scope = childSignal(signal);
     const ctx: CallContext = { forwardHeaders: {}, deadline: undefined, signal: scope.signal };
     try {

@@ -9,6 +9,7 @@ import type { ServiceBinding } from "../services/handlers.js";
 import { registerServices } from "./connect-adapter.js";
 import { registerGrpcMessageEncoding } from "./grpc-message.js";
 import { registerGateway } from "./gateway.js";
+import { registerDashboard } from "./dashboard.js";
 import { registerHttpEndpoints, type HttpEndpointDeps } from "./http-endpoints.js";
 import { createListener, type ListenerOptions, type RequestHandler } from "./listener.js";
 
@@ -65,6 +66,7 @@ export async function createApp(
     shutdownSignal: options.shutdownSignal,
   });
   await registerGateway(app, services);
+  if (!(await registerDashboard(app))) app.log.warn("the dashboard was not built (npm run build); / serves nothing");
   registerHttpEndpoints(app, endpoints);
   return app;
 }

@@ -90,3 +90,11 @@ export async function outcome(p: Promise<unknown>): Promise<{ code: number; deta
     return { code: err.code, details: err.details };
   }
 }
+
+/** Authenticates through `client`; returns metadata carrying the token, as etcd clients send it. */
+export async function login(client: EtcdGrpcClient, name: string, password: string): Promise<grpc.Metadata> {
+  const { token } = (await client.unary("Auth", "Authenticate", { name, password })) as { token: string };
+  const md = new grpc.Metadata();
+  md.set("token", token);
+  return md;
+}

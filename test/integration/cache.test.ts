@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { ctl } from "../helpers/etcdctl.js";
 import { useProxy } from "../helpers/fixture.js";
-import { outcome, type EtcdGrpcClient } from "../helpers/grpc-client.js";
+import { login, outcome, type EtcdGrpcClient } from "../helpers/grpc-client.js";
 import { eventually } from "../helpers/watch.js";
 
 type Plain = Record<string, any>;
@@ -153,16 +153,9 @@ describe("range cache under auth", () => {
     },
   });
 
-  async function login(name: string, password: string): Promise<grpc.Metadata> {
-    const { token } = (await f.client.unary("Auth", "Authenticate", { name, password })) as { token: string };
-    const md = new grpc.Metadata();
-    md.set("token", token);
-    return md;
-  }
-
   it("nobody reads from the cache what etcd would deny them", async () => {
-    const root = await login("root", "rootpw");
-    const alice = await login("alice", "alicepw");
+    const root = await login(f.client, "root", "rootpw");
+    const alice = await login(f.client, "alice", "alicepw");
     assert.deepEqual(values(await get(f.client, "secret", {}, root)), ["topsecret"]);
     assert.deepEqual(values(await get(f.client, "secret", {}, root)), ["topsecret"], "root's read is cached for root");
     for (const [who, md] of [
@@ -179,8 +172,8 @@ describe("range cache under auth", () => {
   });
 
   it("a permission revoked through the proxy is no longer served from the cache", async () => {
-    const root = await login("root", "rootpw");
-    const alice = await login("alice", "alicepw");
+    const root = await login(f.client, "root", "rootpw");
+    const alice = await login(f.client, "alice", "alicepw");
     assert.deepEqual(values(await get(f.client, "open/doc", {}, alice)), ["public"]);
     assert.deepEqual(values(await get(f.client, "open/doc", {}, alice)), ["public"]);
     await f.client.unary(

@@ -16,7 +16,7 @@ import type { RunningProxy } from "../../src/main.js";
 import { startEtcd, type EtcdCluster } from "../helpers/etcd.js";
 import { ctl } from "../helpers/etcdctl.js";
 import { loseQuorum, memberInUse, useProxy } from "../helpers/fixture.js";
-import { EtcdGrpcClient } from "../helpers/grpc-client.js";
+import { EtcdGrpcClient, login } from "../helpers/grpc-client.js";
 import { startTestProxy } from "../helpers/proxy.js";
 import { WatchStream, eventually, revisions, type WatchReply } from "../helpers/watch.js";
 
@@ -236,16 +236,9 @@ describe("auth identities", () => {
     },
   });
 
-  async function tokenFor(name: string, password: string): Promise<grpc.Metadata> {
-    const { token } = (await f.client.unary("Auth", "Authenticate", { name, password })) as { token: string };
-    const md = new grpc.Metadata();
-    md.set("token", token);
-    return md;
-  }
-
   it("a joiner is checked by etcd: a revoked permission refuses new watchers, as etcd does", async () => {
-    const alice = await tokenFor("alice", "alicepw");
-    const bob = await tokenFor("bob", "bobpw");
+    const alice = await login(f.client, "alice", "alicepw");
+    const bob = await login(f.client, "bob", "bobpw");
     const first = new WatchStream(f.client, alice);
     first.create({ key: "auth/k" });
     assert.equal((await first.next()).created, true);
@@ -262,7 +255,7 @@ describe("auth identities", () => {
     const refusal = await denied.next();
     assert.deepEqual([refusal.watch_id, refusal.canceled, refusal.cancel_reason], refused);
 
-    const root = await tokenFor("root", "rootpw");
+    const root = await login(f.client, "root", "rootpw");
     await f.client.unary(
       "Auth",
       "RoleRevokePermission",

@@ -1,0 +1,24 @@
+#!/usr/bin/env node
+// Builds the dashboard (web-demo/) into build/web-demo/, which the proxy
+// serves at /. esbuild bundles the TypeScript, including the generated etcd
+// schema it shares with the proxy.
+import { build } from "esbuild";
+import { copyFileSync, mkdirSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const out = join(root, "build", "web-demo");
+mkdirSync(out, { recursive: true });
+await build({
+  entryPoints: [join(root, "web-demo", "src", "main.ts")],
+  bundle: true,
+  format: "esm",
+  target: "es2022",
+  minify: true,
+  sourcemap: true,
+  outfile: join(out, "app.js"),
+  logLevel: "warning",
+});
+for (const file of ["index.html", "style.css"]) copyFileSync(join(root, "web-demo", file), join(out, file));
+console.log("built the dashboard into build/web-demo");

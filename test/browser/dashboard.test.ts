@@ -1,0 +1,83 @@
+// The dashboard in a real browser (Debian's chromium, driven by
+// playwright-core), served by the proxy and talking only to it. Screenshots
+// of each step go to test-results/dashboard/.
+import assert from "node:assert/strict";
+import { mkdirSync } from "node:fs";
+import { after, before, describe, it } from "node:test";
+import { chromium, type Browser, type Page } from "playwright-core";
+import { ctl } from "../helpers/etcdctl.js";
+import { useProxy } from "../helpers/fixture.js";
+
+const SHOTS = "test-results/dashboard";
+
+describe("the dashboard in chromium", () => {
+  const f = useProxy(1);
+  let browser: Browser;
+  let page: Page;
+  before(async () => {
+    mkdirSync(SHOTS, { recursive: true });
+    browser = await chromium.launch({
+      executablePath: "/usr/bin/chromium",
+      args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+    });
+    page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  });
+  after(async () => {
+    await browser?.close();
+  });
+  const shot = (name: string) => page.screenshot({ path: `${SHOTS}/${name}.png`, fullPage: true });
+
+  it("creates a key and shows it in the tree", async () => {
+    await page.goto(`http://${f.proxy.address}/`);
+    await page.fill("#create input[name=key]", "dash/hello");
+    await page.fill("#create textarea[name=value]", "world");
+    await page.click("#create button[type=submit]");
+    await page.locator('.leaf[data-key="dash/hello"]').waitFor();
+    assert.equal(await page.inputValue("#value"), "world");
+    assert.equal(await ctl(f.proxy.address, ["get", "dash/hello", "--print-value-only"]), "world\n");
+    await shot("1-created");
+  });
+
+  it("an edit after etcdctl changed the key is a conflict, and nothing is overwritten", async () => {
+    await ctl(f.etcd.members[0]!.endpoint, ["put", "dash/hello", "changed-elsewhere"]);
+    await page.fill("#value", "mine");
+    await page.click("#save");
+    await page.locator("#editor-status.conflict").waitFor();
+    assert.match((await page.textContent("#editor-status")) ?? "", /Conflict/);
+    assert.equal(
+      await ctl(f.etcd.members[0]!.endpoint, ["get", "dash/hello", "--print-value-only"]),
+      "changed-elsewhere\n",
+    );
+    await shot("2-conflict");
+  });
+
+  it("shows a live watch event when etcdctl writes straight to etcd", async () => {
+    await page.click('#tabs button[data-tab="watch"]');
+    await page.fill("#watch-form input[name=prefix]", "dash/");
+    await page.click("#watch-start");
+    await page.locator("#watch-state", { hasText: "watching from revision" }).waitFor();
+    await ctl(f.etcd.members[0]!.endpoint, ["put", "dash/live", "from-etcdctl"]);
+    await page.locator("#events li", { hasText: "PUT dash/live = from-etcdctl" }).waitFor();
+    await shot("3-watch");
+  });
+
+  it("grants a lease and counts its TTL down", async () => {
+    await page.click('#tabs button[data-tab="leases"]');
+    await page.fill("#grant input[name=ttl]", "30");
+    await page.click("#grant button[type=submit]");
+    const ttl = page.locator("#lease-table tbody tr td.ttl").first();
+    await ttl.waitFor();
+    const first = parseInt((await ttl.textContent()) ?? "", 10);
+    await page.waitForTimeout(2500);
+    const later = parseInt((await ttl.textContent()) ?? "", 10);
+    assert.ok(first > 0 && later < first, `the countdown moved (${first} -> ${later})`);
+    await shot("4-lease");
+  });
+
+  it("shows the proxy's endpoints and watch coalescing", async () => {
+    await page.click('#tabs button[data-tab="proxy"]');
+    await page.locator("#coalescing").waitFor();
+    assert.match((await page.textContent("#coalescing")) ?? "", /client watchers on \d+ upstream watchers/);
+    await shot("5-proxy");
+  });
+});

@@ -1,0 +1,50 @@
+// The dashboard: served by the proxy at /, talking to it over Connect.
+import { auth, loggedIn, setToken } from "./client.js";
+import { setupKeys } from "./keys.js";
+import { setupCluster, setupLeases, setupProxy, setupWatch } from "./panels.js";
+import { $, showError } from "./ui.js";
+
+function setupTabs(): void {
+  for (const button of document.querySelectorAll<HTMLButtonElement>("#tabs button")) {
+    button.addEventListener("click", () => {
+      const tab = button.dataset["tab"]!;
+      for (const b of document.querySelectorAll("#tabs button")) b.classList.toggle("active", b === button);
+      for (const s of document.querySelectorAll<HTMLElement>("section.tab")) s.hidden = s.id !== tab;
+      document.dispatchEvent(new CustomEvent("tab", { detail: tab }));
+    });
+  }
+}
+
+/** Login for clusters with auth on: etcd's Authenticate, then the token rides on every call. */
+function setupLogin(): void {
+  const form = $<HTMLFormElement>("#login");
+  const who = $("#who");
+  const logout = $("#logout");
+  const show = (name?: string) => {
+    who.textContent = name ? `logged in as ${name}` : loggedIn() ? "logged in" : "not logged in";
+    logout.hidden = !loggedIn();
+  };
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const data = new FormData(form);
+    const name = String(data.get("user"));
+    auth.authenticate({ name, password: String(data.get("password")) }).then((r) => {
+      setToken(r.token);
+      show(name);
+      form.reset();
+    }, showError);
+  });
+  logout.addEventListener("click", () => {
+    setToken(undefined);
+    show();
+  });
+  show();
+}
+
+setupTabs();
+setupLogin();
+setupKeys();
+setupWatch();
+setupLeases();
+setupCluster();
+setupProxy();

@@ -1,0 +1,247 @@
+// Watch, leases, cluster and proxy panels.
+import { Event_EventType } from "../../src/gen/etcd/api/mvccpb/kv_pb.js";
+import {
+  bytes,
+  cluster,
+  lease,
+  leaseService,
+  maintenance,
+  prefixEnd,
+  proxyService,
+  text,
+  watchService,
+} from "./client.js";
+import { $, el, showError, sparkline } from "./ui.js";
+
+export function setupWatch(): void {
+  let abort: AbortController | undefined;
+  let paused = false;
+  const held: HTMLElement[] = [];
+  const events = $("#events");
+  const state = $("#watch-state");
+  const show = (item: HTMLElement) => {
+    if (paused) held.push(item);
+    else events.prepend(item);
+  };
+  $<HTMLFormElement>("#watch-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    abort?.abort();
+    const form = new FormData(e.target as HTMLFormElement);
+    const prefix = bytes(String(form.get("prefix") ?? ""));
+    const key = prefix.length ? prefix : new Uint8Array([0]);
+    const controller = new AbortController();
+    abort = controller;
+    $<HTMLButtonElement>("#watch-stop").disabled = false;
+    $<HTMLButtonElement>("#watch-pause").disabled = false;
+    state.textContent = "connecting…";
+    void (async () => {
+      try {
+        const stream = watchService.watch(
+          {
+            watches: [
+              {
+                key,
+                rangeEnd: prefix.length ? prefixEnd(prefix) : new Uint8Array([0]),
+                prevKv: form.get("prevKv") === "on",
+              },
+            ],
+          },
+          { signal: controller.signal },
+        );
+        for await (const r of stream) {
+          if (r.created) state.textContent = `watching from revision ${r.header?.revision}`;
+          if (r.canceled) state.textContent = `canceled: ${r.cancelReason || "compacted"}`;
+          for (const ev of r.events) {
+            const type = ev.type === Event_EventType.DELETE ? "DELETE" : "PUT";
+            const line = `${type} ${text(ev.kv!.key)}${type === "PUT" ? ` = ${text(ev.kv!.value)}` : ""} @${ev.kv!.modRevision}`;
+            show(el("li", { class: type }, line));
+          }
+        }
+      } catch (err) {
+        if (!controller.signal.aborted) showError(err);
+      }
+    })();
+  });
+  $("#watch-stop").addEventListener("click", () => {
+    abort?.abort();
+    state.textContent = "stopped";
+  });
+  $("#watch-pause").addEventListener("click", () => {
+    paused = !paused;
+    $("#watch-pause").textContent = paused ? "Resume" : "Pause";
+    if (!paused) for (const item of held.splice(0)) events.prepend(item);
+  });
+}
+
+interface LeaseRow {
+  id: bigint;
+  deadline: number;
+  granted: bigint;
+  keys: string[];
+}
+
+export function setupLeases(): void {
+  let rows: LeaseRow[] = [];
+  const body = $("#lease-table tbody");
+  const draw = () => {
+    body.replaceChildren(
+      ...rows.map((r) => {
+        const left = Math.max(0, Math.round((r.deadline - Date.now()) / 1000));
+        const keepAlive = el("button", {}, "Keep alive");
+        keepAlive.addEventListener("click", () => void keep(r));
+        const revoke = el("button", {}, "Revoke");
+        revoke.addEventListener("click", () => void drop(r));
+        return el(
+          "tr",
+          { "data-lease": r.id.toString(16) },
+          el("td", {}, r.id.toString(16)),
+          el("td", { class: "ttl" }, left > 0 ? `${left} s` : "expired"),
+          el("td", {}, `${r.granted} s`),
+          el("td", {}, r.keys.join(", ")),
+          el("td", {}, keepAlive, revoke),
+        );
+      }),
+    );
+  };
+  const refresh = async () => {
+    try {
+      const list = await lease.leaseLeases({});
+      rows = await Promise.all(
+        list.leases.map(async ({ ID }) => {
+          const t = await lease.leaseTimeToLive({ ID, keys: true });
+          return { id: ID, deadline: Date.now() + Number(t.TTL) * 1000, granted: t.grantedTTL, keys: t.keys.map(text) };
+        }),
+      );
+      draw();
+    } catch (err) {
+      showError(err);
+    }
+  };
+  const keep = async (r: LeaseRow) => {
+    try {
+      const answer = await leaseService.keepAliveOnce({ ID: r.id });
+      r.deadline = Date.now() + Number(answer.TTL) * 1000;
+      draw();
+    } catch (err) {
+      showError(err);
+    }
+  };
+  const drop = async (r: LeaseRow) => {
+    try {
+      await lease.leaseRevoke({ ID: r.id });
+      await refresh();
+    } catch (err) {
+      showError(err);
+    }
+  };
+  $<HTMLFormElement>("#grant").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const ttl = BigInt(new FormData(e.target as HTMLFormElement).get("ttl") as string);
+    void lease.leaseGrant({ TTL: ttl }).then(refresh, showError);
+  });
+  $("#leases-refresh").addEventListener("click", () => void refresh());
+  setInterval(draw, 1000); // the countdown
+  document.addEventListener("tab", (e) => (e as CustomEvent).detail === "leases" && void refresh());
+}
+
+export function setupCluster(): void {
+  const refresh = async () => {
+    try {
+      const [members, status, alarms] = await Promise.all([
+        cluster.memberList({}),
+        maintenance.status({}),
+        maintenance.alarm({}),
+      ]);
+      $("#cluster-info").replaceChildren(
+        el(
+          "dl",
+          {},
+          el("dt", {}, "cluster"),
+          el("dd", {}, status.header?.clusterId.toString(16) ?? ""),
+          el("dt", {}, "leader"),
+          el("dd", {}, status.leader.toString(16)),
+          el("dt", {}, "answering member"),
+          el("dd", {}, `${status.header?.memberId.toString(16)} (etcd ${status.version})`),
+          el("dt", {}, "revision"),
+          el("dd", {}, String(status.header?.revision)),
+          el("dt", {}, "raft term"),
+          el("dd", {}, String(status.raftTerm)),
+          el("dt", {}, "database size"),
+          el("dd", {}, `${(Number(status.dbSize) / 1024 / 1024).toFixed(2)} MiB`),
+          el("dt", {}, "alarms"),
+          el(
+            "dd",
+            {},
+            alarms.alarms.length
+              ? alarms.alarms.map((a) => `${a.memberID.toString(16)}: ${a.alarm}`).join(", ")
+              : "none",
+          ),
+          el("dt", {}, "members (as MemberList answers through the proxy)"),
+          el("dd", {}, members.members.map((m) => `${m.name} ${m.clientURLs.join(" ")}`).join("; ")),
+        ),
+      );
+    } catch (err) {
+      showError(err);
+    }
+  };
+  $("#cluster-refresh").addEventListener("click", () => void refresh());
+  document.addEventListener("tab", (e) => (e as CustomEvent).detail === "cluster" && void refresh());
+}
+
+export function setupProxy(): void {
+  const clients: number[] = [];
+  const upstreams: number[] = [];
+  const hitRates: number[] = [];
+  let last: { hits: bigint; misses: bigint } | undefined;
+  const poll = async () => {
+    if ($("#proxy").hidden) return;
+    try {
+      const s = await proxyService.status({});
+      const w = s.watch!;
+      const c = s.cache!;
+      const dh = last ? Number(c.hits - last.hits) : 0;
+      const dm = last ? Number(c.misses - last.misses) : 0;
+      last = { hits: c.hits, misses: c.misses };
+      for (const [series, v] of [
+        [clients, Number(w.clientWatchers)],
+        [upstreams, Number(w.upstreamWatchers)],
+        [hitRates, dh + dm ? (100 * dh) / (dh + dm) : 0],
+      ] as const) {
+        series.push(v);
+        if (series.length > 60) series.shift();
+      }
+      $("#proxy-info").replaceChildren(
+        el(
+          "dl",
+          {},
+          el("dt", {}, "version"),
+          el("dd", {}, s.version + (s.namespace ? `, namespace ${s.namespace}` : "")),
+          el("dt", {}, "etcd endpoints"),
+          el(
+            "dd",
+            {},
+            s.endpoints.map((e) => `${e.url} ${e.healthy ? "up" : "down"}${e.current ? " (in use)" : ""}`).join(", "),
+          ),
+          el("dt", {}, "watch coalescing"),
+          el(
+            "dd",
+            { id: "coalescing" },
+            `${w.clientWatchers} client watchers on ${w.upstreamWatchers} upstream watchers (${w.clientStreams} streams)`,
+          ),
+          el("dt", {}, "cache"),
+          el(
+            "dd",
+            {},
+            c.enabled ? `${c.entries} entries, ${c.bytes} bytes, ${c.hits} hits / ${c.misses} misses` : "off",
+          ),
+        ),
+      );
+      sparkline($("#chart-watch") as unknown as SVGSVGElement, [clients, upstreams], ["#4f8ff7", "#e0782f"]);
+      sparkline($("#chart-cache") as unknown as SVGSVGElement, [hitRates], ["#1a6b2f"]);
+    } catch (err) {
+      showError(err);
+    }
+  };
+  setInterval(() => void poll(), 2000);
+  document.addEventListener("tab", (e) => (e as CustomEvent).detail === "proxy" && void poll());
+}

@@ -1,0 +1,36 @@
+// Small DOM helpers; the dashboard has no framework.
+import { ConnectError } from "@connectrpc/connect";
+
+export function $<T extends HTMLElement = HTMLElement>(selector: string): T {
+  const found = document.querySelector<T>(selector);
+  if (!found) throw new Error(`missing element ${selector}`);
+  return found;
+}
+
+export function el(tag: string, attrs: Record<string, string> = {}, ...children: Array<string | Node>): HTMLElement {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+  e.append(...children);
+  return e;
+}
+
+/** Shows an error etcd (or the proxy) gave, in etcd's words. */
+export function showError(err: unknown): void {
+  const box = $("#error");
+  box.textContent = err instanceof ConnectError ? err.rawMessage : String((err as Error).message ?? err);
+  box.hidden = false;
+  setTimeout(() => (box.hidden = true), 8000);
+}
+
+/** A line chart of the last values of one or more series, in an <svg>. */
+export function sparkline(svg: SVGSVGElement, series: number[][], colors: string[]): void {
+  const max = Math.max(1, ...series.flat());
+  const paths = series.map((values, i) => {
+    const step = 300 / Math.max(1, values.length - 1);
+    const d = values
+      .map((v, j) => `${j ? "L" : "M"}${(j * step).toFixed(1)},${(58 - (v / max) * 56).toFixed(1)}`)
+      .join(" ");
+    return `<path d="${d}" fill="none" stroke="${colors[i]}" stroke-width="2"/>`;
+  });
+  svg.innerHTML = paths.join("");
+}
