@@ -21,6 +21,7 @@ import { KeyPrefix } from "./namespace/prefix.js";
 import { NamespacedUpstream } from "./namespace/namespaced-upstream.js";
 import { ProxyDirectory } from "./registry/proxy-directory.js";
 import { Registration } from "./registry/registration.js";
+import { ANONYMOUS, PasswordIdentity } from "./upstream/proxy-identity.js";
 import { EtcdUpstream, type Upstream } from "./upstream/upstream.js";
 
 /** Tunables that are not flags; each says why it has its value. */
@@ -86,6 +87,10 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
     ? new NamespacedUpstream(etcd, new KeyPrefix(Buffer.from(config.namespace)))
     : etcd;
 
+  // The proxy's own etcd user, for its own calls; client calls carry the client's.
+  const identity = config.identity
+    ? new PasswordIdentity(upstream, config.identity.name, config.identity.password)
+    : ANONYMOUS;
   const metrics = createMetrics();
   const keepAlives = new KeepAliveCoalescer(upstream, metrics.lease);
   const watches = new WatchHub(
@@ -105,13 +110,24 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
   const cache =
     config.cache.maxBytes > 0
       ? new KvCache(
-          { ...config.cache, watchRetryMs: DEFAULTS.cacheWatchRetryMs, onWatchProblem: (reason) => log?.warn(reason) },
+          {
+            ...config.cache,
+            identity,
+            watchRetryMs: DEFAULTS.cacheWatchRetryMs,
+            onWatchProblem: warnOnce((reason) => log?.warn(reason)),
+          },
           metrics.cache,
           (requests, ctx) => watches.serve(requests, ctx),
         )
       : undefined;
   const advertise = () => config.advertiseClientUrl ?? boundAddress;
-  const problem = (message: string, err: unknown) => log?.warn({ err: String(err) }, message);
+  // Retry loops repeat their problems: each is a warning once, then debug lines.
+  const warned = new Set<string>();
+  const problem = (message: string, err: unknown) => {
+    if (warned.has(message)) log?.debug({ err: String(err) }, message);
+    else log?.warn({ err: String(err) }, message);
+    warned.add(message);
+  };
   const { prefix: resolverPrefix, ttlSeconds } = config.resolver;
   const registration = resolverPrefix
     ? new Registration(upstream, keepAlives, {
@@ -119,12 +135,15 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
         ttlSeconds,
         advertise,
         name: hostname(),
+        identity,
         onProblem: problem,
       })
     : undefined;
   // etcd's proxy tracks the others only when it also has an address to give.
   const directory =
-    resolverPrefix && advertise() !== "" ? new ProxyDirectory(upstream, watches, resolverPrefix, problem) : undefined;
+    resolverPrefix && advertise() !== ""
+      ? new ProxyDirectory(upstream, watches, resolverPrefix, identity, problem)
+      : undefined;
   const services = etcdServices(upstream, {
     namespace: config.namespace,
     cache,
@@ -156,10 +175,11 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
   setMaxListeners(0, shuttingDown.signal);
   observeEndpoints(metrics, () => upstream.endpoints());
   const httpDeps: HttpEndpointDeps = {
-    clusterHealth: () => checkClusterHealth(upstream, DEFAULTS.healthTimeoutMs),
+    clusterHealth: () => checkClusterHealth(upstream, DEFAULTS.healthTimeoutMs, identity),
     proxyHealth: () =>
       checkProxyHealth(
         `${config.tls ? "https" : "http"}://${boundAddress}`,
+        identity,
         DEFAULTS.healthTimeoutMs,
         DEFAULTS.proxyHealthWatchTimeoutMs,
       ),
@@ -234,6 +254,15 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
       upstream.close();
     }
   }
+}
+
+/** Logs a problem the first time it happens, then only when it changes (retry loops repeat them). */
+function warnOnce(warn: (message: string) => void): (message: string) => void {
+  let last: string | undefined;
+  return (message) => {
+    if (message !== last) warn(message);
+    last = message;
+  };
 }
 
 /**

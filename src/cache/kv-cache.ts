@@ -9,6 +9,8 @@ import type {
   WatchResponse,
 } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
 import type { Metrics } from "../metrics.js";
+import type { ProxyIdentity } from "../upstream/proxy-identity.js";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { AsyncQueue } from "../util/async-queue.js";
 import { createWatchRequest } from "../watch/requests.js";
 import { childSignal } from "../util/child-signal.js";
@@ -22,6 +24,8 @@ type TxnRequest = MessageShape<typeof TxnRequestSchema>;
 export type WatchOpener = (requests: AsyncIterable<WatchRequest>, ctx: CallContext) => AsyncIterable<WatchResponse>;
 
 export interface KvCacheOptions extends RangeCacheLimits {
+  /** Who opens the invalidation watch (--user), for clusters with auth on. */
+  identity: ProxyIdentity;
   /** How long to wait before reopening the invalidation watch after etcd refused or ended it. */
   watchRetryMs: number;
   onWatchProblem?: (reason: string) => void;
@@ -118,12 +122,13 @@ export class KvCache {
     if (this.watching || this.stop.signal.aborted) return;
     this.watching = true;
     const requests = new AsyncQueue<WatchRequest>();
-    const scope = childSignal(this.stop.signal);
-    const ctx: CallContext = { forwardHeaders: {}, deadline: undefined, signal: scope.signal };
     requests.push(createWatchRequest(WHOLE_KEYSPACE, WHOLE_KEYSPACE));
+    const scope = childSignal(this.stop.signal);
     void (async () => {
       let problem = "the invalidation watch ended";
       try {
+        const forwardHeaders = await this.options.identity.metadata();
+        const ctx: CallContext = { forwardHeaders, deadline: undefined, signal: scope.signal };
         for await (const response of this.openWatch(requests, ctx)) {
           for (const event of response.events) {
             this.cache.invalidate(keyInterval(event.kv!.key, new Uint8Array(0)));
@@ -131,10 +136,12 @@ export class KvCache {
           }
           if (response.canceled) {
             problem = `the invalidation watch was refused: ${response.cancelReason || "canceled"}`;
+            this.options.identity.refused(new ConnectError(response.cancelReason, Code.PermissionDenied));
             break;
           }
         }
       } catch (err) {
+        this.options.identity.refused(err);
         problem = `the invalidation watch failed: ${String(err)}`;
       }
       requests.end();

@@ -299,6 +299,27 @@ export const PROXY_FLAGS: readonly ProxyFlag[] = [
     availability: "supported",
   },
   {
+    name: "user",
+    type: "string",
+    default: "",
+    help: "etcd user (name, or name:password) the proxy uses for its own calls (health, registration, cache watch) when etcd has auth on",
+    availability: "supported",
+  },
+  {
+    name: "password",
+    type: "string",
+    default: "",
+    help: "password of --user, when not given as name:password",
+    availability: "supported",
+  },
+  {
+    name: "password-file",
+    type: "string",
+    default: "",
+    help: "file holding the password of --user (its first line), so it stays out of the process list",
+    availability: "supported",
+  },
+  {
     name: "cors-allowed-origins",
     type: "list",
     default: "",
@@ -370,6 +391,8 @@ export interface ProxyConfig {
   metricsAddr: { host: string; port: number; https: boolean } | undefined;
   /** Serve native gRPC unary calls in the fast lane (see server/native-lane.ts). */
   nativeLane: boolean;
+  /** --user, --password, --password-file: the proxy's own etcd identity; undefined: anonymous. */
+  identity: { name: string; password: string } | undefined;
   /** --cors-allowed-origins; empty: browsers may only call from the proxy's own origin. */
   corsAllowedOrigins: string[];
   /** The range cache (--cache-max-bytes, --cache-max-entries, --cache-ttl); maxBytes 0 turns it off. */
@@ -422,6 +445,31 @@ function parseHostPort(text: string, flag: string): { host: string; port: number
   const port = m ? Number(m[3]) : NaN;
   if (!m || port > 65535) throw new FlagError(`invalid --${flag} "${text}": expected host:port`);
   return { host: m[1] ?? (m[2] || "0.0.0.0"), port };
+}
+
+/** The proxy's own etcd user, from --user (name or name:password), --password or --password-file. */
+function buildIdentity(
+  user: string,
+  password: string,
+  passwordFile: string,
+): { name: string; password: string } | undefined {
+  const given = [user.includes(":"), password !== "", passwordFile !== ""].filter(Boolean).length;
+  if (user === "") {
+    if (given > 0) throw new FlagError("--password and --password-file need --user");
+    return undefined;
+  }
+  if (given !== 1)
+    throw new FlagError("--user needs exactly one password: name:password, --password or --password-file");
+  if (user.includes(":")) {
+    const at = user.indexOf(":");
+    return { name: user.slice(0, at), password: user.slice(at + 1) };
+  }
+  if (password !== "") return { name: user, password };
+  try {
+    return { name: user, password: readFileSync(passwordFile, "utf8").split("\n")[0]!.trimEnd() };
+  } catch (err) {
+    throw new FlagError(`cannot read --password-file: ${(err as Error).message}`);
+  }
 }
 
 /** Builds the proxy's configuration from `start`'s arguments; throws FlagError on bad input. */
@@ -483,6 +531,7 @@ export function buildConfig(argv: readonly string[]): ProxyConfig {
     nativeLane: lane === "native",
     watchBufferBytes: num("watch-buffer-bytes"),
     corsAllowedOrigins: (parsed.values.get("cors-allowed-origins") as string[]).filter((o) => o !== ""),
+    identity: buildIdentity(str("user"), str("password"), str("password-file")),
     cache: { maxBytes: num("cache-max-bytes"), maxEntries: num("cache-max-entries"), ttlMs: num("cache-ttl") },
     metricsAddr: parseMetricsAddr(str("metrics-addr"), tls !== undefined),
   };

@@ -2,6 +2,7 @@ import { ConnectError } from "@connectrpc/connect";
 import * as http2 from "node:http2";
 import { frame } from "../grpc/wire.js";
 import { H2Client } from "../upstream/h2-client.js";
+import type { ProxyIdentity } from "../upstream/proxy-identity.js";
 import { isAuthRejection, type HealthReport } from "./cluster-health.js";
 
 /** RangeRequest{key: "a"} and WatchRequest{create_request{key: "a"}}, as etcd's check uses. */
@@ -15,6 +16,7 @@ const WATCH_A = frame(Uint8Array.of(0x0a, 0x03, 0x0a, 0x01, 0x61));
  */
 export async function checkProxyHealth(
   selfUrl: string,
+  identity: ProxyIdentity,
   timeoutMs: number,
   watchTimeoutMs: number,
 ): Promise<HealthReport> {
@@ -26,14 +28,20 @@ export async function checkProxyHealth(
     tls: { rejectUnauthorized: false },
   });
   try {
+    let metadata: Record<string, string>;
     try {
-      await client.unary("/etcdserverpb.KV/Range", RANGE_A, {}, AbortSignal.timeout(timeoutMs), 1 << 20);
+      metadata = await identity.metadata();
+    } catch (e) {
+      return { health: false, reason: `AUTH ERROR:${ConnectError.from(e).rawMessage}` };
+    }
+    try {
+      await client.unary("/etcdserverpb.KV/Range", RANGE_A, metadata, AbortSignal.timeout(timeoutMs), 1 << 20);
     } catch (e) {
       const err = ConnectError.from(e);
       if (!isAuthRejection(err)) return { health: false, reason: `GET ERROR:${err.rawMessage}` };
     }
     const created = await new Promise<boolean>((resolve) => {
-      const stream = client.open("/etcdserverpb.Watch/Watch", {});
+      const stream = client.open("/etcdserverpb.Watch/Watch", metadata);
       const done = (ok: boolean) => {
         clearTimeout(timer);
         stream.close(http2.constants.NGHTTP2_CANCEL); // the check's watch must not outlive it

@@ -1,4 +1,5 @@
-import { internalContext, type CallContext } from "../call-context.js";
+import type { CallContext } from "../call-context.js";
+import type { ProxyIdentity } from "../upstream/proxy-identity.js";
 import { KV, type WatchRequest } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
 import { Event_EventType } from "../gen/etcd/api/mvccpb/kv_pb.js";
 import { prefixEnd } from "../namespace/prefix.js";
@@ -29,6 +30,7 @@ export class ProxyDirectory {
     private readonly upstream: Upstream,
     private readonly watches: WatchHub,
     private readonly prefix: string,
+    private readonly identity: ProxyIdentity,
     private readonly onProblem?: (message: string, err: unknown) => void,
   ) {}
 
@@ -53,12 +55,13 @@ export class ProxyDirectory {
         const read = await this.upstream.unary(
           KV.method.range,
           { key, rangeEnd, serializable: true },
-          internalContext(5000, signal),
+          await this.identity.context(5000, signal),
         );
         this.entries.clear();
         for (const kv of read.kvs) this.put(kv.key, kv.value);
         await this.follow(key, rangeEnd, read.header!.revision + 1n, signal);
       } catch (err) {
+        this.identity.refused(err);
         if (!signal.aborted) this.onProblem?.("could not track registered proxies; retrying", err);
       }
       if (!signal.aborted) await new Promise((r) => setTimeout(r, RETRY_MS));
@@ -75,7 +78,11 @@ export class ProxyDirectory {
     const requests = new AsyncQueue<WatchRequest>();
     requests.push(createWatchRequest(key, rangeEnd, fromRevision));
     const scope = childSignal(signal);
-    const ctx: CallContext = { forwardHeaders: {}, deadline: undefined, signal: scope.signal };
+    const ctx: CallContext = {
+      forwardHeaders: await this.identity.metadata(),
+      deadline: undefined,
+      signal: scope.signal,
+    };
     try {
       for await (const response of this.watches.serve(requests, ctx)) {
         for (const e of response.events) {

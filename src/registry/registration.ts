@@ -1,6 +1,6 @@
-import { internalContext } from "../call-context.js";
 import { KV, Lease } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
 import type { KeepAliveCoalescer } from "../lease/keepalive-coalescer.js";
+import type { ProxyIdentity } from "../upstream/proxy-identity.js";
 import type { Upstream } from "../upstream/upstream.js";
 
 export interface RegistrationOptions {
@@ -12,6 +12,8 @@ export interface RegistrationOptions {
   advertise: () => string;
   /** The name in the record's metadata (etcd uses the hostname). */
   name: string;
+  /** Who the proxy is toward etcd (--user), for clusters with auth on. */
+  identity: ProxyIdentity;
   onProblem?: (message: string, err: unknown) => void;
 }
 
@@ -52,7 +54,11 @@ export class Registration {
     this.lease = undefined;
     if (lease === undefined) return;
     try {
-      await this.upstream.unary(Lease.method.leaseRevoke, { ID: lease }, internalContext(CALL_TIMEOUT_MS));
+      await this.upstream.unary(
+        Lease.method.leaseRevoke,
+        { ID: lease },
+        await this.options.identity.context(CALL_TIMEOUT_MS),
+      );
     } catch (err) {
       this.options.onProblem?.("could not remove the proxy's registration; it expires with its lease", err);
     }
@@ -63,8 +69,8 @@ export class Registration {
     const signal = this.stopping.signal;
     while (!signal.aborted) {
       try {
-        const ctx = () => internalContext(CALL_TIMEOUT_MS, signal);
-        const grant = await this.upstream.unary(Lease.method.leaseGrant, { TTL: BigInt(ttlSeconds) }, ctx());
+        const ctx = () => this.options.identity.context(CALL_TIMEOUT_MS, signal);
+        const grant = await this.upstream.unary(Lease.method.leaseGrant, { TTL: BigInt(ttlSeconds) }, await ctx());
         this.lease = grant.ID;
         const addr = this.options.advertise();
         await this.upstream.unary(
@@ -74,7 +80,7 @@ export class Registration {
             value: Buffer.from(registrationRecord(addr, name)),
             lease: grant.ID,
           },
-          ctx(),
+          await ctx(),
         );
         // Renew until the lease is lost (or we stop).
         for (;;) {
@@ -84,6 +90,7 @@ export class Registration {
         }
       } catch (err) {
         if (signal.aborted) return;
+        this.options.identity.refused(err);
         this.lease = undefined;
         this.options.onProblem?.("proxy registration lost; registering again", err);
         await sleep(RETRY_MS, signal);
