@@ -1,3 +1,6 @@
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { buildConfig, PROXY_FLAGS } from "../../src/config/config.js";
@@ -134,6 +137,20 @@ describe("buildConfig", () => {
     const c = buildConfig(["--namespace=app/", "--resolver-prefix=p", "--resolver-ttl=5"]);
     assert.equal(c.namespace, "app/");
     assert.deepEqual(c.resolver, { prefix: "p", ttlSeconds: 5 });
+  });
+  it("reads the proxy's own identity from --user, --password or --password-file", () => {
+    assert.deepEqual(buildConfig(["--user=proxy:pw"]).identity, { name: "proxy", password: "pw" });
+    assert.deepEqual(buildConfig(["--user=proxy", "--password=pw:x"]).identity, { name: "proxy", password: "pw:x" });
+    const file = join(mkdtempSync(join(tmpdir(), "ecp-")), "pw");
+    writeFileSync(file, "from-file\n");
+    assert.deepEqual(buildConfig(["--user=proxy", `--password-file=${file}`]).identity, {
+      name: "proxy",
+      password: "from-file",
+    });
+    assert.equal(buildConfig([]).identity, undefined);
+    assert.throws(() => buildConfig(["--user=proxy"]), /exactly one password/);
+    assert.throws(() => buildConfig(["--user=proxy:a", "--password=b"]), /exactly one password/);
+    assert.throws(() => buildConfig(["--password=b"]), /need --user/);
   });
   it("applies etcd's registration checks", () => {
     assert.throws(() => buildConfig(["--resolver-prefix=p"]), /invalid resolver-ttl/);
