@@ -189,6 +189,7 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
   };
   const app = await createApp(services, httpDeps, {
     corsAllowedOrigins: config.corsAllowedOrigins,
+    keepalive: config.serverKeepalive,
     tls: config.tls,
     maxConcurrentStreams: config.maxConcurrentStreams,
     readMaxBytes: DEFAULTS.clientReadMaxBytes,

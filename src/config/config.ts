@@ -152,21 +152,21 @@ export const PROXY_FLAGS: readonly ProxyFlag[] = [
     type: "duration",
     default: "5s",
     help: "minimum interval duration that a client should wait before pinging proxy",
-    availability: planned("server keepalive enforcement"),
+    availability: "supported",
   },
   {
     name: "grpc-keepalive-interval",
     type: "duration",
     default: "2h",
     help: "frequency duration of server-to-client ping to check if a connection is alive (0 to disable)",
-    availability: planned("server keepalive pings"),
+    availability: "supported",
   },
   {
     name: "grpc-keepalive-timeout",
     type: "duration",
     default: "20s",
     help: "additional duration of wait before closing a non-responsive connection (0 to disable)",
-    availability: planned("server keepalive pings"),
+    availability: "supported",
   },
   {
     name: "cert",
@@ -393,6 +393,8 @@ export interface ProxyConfig {
   nativeLane: boolean;
   /** --user, --password, --password-file: the proxy's own etcd identity; undefined: anonymous. */
   identity: { name: string; password: string } | undefined;
+  /** gRPC keepalive toward clients: --grpc-keepalive-min-time, -interval, -timeout. */
+  serverKeepalive: { minTimeMs: number; intervalMs: number; timeoutMs: number };
   /** --cors-allowed-origins; empty: browsers may only call from the proxy's own origin. */
   corsAllowedOrigins: string[];
   /** The range cache (--cache-max-bytes, --cache-max-entries, --cache-ttl); maxBytes 0 turns it off. */
@@ -531,6 +533,11 @@ export function buildConfig(argv: readonly string[]): ProxyConfig {
     nativeLane: lane === "native",
     watchBufferBytes: num("watch-buffer-bytes"),
     corsAllowedOrigins: (parsed.values.get("cors-allowed-origins") as string[]).filter((o) => o !== ""),
+    serverKeepalive: {
+      minTimeMs: num("grpc-keepalive-min-time"),
+      intervalMs: num("grpc-keepalive-interval"),
+      timeoutMs: num("grpc-keepalive-timeout"),
+    },
     identity: buildIdentity(str("user"), str("password"), str("password-file")),
     cache: { maxBytes: num("cache-max-bytes"), maxEntries: num("cache-max-entries"), ttlMs: num("cache-ttl") },
     metricsAddr: parseMetricsAddr(str("metrics-addr"), tls !== undefined),

@@ -26,6 +26,17 @@ export interface ListenerOptions {
   nativeLane?: NativeLane;
   /** Filled with the open HTTP/2 sessions, so shutdown can send GOAWAY and, later, force them closed. */
   sessions?: Set<http2.Http2Session>;
+  /** gRPC keepalive toward clients (--grpc-keepalive-*). */
+  keepalive?: ServerKeepalive;
+}
+
+export interface ServerKeepalive {
+  /** Clients pinging more often than this get strikes; past two, GOAWAY (--grpc-keepalive-min-time). */
+  minTimeMs: number;
+  /** Ping each client this often (--grpc-keepalive-interval); 0 disables. */
+  intervalMs: number;
+  /** Close a connection whose ping is not answered within this (--grpc-keepalive-timeout); 0 disables. */
+  timeoutMs: number;
 }
 
 /**
@@ -107,10 +118,59 @@ function watchSessions(server: http2.Http2Server | http2.Http2SecureServer, opti
   server.on("sessionError", (err) => options.onSessionError?.(err));
   server.on("session", (session) => {
     session.on("error", (err) => options.onSessionError?.(err));
+    if (options.keepalive) applyKeepalive(session, options.keepalive);
     if (options.sessions) {
       const sessions = options.sessions;
       sessions.add(session);
       session.once("close", () => sessions.delete(session));
     }
   });
+}
+
+/** grpc-go's limit: a third ping too soon closes the connection. */
+const MAX_PING_STRIKES = 2;
+/** grpc-go's expectation for a client without streams: no keepalive pings at all (2 h). */
+const IDLE_PING_INTERVAL_MS = 2 * 60 * 60 * 1000;
+
+/**
+ * gRPC keepalive as etcd's server applies it (grpc-go's enforcement policy,
+ * with pings not permitted without streams): a client that pings too often
+ * gets strikes, which new streams clear, and after two it is sent GOAWAY
+ * ENHANCE_YOUR_CALM "too_many_pings". The server also pings every client each
+ * interval and closes the connection if the ping goes unanswered.
+ */
+function applyKeepalive(session: http2.Http2Session, policy: ServerKeepalive): void {
+  let lastPingAt = 0;
+  let strikes = 0;
+  let streams = 0;
+  session.on("stream", (stream: http2.Http2Stream) => {
+    streams++;
+    strikes = 0; // grpc-go forgives a connection that is being used
+    stream.once("close", () => streams--);
+  });
+  session.on("ping", () => {
+    const now = Date.now();
+    const minimum = streams > 0 ? policy.minTimeMs : IDLE_PING_INTERVAL_MS;
+    if (lastPingAt + minimum > now) strikes++;
+    lastPingAt = now;
+    if (strikes > MAX_PING_STRIKES && !session.closed) {
+      session.goaway(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM, 0, Buffer.from("too_many_pings"));
+      session.close();
+    }
+  });
+  if (policy.intervalMs <= 0) return;
+  const pinger = setInterval(() => {
+    if (session.closed || session.destroyed) return;
+    const timer = policy.timeoutMs > 0 ? setTimeout(() => session.destroy(), policy.timeoutMs).unref() : undefined;
+    try {
+      session.ping((err) => {
+        clearTimeout(timer);
+        if (err && !session.destroyed) session.destroy();
+      });
+    } catch {
+      clearTimeout(timer); // the session is going away anyway
+    }
+  }, policy.intervalMs);
+  pinger.unref();
+  session.once("close", () => clearInterval(pinger));
 }
