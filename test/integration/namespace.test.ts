@@ -99,6 +99,18 @@ describe("--namespace", () => {
     }
   });
 
+  it("an inverted range reads nothing (as in etcd), and a key too large with the prefix gets etcd's error", async () => {
+    const inverted = { key: Buffer.from("z"), range_end: Buffer.from("a") };
+    assert.deepEqual(
+      keys((await f.client.unary("KV", "Range", inverted)) as Plain),
+      keys((await f.direct.unary("KV", "Range", inverted)) as Plain),
+    );
+    // etcd's request limit (1.5 MiB) counts the prefix too; the proxy refuses before sending.
+    const big = { key: Buffer.alloc(1572864 - 20, "k"), value: Buffer.from("v") };
+    const r = await outcome(f.client.unary("KV", "Put", big));
+    assert.deepEqual(r, { code: grpc.status.INVALID_ARGUMENT, details: "etcdserver: request is too large" });
+  });
+
   it("watches see the namespace's events, with keys and prev_kv stripped", async () => {
     const s = new WatchStream(f.client);
     s.create({ key: "w/", range_end: "w0", prev_kv: true });

@@ -1,0 +1,77 @@
+// The dashboard over https (--auto-tls) against a cluster with auth on: the
+// user logs in, and only then sees the keys; a large keyspace pages in.
+import assert from "node:assert/strict";
+import { mkdirSync, mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { chromium, type Browser, type Page } from "playwright-core";
+import { ctl } from "../helpers/etcdctl.js";
+import { login } from "../helpers/grpc-client.js";
+import { useProxy } from "../helpers/fixture.js";
+
+const SHOTS = "test-results/dashboard";
+const KEYS = 5000;
+
+describe("the dashboard over https, with auth on", () => {
+  const f = useProxy(1, {
+    proxyArgs: ["--auto-tls", `--data-dir=${mkdtempSync(join(tmpdir(), "ecp-auto-tls-"))}`],
+    setup: async (f) => {
+      const via = f.etcd.members[0]!.endpoint;
+      // Many keys, written in batches of 100 per transaction.
+      for (let batch = 0; batch < KEYS / 100; batch++) {
+        const success = Array.from({ length: 100 }, (_, i) => ({
+          request_put: {
+            key: Buffer.from(`many/${String(batch * 100 + i).padStart(5, "0")}`),
+            value: Buffer.from("v"),
+          },
+        }));
+        await f.direct.unary("KV", "Txn", { success });
+      }
+      await ctl(via, ["user", "add", "root", "--new-user-password=rootpw"]);
+      await ctl(via, ["auth", "enable"]);
+    },
+  });
+  let browser: Browser;
+  let page: Page;
+  before(async () => {
+    mkdirSync(SHOTS, { recursive: true });
+    browser = await chromium.launch({
+      executablePath: "/usr/bin/chromium",
+      args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+    });
+    // The certificate is self-signed: trusted for this test only.
+    page = await (
+      await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 800 } })
+    ).newPage();
+  });
+  after(async () => {
+    await browser?.close();
+  });
+
+  it("refuses the anonymous browse with etcd's reason, then logs in and pages through the keys", async () => {
+    await page.goto(`https://${f.proxy.address}/`);
+    await page.locator("#error", { hasText: "user name is empty" }).waitFor();
+    await page.fill("#login input[name=user]", "root");
+    await page.fill("#login input[name=password]", "rootpw");
+    await page.click("#login button[type=submit]");
+    await page.locator("#who", { hasText: "logged in as root" }).waitFor();
+    await page.fill("#browse input[name=prefix]", "many/");
+    await page.click("#browse button[type=submit]");
+    await page.locator('.leaf[data-key="many/00999"]').waitFor();
+    assert.equal(await page.locator(".leaf").count(), 1000, "one page of keys at a time");
+    await page.click("#more");
+    await page.locator('.leaf[data-key="many/01999"]').waitFor();
+    assert.equal(await page.locator(".leaf").count(), 2000);
+    await page.screenshot({ path: `${SHOTS}/6-https-auth-paging.png` });
+
+    // The token the page uses is a real etcd token: what the browser wrote, etcdctl reads.
+    await page.fill("#create input[name=key]", "from-browser");
+    await page.fill("#create textarea[name=value]", "over https");
+    await page.click("#create button[type=submit]");
+    await page.locator("#editor-key", { hasText: "from-browser" }).waitFor();
+    const root = await login(f.direct, "root", "rootpw");
+    const r = (await f.direct.unary("KV", "Range", { key: Buffer.from("from-browser") }, root)) as any;
+    assert.equal(r.kvs[0].value.toString(), "over https");
+  });
+});
