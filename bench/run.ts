@@ -14,6 +14,8 @@ import {
   runUnaryScenario,
   runWatchScenario,
   measureJoinLag,
+  measureCacheStaleness,
+  type CacheStaleness,
   type JoinLag,
   unaryScenarios,
   type Measurement,
@@ -65,6 +67,7 @@ const targets = args.targets ?? (args.smoke ? "direct,go-proxy,ecp" : "direct,go
 const lab = await startLab(targets.split(","));
 const measurements: Measurement[] = [];
 const joinLags: JoinLag[] = [];
+const staleness: CacheStaleness[] = [];
 const log = (m: Measurement) => {
   measurements.push(m);
   const err = m.errors ? `  errors=${m.errors} (${m.firstError})` : "";
@@ -87,6 +90,15 @@ try {
   for (const w of sizes.watches) {
     if (!wanted(`watch fan-out, ${w.watchers} watchers, ${w.putsPerSecond} puts/s`)) continue;
     for (const t of lab.targets) log(await runWatchScenario(lab, t, w.watchers, w.putsPerSecond, sizes));
+  }
+  if (wanted("cache staleness")) {
+    for (const t of lab.targets) {
+      const s = await measureCacheStaleness(lab, t, args.smoke ? 1 : 5);
+      staleness.push(s);
+      console.error(
+        `  cache staleness | ${t.name}: p50=${s.p50Ms} p99=${s.p99Ms} max=${s.maxMs} ms, hit rate ${s.hitRate}`,
+      );
+    }
   }
   if (wanted("watch join lag")) {
     for (const t of lab.targets) {
@@ -154,6 +166,19 @@ for (const scenario of scenarios) {
   }
   lines.push("");
 }
+if (staleness.length) {
+  lines.push(
+    "### cache staleness: how far behind etcd's acknowledged writes a serializable read is (a write every 20 ms)",
+    "",
+    "| target | reads | p50 ms | p99 ms | max ms | cache hit rate |",
+    "|---|---|---|---|---|---|",
+    ...staleness.map(
+      (s) =>
+        `| ${s.target} | ${s.reads} | ${s.p50Ms} | ${s.p99Ms} | ${s.maxMs} | ${Number.isNaN(s.hitRate) ? "–" : `${(s.hitRate * 100).toFixed(1)} %`} |`,
+    ),
+    "",
+  );
+}
 if (joinLags.length) {
   lines.push(
     "### watch join lag: revisions a watcher from now starts behind etcd (100 puts/s on the key)",
@@ -173,7 +198,7 @@ console.log(
 
 const out = args.out ?? join(dirname(fileURLToPath(import.meta.url)), "results", "latest.json");
 mkdirSync(dirname(out), { recursive: true });
-writeFileSync(out, JSON.stringify({ date, sizes, rounds, summary, measurements, joinLags }, null, 2));
+writeFileSync(out, JSON.stringify({ date, sizes, rounds, summary, measurements, joinLags, staleness }, null, 2));
 console.error(`raw numbers: ${out}`);
 
 // The bench fails only if this proxy or etcd itself failed requests, and

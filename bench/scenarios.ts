@@ -359,3 +359,76 @@ export async function measureJoinLag(lab: Lab, target: Target, putsPerSecond: nu
     max: lags.at(-1)!,
   };
 }
+
+/** How stale serializable reads through a target are, and (for this proxy) its cache hit rate. */
+export interface CacheStaleness {
+  target: string;
+  reads: number;
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  /** Hits / (hits + misses) during the run; NaN where the target has no such metrics. */
+  hitRate: number;
+}
+
+/**
+ * Staleness, measured: a writer puts one key straight to etcd every 20 ms; a
+ * reader reads it through the target (serializable) in a loop. A read is as
+ * stale as the time since etcd acknowledged the oldest write it does not
+ * show yet (0 when it shows the latest acknowledged one).
+ */
+export async function measureCacheStaleness(lab: Lab, target: Target, seconds: number): Promise<CacheStaleness> {
+  const key = Buffer.from("bench/stale");
+  const etcd = new EtcdGrpcClient(lab.etcd.endpoints);
+  const viaTarget = new EtcdGrpcClient(target.address);
+  const acked: number[] = []; // acked[v] = when etcd acknowledged value v
+  await etcd.unary("KV", "Put", { key, value: Buffer.from("0") });
+  acked[0] = performance.now();
+  const before = await cacheCounters(target);
+  let writing = true;
+  const writer = (async () => {
+    for (let v = 1; writing; v++) {
+      await etcd.unary("KV", "Put", { key, value: Buffer.from(String(v)) });
+      acked[v] = performance.now();
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  })();
+  const staleness: number[] = [];
+  const until = performance.now() + seconds * 1000;
+  while (performance.now() < until) {
+    const r = (await viaTarget.unary("KV", "Range", { key, serializable: true })) as { kvs: Array<{ value: Buffer }> };
+    const now = performance.now();
+    const seen = Number(r.kvs[0]!.value.toString());
+    const missed = acked[seen + 1]; // the first write this read does not show
+    staleness.push(missed !== undefined && missed < now ? now - missed : 0);
+  }
+  writing = false;
+  await writer;
+  const after = await cacheCounters(target);
+  etcd.close();
+  viaTarget.close();
+  staleness.sort((a, b) => a - b);
+  const hits = after.hits - before.hits;
+  const misses = after.misses - before.misses;
+  const round = (x: number) => Math.round(x * 100) / 100;
+  return {
+    target: target.name,
+    reads: staleness.length,
+    p50Ms: round(percentile(staleness, 50)),
+    p99Ms: round(percentile(staleness, 99)),
+    maxMs: round(staleness.at(-1) ?? NaN),
+    hitRate: hits + misses > 0 ? hits / (hits + misses) : NaN,
+  };
+}
+
+/** This proxy's cache counters from /proxy/metrics; NaN for targets without them. */
+async function cacheCounters(target: Target): Promise<{ hits: number; misses: number }> {
+  try {
+    const text = await (await fetch(`http://${target.address}/proxy/metrics`)).text();
+    const read = (name: string) =>
+      Number(/^(\S+) (\S+)$/m.exec(text.split("\n").find((l) => l.startsWith(`${name} `)) ?? "")?.[2]);
+    return { hits: read("etcd_grpc_proxy_cache_hits_total"), misses: read("etcd_grpc_proxy_cache_misses_total") };
+  } catch {
+    return { hits: NaN, misses: NaN };
+  }
+}
