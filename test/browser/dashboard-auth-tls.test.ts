@@ -1,16 +1,17 @@
 // The dashboard over https (--auto-tls) against a cluster with auth on: the
 // user logs in, and only then sees the keys; a large keyspace pages in.
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { chromium, type Browser, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
+import { SCREENSHOTS, launchChromium } from "../helpers/browser.js";
 import { ctl } from "../helpers/etcdctl.js";
 import { login } from "../helpers/grpc-client.js";
 import { useProxy } from "../helpers/fixture.js";
 
-const SHOTS = "test-results/dashboard";
+const SHOTS = SCREENSHOTS;
 const KEYS = 5000;
 
 describe("the dashboard over https, with auth on", () => {
@@ -35,11 +36,7 @@ describe("the dashboard over https, with auth on", () => {
   let browser: Browser;
   let page: Page;
   before(async () => {
-    mkdirSync(SHOTS, { recursive: true });
-    browser = await chromium.launch({
-      executablePath: "/usr/bin/chromium",
-      args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-    });
+    browser = await launchChromium();
     // The certificate is self-signed: trusted for this test only.
     page = await (
       await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 800 } })

@@ -2,24 +2,20 @@
 // playwright-core), served by the proxy and talking only to it. Screenshots
 // of each step go to test-results/dashboard/.
 import assert from "node:assert/strict";
-import { mkdirSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
-import { chromium, type Browser, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
+import { SCREENSHOTS, launchChromium } from "../helpers/browser.js";
 import { ctl } from "../helpers/etcdctl.js";
 import { useProxy } from "../helpers/fixture.js";
 
-const SHOTS = "test-results/dashboard";
+const SHOTS = SCREENSHOTS;
 
 describe("the dashboard in chromium", () => {
   const f = useProxy(1);
   let browser: Browser;
   let page: Page;
   before(async () => {
-    mkdirSync(SHOTS, { recursive: true });
-    browser = await chromium.launch({
-      executablePath: "/usr/bin/chromium",
-      args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-    });
+    browser = await launchChromium();
     page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
   });
   after(async () => {
