@@ -24,7 +24,7 @@ import { Election, type LeaderKey } from "../gen/etcd/api/v3electionpb/v3electio
 import { Lock } from "../gen/etcd/api/v3lockpb/v3lock_pb.js";
 import { decodeRequest } from "../grpc/decode.js";
 import { frame } from "../grpc/wire.js";
-import type { Upstream } from "../upstream/upstream.js";
+import type { EndpointStatus, Upstream } from "../upstream/upstream.js";
 import type { KeyPrefix } from "./prefix.js";
 
 /** How one method's messages cross the namespace boundary. */
@@ -106,6 +106,10 @@ export class NamespacedUpstream implements Upstream {
 
   endpoints(): Array<{ url: string; up: boolean; current: boolean }> {
     return this.inner.endpoints();
+  }
+
+  statusOfEach(ctx: CallContext): Promise<EndpointStatus[]> {
+    return this.inner.statusOfEach(ctx);
   }
 
   close(): void {

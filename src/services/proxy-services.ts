@@ -54,6 +54,13 @@ export interface StatusSources {
 export function proxyStatusService(s: StatusSources): ServiceHandlers<typeof ProxyService> {
   const version = proxyVersion();
   return {
+    endpointStatus: async (_request, ctx) => ({
+      endpoints: (await s.upstream.statusOfEach(ctx)).map((e) => ({
+        url: e.url,
+        status: e.status,
+        error: e.error?.rawMessage ?? "",
+      })),
+    }),
     status: async () => {
       const watch = s.watches.stats();
       const cache = s.cache?.stats;

@@ -63,7 +63,16 @@ export interface Upstream {
   ): Promise<Buffer>;
   /** Endpoint URLs with their health, for status pages and logs. */
   endpoints(): Array<{ url: string; up: boolean; current: boolean }>;
+  /** etcd's Status from every endpoint at once, each with its own outcome (dashboards, MoveLeader). */
+  statusOfEach(ctx: CallContext): Promise<EndpointStatus[]>;
   close(): void;
+}
+
+/** One endpoint's answer to Status, or why it gave none. */
+export interface EndpointStatus {
+  url: string;
+  status?: MessageShape<typeof Maintenance.method.status.output>;
+  error?: ConnectError;
 }
 
 /** TLS toward etcd's https endpoints. */
@@ -203,19 +212,31 @@ export class EtcdUpstream implements Upstream {
     }
   }
 
-  /** Asks every endpoint for its status; the one whose member is the leader wins. */
-  private async findLeader(ctx: CallContext): Promise<Endpoint<EndpointClients> | undefined> {
+  async statusOfEach(ctx: CallContext): Promise<EndpointStatus[]> {
+    return (await this.askEach(ctx)).map(({ endpoint, status, error }) => ({ url: endpoint.url, status, error }));
+  }
+
+  /** Status from every endpoint at once, each with its own outcome. */
+  private askEach(ctx: CallContext) {
     const statusFrame = frame(new Uint8Array(0));
-    const answers = await Promise.allSettled(
+    return Promise.all(
       this.pool.endpoints.map(async (endpoint) => {
-        const bytes = await this.send(endpoint.client.h2, Maintenance.method.status, statusFrame, ctx);
-        const status = fromBinary(Maintenance.method.status.output, bytes);
-        return status.header !== undefined && status.leader !== 0n && status.header.memberId === status.leader
-          ? endpoint
-          : undefined;
+        try {
+          const bytes = await this.send(endpoint.client.h2, Maintenance.method.status, statusFrame, ctx);
+          return { endpoint, status: fromBinary(Maintenance.method.status.output, bytes) };
+        } catch (err) {
+          return { endpoint, error: toClientError(err) };
+        }
       }),
     );
-    for (const a of answers) if (a.status === "fulfilled" && a.value) return a.value;
+  }
+
+  /** The endpoint whose member says it is the leader. */
+  private async findLeader(ctx: CallContext): Promise<Endpoint<EndpointClients> | undefined> {
+    for (const { endpoint, status } of await this.askEach(ctx)) {
+      if (status?.header !== undefined && status.leader !== 0n && status.header.memberId === status.leader)
+        return endpoint;
+    }
     return undefined;
   }
 

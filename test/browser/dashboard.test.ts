@@ -70,10 +70,21 @@ describe("the dashboard in chromium", () => {
     await shot("4-lease");
   });
 
+  it("shows etcd's status from each endpoint, with the leader", async () => {
+    await page.click('#tabs button[data-tab="cluster"]');
+    const row = page.locator("#endpoint-table tbody tr").first();
+    await row.waitFor();
+    const text = (await row.textContent()) ?? "";
+    assert.match(text, new RegExp(f.etcd.members[0]!.clientUrl.replace(/[.:/]/g, "\\$&")));
+    assert.match(text, /\(leader\)/);
+    assert.match(text, /ok$/);
+    await shot("5-cluster");
+  });
+
   it("shows the proxy's endpoints and watch coalescing", async () => {
     await page.click('#tabs button[data-tab="proxy"]');
     await page.locator("#coalescing").waitFor();
     assert.match((await page.textContent("#coalescing")) ?? "", /client watchers on \d+ upstream watchers/);
-    await shot("5-proxy");
+    await shot("6-proxy");
   });
 });

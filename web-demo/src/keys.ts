@@ -13,7 +13,8 @@ interface Selected {
 }
 
 let selected: Selected | undefined;
-let browse: { prefix: Uint8Array; separator: string; next: Uint8Array | undefined; keys: string[] } | undefined;
+/** Where browsing stands: pages of keys under a prefix, one page in the tree at a time. */
+let browse: { prefix: Uint8Array; separator: string; starts: Uint8Array[]; next: Uint8Array | undefined } | undefined;
 
 export function setupKeys(): void {
   $<HTMLFormElement>("#browse").addEventListener("submit", (e) => {
@@ -21,7 +22,16 @@ export function setupKeys(): void {
     const form = new FormData(e.target as HTMLFormElement);
     void startBrowse(String(form.get("prefix") ?? ""), String(form.get("separator") ?? "/"));
   });
-  $("#more").addEventListener("click", () => void loadPage());
+  $("#next").addEventListener("click", () => {
+    if (!browse?.next) return;
+    browse.starts.push(browse.next);
+    void loadPage();
+  });
+  $("#prev").addEventListener("click", () => {
+    if (!browse || browse.starts.length < 2) return;
+    browse.starts.pop();
+    void loadPage();
+  });
   $<HTMLFormElement>("#create").addEventListener("submit", (e) => {
     e.preventDefault();
     const form = e.target as HTMLFormElement;
@@ -37,27 +47,32 @@ export function setupKeys(): void {
 
 async function startBrowse(prefix: string, separator: string): Promise<void> {
   const p = bytes(prefix);
-  browse = { prefix: p, separator: separator || "/", next: p.length ? p : new Uint8Array([0]), keys: [] };
+  browse = { prefix: p, separator: separator || "/", starts: [p.length ? p : new Uint8Array([0])], next: undefined };
   await loadPage();
 }
 
-/** One page of keys (keys only, so 100k keys stay cheap), appended to the tree. */
+/**
+ * The page starting at the last recorded start: keys only, 1,000 at a time,
+ * so even a keyspace of 100k keys stays light in the browser.
+ */
 async function loadPage(): Promise<void> {
-  if (!browse?.next) return;
+  if (!browse) return;
   try {
+    const start = browse.starts.at(-1)!;
     const end = browse.prefix.length ? prefixEnd(browse.prefix) : new Uint8Array([0]);
-    const r = await kv.range({
-      key: browse.next,
-      rangeEnd: end,
-      keysOnly: true,
-      limit: BigInt(PAGE),
-      serializable: true,
-    });
-    for (const item of r.kvs) browse.keys.push(text(item.key));
+    const r = await kv.range({ key: start, rangeEnd: end, keysOnly: true, limit: BigInt(PAGE), serializable: true });
     const last = r.kvs.at(-1)?.key;
     browse.next = r.more && last ? new Uint8Array([...last, 0]) : undefined;
-    $("#more").hidden = !browse.next;
-    drawTree(browse.keys, browse.separator);
+    $<HTMLButtonElement>("#next").disabled = !browse.next;
+    $<HTMLButtonElement>("#prev").disabled = browse.starts.length < 2;
+    const first = (browse.starts.length - 1) * PAGE;
+    // etcd counts from this page's start on; the pages before it are full.
+    const total = first + Number(r.count);
+    $("#page").textContent = r.kvs.length ? `keys ${first + 1}–${first + r.kvs.length} of ${total}` : "no keys";
+    drawTree(
+      r.kvs.map((item) => text(item.key)),
+      browse.separator,
+    );
   } catch (err) {
     showError(err);
   }

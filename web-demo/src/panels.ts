@@ -147,27 +147,36 @@ export function setupLeases(): void {
 export function setupCluster(): void {
   const refresh = async () => {
     try {
-      const [members, status, alarms] = await Promise.all([
+      const [members, each, alarms] = await Promise.all([
         cluster.memberList({}),
-        maintenance.status({}),
+        proxyService.endpointStatus({}),
         maintenance.alarm({}),
       ]);
+      const rows = each.endpoints.map((e) => {
+        const s = e.status;
+        const isLeader = s?.header && s.leader !== 0n && s.header.memberId === s.leader;
+        return el(
+          "tr",
+          {},
+          el("td", {}, e.url),
+          el("td", {}, s ? s.header!.memberId.toString(16) + (isLeader ? " (leader)" : "") : "–"),
+          el("td", {}, s ? s.version : "–"),
+          el("td", {}, s ? String(s.header!.revision) : "–"),
+          el("td", {}, s ? String(s.raftTerm) : "–"),
+          el("td", {}, s ? `${(Number(s.dbSize) / 1024 / 1024).toFixed(2)} MiB` : "–"),
+          el("td", {}, e.error || "ok"),
+        );
+      });
+      const head = el(
+        "tr",
+        {},
+        ...["endpoint", "member", "etcd", "revision", "raft term", "database", "state"].map((h) => el("th", {}, h)),
+      );
       $("#cluster-info").replaceChildren(
+        el("table", { id: "endpoint-table" }, el("thead", {}, head), el("tbody", {}, ...rows)),
         el(
           "dl",
           {},
-          el("dt", {}, "cluster"),
-          el("dd", {}, status.header?.clusterId.toString(16) ?? ""),
-          el("dt", {}, "leader"),
-          el("dd", {}, status.leader.toString(16)),
-          el("dt", {}, "answering member"),
-          el("dd", {}, `${status.header?.memberId.toString(16)} (etcd ${status.version})`),
-          el("dt", {}, "revision"),
-          el("dd", {}, String(status.header?.revision)),
-          el("dt", {}, "raft term"),
-          el("dd", {}, String(status.raftTerm)),
-          el("dt", {}, "database size"),
-          el("dd", {}, `${(Number(status.dbSize) / 1024 / 1024).toFixed(2)} MiB`),
           el("dt", {}, "alarms"),
           el(
             "dd",
