@@ -5,6 +5,9 @@ import { createConnectTransport } from "@connectrpc/connect-web";
 import { Auth, Cluster, KV, Lease, Maintenance } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.js";
 import { LeaseService, ProxyService, WatchService } from "../../src/gen/etcdproxy/v1/proxy_pb.js";
 
+/** etcd's "every key under this prefix" range end; the proxy's own rule, shared. */
+export { prefixEnd } from "../../src/namespace/prefix.js";
+
 let token: string | undefined = sessionStorage.getItem("etcd-token") ?? undefined;
 
 /** etcd reads the caller's auth token from the "token" metadata. */
@@ -40,15 +43,3 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 export const bytes = (s: string): Uint8Array => encoder.encode(s);
 export const text = (b: Uint8Array): string => decoder.decode(b);
-
-/** The first key after every key starting with `prefix` ("\0" for an empty prefix: all keys). */
-export function prefixEnd(prefix: Uint8Array): Uint8Array {
-  for (let i = prefix.length - 1; i >= 0; i--) {
-    if (prefix[i]! < 0xff) {
-      const end = prefix.slice(0, i + 1);
-      end[i]!++;
-      return end;
-    }
-  }
-  return new Uint8Array([0]);
-}
