@@ -29,7 +29,9 @@ describe("the dashboard in chromium", () => {
     await page.fill("#create textarea[name=value]", "world");
     await page.click("#create button[type=submit]");
     await page.locator('.leaf[data-key="dash/hello"]').waitFor();
-    assert.equal(await page.inputValue("#value"), "world");
+    // The editor opens the new key once etcd has answered for it.
+    await page.waitForFunction('document.querySelector("#value").value === "world"');
+    assert.equal(await page.textContent("#editor-key"), "dash/hello");
     assert.equal(await ctl(f.proxy.address, ["get", "dash/hello", "--print-value-only"]), "world\n");
     await shot("1-created");
   });
