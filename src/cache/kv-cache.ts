@@ -14,6 +14,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { AsyncQueue } from "../util/async-queue.js";
 import { createWatchRequest } from "../watch/requests.js";
 import { childSignal } from "../util/child-signal.js";
+import { headerRevision } from "./header-revision.js";
 import { bytesToString, keyInterval, type KeyInterval } from "./key-range.js";
 import { RangeCache, type RangeCacheLimits } from "./range-cache.js";
 
@@ -80,7 +81,8 @@ export class KvCache {
     }
     const started = this.cache.startFill();
     const response = await fetch();
-    this.cache.fill(id, keyInterval(request.key, request.rangeEnd), response, started, Date.now());
+    const revision = headerRevision(response);
+    this.cache.fill(id, keyInterval(request.key, request.rangeEnd), response, revision, started, Date.now());
     this.report();
     this.watchWrites();
     return response;
@@ -130,6 +132,9 @@ export class KvCache {
         const forwardHeaders = await this.options.identity.metadata();
         const ctx: CallContext = { forwardHeaders, deadline: undefined, signal: scope.signal };
         for await (const response of this.openWatch(requests, ctx)) {
+          // The watch sees every write after the revision it starts at;
+          // entries read before it may have missed some.
+          if (response.created && !response.canceled) this.cache.dropOlderThan(response.header?.revision ?? 0n);
           for (const event of response.events) {
             this.cache.invalidate(keyInterval(event.kv!.key, new Uint8Array(0)));
             this.metrics.watchInvalidations.inc();

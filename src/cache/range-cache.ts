@@ -14,6 +14,8 @@ interface Entry {
   readonly response: Uint8Array;
   readonly bytes: number;
   readonly filledAt: number;
+  /** The revision etcd read the data at. */
+  readonly revision: bigint;
 }
 
 /** An invalidation, remembered briefly so a read that raced it is not cached. */
@@ -75,13 +77,20 @@ export class RangeCache {
     return this.epoch;
   }
 
-  fill(id: string, interval: KeyInterval, response: Uint8Array, startedAt: number, now: number): void {
+  fill(
+    id: string,
+    interval: KeyInterval,
+    response: Uint8Array,
+    revision: bigint,
+    startedAt: number,
+    now: number,
+  ): void {
     if (this.limits.maxBytes <= 0 || this.racedInvalidation(interval, startedAt)) return;
     const bytes = response.length + id.length + ENTRY_OVERHEAD_BYTES;
     if (bytes > this.limits.maxBytes) return;
     const old = this.entries.get(id);
     if (old) this.remove(old);
-    const entry: Entry = { id, interval, response, bytes, filledAt: now };
+    const entry: Entry = { id, interval, response, bytes, filledAt: now, revision };
     this.entries.set(id, entry);
     this.totalBytes += bytes;
     if (isSingleKey(interval)) {
@@ -109,6 +118,12 @@ export class RangeCache {
       }
     }
     for (const e of this.ranges) if (overlaps(e.interval, interval)) this.remove(e);
+  }
+
+  /** Drops entries read before `revision`: writes between their read and it may have gone unseen. */
+  dropOlderThan(revision: bigint): void {
+    this.remember(undefined);
+    for (const e of [...this.entries.values()]) if (e.revision < revision) this.remove(e);
   }
 
   invalidateAll(): void {

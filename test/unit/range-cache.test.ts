@@ -2,6 +2,9 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { keyInterval, overlaps } from "../../src/cache/key-range.js";
 import { RangeCache } from "../../src/cache/range-cache.js";
+import { headerRevision } from "../../src/cache/header-revision.js";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { RangeResponseSchema } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.js";
 
 const b = (s: string) => Buffer.from(s, "latin1");
 const NONE = new Uint8Array(0);
@@ -25,7 +28,7 @@ describe("range cache", () => {
 
   it("serves a fill until its TTL, then forgets it", () => {
     const c = new RangeCache(limits);
-    c.fill("id", one("k"), response("v"), c.startFill(), 0);
+    c.fill("id", one("k"), response("v"), 1n, c.startFill(), 0);
     assert.equal(c.lookup("id", 999)?.toString(), "v");
     assert.equal(c.lookup("id", 1001), undefined);
     assert.equal(c.stats.entries, 0);
@@ -33,7 +36,7 @@ describe("range cache", () => {
 
   it("invalidates single keys, ranges, from-key and whole-keyspace entries that overlap a write", () => {
     const c = new RangeCache(limits);
-    const fill = (id: string, i: ReturnType<typeof one>) => c.fill(id, i, response(id), c.startFill(), 0);
+    const fill = (id: string, i: ReturnType<typeof one>) => c.fill(id, i, response(id), 1n, c.startFill(), 0);
     fill("k", one("k"));
     fill("other", one("other"));
     fill("prefix", range("k", "l"));
@@ -54,26 +57,26 @@ describe("range cache", () => {
     const c = new RangeCache(limits);
     const started = c.startFill();
     c.invalidate(one("k"));
-    c.fill("k", one("k"), response("old"), started, 0);
+    c.fill("k", one("k"), response("old"), 1n, started, 0);
     assert.equal(c.lookup("k", 1), undefined, "the old value stays out");
     const started2 = c.startFill();
     c.invalidate(one("x"));
-    c.fill("k", one("k"), response("new"), started2, 0);
+    c.fill("k", one("k"), response("new"), 1n, started2, 0);
     assert.equal(c.lookup("k", 1)?.toString(), "new");
   });
 
   it("evicts least recently used entries within its entry and byte budgets", () => {
     const c = new RangeCache({ maxBytes: 1 << 20, maxEntries: 3, ttlMs: 1000 });
-    for (const k of ["a", "b", "c"]) c.fill(k, one(k), response(k), c.startFill(), 0);
+    for (const k of ["a", "b", "c"]) c.fill(k, one(k), response(k), 1n, c.startFill(), 0);
     c.lookup("a", 1); // a becomes most recent
-    c.fill("d", one("d"), response("d"), c.startFill(), 0);
+    c.fill("d", one("d"), response("d"), 1n, c.startFill(), 0);
     assert.deepEqual(
       ["a", "b", "c", "d"].filter((k) => c.lookup(k, 2)),
       ["a", "c", "d"],
     );
 
     const small = new RangeCache({ maxBytes: 2000, maxEntries: 1000, ttlMs: 1000 });
-    for (let i = 0; i < 50; i++) small.fill(`k${i}`, one(`k${i}`), Buffer.alloc(100), small.startFill(), 0);
+    for (let i = 0; i < 50; i++) small.fill(`k${i}`, one(`k${i}`), Buffer.alloc(100), 1n, small.startFill(), 0);
     assert.ok(small.stats.bytes <= 2000);
     assert.ok(small.stats.entries < 50);
   });
@@ -83,7 +86,7 @@ describe("range cache", () => {
     for (let i = 0; i < 1_000_000; i++) {
       const k = `key/${i}`;
       const interval = i % 10 === 0 ? range(k, `${k}0`) : one(k);
-      c.fill(k, interval, response("v"), c.startFill(), 0);
+      c.fill(k, interval, response("v"), 1n, c.startFill(), 0);
       if (i % 1000 === 0) c.invalidate(one(`key/${i - 1}`));
     }
     assert.ok(c.stats.entries <= 1000);
@@ -94,9 +97,32 @@ describe("range cache", () => {
 
   it("sweeps expired entries out of the index", () => {
     const c = new RangeCache(limits);
-    for (let i = 0; i < 10; i++) c.fill(`k${i}`, one(`k${i}`), response("v"), c.startFill(), 0);
+    for (let i = 0; i < 10; i++) c.fill(`k${i}`, one(`k${i}`), response("v"), 1n, c.startFill(), 0);
     c.sweep(5000);
     assert.equal(c.stats.entries, 0);
     assert.equal(c.stats.bytes, 0);
+  });
+
+  it("drops entries read before the invalidation watch started (they may have missed writes)", () => {
+    const c = new RangeCache(limits);
+    c.fill("old", one("old"), response("v"), 5n, c.startFill(), 0);
+    c.fill("new", one("new"), response("v"), 9n, c.startFill(), 0);
+    c.dropOlderThan(9n);
+    assert.deepEqual(
+      ["old", "new"].filter((id) => c.lookup(id, 1)),
+      ["new"],
+    );
+  });
+});
+
+describe("header revision", () => {
+  it("is read from an encoded response without decoding its keys", () => {
+    const r = create(RangeResponseSchema, {
+      header: { clusterId: 2n ** 63n, memberId: 7n, revision: 123456789n, raftTerm: 4n },
+      kvs: [{ key: Buffer.from("k"), value: Buffer.alloc(1000, "v"), modRevision: 5n }],
+      count: 1n,
+    });
+    assert.equal(headerRevision(toBinary(RangeResponseSchema, r)), 123456789n);
+    assert.equal(headerRevision(new Uint8Array(0)), 0n);
   });
 });
