@@ -49,6 +49,22 @@ describe("the dashboard in chromium", () => {
     await shot("2-conflict");
   });
 
+  it("shows keys without a leading separator, values as JSON or hex, and a key's history", async () => {
+    await ctl(f.etcd.members[0]!.endpoint, ["put", "plain", '{"a":1}']);
+    await ctl(f.etcd.members[0]!.endpoint, ["put", "plain", '{"a":2}']);
+    await page.click("#browse button[type=submit]");
+    await page.locator('.leaf[data-key="plain"]').click();
+    await page.locator("#editor-key", { hasText: "plain" }).waitFor();
+    await page.selectOption("#format", "json");
+    assert.equal(await page.inputValue("#value"), '{\n  "a": 2\n}');
+    await page.selectOption("#format", "hex");
+    assert.equal(await page.inputValue("#value"), "7b 22 61 22 3a 32 7d");
+    await page.click("#history-btn");
+    await page.locator("#history li", { hasText: '{"a":1}' }).waitFor();
+    await page.selectOption("#format", "text");
+    await shot("3-json-history");
+  });
+
   it("shows a live watch event when etcdctl writes straight to etcd", async () => {
     await page.click('#tabs button[data-tab="watch"]');
     await page.fill("#watch-form input[name=prefix]", "dash/");
@@ -56,7 +72,7 @@ describe("the dashboard in chromium", () => {
     await page.locator("#watch-state", { hasText: "watching from revision" }).waitFor();
     await ctl(f.etcd.members[0]!.endpoint, ["put", "dash/live", "from-etcdctl"]);
     await page.locator("#events li", { hasText: "PUT dash/live = from-etcdctl" }).waitFor();
-    await shot("3-watch");
+    await shot("4-watch");
   });
 
   it("grants a lease and counts its TTL down", async () => {
@@ -69,7 +85,7 @@ describe("the dashboard in chromium", () => {
     await page.waitForTimeout(2500);
     const later = parseInt((await ttl.textContent()) ?? "", 10);
     assert.ok(first > 0 && later < first, `the countdown moved (${first} -> ${later})`);
-    await shot("4-lease");
+    await shot("5-lease");
   });
 
   it("shows etcd's status from each endpoint, with the leader", async () => {
@@ -80,13 +96,13 @@ describe("the dashboard in chromium", () => {
     assert.match(text, new RegExp(f.etcd.members[0]!.clientUrl.replace(/[.:/]/g, "\\$&")));
     assert.match(text, /\(leader\)/);
     assert.match(text, /ok$/);
-    await shot("5-cluster");
+    await shot("6-cluster");
   });
 
   it("shows the proxy's endpoints and watch coalescing", async () => {
     await page.click('#tabs button[data-tab="proxy"]');
     await page.locator("#coalescing").waitFor();
     assert.match((await page.textContent("#coalescing")) ?? "", /client watchers on \d+ upstream watchers/);
-    await shot("6-proxy");
+    await shot("7-proxy");
   });
 });
