@@ -163,7 +163,6 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
   const lane = config.nativeLane
     ? createNativeLane({
         services,
-        upstream,
         readMaxBytes: DEFAULTS.clientReadMaxBytes,
         onInternalError: (err, path) => log?.error({ err, path }, "native lane handler failed"),
         observe,

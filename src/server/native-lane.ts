@@ -1,6 +1,5 @@
 import {
   create,
-  fromBinary,
   toBinary,
   type DescMethodBiDiStreaming,
   type DescMethodServerStreaming,
@@ -13,11 +12,8 @@ import { encodeGrpcMessage, frame, FrameDecoder, FrameError, parseGrpcTimeout, s
 import { preEncodedFrame } from "../grpc/pre-encoded.js";
 import { decodeRequest } from "../grpc/decode.js";
 import type { RpcObserver, RpcRecord } from "../metrics.js";
-import { isForwarder } from "../services/forward.js";
 import { AsyncQueue } from "../util/async-queue.js";
 import { bytePathOf, type BytePath, type ServiceBinding } from "../services/handlers.js";
-import { isSafeToRepeat, safetyDependsOnRequest } from "../upstream/retry-policy.js";
-import type { Upstream } from "../upstream/upstream.js";
 
 /**
  * The native gRPC fast lane: calls with `content-type: application/grpc` over
@@ -25,12 +21,11 @@ import type { Upstream } from "../upstream/upstream.js";
  * stream, without node's compatibility layer, Fastify and Connect's per-call
  * machinery.
  *
- * - A method whose handler only forwards is relayed as bytes: the request
- *   frame goes to etcd as it came, the response message back as etcd sent
- *   it. Nothing is decoded unless the retry policy needs to look (Txn).
- * - A unary method with logic of its own (MemberList, MoveLeader, and later
- *   the cache) is decoded, handled by the same handler the Connect lane uses,
- *   and encoded.
+ * - A unary handler with a byte-level path (plain forwards, the range cache,
+ *   cache-invalidating writes) is called with the request's bytes and
+ *   answers with the response's: a forward relays them to etcd untouched.
+ * - Any other unary method (MemberList, MoveLeader, ...) is decoded, handled
+ *   by the same handler the Connect lane uses, and encoded.
  * - A streaming method (Watch, LeaseKeepAlive, Snapshot, Observe) is decoded
  *   message by message into the same handler, whose responses are encoded
  *   and written with back-pressure.
@@ -48,9 +43,8 @@ type Route =
   | {
       kind: "unary";
       method: DescMethodUnary;
-      /** Undefined for plain forwards. */
-      handler: ((request: unknown, ctx: CallContext) => Promise<unknown>) | undefined;
-      /** The handler's own byte-level implementation, when it has one. */
+      handler: (request: unknown, ctx: CallContext) => Promise<unknown>;
+      /** The handler's own byte-level implementation (forwards, the cache), when it has one. */
       bytes: BytePath | undefined;
     }
   | {
@@ -61,7 +55,6 @@ type Route =
 
 export interface NativeLaneOptions {
   services: ServiceBinding[];
-  upstream: Upstream;
   /** Largest request message accepted from a client. */
   readMaxBytes: number;
   /** Unexpected failures (bugs), for the log. */
@@ -83,7 +76,7 @@ export function createNativeLane(options: NativeLaneOptions): NativeLane {
         routes.set(path, {
           kind: "unary",
           method: unary,
-          handler: isForwarder(handler) ? undefined : handler,
+          handler,
           bytes: bytePathOf(handler),
         });
       } else if (method.methodKind !== "client_streaming") {
@@ -182,11 +175,6 @@ async function handle(
 ): Promise<Uint8Array> {
   const { method, handler } = route;
   if (route.bytes) return route.bytes(payload, body, ctx);
-  if (!handler) {
-    return options.upstream.unaryBytes(method, body, ctx, () =>
-      isSafeToRepeat(method, safetyDependsOnRequest(method) ? fromBinary(method.input, payload) : undefined),
-    );
-  }
   const response = await handler(decodeRequest(method, payload), ctx);
   return toBinary(method.output, create(method.output, response as never));
 }

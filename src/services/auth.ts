@@ -4,7 +4,7 @@ import type { KvCache } from "../cache/kv-cache.js";
 import type { Upstream } from "../upstream/upstream.js";
 import { forwardAll } from "./forward.js";
 import type { ServiceHandlers } from "./handlers.js";
-import { flushingCache } from "./kv.js";
+import { cacheWrite } from "./kv.js";
 
 /** Auth RPCs that change nothing; every other one may change who may read what. */
 const READ_ONLY = new Set(["authenticate", "authStatus", "userGet", "userList", "roleGet", "roleList"]);
@@ -19,7 +19,7 @@ export function authService(upstream: Upstream, cache: KvCache | undefined): Ser
   if (cache) {
     for (const method of Auth.methods) {
       if (method.methodKind === "unary" && !READ_ONLY.has(method.localName)) {
-        handlers[method.localName] = flushingCache(method as DescMethodUnary, upstream, cache);
+        handlers[method.localName] = cacheWrite(method as DescMethodUnary, upstream, cache);
       }
     }
   }

@@ -5,14 +5,21 @@ import type {
   DescService,
 } from "@bufbuild/protobuf";
 import type { Upstream } from "../upstream/upstream.js";
-import type { ServiceHandlers } from "./handlers.js";
+import { decodeRequest } from "../grpc/decode.js";
+import { isSafeToRepeat, safetyDependsOnRequest } from "../upstream/retry-policy.js";
+import { unaryOverBytes, type ServiceHandlers } from "./handlers.js";
 
-/** Handlers made by forwardAll: the native lane may relay their calls as bytes. */
-const forwarders = new WeakSet<object>();
-
-/** True when `handler` only relays its method to etcd, untouched. */
-export function isForwarder(handler: unknown): boolean {
-  return typeof handler === "function" && forwarders.has(handler);
+/**
+ * A unary method relayed to etcd as bytes: the request frame goes as it
+ * came, the answer comes back as etcd sent it. Nothing is decoded unless the
+ * retry policy needs to look (Txn).
+ */
+export function forwardUnary<M extends DescMethodUnary>(method: M, upstream: Upstream) {
+  return unaryOverBytes(method, (payload, requestFrame, ctx) =>
+    upstream.unaryBytes(method, requestFrame, ctx, () =>
+      isSafeToRepeat(method, safetyDependsOnRequest(method) ? decodeRequest(method, payload) : undefined),
+    ),
+  );
 }
 
 /**
@@ -24,8 +31,7 @@ export function forwardAll<S extends DescService>(service: S, upstream: Upstream
   for (const method of service.methods) {
     switch (method.methodKind) {
       case "unary":
-        handlers[method.localName] = (request: never, ctx: never) =>
-          upstream.unary(method as DescMethodUnary, request, ctx);
+        handlers[method.localName] = forwardUnary(method as DescMethodUnary, upstream);
         break;
       case "server_streaming":
         handlers[method.localName] = (request: never, ctx: never) =>
@@ -39,6 +45,5 @@ export function forwardAll<S extends DescService>(service: S, upstream: Upstream
         throw new Error(`${service.typeName}/${method.name}: client streaming is not part of etcd's API`);
     }
   }
-  for (const handler of Object.values(handlers)) forwarders.add(handler as object);
   return handlers as ServiceHandlers<S>;
 }

@@ -1,3 +1,4 @@
+import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import type {
   DescMethod,
   DescMethodBiDiStreaming,
@@ -8,6 +9,7 @@ import type {
   MessageShape,
 } from "@bufbuild/protobuf";
 import type { CallContext } from "../call-context.js";
+import { frame } from "../grpc/wire.js";
 
 /**
  * The proxy's own handler signatures: typed messages in and out, plus a
@@ -70,4 +72,17 @@ export function withBytePath<H extends object>(handler: H, path: BytePath): H {
 
 export function bytePathOf(handler: unknown): BytePath | undefined {
   return typeof handler === "function" ? bytePaths.get(handler) : undefined;
+}
+
+/**
+ * A unary handler implemented on bytes: the native lane calls `path`
+ * directly; the typed handler (Connect lane, internal callers) encodes the
+ * request, calls it, and decodes the answer.
+ */
+export function unaryOverBytes<M extends DescMethodUnary>(method: M, path: BytePath): UnaryHandler<M> {
+  const typed = async (request: MessageShape<M["input"]>, ctx: CallContext) => {
+    const payload = toBinary(method.input, request);
+    return fromBinary(method.output, await path(payload, frame(payload), ctx));
+  };
+  return withBytePath(typed, path) as unknown as UnaryHandler<M>;
 }

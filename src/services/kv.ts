@@ -1,5 +1,4 @@
 import { fromBinary, toBinary, type DescMethodUnary, type MessageShape } from "@bufbuild/protobuf";
-import type { CallContext } from "../call-context.js";
 import { deleteTouches, putTouches, txnTouches, type KvCache } from "../cache/kv-cache.js";
 import type { KeyInterval } from "../cache/key-range.js";
 import { KV } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
@@ -8,61 +7,51 @@ import { frame } from "../grpc/wire.js";
 import { isSafeToRepeat } from "../upstream/retry-policy.js";
 import type { Upstream } from "../upstream/upstream.js";
 import { forwardAll } from "./forward.js";
-import { withBytePath, type ServiceHandlers } from "./handlers.js";
+import { unaryOverBytes, withBytePath, type ServiceHandlers, type UnaryHandler } from "./handlers.js";
 
 /**
- * KV: forwarded to etcd, through the range cache when it is on. Each
- * handler also has a byte-level path for the native lane, so a cache hit
- * never decodes more than the request.
+ * KV: forwarded to etcd, through the range cache when it is on. Every
+ * handler works on bytes in the native lane, so a cache hit decodes nothing
+ * but the request.
  */
 export function kvService(upstream: Upstream, cache: KvCache | undefined): ServiceHandlers<typeof KV> {
   const forward = forwardAll(KV, upstream);
   if (!cache) return forward;
   const range = KV.method.range;
-  const fetch = (requestFrame: Buffer, ctx: CallContext) => () =>
-    upstream.unaryBytes(range, requestFrame, ctx, () => true);
   return {
     ...forward,
+    // The typed path (Connect lane) encodes the request only on a miss.
     range: withBytePath(
-      async (request, ctx) =>
-        fromBinary(range.output, await cache.range(request, ctx, fetch(frame(toBinary(range.input, request)), ctx))),
-      (payload, requestFrame, ctx) => cache.range(decodeRequest(range, payload), ctx, fetch(requestFrame, ctx)),
+      async (request, ctx) => {
+        const fetch = () => upstream.unaryBytes(range, frame(toBinary(range.input, request)), ctx, () => true);
+        return fromBinary(range.output, await cache.range(request, ctx, fetch));
+      },
+      (payload, requestFrame, ctx) =>
+        cache.range(decodeRequest(range, payload), ctx, () =>
+          upstream.unaryBytes(range, requestFrame, ctx, () => true),
+        ),
     ),
-    put: invalidating(KV.method.put, putTouches),
-    deleteRange: invalidating(KV.method.deleteRange, deleteTouches),
-    txn: invalidating(KV.method.txn, txnTouches),
+    put: cacheWrite(KV.method.put, upstream, cache, putTouches),
+    deleteRange: cacheWrite(KV.method.deleteRange, upstream, cache, deleteTouches),
+    txn: cacheWrite(KV.method.txn, upstream, cache, txnTouches),
   };
-
-  /** A write whose touched keys leave the cache before the writer hears back. */
-  function invalidating<M extends DescMethodUnary>(
-    method: M,
-    touches: (request: MessageShape<M["input"]>) => KeyInterval[],
-  ) {
-    const send = (request: MessageShape<M["input"]>, requestFrame: Buffer, ctx: CallContext) =>
-      cache!.write(touches(request), () =>
-        upstream.unaryBytes(method, requestFrame, ctx, () => isSafeToRepeat(method, request)),
-      );
-    return withBytePath(
-      async (request: MessageShape<M["input"]>, ctx: CallContext) =>
-        fromBinary(method.output, await send(request, frame(toBinary(method.input, request)), ctx)),
-      (payload, requestFrame, ctx) => send(decodeRequest(method, payload), requestFrame, ctx),
-    ) as never;
-  }
 }
 
 /**
- * A forwarded method after which nothing cached can be trusted (auth
- * changes, lease revocations): the whole cache empties before the caller
- * hears back.
+ * A forwarded write that empties the cache of what it touches (or, without
+ * `touches`, of everything: auth changes, lease revocations) before the
+ * caller hears back.
  */
-export function flushingCache<M extends DescMethodUnary>(method: M, upstream: Upstream, cache: KvCache) {
-  const send = (requestFrame: Buffer, ctx: CallContext) =>
-    cache.write("everything", () =>
-      upstream.unaryBytes(method, requestFrame, ctx, () => isSafeToRepeat(method, undefined)),
+export function cacheWrite<M extends DescMethodUnary>(
+  method: M,
+  upstream: Upstream,
+  cache: KvCache,
+  touches?: (request: MessageShape<M["input"]>) => KeyInterval[],
+): UnaryHandler<M> {
+  return unaryOverBytes(method, (payload, requestFrame, ctx) => {
+    const request = touches ? decodeRequest(method, payload) : undefined;
+    return cache.write(touches ? touches(request!) : "everything", () =>
+      upstream.unaryBytes(method, requestFrame, ctx, () => isSafeToRepeat(method, request)),
     );
-  return withBytePath(
-    async (request: MessageShape<M["input"]>, ctx: CallContext) =>
-      fromBinary(method.output, await send(frame(toBinary(method.input, request)), ctx)) as MessageShape<M["output"]>,
-    (_payload, requestFrame, ctx) => send(requestFrame, ctx),
-  );
+  });
 }

@@ -6,7 +6,7 @@ import type { Metrics } from "../metrics.js";
 import type { Upstream } from "../upstream/upstream.js";
 import { AsyncQueue } from "../util/async-queue.js";
 import { forwardAll } from "./forward.js";
-import { flushingCache } from "./kv.js";
+import { cacheWrite } from "./kv.js";
 import type { KvCache } from "../cache/kv-cache.js";
 import type { ServiceHandlers } from "./handlers.js";
 
@@ -25,7 +25,7 @@ export function leaseService(
   return {
     ...forwardAll(Lease, upstream),
     // Revoking a lease deletes its keys: a reader must not see them after.
-    ...(cache ? { leaseRevoke: flushingCache(Lease.method.leaseRevoke, upstream, cache) } : {}),
+    ...(cache ? { leaseRevoke: cacheWrite(Lease.method.leaseRevoke, upstream, cache) } : {}),
     leaseKeepAlive: (requests, ctx) => keepAliveStream(requests, ctx, coalescer, metrics),
   };
 }
