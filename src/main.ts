@@ -107,6 +107,14 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
     },
     metrics.watch,
   );
+  // Retry loops repeat their problems: each is a warning once, then debug lines.
+  const warned = new Set<string>();
+  const problem = (message: string, err?: unknown) => {
+    const detail = err === undefined ? {} : { err: String(err) };
+    if (warned.has(message)) log?.debug(detail, message);
+    else log?.warn(detail, message);
+    warned.add(message);
+  };
   const cache =
     config.cache.maxBytes > 0
       ? new KvCache(
@@ -114,20 +122,13 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
             ...config.cache,
             identity,
             watchRetryMs: DEFAULTS.cacheWatchRetryMs,
-            onWatchProblem: warnOnce((reason) => log?.warn(reason)),
+            onWatchProblem: (reason) => problem(reason),
           },
           metrics.cache,
           (requests, ctx) => watches.serve(requests, ctx),
         )
       : undefined;
   const advertise = () => config.advertiseClientUrl ?? boundAddress;
-  // Retry loops repeat their problems: each is a warning once, then debug lines.
-  const warned = new Set<string>();
-  const problem = (message: string, err: unknown) => {
-    if (warned.has(message)) log?.debug({ err: String(err) }, message);
-    else log?.warn({ err: String(err) }, message);
-    warned.add(message);
-  };
   const { prefix: resolverPrefix, ttlSeconds } = config.resolver;
   const registration = resolverPrefix
     ? new Registration(upstream, keepAlives, {
@@ -254,15 +255,6 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
       upstream.close();
     }
   }
-}
-
-/** Logs a problem the first time it happens, then only when it changes (retry loops repeat them). */
-function warnOnce(warn: (message: string) => void): (message: string) => void {
-  let last: string | undefined;
-  return (message) => {
-    if (message !== last) warn(message);
-    last = message;
-  };
 }
 
 /**

@@ -5,24 +5,17 @@ import type {
   PutRequestSchema,
   RangeRequestSchema,
   TxnRequestSchema,
-  WatchRequest,
-  WatchResponse,
 } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
 import type { Metrics } from "../metrics.js";
 import type { ProxyIdentity } from "../upstream/proxy-identity.js";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { AsyncQueue } from "../util/async-queue.js";
-import { createWatchRequest } from "../watch/requests.js";
-import { childSignal } from "../util/child-signal.js";
+import { internalWatch, type WatchOpener } from "../watch/internal-watch.js";
 import { headerRevision } from "./header-revision.js";
 import { bytesToString, keyInterval, type KeyInterval } from "./key-range.js";
 import { RangeCache, type RangeCacheLimits } from "./range-cache.js";
 
 type RangeRequest = MessageShape<typeof RangeRequestSchema>;
 type TxnRequest = MessageShape<typeof TxnRequestSchema>;
-
-/** Opens a Watch stream, as a client of the proxy's own watch hub would. */
-export type WatchOpener = (requests: AsyncIterable<WatchRequest>, ctx: CallContext) => AsyncIterable<WatchResponse>;
 
 export interface KvCacheOptions extends RangeCacheLimits {
   /** Who opens the invalidation watch (--user), for clusters with auth on. */
@@ -123,15 +116,16 @@ export class KvCache {
   private watchWrites(): void {
     if (this.watching || this.stop.signal.aborted) return;
     this.watching = true;
-    const requests = new AsyncQueue<WatchRequest>();
-    requests.push(createWatchRequest(WHOLE_KEYSPACE, WHOLE_KEYSPACE));
-    const scope = childSignal(this.stop.signal);
     void (async () => {
       let problem = "the invalidation watch ended";
       try {
-        const forwardHeaders = await this.options.identity.metadata();
-        const ctx: CallContext = { forwardHeaders, deadline: undefined, signal: scope.signal };
-        for await (const response of this.openWatch(requests, ctx)) {
+        const watch = internalWatch(this.openWatch, {
+          key: WHOLE_KEYSPACE,
+          rangeEnd: WHOLE_KEYSPACE,
+          metadata: await this.options.identity.metadata(),
+          signal: this.stop.signal,
+        });
+        for await (const response of watch) {
           // The watch sees every write after the revision it starts at;
           // entries read before it may have missed some.
           if (response.created && !response.canceled) this.cache.dropOlderThan(response.header?.revision ?? 0n);
@@ -149,8 +143,6 @@ export class KvCache {
         this.options.identity.refused(err);
         problem = `the invalidation watch failed: ${String(err)}`;
       }
-      requests.end();
-      scope.release();
       this.cache.invalidateAll();
       this.report();
       if (this.stop.signal.aborted) return;

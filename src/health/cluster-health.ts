@@ -1,21 +1,13 @@
-import { Code, ConnectError } from "@connectrpc/connect";
+import { ConnectError } from "@connectrpc/connect";
 import { internalContext } from "../call-context.js";
 import { KV, Maintenance } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
+import { isAuthRejection } from "../upstream/errors.js";
 import type { ProxyIdentity } from "../upstream/proxy-identity.js";
 import type { Upstream } from "../upstream/upstream.js";
 
 export interface HealthReport {
   health: boolean;
   reason: string;
-}
-
-/** etcd answers these when auth is on and the caller has no (valid) identity. */
-export function isAuthRejection(err: ConnectError): boolean {
-  return (
-    err.code === Code.PermissionDenied ||
-    err.code === Code.Unauthenticated ||
-    /etcdserver: (user name is empty|invalid auth token|permission denied)/.test(err.rawMessage)
-  );
 }
 
 /**

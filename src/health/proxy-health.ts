@@ -3,7 +3,8 @@ import * as http2 from "node:http2";
 import { frame } from "../grpc/wire.js";
 import { H2Client } from "../upstream/h2-client.js";
 import type { ProxyIdentity } from "../upstream/proxy-identity.js";
-import { isAuthRejection, type HealthReport } from "./cluster-health.js";
+import { isAuthRejection } from "../upstream/errors.js";
+import type { HealthReport } from "./cluster-health.js";
 
 /** RangeRequest{key: "a"} and WatchRequest{create_request{key: "a"}}, as etcd's check uses. */
 const RANGE_A = frame(Uint8Array.of(0x0a, 0x01, 0x61));

@@ -129,27 +129,26 @@ function translationsFor(p: KeyPrefix): Map<string, Translation> {
   const add = (k: Uint8Array) => p.add(k);
   const strip = (k: Uint8Array) => p.strip(k);
 
+  // One translation per KV message, used alone and inside Txns alike.
+  const ranged = <R extends { key: Uint8Array; rangeEnd: Uint8Array }>(r: R): R => ({
+    ...r,
+    key: p.key(r.key),
+    rangeEnd: p.rangeEnd(r.rangeEnd),
+  });
+  const keyed = <R extends { key: Uint8Array }>(r: R): R => ({ ...r, key: p.key(r.key) });
+  const rangeResponse = <R extends { kvs: KeyValue[] }>(r: R): R => ({ ...r, kvs: kvs(r.kvs) });
+  const putResponse = <R extends { prevKv?: KeyValue }>(r: R): R => ({ ...r, prevKv: kv(r.prevKv) });
+  const deleteResponse = <R extends { prevKvs: KeyValue[] }>(r: R): R => ({ ...r, prevKvs: kvs(r.prevKvs) });
+
   const op = (o: RequestOp): RequestOp => {
     const r = o.request;
     switch (r.case) {
       case "requestRange":
-        return {
-          ...o,
-          request: {
-            case: r.case,
-            value: { ...r.value, key: p.key(r.value.key), rangeEnd: p.rangeEnd(r.value.rangeEnd) },
-          },
-        };
+        return { ...o, request: { case: r.case, value: ranged(r.value) } };
       case "requestPut":
-        return { ...o, request: { case: r.case, value: { ...r.value, key: p.key(r.value.key) } } };
+        return { ...o, request: { case: r.case, value: keyed(r.value) } };
       case "requestDeleteRange":
-        return {
-          ...o,
-          request: {
-            case: r.case,
-            value: { ...r.value, key: p.key(r.value.key), rangeEnd: p.rangeEnd(r.value.rangeEnd) },
-          },
-        };
+        return { ...o, request: { case: r.case, value: ranged(r.value) } };
       case "requestTxn":
         return { ...o, request: { case: r.case, value: txnRequest(r.value) } };
       default:
@@ -166,11 +165,11 @@ function translationsFor(p: KeyPrefix): Map<string, Translation> {
     const r = o.response;
     switch (r.case) {
       case "responseRange":
-        return { ...o, response: { case: r.case, value: { ...r.value, kvs: kvs(r.value.kvs) } } };
+        return { ...o, response: { case: r.case, value: rangeResponse(r.value) } };
       case "responsePut":
-        return { ...o, response: { case: r.case, value: { ...r.value, prevKv: kv(r.value.prevKv) } } };
+        return { ...o, response: { case: r.case, value: putResponse(r.value) } };
       case "responseDeleteRange":
-        return { ...o, response: { case: r.case, value: { ...r.value, prevKvs: kvs(r.value.prevKvs) } } };
+        return { ...o, response: { case: r.case, value: deleteResponse(r.value) } };
       case "responseTxn":
         return { ...o, response: { case: r.case, value: txnResponse(r.value) } };
       default:
@@ -180,24 +179,9 @@ function translationsFor(p: KeyPrefix): Map<string, Translation> {
   const txnResponse = (t: TxnResponse): TxnResponse => ({ ...t, responses: t.responses.map(opResponse) });
 
   const entries: Array<[DescMethod, Translation]> = [
-    [
-      KV.method.range,
-      {
-        request: (r) => ({ ...r, key: p.key(r.key), rangeEnd: p.rangeEnd(r.rangeEnd) }),
-        response: (r) => ({ ...r, kvs: kvs(r.kvs) }),
-      },
-    ],
-    [
-      KV.method.put,
-      { request: (r) => ({ ...r, key: p.key(r.key) }), response: (r) => ({ ...r, prevKv: kv(r.prevKv) }) },
-    ],
-    [
-      KV.method.deleteRange,
-      {
-        request: (r) => ({ ...r, key: p.key(r.key), rangeEnd: p.rangeEnd(r.rangeEnd) }),
-        response: (r) => ({ ...r, prevKvs: kvs(r.prevKvs) }),
-      },
-    ],
+    [KV.method.range, { request: ranged, response: rangeResponse }],
+    [KV.method.put, { request: keyed, response: putResponse }],
+    [KV.method.deleteRange, { request: ranged, response: deleteResponse }],
     [KV.method.txn, { request: txnRequest, response: txnResponse }],
     [
       Watch.method.watch,

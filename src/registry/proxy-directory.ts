@@ -1,12 +1,9 @@
-import type { CallContext } from "../call-context.js";
 import type { ProxyIdentity } from "../upstream/proxy-identity.js";
-import { KV, type WatchRequest } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
+import { KV } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
 import { Event_EventType } from "../gen/etcd/api/mvccpb/kv_pb.js";
 import { prefixEnd } from "../namespace/prefix.js";
 import type { Upstream } from "../upstream/upstream.js";
-import { AsyncQueue } from "../util/async-queue.js";
-import { createWatchRequest } from "../watch/requests.js";
-import { childSignal } from "../util/child-signal.js";
+import { internalWatch } from "../watch/internal-watch.js";
 import type { WatchHub } from "../watch/watch-hub.js";
 
 export interface ProxyEntry {
@@ -75,25 +72,19 @@ export class ProxyDirectory {
     fromRevision: bigint,
     signal: AbortSignal,
   ): Promise<void> {
-    const requests = new AsyncQueue<WatchRequest>();
-    requests.push(createWatchRequest(key, rangeEnd, fromRevision));
-    const scope = childSignal(signal);
-    const ctx: CallContext = {
-      forwardHeaders: await this.identity.metadata(),
-      deadline: undefined,
-      signal: scope.signal,
-    };
-    try {
-      for await (const response of this.watches.serve(requests, ctx)) {
-        for (const e of response.events) {
-          if (e.type === Event_EventType.DELETE) this.entries.delete(keyOf(e.kv!.key));
-          else this.put(e.kv!.key, e.kv!.value);
-        }
-        if (response.canceled) throw new Error(response.cancelReason || "the registration watch was canceled");
+    const watch = internalWatch((requests, ctx) => this.watches.serve(requests, ctx), {
+      key,
+      rangeEnd,
+      startRevision: fromRevision,
+      metadata: await this.identity.metadata(),
+      signal,
+    });
+    for await (const response of watch) {
+      for (const e of response.events) {
+        if (e.type === Event_EventType.DELETE) this.entries.delete(keyOf(e.kv!.key));
+        else this.put(e.kv!.key, e.kv!.value);
       }
-    } finally {
-      requests.end();
-      scope.release();
+      if (response.canceled) throw new Error(response.cancelReason || "the registration watch was canceled");
     }
   }
 

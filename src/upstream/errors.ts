@@ -74,3 +74,12 @@ export function toClientError(err: unknown): ConnectError {
   // The cause stays for our own failover decisions; Connect never sends it.
   return new ConnectError(ce.rawMessage, ce.code, undefined, undefined, ce.cause);
 }
+
+/** etcd answers these when auth is on and the caller has no (valid) identity. */
+export function isAuthRejection(err: ConnectError): boolean {
+  return (
+    err.code === Code.PermissionDenied ||
+    err.code === Code.Unauthenticated ||
+    /etcdserver: (user name is empty|invalid auth token|permission denied)/.test(err.rawMessage)
+  );
+}

@@ -1,7 +1,7 @@
 import { ConnectError } from "@connectrpc/connect";
 import { internalContext, type CallContext } from "../call-context.js";
 import { Auth } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
-import { isAuthRejection } from "../health/cluster-health.js";
+import { isAuthRejection } from "./errors.js";
 import type { Upstream } from "./upstream.js";
 
 /**

@@ -45,10 +45,6 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
     this.wake();
   }
 
-  get size(): number {
-    return this.items.length - this.head;
-  }
-
   /** The summed weight of the items not yet taken. */
   get weight(): number {
     return this.totalWeight;

@@ -78,11 +78,11 @@ export class SharedWatch {
   /** Returns how many receivers got the events beyond the first (coalesced deliveries). */
   onEvents(header: ResponseHeader, events: Event[]): number {
     this.header = header;
-    const delivery = new EventDelivery(header, events);
-    const last = delivery.lastRevision;
+    const last = events[events.length - 1]!.kv!.modRevision;
     if (last < this.nextRev) return 0; // already delivered before a failover
     this.nextRev = last + 1n;
     this.history.append(events);
+    const delivery = new EventDelivery(header, events);
     for (const r of this.receivers) r.deliver(delivery);
     return Math.max(0, this.receivers.size - 1);
   }

@@ -5,7 +5,7 @@ import type { ResponseHeader, WatchRequestSchema, WatchResponse } from "../gen/e
 import { isConnectionFailure, toClientError } from "../upstream/errors.js";
 import { AsyncQueue } from "../util/async-queue.js";
 import type { HistoryLimits } from "./event-history.js";
-import { NO_WATCH_ID } from "./responses.js";
+import { NO_WATCH_ID, headerAt } from "./responses.js";
 import { SharedWatch, type Receiver } from "./shared-watch.js";
 
 type WatchRequestInit = MessageInitShape<typeof WatchRequestSchema>;
@@ -327,13 +327,7 @@ export class WatchChannel {
   }
 
   private dispatch(conn: Connection, response: WatchResponse): void {
-    const header = response.header ?? {
-      $typeName: "etcdserverpb.ResponseHeader",
-      clusterId: 0n,
-      memberId: 0n,
-      revision: 0n,
-      raftTerm: 0n,
-    };
+    const header = response.header ?? headerAt(undefined, 0n);
     if (response.watchId === NO_WATCH_ID && !response.created) {
       this.progressAnswered(conn, header);
       return;
