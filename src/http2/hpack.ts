@@ -1,0 +1,248 @@
+/**
+ * HPACK header compression (RFC 7541) for the proxy's own HTTP/2 server.
+ *
+ * Decoding is complete: clients index their headers in the dynamic table and
+ * Huffman-code strings. Encoding is deliberately simple: every field is a
+ * literal that is never added to the peer's dynamic table, with the static
+ * table's name (or whole field) when it has one. The proxy's own responses
+ * use a handful of constant header blocks, so they are encoded once.
+ */
+import { decodeHuffman } from "./huffman.js";
+
+export class CompressionError extends Error {}
+
+/** A decoded header list: lower-case names, repeated names joined with ", " (cookies with "; "). */
+export type HeaderList = Record<string, string>;
+
+/** RFC 7541 Appendix A. */
+const STATIC_TABLE: ReadonlyArray<readonly [string, string]> = [
+  [":authority", ""],
+  [":method", "GET"],
+  [":method", "POST"],
+  [":path", "/"],
+  [":path", "/index.html"],
+  [":scheme", "http"],
+  [":scheme", "https"],
+  [":status", "200"],
+  [":status", "204"],
+  [":status", "206"],
+  [":status", "304"],
+  [":status", "400"],
+  [":status", "404"],
+  [":status", "500"],
+  ["accept-charset", ""],
+  ["accept-encoding", "gzip, deflate"],
+  ["accept-language", ""],
+  ["accept-ranges", ""],
+  ["accept", ""],
+  ["access-control-allow-origin", ""],
+  ["age", ""],
+  ["allow", ""],
+  ["authorization", ""],
+  ["cache-control", ""],
+  ["content-disposition", ""],
+  ["content-encoding", ""],
+  ["content-language", ""],
+  ["content-length", ""],
+  ["content-location", ""],
+  ["content-range", ""],
+  ["content-type", ""],
+  ["cookie", ""],
+  ["date", ""],
+  ["etag", ""],
+  ["expect", ""],
+  ["expires", ""],
+  ["from", ""],
+  ["host", ""],
+  ["if-match", ""],
+  ["if-modified-since", ""],
+  ["if-none-match", ""],
+  ["if-range", ""],
+  ["if-unmodified-since", ""],
+  ["last-modified", ""],
+  ["link", ""],
+  ["location", ""],
+  ["max-forwards", ""],
+  ["proxy-authenticate", ""],
+  ["proxy-authorization", ""],
+  ["range", ""],
+  ["referer", ""],
+  ["refresh", ""],
+  ["retry-after", ""],
+  ["server", ""],
+  ["set-cookie", ""],
+  ["strict-transport-security", ""],
+  ["transfer-encoding", ""],
+  ["user-agent", ""],
+  ["vary", ""],
+  ["via", ""],
+  ["www-authenticate", ""],
+];
+
+/** Every entry costs its name and value lengths plus 32 (RFC 7541 §4.1). */
+const ENTRY_OVERHEAD = 32;
+
+/** One connection's decoder: its dynamic table lives as long as the connection. */
+export class HpackDecoder {
+  /** Newest entry last. */
+  private readonly dynamic: Array<readonly [string, string]> = [];
+  private size = 0;
+  private maxSize: number;
+
+  /** `limit` is the SETTINGS_HEADER_TABLE_SIZE this side announced; the peer may shrink below it. */
+  constructor(private readonly limit: number) {
+    this.maxSize = limit;
+  }
+
+  /** Decodes one complete header block; throws CompressionError (a connection error) on bad input. */
+  decode(block: Uint8Array): HeaderList {
+    const headers: HeaderList = {};
+    let pos = 0;
+    const int = (prefixBits: number): number => {
+      if (pos >= block.length) throw new CompressionError("truncated integer");
+      const max = (1 << prefixBits) - 1;
+      let value = block[pos++]! & max;
+      if (value < max) return value;
+      let shift = 0;
+      for (;;) {
+        if (pos >= block.length) throw new CompressionError("truncated integer");
+        const b = block[pos++]!;
+        value += (b & 0x7f) * 2 ** shift;
+        shift += 7;
+        if ((b & 0x80) === 0) break;
+        if (shift > 28) throw new CompressionError("integer overflow");
+      }
+      return value;
+    };
+    const str = (): string => {
+      if (pos >= block.length) throw new CompressionError("truncated string");
+      const huffman = (block[pos]! & 0x80) !== 0;
+      const length = int(7);
+      const end = pos + length;
+      if (end > block.length) throw new CompressionError("truncated string");
+      let value: string;
+      try {
+        value = huffman
+          ? decodeHuffman(block, pos, end)
+          : Buffer.from(block.buffer, block.byteOffset + pos, length).toString("latin1");
+      } catch (err) {
+        throw new CompressionError((err as Error).message);
+      }
+      pos = end;
+      return value;
+    };
+    const add = (name: string, value: string) => {
+      const previous = headers[name];
+      headers[name] = previous === undefined ? value : `${previous}${name === "cookie" ? "; " : ", "}${value}`;
+    };
+    let fieldsSeen = false;
+    while (pos < block.length) {
+      const b = block[pos]!;
+      if (b & 0x80) {
+        const [name, value] = this.entry(int(7));
+        add(name, value);
+      } else if (b & 0x40) {
+        const index = int(6);
+        const name = index === 0 ? str() : this.entry(index)[0];
+        const value = str();
+        this.insert(name, value);
+        add(name, value);
+      } else if (b & 0x20) {
+        // A table size update is only allowed before the first field.
+        if (fieldsSeen) throw new CompressionError("table size update after a header field");
+        const size = int(5);
+        if (size > this.limit) throw new CompressionError("table size update above the announced limit");
+        this.maxSize = size;
+        this.evict(0);
+        continue;
+      } else {
+        // Literal without indexing (0000) or never indexed (0001): the same to a decoder.
+        const index = int(4);
+        const name = index === 0 ? str() : this.entry(index)[0];
+        add(name, str());
+      }
+      fieldsSeen = true;
+    }
+    return headers;
+  }
+
+  private entry(index: number): readonly [string, string] {
+    if (index === 0) throw new CompressionError("index 0");
+    if (index <= STATIC_TABLE.length) return STATIC_TABLE[index - 1]!;
+    const dynamicIndex = index - STATIC_TABLE.length;
+    if (dynamicIndex > this.dynamic.length) throw new CompressionError(`index ${index} beyond the table`);
+    return this.dynamic[this.dynamic.length - dynamicIndex]!;
+  }
+
+  private insert(name: string, value: string): void {
+    const cost = name.length + value.length + ENTRY_OVERHEAD;
+    this.evict(cost);
+    // An entry larger than the whole table empties it and is not added.
+    if (cost <= this.maxSize) {
+      this.dynamic.push([name, value]);
+      this.size += cost;
+    }
+  }
+
+  /** Drops the oldest entries until `room` more octets fit. */
+  private evict(room: number): void {
+    while (this.dynamic.length > 0 && this.size + room > this.maxSize) {
+      const [name, value] = this.dynamic.shift()!;
+      this.size -= name.length + value.length + ENTRY_OVERHEAD;
+    }
+  }
+}
+
+/** A header value, or several for a repeated field (set-cookie). */
+export type OutgoingValue = string | number | ReadonlyArray<string>;
+
+const staticName = new Map<string, number>();
+const staticField = new Map<string, number>();
+STATIC_TABLE.forEach(([name, value], i) => {
+  if (!staticName.has(name)) staticName.set(name, i + 1);
+  if (value !== "") staticField.set(`${name}\0${value}`, i + 1);
+});
+
+/** Encodes header fields (pseudo-headers first, as the caller orders them) into one header block. */
+export function encodeHeaders(fields: Iterable<readonly [string, OutgoingValue]>): Buffer {
+  const out: number[] = [];
+  const int = (value: number, prefixBits: number, firstByte: number) => {
+    const max = (1 << prefixBits) - 1;
+    if (value < max) {
+      out.push(firstByte | value);
+      return;
+    }
+    out.push(firstByte | max);
+    value -= max;
+    while (value >= 0x80) {
+      out.push((value & 0x7f) | 0x80);
+      value = Math.floor(value / 0x80);
+    }
+    out.push(value);
+  };
+  const str = (s: string) => {
+    const bytes = Buffer.from(s, "latin1");
+    int(bytes.length, 7, 0);
+    for (const b of bytes) out.push(b);
+  };
+  for (const [rawName, raw] of fields) {
+    const name = rawName.toLowerCase();
+    const values = Array.isArray(raw) ? raw : [String(raw)];
+    for (const value of values as string[]) {
+      const whole = staticField.get(`${name}\0${value}`);
+      if (whole !== undefined) {
+        int(whole, 7, 0x80);
+        continue;
+      }
+      const nameIndex = staticName.get(name);
+      if (nameIndex !== undefined) {
+        int(nameIndex, 4, 0x00);
+      } else {
+        out.push(0x00);
+        str(name);
+      }
+      str(value);
+    }
+  }
+  return Buffer.from(out);
+}

@@ -1,0 +1,195 @@
+// The proxy's own HTTP/2, against node's HTTP/2 (nghttp2) as the peer on
+// the other end of a real loopback connection.
+import assert from "node:assert/strict";
+import { once } from "node:events";
+import * as http2 from "node:http2";
+import * as net from "node:net";
+import type { AddressInfo } from "node:net";
+import { after, before, describe, it } from "node:test";
+import { H2ClientConnection, type H2ClientStream } from "../../src/http2/client.js";
+import { encodeHeaders } from "../../src/http2/hpack.js";
+import { H2ServerConnection, type H2Stream } from "../../src/http2/server.js";
+
+const BIG = Buffer.alloc(3 << 20, 7); // far beyond every default flow-control window
+
+describe("own HTTP/2 server, node's HTTP/2 client", () => {
+  let server: net.Server;
+  let url: string;
+  const connections: H2ServerConnection[] = [];
+
+  /** Echoes the request body back, with the request's path in a trailer. */
+  const echo = (stream: H2Stream) => {
+    stream.respond(
+      encodeHeaders([
+        [":status", 200],
+        ["content-type", "application/octet-stream"],
+      ]),
+    );
+    stream.onBody = (chunk) => stream.write(chunk);
+    stream.onEnd = () => stream.end(encodeHeaders([["x-path", stream.headers[":path"]!]]));
+  };
+
+  before(async () => {
+    server = net.createServer((socket) => {
+      connections.push(new H2ServerConnection(socket, { maxConcurrentStreams: 50, onStream: echo }));
+    });
+    server.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  after(() => server.close());
+
+  const call = (session: http2.ClientHttp2Session, path: string, body: Buffer) =>
+    new Promise<{ body: Buffer; trailers: http2.IncomingHttpHeaders; status: unknown }>((resolve, reject) => {
+      const req = session.request({ ":method": "POST", ":path": path });
+      const chunks: Buffer[] = [];
+      let status: unknown;
+      let trailers: http2.IncomingHttpHeaders = {};
+      req.on("response", (h) => (status = h[":status"]));
+      req.on("data", (c: Buffer) => chunks.push(c));
+      req.on("trailers", (t) => (trailers = t));
+      req.on("end", () => resolve({ body: Buffer.concat(chunks), trailers, status }));
+      req.on("error", reject);
+      req.end(body);
+    });
+
+  it("echoes a 3 MiB body both ways through flow control, with trailers", async () => {
+    const session = http2.connect(url);
+    const { body, trailers, status } = await call(session, "/big", BIG);
+    assert.equal(status, 200);
+    assert.ok(body.equals(BIG));
+    assert.equal(trailers["x-path"], "/big");
+    session.close();
+  });
+
+  it("serves many concurrent streams on one connection", async () => {
+    const session = http2.connect(url);
+    const results = await Promise.all(
+      Array.from({ length: 40 }, (_, i) => call(session, `/s/${i}`, Buffer.from(`body ${i}`))),
+    );
+    results.forEach((r, i) => {
+      assert.equal(r.body.toString(), `body ${i}`);
+      assert.equal(r.trailers["x-path"], `/s/${i}`);
+    });
+    session.close();
+  });
+
+  it("refuses streams beyond SETTINGS_MAX_CONCURRENT_STREAMS, and a client reset closes the stream", async () => {
+    const before = connections.length;
+    const session = http2.connect(url);
+    // Open streams that never end, past the limit of 50.
+    const streams = Array.from({ length: 60 }, () => session.request({ ":method": "POST", ":path": "/open" }));
+    const codes = await Promise.all(
+      streams.slice(50).map(
+        (s) =>
+          new Promise<number>((resolve) => {
+            s.on("error", () => {});
+            s.on("close", () => resolve(s.rstCode));
+          }),
+      ),
+    );
+    assert.deepEqual(new Set(codes), new Set([http2.constants.NGHTTP2_REFUSED_STREAM]));
+    const connection = connections[before]!;
+    assert.equal(connection.size, 50);
+    streams[0]!.close(http2.constants.NGHTTP2_CANCEL);
+    await until(() => connection.size === 49);
+    session.destroy();
+    await until(() => connection.destroyed);
+  });
+});
+
+describe("own HTTP/2 client, node's HTTP/2 server", () => {
+  let server: http2.Http2Server;
+  let port: number;
+  before(async () => {
+    server = http2.createServer({ settings: { maxConcurrentStreams: 1 } });
+    server.on("stream", (stream, headers) => {
+      if (headers[":path"] === "/hold") {
+        stream.on("end", () => {
+          stream.session?.goaway(http2.constants.NGHTTP2_NO_ERROR, stream.id);
+          stream.respond({ ":status": 200 });
+          stream.end("held");
+        });
+        stream.resume();
+        return;
+      }
+      const chunks: Buffer[] = [];
+      stream.on("data", (c: Buffer) => chunks.push(c));
+      stream.on("end", () => {
+        stream.respond({ ":status": 200, "x-token": String(headers["token"]) }, { waitForTrailers: true });
+        stream.once("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
+        stream.end(Buffer.concat(chunks));
+      });
+    });
+    server.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    port = (server.address() as AddressInfo).port;
+  });
+  after(() => server.close());
+
+  const dial = () => {
+    const socket = net.connect({ host: "127.0.0.1", port });
+    return new H2ClientConnection(socket, "connect");
+  };
+  const request = (connection: H2ClientConnection, path: string, extra: Array<[string, string]> = []) =>
+    connection.request(
+      encodeHeaders([[":method", "POST"], [":scheme", "http"], [":authority", "x"], [":path", path], ...extra]),
+    );
+  const collect = (stream: H2ClientStream) =>
+    new Promise<{ body: Buffer; err: Error | undefined }>((resolve) => {
+      const chunks: Buffer[] = [];
+      stream.onBody = (c) => chunks.push(c);
+      stream.onClose((err) => resolve({ body: Buffer.concat(chunks), err }));
+    });
+
+  it("sends a 3 MiB request and reads the echo, headers and trailers", async () => {
+    // (one stream at a time: the server allows no more)
+    const connection = dial();
+    const stream = request(connection, "/echo", [["token", "t1"]]);
+    const done = collect(stream);
+    stream.write(BIG);
+    stream.end();
+    const { body, err } = await done;
+    assert.equal(err, undefined);
+    assert.ok(body.equals(BIG));
+    assert.equal(stream.response?.["x-token"], "t1");
+    assert.equal(stream.trailers?.["grpc-status"], "0");
+    connection.close();
+  });
+
+  it("marks a stream the server refused (REFUSED_STREAM) as never seen, and stops using a connection after GOAWAY", async () => {
+    const connection = dial();
+    // The server allows one stream at a time: the second is refused.
+    const first = request(connection, "/hold");
+    const second = request(connection, "/echo");
+    const refused = await collect(second);
+    assert.equal(second.rstCode, http2.constants.NGHTTP2_REFUSED_STREAM);
+    assert.equal(refused.err, undefined);
+    assert.equal(connection.mayHaveSeen(second), false);
+    assert.equal(connection.mayHaveSeen(first), true);
+    // The held stream answers with a GOAWAY: it still completes, then the connection is done.
+    const done = collect(first);
+    first.end();
+    assert.equal((await done).body.toString(), "held");
+    assert.equal(connection.usable, false);
+    await until(() => connection.destroyed);
+  });
+
+  it("fails streams on a connection that never came up as never sent", async () => {
+    const closed = net.createServer();
+    closed.listen(0, "127.0.0.1");
+    await once(closed, "listening");
+    const deadPort = (closed.address() as AddressInfo).port;
+    closed.close();
+    const connection = new H2ClientConnection(net.connect({ host: "127.0.0.1", port: deadPort }), "connect");
+    const stream = request(connection, "/echo");
+    const { err } = await collect(stream);
+    assert.match(String((err as NodeJS.ErrnoException)?.code), /ECONNREFUSED/);
+    assert.equal(connection.mayHaveSeen(stream), false);
+  });
+});
+
+async function until(condition: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !condition(); i++) await new Promise((r) => setTimeout(r, 10));
+  assert.ok(condition(), "condition not met in time");
+}
