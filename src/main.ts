@@ -1,6 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { FastifyInstance } from "fastify";
-import type { Http2Session } from "node:http2";
 import { setMaxListeners } from "node:events";
 import { hostname } from "node:os";
 import type { AddressInfo, Socket } from "node:net";
@@ -10,6 +9,7 @@ import { checkProxyHealth } from "./health/proxy-health.js";
 import { KeepAliveCoalescer } from "./lease/keepalive-coalescer.js";
 import { createMetrics, observeEndpoints, recordRpc, type RpcObserver } from "./metrics.js";
 import { createApp, startMetricsListener } from "./server/app.js";
+import type { ClosableSession } from "./server/listener.js";
 import type { HttpEndpointDeps } from "./server/http-endpoints.js";
 import { fetchEtcdMetrics } from "./health/etcd-metrics.js";
 import { createNativeLane } from "./server/native-lane.js";
@@ -169,7 +169,7 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
         observe,
       })
     : undefined;
-  const sessions = new Set<Http2Session>();
+  const sessions = new Set<ClosableSession>();
   const shuttingDown = new AbortController();
   // Every open Connect call listens to it; hundreds at once are normal.
   setMaxListeners(0, shuttingDown.signal);

@@ -1,6 +1,6 @@
 import { ConnectError } from "@connectrpc/connect";
-import * as http2 from "node:http2";
 import { frame } from "../grpc/wire.js";
+import { ErrorCode } from "../http2/frames.js";
 import { H2Client } from "../upstream/h2-client.js";
 import type { ProxyIdentity } from "../upstream/proxy-identity.js";
 import { isAuthRejection } from "../upstream/errors.js";
@@ -45,13 +45,12 @@ export async function checkProxyHealth(
       const stream = client.open("/etcdserverpb.Watch/Watch", metadata);
       const done = (ok: boolean) => {
         clearTimeout(timer);
-        stream.close(http2.constants.NGHTTP2_CANCEL); // the check's watch must not outlive it
-        resolve(ok);
+        resolve(ok); // first: the reset below closes the stream, which calls done(false)
+        stream.reset(ErrorCode.CANCEL); // the check's watch must not outlive it
       };
       const timer = setTimeout(() => done(false), watchTimeoutMs);
-      stream.once("data", () => done(true));
-      stream.on("error", () => {});
-      stream.once("close", () => done(false));
+      stream.onBody = () => done(true);
+      stream.onClose(() => done(false));
       stream.write(WATCH_A);
     });
     return created ? { health: true, reason: "" } : { health: false, reason: "WATCH TIMEOUT" };

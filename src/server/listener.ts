@@ -2,6 +2,8 @@ import * as http from "node:http";
 import * as http2 from "node:http2";
 import type { Socket } from "node:net";
 import type { ServerTls } from "../config/config.js";
+import { H2ServerConnection } from "../http2/server.js";
+import { createBridge } from "./h2-bridge.js";
 import type { NativeLane } from "./native-lane.js";
 
 /** Memory one HTTP/2 session may use, in MB (node's default is 10). */
@@ -22,10 +24,14 @@ export interface ListenerOptions {
   maxConcurrentStreams: number;
   /** Fires for every HTTP/2 session, e.g. to log protocol errors. */
   onSessionError?: (err: Error) => void;
-  /** Takes the HTTP/2 streams it can serve before the request handler sees them. */
+  /**
+   * The native gRPC lane. When set, every HTTP/2 connection is served by the
+   * proxy's own HTTP/2 server: the lane takes the streams it can serve, and
+   * the rest reach the request handler through node's HTTP/2 server.
+   */
   nativeLane?: NativeLane;
-  /** Filled with the open HTTP/2 sessions, so shutdown can send GOAWAY and, later, force them closed. */
-  sessions?: Set<http2.Http2Session>;
+  /** Filled with the open HTTP/2 connections, so shutdown can send GOAWAY and, later, force them closed. */
+  sessions?: Set<ClosableSession>;
   /** gRPC keepalive toward clients (--grpc-keepalive-*). */
   keepalive?: ServerKeepalive;
 }
@@ -37,6 +43,12 @@ export interface ServerKeepalive {
   intervalMs: number;
   /** Close a connection whose ping is not answered within this (--grpc-keepalive-timeout); 0 disables. */
   timeoutMs: number;
+}
+
+/** What shutdown needs of an HTTP/2 connection, node's or the proxy's own. */
+export interface ClosableSession {
+  close(): void;
+  destroy(): void;
 }
 
 /**
@@ -52,6 +64,7 @@ export function createListener(handler: RequestHandler, options: ListenerOptions
   // node refuses new streams once a session holds 10 MB; a connection that
   // multiplexes thousands of watch or keep-alive streams needs more.
   const maxSessionMemory = SESSION_MEMORY_MB;
+  const serveOwnH2 = options.nativeLane ? ownHttp2(handler, options.nativeLane, options) : undefined;
   if (options.tls) {
     const secure = http2.createSecureServer(
       {
@@ -66,6 +79,15 @@ export function createListener(handler: RequestHandler, options: ListenerOptions
       handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void,
     );
     watchSessions(secure, options);
+    if (serveOwnH2) {
+      // ALPN has spoken: h2 connections are ours, HTTP/1.1 stays with node.
+      const nodeAccept = secure.listeners("secureConnection")[0] as (socket: Socket) => void;
+      secure.removeAllListeners("secureConnection");
+      secure.on("secureConnection", (socket: Socket & { alpnProtocol?: string | false }) => {
+        if (socket.alpnProtocol === "h2") serveOwnH2(socket);
+        else nodeAccept.call(secure, socket);
+      });
+    }
     return secure as unknown as http.Server;
   }
 
@@ -92,7 +114,8 @@ export function createListener(handler: RequestHandler, options: ListenerOptions
         // tears down on 'close', so a client that dies after sending FIN would
         // leave its upstream streams (watches!) open forever.
         socket.allowHalfOpen = false;
-        h2.emit("connection", socket);
+        if (serveOwnH2) serveOwnH2(socket);
+        else h2.emit("connection", socket);
       } else {
         h1Accept.call(h1, socket);
       }
@@ -103,28 +126,57 @@ export function createListener(handler: RequestHandler, options: ListenerOptions
   return h1;
 }
 
-function watchSessions(server: http2.Http2Server | http2.Http2SecureServer, options: ListenerOptions): void {
-  const lane = options.nativeLane;
-  if (lane) {
-    // node's compatibility layer turns 'stream' events into requests for the
-    // handler; the lane gets first pick, so its streams skip that layer.
-    const compat = server.listeners("stream") as Array<(...args: unknown[]) => void>;
-    server.removeAllListeners("stream");
-    server.on("stream", (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, ...rest: unknown[]) => {
-      if (lane.handle(stream, headers)) return;
-      for (const listener of compat) listener.call(server, stream, headers, ...rest);
+/**
+ * Serves HTTP/2 connections with the proxy's own server: the native lane
+ * takes its streams, and the rest cross an in-process bridge to a node
+ * HTTP/2 server running the same request handler.
+ */
+function ownHttp2(handler: RequestHandler, lane: NativeLane, options: ListenerOptions): (socket: Socket) => void {
+  const behindBridge = http2.createServer(
+    // Limits are the outer connection's business; the bridge carries every bridged stream.
+    { settings: { maxConcurrentStreams: 2 ** 31 - 1 }, maxSessionMemory: SESSION_MEMORY_MB * 4 },
+    handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void,
+  );
+  const bridge = createBridge(behindBridge);
+  return (socket) => {
+    const connection = new H2ServerConnection(socket, {
+      maxConcurrentStreams: options.maxConcurrentStreams,
+      onStream: (stream) => {
+        if (!lane.handle(stream)) bridge.forward(stream);
+      },
     });
-  }
+    track(connection, options);
+  };
+}
+
+function watchSessions(server: http2.Http2Server | http2.Http2SecureServer, options: ListenerOptions): void {
   server.on("sessionError", (err) => options.onSessionError?.(err));
-  server.on("session", (session) => {
-    session.on("error", (err) => options.onSessionError?.(err));
-    if (options.keepalive) applyKeepalive(session, options.keepalive);
-    if (options.sessions) {
-      const sessions = options.sessions;
-      sessions.add(session);
-      session.once("close", () => sessions.delete(session));
-    }
-  });
+  server.on("session", (session) => track(session, options));
+}
+
+/** Error logging, keepalive and shutdown bookkeeping for one HTTP/2 connection of either kind. */
+function track(
+  session: KeepaliveSession & { on(event: "error", fn: (err: Error) => void): unknown },
+  options: ListenerOptions,
+): void {
+  session.on("error", (err) => options.onSessionError?.(err));
+  if (options.keepalive) applyKeepalive(session, options.keepalive);
+  if (options.sessions) {
+    const sessions = options.sessions;
+    sessions.add(session);
+    session.once("close", () => sessions.delete(session));
+  }
+}
+
+/** What keepalive needs of an HTTP/2 connection: node's Http2Session and H2ServerConnection both fit. */
+interface KeepaliveSession extends ClosableSession {
+  on(event: "stream", fn: (stream: { once(event: "close", fn: () => void): unknown }) => void): unknown;
+  on(event: "ping", fn: () => void): unknown;
+  once(event: "close", fn: () => void): unknown;
+  goaway(code: number, lastStreamId: number, data: Buffer): void;
+  ping(callback: (err: Error | null) => void): boolean;
+  readonly closed: boolean;
+  readonly destroyed: boolean;
 }
 
 /** grpc-go's limit: a third ping too soon closes the connection. */
@@ -139,11 +191,11 @@ const IDLE_PING_INTERVAL_MS = 2 * 60 * 60 * 1000;
  * ENHANCE_YOUR_CALM "too_many_pings". The server also pings every client each
  * interval and closes the connection if the ping goes unanswered.
  */
-function applyKeepalive(session: http2.Http2Session, policy: ServerKeepalive): void {
+function applyKeepalive(session: KeepaliveSession, policy: ServerKeepalive): void {
   let lastPingAt = 0;
   let strikes = 0;
   let streams = 0;
-  session.on("stream", (stream: http2.Http2Stream) => {
+  session.on("stream", (stream) => {
     streams++;
     strikes = 0; // grpc-go forgives a connection that is being used
     stream.once("close", () => streams--);

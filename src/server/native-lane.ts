@@ -6,7 +6,6 @@ import {
   type DescMethodUnary,
 } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import * as http2 from "node:http2";
 import { forwardedMetadata, type CallContext } from "../call-context.js";
 import { encodeGrpcMessage, frame, FrameDecoder, FrameError, parseGrpcTimeout, singleFrame } from "../grpc/wire.js";
 import { preEncodedFrame } from "../grpc/pre-encoded.js";
@@ -14,12 +13,14 @@ import { decodeRequest } from "../grpc/decode.js";
 import type { RpcObserver, RpcRecord } from "../metrics.js";
 import { AsyncQueue } from "../util/async-queue.js";
 import { bytePathOf, type BytePath, type ServiceBinding } from "../services/handlers.js";
+import { encodeHeaders } from "../http2/hpack.js";
+import type { H2Stream } from "../http2/server.js";
 
 /**
  * The native gRPC fast lane: calls with `content-type: application/grpc` over
- * HTTP/2 (etcdctl, grpc-go, grpc-js) are served straight from the HTTP/2
- * stream, without node's compatibility layer, Fastify and Connect's per-call
- * machinery.
+ * HTTP/2 (etcdctl, grpc-go, grpc-js) are served straight from the proxy's own
+ * HTTP/2 streams (src/http2), without node's HTTP/2 server, Fastify and
+ * Connect's per-call machinery.
  *
  * - A unary handler with a byte-level path (plain forwards, the range cache,
  *   cache-invalidating writes) is called with the request's bytes and
@@ -29,12 +30,13 @@ import { bytePathOf, type BytePath, type ServiceBinding } from "../services/hand
  * - A streaming method (Watch, LeaseKeepAlive, Snapshot, Observe) is decoded
  *   message by message into the same handler, whose responses are encoded
  *   and written with back-pressure.
- * - gRPC-JSON and compressed requests return false, and the caller hands the
- *   stream to the Connect lane.
+ * - Anything else (gRPC-JSON, compressed requests, gRPC-Web, Connect, the
+ *   gateway, the dashboard) returns false, and the caller hands the stream to
+ *   Fastify and Connect.
  */
 export interface NativeLane {
   /** Serves the stream and returns true, or returns false for the Connect lane to serve it. */
-  handle(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): boolean;
+  handle(stream: H2Stream): boolean;
   /** Ends every open streaming call with `reason` (graceful shutdown). */
   shutdown(reason: ConnectError): void;
 }
@@ -63,8 +65,6 @@ export interface NativeLaneOptions {
   observe?: RpcObserver;
 }
 
-const { HTTP2_HEADER_PATH, HTTP2_HEADER_CONTENT_TYPE, NGHTTP2_NO_ERROR } = http2.constants;
-
 export function createNativeLane(options: NativeLaneOptions): NativeLane {
   const routes = new Map<string, Route>();
   for (const { service, handlers } of options.services) {
@@ -90,25 +90,26 @@ export function createNativeLane(options: NativeLaneOptions): NativeLane {
   }
 
   /** Open streaming calls and how to stop each; unary calls are left to finish. */
-  const openStreams = new Map<http2.ServerHttp2Stream, (reason: ConnectError) => void>();
+  const openStreams = new Map<H2Stream, (reason: ConnectError) => void>();
   return {
-    handle(stream, headers) {
-      const route = routes.get(headers[HTTP2_HEADER_PATH] as string);
+    handle(stream) {
+      const headers = stream.headers;
+      const route = routes.get(headers[":path"]!);
       if (!route) return false;
-      const type = headers[HTTP2_HEADER_CONTENT_TYPE];
+      const type = headers["content-type"];
       if (type !== "application/grpc" && type !== "application/grpc+proto") return false;
       const encoding = headers["grpc-encoding"];
       if (encoding !== undefined && encoding !== "identity") return false;
       if (options.observe) {
         const record = options.observe(route.method);
         records.set(stream, record);
-        stream.once("close", () => record.end(Code.Canceled)); // no-op if it already ended
+        stream.onClose(() => record.end(Code.Canceled)); // no-op if it already ended
       }
       if (route.kind === "unary") {
-        serveUnary(stream, headers, route, options);
+        serveUnary(stream, route, options);
       } else {
-        openStreams.set(stream, serveStream(stream, headers, route, options));
-        stream.once("close", () => openStreams.delete(stream));
+        openStreams.set(stream, serveStream(stream, route, options));
+        stream.onClose(() => openStreams.delete(stream));
       }
       return true;
     },
@@ -118,13 +119,8 @@ export function createNativeLane(options: NativeLaneOptions): NativeLane {
   };
 }
 
-function serveUnary(
-  stream: http2.ServerHttp2Stream,
-  headers: http2.IncomingHttpHeaders,
-  route: Extract<Route, { kind: "unary" }>,
-  options: NativeLaneOptions,
-): void {
-  const { ctx } = callContext(stream, headers);
+function serveUnary(stream: H2Stream, route: Extract<Route, { kind: "unary" }>, options: NativeLaneOptions): void {
+  const { ctx } = callContext(stream);
   const chunks: Buffer[] = [];
   let size = 0;
   let failed = false;
@@ -133,7 +129,7 @@ function serveUnary(
     respondError(stream, new ConnectError(err.message, err.grpcCode));
   };
 
-  stream.on("data", (chunk: Buffer) => {
+  stream.onBody = (chunk) => {
     if (failed) return;
     size += chunk.length;
     // Stop buffering as soon as the body cannot be one acceptable message.
@@ -143,8 +139,8 @@ function serveUnary(
       );
     }
     chunks.push(chunk);
-  });
-  stream.on("end", () => {
+  };
+  stream.onEnd = () => {
     if (failed) return;
     const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
     let payload: Buffer;
@@ -157,12 +153,11 @@ function serveUnary(
     handle(body, payload, route, ctx, options).then(
       (response) => respond(stream, response),
       (err) => {
-        if (!(err instanceof ConnectError)) options.onInternalError?.(err, headers[HTTP2_HEADER_PATH] as string);
+        if (!(err instanceof ConnectError)) options.onInternalError?.(err, stream.headers[":path"]!);
         respondError(stream, err);
       },
     );
-  });
-  stream.on("error", () => {});
+  };
 }
 
 /** Produces the response message bytes for one framed request (`body`, whose message is `payload`). */
@@ -188,11 +183,13 @@ const DEADLINE = new ConnectError("context deadline exceeded", Code.DeadlineExce
  * The signal aborts only if the client leaves or time runs out before the
  * call finished: a finished call costs no abort.
  */
-function callContext(
-  stream: http2.ServerHttp2Stream,
-  headers: http2.IncomingHttpHeaders,
-): { ctx: CallContext; finished: () => boolean; abort: (reason: ConnectError) => void } {
-  const forwardHeaders = forwardedMetadata((key) => headers[key] as string | undefined);
+function callContext(stream: H2Stream): {
+  ctx: CallContext;
+  finished: () => boolean;
+  abort: (reason: ConnectError) => void;
+} {
+  const headers = stream.headers;
+  const forwardHeaders = forwardedMetadata((key) => headers[key]);
   // The signal is made only if someone asks for it: a call answered from
   // the cache never does.
   let controller: AbortController | undefined;
@@ -201,7 +198,7 @@ function callContext(
     abortedWith ??= reason;
     controller?.abort(reason);
   };
-  const timeoutMs = parseGrpcTimeout(headers["grpc-timeout"] as string | undefined);
+  const timeoutMs = parseGrpcTimeout(headers["grpc-timeout"]);
   const finished = () => finishedStreams.has(stream);
   let timer: NodeJS.Timeout | undefined;
   if (timeoutMs !== undefined) {
@@ -210,7 +207,7 @@ function callContext(
       abort(DEADLINE);
     }, timeoutMs);
   }
-  stream.once("close", () => {
+  stream.onClose(() => {
     clearTimeout(timer);
     if (!finished()) abort(CLIENT_GONE);
   });
@@ -232,47 +229,54 @@ function callContext(
 }
 
 /** Streams whose call has given its final answer (status sent). */
-const finishedStreams = new WeakSet<http2.ServerHttp2Stream>();
+const finishedStreams = new WeakSet<H2Stream>();
 
 /** Each call's metrics record, ended with the status its final answer carries. */
-const records = new WeakMap<http2.ServerHttp2Stream, RpcRecord>();
+const records = new WeakMap<H2Stream, RpcRecord>();
 
-function finish(stream: http2.ServerHttp2Stream, code: number): void {
+function finish(stream: H2Stream, code: number): void {
   finishedStreams.add(stream);
   records.get(stream)?.end(code);
 }
 
-const OK_HEADERS = { ":status": 200, "content-type": "application/grpc" };
-const OK_TRAILERS = { "grpc-status": "0" };
+/** The constant parts of every answer, HPACK-encoded once. */
+const OK_HEADERS: ReadonlyArray<readonly [string, string]> = [
+  [":status", "200"],
+  ["content-type", "application/grpc"],
+];
+const OK_HEADER_BLOCK = encodeHeaders(OK_HEADERS);
+const OK_TRAILER_BLOCK = encodeHeaders([["grpc-status", "0"]]);
+const OK_TRAILERS_ONLY_BLOCK = encodeHeaders([...OK_HEADERS, ["grpc-status", "0"]]);
 
-function respond(stream: http2.ServerHttp2Stream, message: Uint8Array): void {
-  if (stream.headersSent || stream.destroyed) return;
+function respond(stream: H2Stream, message: Uint8Array): void {
+  if (stream.headersSent || stream.closed) return;
   records.get(stream)?.sent();
   finish(stream, 0);
-  stream.respond(OK_HEADERS, { waitForTrailers: true });
-  stream.once("wantTrailers", () => stream.sendTrailers(OK_TRAILERS));
-  stream.end(frame(message));
+  stream.respond(OK_HEADER_BLOCK);
+  stream.write(frame(message));
+  stream.end(OK_TRAILER_BLOCK);
 }
 
-/** A Trailers-Only error answer; later writes to a finished stream are ignored. */
-function respondError(stream: http2.ServerHttp2Stream, err: unknown): void {
-  if (stream.destroyed || finishedStreams.has(stream)) return;
+/**
+ * An error answer: Trailers-Only, or the trailers of a stream already
+ * answering. Later writes to a finished stream are ignored. A client still
+ * sending (an oversized message) is then stopped with NO_ERROR, as gRPC
+ * servers do, so the status is what it reports.
+ */
+function respondError(stream: H2Stream, err: unknown): void {
+  if (stream.closed || finishedStreams.has(stream)) return;
+  const status = statusTrailers(err);
   finish(stream, ConnectError.from(err).code);
-  if (stream.headersSent) {
-    // A stream already answering: the status goes in its trailers.
-    stream.once("wantTrailers", () => stream.sendTrailers(statusTrailers(err)));
-    stream.end();
-    return;
-  }
-  stream.respond({ ":status": 200, "content-type": "application/grpc", ...statusTrailers(err) }, { endStream: true });
-  // A client still sending (an oversized message) has its answer: stop it
-  // with NO_ERROR, as gRPC servers do, so the status is what it reports.
-  if (!stream.readableEnded && !stream.closed) stream.close(NGHTTP2_NO_ERROR);
+  if (stream.headersSent) stream.end(encodeHeaders(status));
+  else stream.respond(encodeHeaders([...OK_HEADERS, ...status]), true);
 }
 
-function statusTrailers(err: unknown): http2.OutgoingHttpHeaders {
+function statusTrailers(err: unknown): Array<[string, string]> {
   const ce = ConnectError.from(err);
-  return { "grpc-status": String(ce.code), "grpc-message": encodeGrpcMessage(ce.rawMessage) };
+  return [
+    ["grpc-status", String(ce.code)],
+    ["grpc-message", encodeGrpcMessage(ce.rawMessage)],
+  ];
 }
 
 /**
@@ -282,16 +286,15 @@ function statusTrailers(err: unknown): http2.OutgoingHttpHeaders {
  * A client half-close only ends the request iterable, as with etcd.
  */
 function serveStream(
-  stream: http2.ServerHttp2Stream,
-  headers: http2.IncomingHttpHeaders,
+  stream: H2Stream,
   route: Extract<Route, { kind: "stream" }>,
   options: NativeLaneOptions,
 ): (reason: ConnectError) => void {
-  const { ctx, finished, abort } = callContext(stream, headers);
+  const { ctx, finished, abort } = callContext(stream);
   const { method, handler } = route;
   const requests = new AsyncQueue<unknown>();
   const decoder = new FrameDecoder(options.readMaxBytes);
-  stream.on("data", (chunk: Buffer) => {
+  stream.onBody = (chunk) => {
     try {
       for (const m of decoder.push(chunk)) {
         records.get(stream)?.received();
@@ -302,9 +305,8 @@ function serveStream(
       requests.fail(e);
       respondError(stream, e);
     }
-  });
-  stream.on("end", () => requests.end());
-  stream.on("error", () => {});
+  };
+  stream.onEnd = () => requests.end();
 
   void (async () => {
     let input: unknown = requests;
@@ -315,40 +317,28 @@ function serveStream(
       input = all[0];
     }
     // Responses that are ready together (a watch event fanned out to many
-    // watchers of one stream) leave in one write: cork until the ready
-    // ones are written, uncork on the next tick. The sent-messages counter
-    // is bumped once per batch too.
-    let corked = false;
+    // watchers of one stream) leave in one socket write anyway (the
+    // connection flushes once a tick); the sent-messages counter is bumped
+    // once per such batch too.
     let batch = 0;
-    const uncork = () => {
-      corked = false;
-      stream.uncork();
+    const countBatch = () => {
       records.get(stream)?.sent(batch);
       batch = 0;
     };
     for await (const response of handler(input, ctx)) {
-      if (finished() || stream.destroyed) return;
-      if (!stream.headersSent) stream.respond(OK_HEADERS, { waitForTrailers: true });
-      if (!corked) {
-        corked = true;
-        stream.cork();
-        process.nextTick(uncork);
-      }
+      if (finished() || stream.closed) return;
+      if (!stream.headersSent) stream.respond(OK_HEADER_BLOCK);
+      if (batch++ === 0) process.nextTick(countBatch);
       const bytes =
         preEncodedFrame(response) ?? frame(toBinary(method.output, create(method.output, response as never)));
-      batch++;
-      if (!stream.write(bytes)) await drained(stream);
+      if (!stream.write(bytes)) await new Promise<void>((resolve) => stream.onDrain(resolve));
     }
-    if (finished() || stream.destroyed) return;
+    if (finished() || stream.closed) return;
     finish(stream, 0);
-    if (!stream.headersSent) {
-      stream.respond({ ...OK_HEADERS, ...OK_TRAILERS }, { endStream: true });
-      return;
-    }
-    stream.once("wantTrailers", () => stream.sendTrailers(OK_TRAILERS));
-    stream.end();
+    if (stream.headersSent) stream.end(OK_TRAILER_BLOCK);
+    else stream.respond(OK_TRAILERS_ONLY_BLOCK, true);
   })().catch((err) => {
-    if (!(err instanceof ConnectError)) options.onInternalError?.(err, headers[HTTP2_HEADER_PATH] as string);
+    if (!(err instanceof ConnectError)) options.onInternalError?.(err, stream.headers[":path"]!);
     respondError(stream, err);
   });
 
@@ -358,17 +348,4 @@ function serveStream(
     respondError(stream, reason);
     abort(reason);
   };
-}
-
-/** Resolves when the stream can take more data, or is gone. */
-function drained(stream: http2.ServerHttp2Stream): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      stream.off("drain", done);
-      stream.off("close", done);
-      resolve();
-    };
-    stream.on("drain", done);
-    stream.on("close", done);
-  });
 }

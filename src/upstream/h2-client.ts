@@ -1,10 +1,12 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import * as http2 from "node:http2";
+import * as net from "node:net";
+import * as tls from "node:tls";
 import { decodeGrpcMessage, FrameDecoder } from "../grpc/wire.js";
+import { H2ClientConnection, type H2ClientStream } from "../http2/client.js";
+import { ErrorCode } from "../http2/frames.js";
+import { encodeHeaders, type HeaderList } from "../http2/hpack.js";
 import { notSentError } from "./errors.js";
 import type { UpstreamTls } from "./upstream.js";
-
-const { NGHTTP2_CANCEL, NGHTTP2_REFUSED_STREAM } = http2.constants;
 
 export interface H2ClientOptions {
   /** HTTP/2 ping interval toward etcd; 0 disables. */
@@ -17,31 +19,42 @@ export interface H2ClientOptions {
 }
 
 /**
- * A lean gRPC client for one etcd endpoint: one multiplexed HTTP/2 session,
- * dialled on first use and again after it closes. It moves bytes; callers
- * encode and decode. Its errors are ConnectErrors whose cause tells the
- * failover logic whether etcd can have seen the request (see errors.ts).
+ * A lean gRPC client for one etcd endpoint: one multiplexed HTTP/2
+ * connection (the proxy's own HTTP/2, src/http2), dialled on first use and
+ * again after it closes. It moves bytes; callers encode and decode. Its
+ * errors are ConnectErrors whose cause tells the failover logic whether etcd
+ * can have seen the request (see errors.ts).
  */
 export class H2Client {
-  private session: http2.ClientHttp2Session | undefined;
+  private connection_: H2ClientConnection | undefined;
   private pinger: NodeJS.Timeout | undefined;
   /** Calls open on this client, for keepalive-without-stream. */
   private openCalls = 0;
+  private readonly target: URL;
+  /** The request headers every call shares, encoded once; with each path's, as they are first used. */
+  private readonly commonHeaders: Buffer;
+  private readonly pathHeaders = new Map<string, Buffer>();
 
   constructor(
     readonly url: string,
     private readonly options: H2ClientOptions,
-  ) {}
+  ) {
+    this.target = new URL(url);
+    this.commonHeaders = encodeHeaders([
+      [":method", "POST"],
+      [":scheme", this.target.protocol === "https:" ? "https" : "http"],
+      [":authority", this.target.host],
+      ["content-type", "application/grpc"],
+      ["te", "trailers"],
+    ]);
+  }
 
-  /** Opens a call; the caller writes the request frames and ends the stream. */
-  open(path: string, headers: http2.OutgoingHttpHeaders): http2.ClientHttp2Stream {
-    const stream = this.connection().request(
-      { ":method": "POST", ":path": path, "content-type": "application/grpc", te: "trailers", ...headers },
-      { endStream: false },
-    );
+  /** Opens a call with its metadata; the caller writes the request frames and ends the stream. */
+  open(path: string, metadata: Readonly<Record<string, string>>): H2ClientStream {
+    const stream = this.connection().request(this.headerBlock(path, metadata));
     if (this.options.keepaliveTimeMs > 0 && !this.options.keepaliveWithoutStream) {
       this.openCalls++;
-      stream.once("close", () => this.openCalls--);
+      stream.onClose(() => this.openCalls--);
     }
     return stream;
   }
@@ -53,111 +66,134 @@ export class H2Client {
   unary(
     path: string,
     requestFrame: Uint8Array,
-    headers: http2.OutgoingHttpHeaders,
+    metadata: Readonly<Record<string, string>>,
     signal: AbortSignal,
     maxResponseBytes: number,
   ): Promise<Buffer> {
     return new Promise((resolve, reject) => {
       if (signal.aborted) return reject(new ConnectError("context canceled", Code.Canceled));
-      const stream = this.open(path, headers);
+      const connection = this.connection();
+      const stream = this.open(path, metadata);
       const decoder = new FrameDecoder(maxResponseBytes);
       let message: Buffer | undefined;
-      let status: http2.IncomingHttpHeaders | undefined;
-      let failure: unknown;
-      const onAbort = () => stream.close(NGHTTP2_CANCEL);
+      let failure: ConnectError | undefined;
+      const onAbort = () => stream.reset(ErrorCode.CANCEL);
       signal.addEventListener("abort", onAbort, { once: true });
 
-      stream.on("response", (h) => {
-        if (h["grpc-status"] !== undefined) status = h; // Trailers-Only
-      });
-      stream.on("trailers", (t) => (status = t));
-      stream.on("data", (chunk: Buffer) => {
+      stream.onBody = (chunk) => {
         try {
           for (const m of decoder.push(chunk)) message ??= m;
         } catch (err) {
           failure = new ConnectError((err as Error).message, Code.ResourceExhausted);
-          stream.close(NGHTTP2_CANCEL);
+          stream.reset(ErrorCode.CANCEL);
         }
-      });
-      stream.on("error", (err) => (failure ??= err));
-      stream.on("close", () => {
+      };
+      stream.onClose((err) => {
         signal.removeEventListener("abort", onAbort);
         if (signal.aborted) return reject(new ConnectError("context canceled", Code.Canceled));
-        if (failure !== undefined || status === undefined) {
-          return reject(connectionError(stream, failure));
-        }
+        if (failure) return reject(failure);
+        const status = grpcStatus(stream);
+        if (status === undefined) return reject(connectionError(connection, stream, err));
         const code = Number(status["grpc-status"]);
-        if (code !== 0) return reject(new ConnectError(decodeGrpcMessage(header(status, "grpc-message")), code));
-        if (!message)
+        if (code !== 0) return reject(new ConnectError(decodeGrpcMessage(status["grpc-message"]), code));
+        if (!message) {
           return reject(new ConnectError("protocol error: missing output message for unary method", Code.Internal));
+        }
         resolve(message);
       });
-      stream.end(requestFrame);
+      stream.write(requestFrame);
+      stream.end();
     });
   }
 
   close(): void {
     clearInterval(this.pinger);
-    this.session?.close();
-    this.session = undefined;
+    this.connection_?.close();
+    this.connection_ = undefined;
   }
 
-  private connection(): http2.ClientHttp2Session {
-    const current = this.session;
-    if (current && !current.closed && !current.destroyed) return current;
-    const tls = this.url.startsWith("https:") ? this.options.tls : undefined;
-    const session = http2.connect(this.url, { settings: { enablePush: false }, ...tls });
-    this.session = session;
-    // A session error also fails its streams, which report it to their callers.
-    session.on("error", () => {});
-    session.on("goaway", () => this.forget(session));
-    session.on("close", () => this.forget(session));
-    session.unref();
-    if (this.options.keepaliveTimeMs > 0) this.keepAlive(session);
-    return session;
+  private headerBlock(path: string, metadata: Readonly<Record<string, string>>): Buffer {
+    let block = this.pathHeaders.get(path);
+    if (!block) {
+      block = Buffer.concat([encodeHeaders([[":path", path]]), this.commonHeaders]);
+      this.pathHeaders.set(path, block);
+    }
+    const entries = Object.entries(metadata);
+    return entries.length === 0 ? block : Buffer.concat([block, encodeHeaders(entries)]);
   }
 
-  private forget(session: http2.ClientHttp2Session): void {
-    if (this.session === session) {
-      this.session = undefined;
+  private connection(): H2ClientConnection {
+    const current = this.connection_;
+    if (current?.usable) return current;
+    current?.close();
+    const host = this.target.hostname.replace(/^\[(.*)\]$/, "$1");
+    const port = Number(this.target.port || (this.target.protocol === "https:" ? 443 : 80));
+    const secure = this.target.protocol === "https:";
+    const socket = secure
+      ? tls.connect({
+          host,
+          port,
+          servername: net.isIP(host) ? undefined : host,
+          ALPNProtocols: ["h2"],
+          ...this.options.tls,
+        })
+      : net.connect({ host, port });
+    socket.setNoDelay(true);
+    socket.unref();
+    const connection = new H2ClientConnection(socket, secure ? "secureConnect" : "connect");
+    this.connection_ = connection;
+    connection.once("close", () => this.forget(connection));
+    if (this.options.keepaliveTimeMs > 0) this.keepAlive(connection);
+    return connection;
+  }
+
+  private forget(connection: H2ClientConnection): void {
+    if (this.connection_ === connection) {
+      this.connection_ = undefined;
       clearInterval(this.pinger);
     }
   }
 
   /** Pings etcd so a dead connection is noticed without waiting for a call. */
-  private keepAlive(session: http2.ClientHttp2Session): void {
+  private keepAlive(connection: H2ClientConnection): void {
     clearInterval(this.pinger);
     this.pinger = setInterval(() => {
-      if (session.closed || session.destroyed) return;
+      if (connection.destroyed) return;
       if (!this.options.keepaliveWithoutStream && this.openCalls === 0) return;
       const timeout = setTimeout(
-        () => session.destroy(new Error("keepalive ping timed out")),
+        () => connection.destroy(new Error("keepalive ping timed out")),
         this.options.keepaliveTimeoutMs,
       );
-      session.ping((err) => {
+      connection.ping((err) => {
         clearTimeout(timeout);
-        if (err) session.destroy(err);
+        if (err) connection.destroy(err);
       });
     }, this.options.keepaliveTimeMs);
     this.pinger.unref();
   }
 }
 
-function header(h: http2.IncomingHttpHeaders, name: string): string | undefined {
-  const v = h[name];
-  return Array.isArray(v) ? v[0] : v;
+/** The headers carrying the call's status: the trailers, or a Trailers-Only response. */
+function grpcStatus(stream: H2ClientStream): HeaderList | undefined {
+  if (stream.trailers) return stream.trailers;
+  if (stream.response?.["grpc-status"] !== undefined) return stream.response;
+  return undefined;
 }
 
 /**
- * The error for a call that ended without a gRPC status. A stream that never
- * got an id, or that etcd refused, never reached etcd and may be re-sent.
+ * The error for a call that ended without a gRPC status. A stream etcd
+ * refused, or sent on a connection that never came up, never reached etcd
+ * and may be re-sent.
  */
-function connectionError(stream: http2.ClientHttp2Stream, failure: unknown): ConnectError {
-  const reason = failure instanceof Error ? failure : undefined;
-  const root = rootCause(reason);
-  const message = root?.message ?? `http/2 stream closed with error code ${stream.rstCode}`;
-  if (stream.pending || stream.rstCode === NGHTTP2_REFUSED_STREAM) return notSentError(message, reason);
-  return new ConnectError(message, Code.Unavailable, undefined, undefined, reason ?? new Error(message));
+function connectionError(
+  connection: H2ClientConnection,
+  stream: H2ClientStream,
+  failure: Error | undefined,
+): ConnectError {
+  const root = rootCause(failure);
+  const message = root?.message ?? `http/2 stream closed with error code ${stream.rstCode ?? ErrorCode.INTERNAL_ERROR}`;
+  if (!connection.mayHaveSeen(stream)) return notSentError(message, failure);
+  return new ConnectError(message, Code.Unavailable, undefined, undefined, failure ?? new Error(message));
 }
 
 function rootCause(err: Error | undefined): Error | undefined {

@@ -1,0 +1,121 @@
+import * as http2 from "node:http2";
+import { Duplex } from "node:stream";
+import { encodeHeaders, type OutgoingValue } from "../http2/hpack.js";
+import { ErrorCode } from "../http2/frames.js";
+import type { H2Stream } from "../http2/server.js";
+
+/**
+ * Hands the HTTP/2 streams the native lane does not serve (gRPC-Web,
+ * Connect, compressed gRPC, the gateway, the dashboard) to node's HTTP/2
+ * server, where Fastify and Connect serve them as they serve any client.
+ *
+ * The hop is one in-process HTTP/2 connection, shared by every bridged
+ * stream: requests, responses, trailers, back-pressure and resets pass
+ * through unchanged. It costs CPU, but only browsers and tools take it.
+ */
+export interface H2Bridge {
+  forward(stream: H2Stream): void;
+  close(): void;
+}
+
+export function createBridge(server: http2.Http2Server): H2Bridge {
+  let session: http2.ClientHttp2Session | undefined;
+  const connection = (): http2.ClientHttp2Session => {
+    if (session && !session.closed && !session.destroyed) return session;
+    const [clientSide, serverSide] = duplexPair();
+    server.emit("connection", serverSide);
+    const opened = http2.connect("http://bridge.internal", {
+      createConnection: () => clientSide,
+      settings: { enablePush: false },
+      maxSessionMemory: 1024,
+    });
+    opened.on("error", () => {}); // its streams report to their clients
+    opened.once("close", () => {
+      if (session === opened) session = undefined;
+    });
+    opened.unref?.();
+    session = opened;
+    return opened;
+  };
+
+  return {
+    forward(stream) {
+      let request: http2.ClientHttp2Stream;
+      try {
+        request = connection().request(stream.headers, { endStream: false });
+      } catch {
+        stream.reset(ErrorCode.INTERNAL_ERROR);
+        return;
+      }
+      let ended = false;
+      let trailers: http2.IncomingHttpHeaders | undefined;
+
+      stream.onBody = (chunk) => request.write(chunk);
+      stream.onEnd = () => request.end();
+      stream.onClose(() => {
+        if (!ended && !request.closed) request.close(http2.constants.NGHTTP2_CANCEL);
+      });
+
+      request.on("response", (headers, flags) => {
+        const endStream = (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0;
+        if (endStream) ended = true;
+        stream.respond(encodeHeaders(ordered(headers)), endStream);
+      });
+      request.on("data", (chunk: Buffer) => {
+        if (stream.write(chunk)) return;
+        request.pause();
+        stream.onDrain(() => request.resume());
+      });
+      request.on("trailers", (headers) => (trailers = headers));
+      request.on("end", () => {
+        if (ended) return;
+        ended = true;
+        stream.end(trailers && encodeHeaders(ordered(trailers)));
+      });
+      request.on("error", () => {});
+      request.on("close", () => {
+        if (!ended) stream.reset(request.rstCode || ErrorCode.INTERNAL_ERROR);
+      });
+    },
+    close() {
+      session?.close();
+    },
+  };
+}
+
+/** node's header object as a field list, pseudo-headers first (RFC 9113 §8.3). */
+function ordered(headers: http2.IncomingHttpHeaders): Array<[string, OutgoingValue]> {
+  const pseudo: Array<[string, OutgoingValue]> = [];
+  const regular: Array<[string, OutgoingValue]> = [];
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined) continue;
+    (name.startsWith(":") ? pseudo : regular).push([name, value]);
+  }
+  return [...pseudo, ...regular];
+}
+
+/** Two connected in-memory duplex streams: what one writes, the other reads. */
+function duplexPair(): [Duplex, Duplex] {
+  const sides: Duplex[] = [];
+  const side = (peer: () => Duplex) =>
+    new Duplex({
+      read() {},
+      write(chunk, _encoding, callback) {
+        peer().push(chunk);
+        callback();
+      },
+      final(callback) {
+        peer().push(null);
+        callback();
+      },
+      destroy(err, callback) {
+        peer().destroy();
+        callback(err);
+      },
+    });
+  sides.push(
+    side(() => sides[1]!),
+    side(() => sides[0]!),
+  );
+  return [sides[0]!, sides[1]!];
+}
