@@ -13,6 +13,14 @@ export function frame(message: Uint8Array): Buffer {
   return out;
 }
 
+/** Just the 5-byte prefix of an uncompressed message of `length` bytes. */
+export function messagePrefix(length: number): Buffer {
+  const out = Buffer.allocUnsafe(5);
+  out[0] = 0;
+  out.writeUInt32BE(length, 1);
+  return out;
+}
+
 export class FrameError extends Error {
   constructor(
     message: string,

@@ -201,6 +201,21 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
     return n;
   }
 
+  /**
+   * Spends `n` bytes of the connection's window for one DATA frame sent at
+   * once, or returns false (and spends nothing) if it cannot go now.
+   */
+  reserveWholeFrame(n: number): boolean {
+    if (this.socketBlocked || n > this.sendWindow || n > this.peerMaxFrame) return false;
+    this.sendWindow -= n;
+    return true;
+  }
+
+  /** The largest frame payload the peer accepts. */
+  get maxFrame(): number {
+    return this.peerMaxFrame;
+  }
+
   wait(stream: H2StreamBase): void {
     this.waiting.add(stream);
   }

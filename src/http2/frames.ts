@@ -57,12 +57,25 @@ export const CLIENT_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 export function frame(type: FrameType, flags: number, streamId: number, payload?: Uint8Array): Buffer {
   const length = payload?.length ?? 0;
   const out = Buffer.allocUnsafe(FRAME_HEADER_BYTES + length);
-  out.writeUIntBE(length, 0, 3);
-  out[3] = type;
-  out[4] = flags;
-  out.writeUInt32BE(streamId, 5);
+  writeFrameHeader(out, 0, length, type, flags, streamId);
   if (payload) out.set(payload, FRAME_HEADER_BYTES);
   return out;
+}
+
+/** Writes a frame header at `offset`; returns where the payload starts. */
+export function writeFrameHeader(
+  out: Buffer,
+  offset: number,
+  length: number,
+  type: FrameType,
+  flags: number,
+  streamId: number,
+): number {
+  out.writeUIntBE(length, offset, 3);
+  out[offset + 3] = type;
+  out[offset + 4] = flags;
+  out.writeUInt32BE(streamId, offset + 5);
+  return offset + FRAME_HEADER_BYTES;
 }
 
 /** A frame with a 4-byte payload (WINDOW_UPDATE, RST_STREAM). */

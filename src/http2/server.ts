@@ -1,7 +1,7 @@
 /** The server role of the proxy's own HTTP/2: client connections to the proxy. */
 import type { Duplex } from "node:stream";
 import { ConnectionError, EMPTY, H2Connection, H2StreamBase } from "./connection.js";
-import { ErrorCode, Flag, frame32, FrameType, Setting } from "./frames.js";
+import { ErrorCode, Flag, frame32, FRAME_HEADER_BYTES, FrameType, Setting, writeFrameHeader } from "./frames.js";
 import type { HeaderList } from "./hpack.js";
 
 export interface H2ServerOptions {
@@ -93,6 +93,43 @@ export class H2Stream extends H2StreamBase {
     this.connection.sendHeaders(this.id, block, endStream);
     if (endStream) this.endedLocally();
     else if (!this.pump()) this.connection.wait(this);
+  }
+
+  /**
+   * A complete answer: headers, a body (its pieces sent as one DATA frame)
+   * and trailers. When the flow-control windows take the body at once, the
+   * three frames are built in one buffer; otherwise they go piece by piece.
+   */
+  respondWhole(headers: Buffer, body: readonly Uint8Array[], trailers: Buffer): void {
+    if (this.closed || this.headersSent) return;
+    let length = 0;
+    for (const piece of body) length += piece.length;
+    const max = this.connection.maxFrame;
+    if (
+      length > this.sendWindow ||
+      headers.length > max ||
+      trailers.length > max ||
+      !this.connection.reserveWholeFrame(length)
+    ) {
+      this.respond(headers);
+      for (const piece of body) this.write(piece);
+      this.end(trailers);
+      return;
+    }
+    this.headersSent = true;
+    this.sendWindow -= length;
+    const out = Buffer.allocUnsafe(3 * FRAME_HEADER_BYTES + headers.length + length + trailers.length);
+    let at = writeFrameHeader(out, 0, headers.length, FrameType.HEADERS, Flag.END_HEADERS, this.id);
+    at += headers.copy(out, at);
+    at = writeFrameHeader(out, at, length, FrameType.DATA, 0, this.id);
+    for (const piece of body) {
+      out.set(piece, at);
+      at += piece.length;
+    }
+    at = writeFrameHeader(out, at, trailers.length, FrameType.HEADERS, Flag.END_HEADERS | Flag.END_STREAM, this.id);
+    trailers.copy(out, at);
+    this.connection.send(out);
+    this.endedLocally();
   }
 
   override pump(): boolean {

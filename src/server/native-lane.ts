@@ -7,7 +7,15 @@ import {
 } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { forwardedMetadata, type CallContext } from "../call-context.js";
-import { encodeGrpcMessage, frame, FrameDecoder, FrameError, parseGrpcTimeout, singleFrame } from "../grpc/wire.js";
+import {
+  encodeGrpcMessage,
+  frame,
+  FrameDecoder,
+  FrameError,
+  messagePrefix,
+  parseGrpcTimeout,
+  singleFrame,
+} from "../grpc/wire.js";
 import { preEncodedFrame } from "../grpc/pre-encoded.js";
 import { decodeRequest } from "../grpc/decode.js";
 import type { RpcObserver, RpcRecord } from "../metrics.js";
@@ -150,28 +158,37 @@ function serveUnary(stream: H2Stream, route: Extract<Route, { kind: "unary" }>, 
       return fail(err as FrameError);
     }
     records.get(stream)?.received();
-    handle(body, payload, route, ctx, options).then(
-      (response) => respond(stream, response),
-      (err) => {
-        if (!(err instanceof ConnectError)) options.onInternalError?.(err, stream.headers[":path"]!);
-        respondError(stream, err);
-      },
-    );
+    const answerFailure = (err: unknown) => {
+      if (!(err instanceof ConnectError)) options.onInternalError?.(err, stream.headers[":path"]!);
+      respondError(stream, err);
+    };
+    let answer: Uint8Array | Promise<Uint8Array>;
+    try {
+      answer = handle(body, payload, route, ctx);
+    } catch (err) {
+      return answerFailure(err);
+    }
+    if (answer instanceof Uint8Array) respond(stream, answer);
+    else answer.then((response) => respond(stream, response), answerFailure);
   };
 }
 
-/** Produces the response message bytes for one framed request (`body`, whose message is `payload`). */
-async function handle(
+/**
+ * Produces the response message bytes for one framed request (`body`, whose
+ * message is `payload`): at once when a byte path knows it (a cache hit),
+ * else as a promise.
+ */
+function handle(
   body: Buffer,
   payload: Buffer,
   route: Extract<Route, { kind: "unary" }>,
   ctx: CallContext,
-  options: NativeLaneOptions,
-): Promise<Uint8Array> {
+): Uint8Array | Promise<Uint8Array> {
   const { method, handler } = route;
   if (route.bytes) return route.bytes(payload, body, ctx);
-  const response = await handler(decodeRequest(method, payload), ctx);
-  return toBinary(method.output, create(method.output, response as never));
+  return handler(decodeRequest(method, payload), ctx).then((response) =>
+    toBinary(method.output, create(method.output, response as never)),
+  );
 }
 
 /** Why a call's signal aborts; made once, as abort() without a reason builds a DOMException. */
@@ -252,9 +269,7 @@ function respond(stream: H2Stream, message: Uint8Array): void {
   if (stream.headersSent || stream.closed) return;
   records.get(stream)?.sent();
   finish(stream, 0);
-  stream.respond(OK_HEADER_BLOCK);
-  stream.write(frame(message));
-  stream.end(OK_TRAILER_BLOCK);
+  stream.respondWhole(OK_HEADER_BLOCK, [messagePrefix(message.length), message], OK_TRAILER_BLOCK);
 }
 
 /**

@@ -37,7 +37,10 @@ describe("own HTTP/2 server, node's HTTP/2 client", () => {
     await once(server, "listening");
     url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   });
-  after(() => server.close());
+  after(() => {
+    for (const connection of connections) connection.destroy();
+    server.close();
+  });
 
   const call = (session: http2.ClientHttp2Session, path: string, body: Buffer) =>
     new Promise<{ body: Buffer; trailers: http2.IncomingHttpHeaders; status: unknown }>((resolve, reject) => {
@@ -101,6 +104,7 @@ describe("own HTTP/2 server, node's HTTP/2 client", () => {
 describe("own HTTP/2 client, node's HTTP/2 server", () => {
   let server: http2.Http2Server;
   let port: number;
+  const sessions: http2.ServerHttp2Session[] = [];
   before(async () => {
     server = http2.createServer({ settings: { maxConcurrentStreams: 1 } });
     server.on("stream", (stream, headers) => {
@@ -121,11 +125,15 @@ describe("own HTTP/2 client, node's HTTP/2 server", () => {
         stream.end(Buffer.concat(chunks));
       });
     });
+    server.on("session", (session) => sessions.push(session));
     server.listen(0, "127.0.0.1");
     await once(server, "listening");
     port = (server.address() as AddressInfo).port;
   });
-  after(() => server.close());
+  after(() => {
+    for (const session of sessions) session.destroy();
+    server.close();
+  });
 
   const dial = () => {
     const socket = net.connect({ host: "127.0.0.1", port });
