@@ -1,11 +1,13 @@
 import type { MessageShape } from "@bufbuild/protobuf";
 import type { CallContext } from "../call-context.js";
-import type {
-  DeleteRangeRequestSchema,
-  PutRequestSchema,
-  RangeRequestSchema,
-  TxnRequestSchema,
+import {
+  KV,
+  type DeleteRangeRequestSchema,
+  type PutRequestSchema,
+  type RangeRequestSchema,
+  type TxnRequestSchema,
 } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
+import { decodeRequest } from "../grpc/decode.js";
 import type { Metrics } from "../metrics.js";
 import type { ProxyIdentity } from "../upstream/proxy-identity.js";
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -26,6 +28,9 @@ export interface KvCacheOptions extends RangeCacheLimits {
 }
 
 const WHOLE_KEYSPACE = new Uint8Array([0]);
+/** The decoded-request memo: how many requests it holds, and the largest it takes. */
+const MEMO_ENTRIES = 1024;
+const MEMO_MAX_REQUEST_BYTES = 1024;
 const SWEEP_MS = 1000;
 
 /**
@@ -41,6 +46,8 @@ const SWEEP_MS = 1000;
  */
 export class KvCache {
   private readonly cache: RangeCache;
+  /** Recent requests' bytes (with the caller's token), decoded, with their cache ids. Never stale: it holds no answers. */
+  private readonly decoded = new Map<string, { request: RangeRequest; id: string }>();
   private watching = false;
   private readonly sweeper: NodeJS.Timeout;
   private readonly stop = new AbortController();
@@ -59,11 +66,47 @@ export class KvCache {
   }
 
   /** Answers a Range from the cache when it may, else through `fetch` (etcd), filling the cache. */
-  async range(request: RangeRequest, ctx: CallContext, fetch: () => Promise<Uint8Array>): Promise<Uint8Array> {
+  range(request: RangeRequest, ctx: CallContext, fetch: () => Promise<Uint8Array>): Promise<Uint8Array> {
+    const id = request.revision === 0n ? cacheId(ctx, request) : "";
+    const answer = this.answer(request, id, fetch);
+    return answer instanceof Promise ? answer : Promise.resolve(answer);
+  }
+
+  /**
+   * range() on the request's bytes: the answer itself when the cache has it,
+   * else a promise. A request seen before (same bytes, same caller) skips
+   * decoding and building its cache id, most of a hit's work besides the
+   * answer.
+   */
+  rangeBytes(
+    payload: Uint8Array,
+    ctx: CallContext,
+    fetch: () => Promise<Uint8Array>,
+  ): Uint8Array | Promise<Uint8Array> {
+    if (payload.length > MEMO_MAX_REQUEST_BYTES) {
+      const request = decodeRequest(KV.method.range, payload);
+      return this.answer(request, request.revision === 0n ? cacheId(ctx, request) : "", fetch);
+    }
+    const token = ctx.forwardHeaders["token"] ?? "";
+    const memoKey = `${token.length}:${token}${Buffer.from(payload.buffer, payload.byteOffset, payload.length).toString("latin1")}`;
+    let memo = this.decoded.get(memoKey);
+    if (!memo) {
+      const request = decodeRequest(KV.method.range, payload);
+      memo = { request, id: request.revision === 0n ? cacheId(ctx, request) : "" };
+      if (this.decoded.size >= MEMO_ENTRIES) this.decoded.clear();
+      this.decoded.set(memoKey, memo);
+    }
+    return this.answer(memo.request, memo.id, fetch);
+  }
+
+  private answer(
+    request: RangeRequest,
+    id: string,
+    fetch: () => Promise<Uint8Array>,
+  ): Uint8Array | Promise<Uint8Array> {
     // Reads of a past revision are left to etcd: compaction, which the
     // cache cannot see, decides whether they succeed.
     if (request.revision !== 0n) return fetch();
-    const id = cacheId(ctx, request);
     if (request.serializable) {
       const hit = this.cache.lookup(id, Date.now(), (ms) => this.metrics.hitAge.observe(ms / 1000));
       if (hit) {
@@ -72,6 +115,10 @@ export class KvCache {
       }
       this.metrics.misses.inc();
     }
+    return this.fill(request, id, fetch);
+  }
+
+  private async fill(request: RangeRequest, id: string, fetch: () => Promise<Uint8Array>): Promise<Uint8Array> {
     const started = this.cache.startFill();
     const response = await fetch();
     const revision = headerRevision(response);

@@ -58,9 +58,10 @@ export function bind<S extends DescService>(service: S, handlers: ServiceHandler
  * A unary method's implementation on wire bytes, for the native gRPC lane:
  * `payload` is the request message, `frame` the same with its gRPC prefix;
  * the result is the response message. It must answer exactly as the typed
- * handler it is attached to.
+ * handler it is attached to. An answer known at once (a cache hit) may come
+ * back synchronously, which spares the call its promise hops.
  */
-export type BytePath = (payload: Uint8Array, frame: Buffer, ctx: CallContext) => Promise<Uint8Array>;
+export type BytePath = (payload: Uint8Array, frame: Buffer, ctx: CallContext) => Uint8Array | Promise<Uint8Array>;
 
 const bytePaths = new WeakMap<object, BytePath>();
 

@@ -27,9 +27,7 @@ export function kvService(upstream: Upstream, cache: KvCache | undefined): Servi
         return fromBinary(range.output, await cache.range(request, ctx, fetch));
       },
       (payload, requestFrame, ctx) =>
-        cache.range(decodeRequest(range, payload), ctx, () =>
-          upstream.unaryBytes(range, requestFrame, ctx, () => true),
-        ),
+        cache.rangeBytes(payload, ctx, () => upstream.unaryBytes(range, requestFrame, ctx, () => true)),
     ),
     put: cacheWrite(KV.method.put, upstream, cache, putTouches),
     deleteRange: cacheWrite(KV.method.deleteRange, upstream, cache, deleteTouches),
