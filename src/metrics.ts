@@ -1,6 +1,7 @@
 import type { DescMethod } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
+import { HotCounter, HotHistogram, type HotCounterSeries, type HotHistogramSeries } from "./hot-metrics.js";
 
 /**
  * The proxy's one metrics registry. Names follow etcd's grpc proxy where
@@ -11,54 +12,46 @@ export function createMetrics() {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const metric = { registers: [registry] };
-  const rpcLabels = ["grpc_type", "grpc_service", "grpc_method"] as const;
   return {
     registry,
     /** go-grpc-middleware's server metrics, as etcd's proxy exports them. */
     grpc: {
-      started: new Counter({
+      started: new HotCounter(registry, {
         name: "grpc_server_started_total",
+        labelled: true,
         help: "Total number of RPCs started on the server.",
-        labelNames: rpcLabels,
-        ...metric,
       }),
-      handled: new Counter({
+      handled: new HotCounter(registry, {
         name: "grpc_server_handled_total",
+        labelled: true,
         help: "Total number of RPCs completed on the server, regardless of success or failure.",
-        labelNames: [...rpcLabels, "grpc_code"],
-        ...metric,
       }),
-      received: new Counter({
+      received: new HotCounter(registry, {
         name: "grpc_server_msg_received_total",
+        labelled: true,
         help: "Total number of RPC stream messages received on the server.",
-        labelNames: rpcLabels,
-        ...metric,
       }),
-      sent: new Counter({
+      sent: new HotCounter(registry, {
         name: "grpc_server_msg_sent_total",
+        labelled: true,
         help: "Total number of gRPC stream messages sent by the server.",
-        labelNames: rpcLabels,
-        ...metric,
       }),
-      seconds: new Histogram({
+      seconds: new HotHistogram(registry, {
         name: "grpc_server_handling_seconds",
+        labelled: true,
         help: "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.",
-        labelNames: rpcLabels,
         buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-        ...metric,
       }),
     },
     /** The range cache; the first three names are etcd's grpc proxy's (there, hits and misses are gauges). */
     cache: {
-      hits: new Counter({
+      hits: new HotCounter(registry, {
         name: "etcd_grpc_proxy_cache_hits_total",
         help: "Serializable Range requests answered from the cache.",
-        ...metric,
       }),
-      misses: new Counter({
+      misses: new HotCounter(registry, {
         name: "etcd_grpc_proxy_cache_misses_total",
         help: "Serializable Range requests the cache could not answer.",
-        ...metric,
       }),
       keys: new Gauge({
         name: "etcd_grpc_proxy_cache_keys_total",
@@ -70,11 +63,10 @@ export function createMetrics() {
         help: "Approximate bytes held by the range cache.",
         ...metric,
       }),
-      hitAge: new Histogram({
+      hitAge: new HotHistogram(registry, {
         name: "etcd_grpc_proxy_cache_hit_age_seconds",
         help: "Age of cached answers when served: how long ago etcd produced them (an upper bound on their staleness).",
         buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
-        ...metric,
       }),
       watchInvalidations: new Counter({
         name: "etcd_grpc_proxy_cache_watch_invalidations_total",
@@ -185,11 +177,11 @@ export type RpcObserver = (method: DescMethod) => RpcRecord;
 
 /** One method's label set, bound once: prom-client then skips hashing labels on every call. */
 interface MethodSeries {
-  started: { inc(): void };
-  received: { inc(): void };
-  sent: { inc(n?: number): void };
-  seconds: { startTimer(): () => void };
-  handled: Map<number, { inc(): void }>;
+  started: HotCounterSeries;
+  received: HotCounterSeries;
+  sent: HotCounterSeries;
+  seconds: HotHistogramSeries;
+  handled: Map<number, HotCounterSeries>;
   labels: Record<"grpc_type" | "grpc_service" | "grpc_method", string>;
 }
 
@@ -206,10 +198,10 @@ function seriesFor(grpc: Metrics["grpc"], method: DescMethod): MethodSeries {
     grpc_method: method.name,
   };
   const series: MethodSeries = {
-    started: grpc.started.labels(labels),
-    received: grpc.received.labels(labels),
-    sent: grpc.sent.labels(labels),
-    seconds: grpc.seconds.labels(labels),
+    started: grpc.started.series(labels),
+    received: grpc.received.series(labels),
+    sent: grpc.sent.series(labels),
+    seconds: grpc.seconds.series(labels),
     handled: new Map(),
     labels,
   };
@@ -236,7 +228,7 @@ export function recordRpc(grpc: Metrics["grpc"], method: DescMethod): RpcRecord 
       let handled = series.handled.get(code);
       if (!handled) {
         const grpcCode = code === 0 ? "OK" : (Code[code] ?? String(code));
-        handled = grpc.handled.labels({ ...series.labels, grpc_code: grpcCode });
+        handled = grpc.handled.series({ ...series.labels, grpc_code: grpcCode });
         series.handled.set(code, handled);
       }
       handled.inc();

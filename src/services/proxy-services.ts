@@ -1,5 +1,4 @@
 import { create } from "@bufbuild/protobuf";
-import type { Counter } from "prom-client";
 import type { KvCache } from "../cache/kv-cache.js";
 import type { WatchRequest as EtcdWatchRequest } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
 import { WatchCreateRequestSchema } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
@@ -91,7 +90,7 @@ export function proxyStatusService(s: StatusSources): ServiceHandlers<typeof Pro
   };
 }
 
-async function valueOf(metric: Pick<Counter, "get">): Promise<bigint> {
+async function valueOf(metric: { get(): Promise<{ values: Array<{ value: number }> }> }): Promise<bigint> {
   const { values } = await metric.get();
   return BigInt(Math.round(values[0]?.value ?? 0));
 }
