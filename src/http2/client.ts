@@ -61,9 +61,14 @@ export class H2ClientStream extends H2StreamBase {
   /** The server refused it (REFUSED_STREAM, or above a GOAWAY's last stream): it was never processed. */
   refused = false;
 
+  /** The response headers arrived (not for a Trailers-Only answer, which only closes). */
+  onHeaders: (() => void) | undefined;
+
   receiveHeaders(headers: HeaderList, endStream: boolean): void {
-    if (this.response === undefined) this.response = headers;
-    else this.trailers = headers;
+    if (this.response === undefined) {
+      this.response = headers;
+      if (!endStream) this.onHeaders?.();
+    } else this.trailers = headers;
     if (endStream) this.receive(EMPTY, Flag.END_STREAM, 0);
   }
 

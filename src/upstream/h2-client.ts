@@ -5,6 +5,7 @@ import { decodeGrpcMessage, FrameDecoder } from "../grpc/wire.js";
 import { H2ClientConnection, type H2ClientStream } from "../http2/client.js";
 import { ErrorCode } from "../http2/frames.js";
 import { encodeHeaders, type HeaderList } from "../http2/hpack.js";
+import { AsyncQueue } from "../util/async-queue.js";
 import { notSentError } from "./errors.js";
 import type { UpstreamTls } from "./upstream.js";
 
@@ -103,6 +104,85 @@ export class H2Client {
       });
       stream.write(requestFrame);
       stream.end();
+    });
+  }
+
+  /**
+   * A streaming call: sends `requests` (framed messages) as they come, and
+   * resolves once etcd has answered with its response headers (so a dead
+   * endpoint fails here, where the caller may still go elsewhere). Then
+   * yields the response messages; etcd's status ends or fails them. Leaving
+   * the iteration early cancels the call.
+   */
+  stream(
+    path: string,
+    requests: AsyncIterable<Uint8Array>,
+    metadata: Readonly<Record<string, string>>,
+    signal: AbortSignal,
+    maxResponseBytes: number,
+  ): Promise<AsyncIterable<Buffer>> {
+    return new Promise((resolve, reject) => {
+      if (signal.aborted) return reject(new ConnectError("context canceled", Code.Canceled));
+      const connection = this.connection();
+      const stream = this.open(path, metadata);
+      const decoder = new FrameDecoder(maxResponseBytes);
+      const messages = new AsyncQueue<Buffer>();
+      let opened = false;
+      let failure: ConnectError | undefined;
+      const onAbort = () => stream.reset(ErrorCode.CANCEL);
+      signal.addEventListener("abort", onAbort, { once: true });
+
+      const open = () => {
+        if (opened) return;
+        opened = true;
+        resolve(
+          (async function* () {
+            try {
+              yield* messages;
+            } finally {
+              stream.reset(ErrorCode.CANCEL); // no-op once the call has ended
+            }
+          })(),
+        );
+      };
+      stream.onHeaders = open;
+      stream.onBody = (chunk) => {
+        try {
+          for (const m of decoder.push(chunk)) messages.push(m);
+        } catch (err) {
+          failure = new ConnectError((err as Error).message, Code.ResourceExhausted);
+          stream.reset(ErrorCode.CANCEL);
+        }
+      };
+      stream.onClose((err) => {
+        signal.removeEventListener("abort", onAbort);
+        let outcome: ConnectError | undefined;
+        if (signal.aborted) outcome = new ConnectError("context canceled", Code.Canceled);
+        else if (failure) outcome = failure;
+        else {
+          const status = grpcStatus(stream);
+          if (status === undefined) outcome = connectionError(connection, stream, err);
+          else {
+            const code = Number(status["grpc-status"]);
+            if (code !== 0) outcome = new ConnectError(decodeGrpcMessage(status["grpc-message"]), code);
+          }
+        }
+        if (!opened) return outcome ? reject(outcome) : (open(), messages.end());
+        if (outcome) messages.fail(outcome);
+        else messages.end();
+      });
+
+      void (async () => {
+        try {
+          for await (const request of requests) {
+            if (stream.closed) return;
+            if (!stream.write(request)) await new Promise<void>((r) => stream.onDrain(r));
+          }
+          stream.end();
+        } catch {
+          stream.reset(ErrorCode.CANCEL);
+        }
+      })();
     });
   }
 

@@ -9,8 +9,7 @@ import {
   type MessageShape,
   create,
 } from "@bufbuild/protobuf";
-import { Code, ConnectError, type Transport } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { Code, ConnectError } from "@connectrpc/connect";
 import type { CallContext } from "../call-context.js";
 import { Maintenance } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
 import { encodeGrpcTimeout, frame } from "../grpc/wire.js";
@@ -108,13 +107,9 @@ export interface UpstreamOptions {
   onEndpointUp?: (url: string) => void;
 }
 
-/**
- * Two clients per endpoint: a lean HTTP/2 client for unary calls (the hot
- * path: bytes in, bytes out), and Connect's gRPC transport for streams.
- */
+/** Each endpoint's lean HTTP/2 gRPC client (the proxy's own HTTP/2), for unary and streaming calls alike. */
 interface EndpointClients {
   h2: H2Client;
-  transport: Transport;
 }
 
 /** The result of opening a call on some endpoint. */
@@ -136,19 +131,6 @@ export class EtcdUpstream implements Upstream {
             keepaliveTimeoutMs: options.keepaliveTimeoutMs,
             keepaliveWithoutStream: options.keepaliveWithoutStream,
             tls: options.tls,
-          }),
-          transport: createGrpcTransport({
-            baseUrl: url,
-            ...(url.startsWith("https:") && options.tls ? { nodeOptions: { ...options.tls } } : {}),
-            readMaxBytes: options.maxRecvBytes,
-            writeMaxBytes: options.maxSendBytes,
-            ...(options.keepaliveTimeMs > 0
-              ? {
-                  pingIntervalMs: options.keepaliveTimeMs,
-                  pingTimeoutMs: options.keepaliveTimeoutMs,
-                  pingIdleConnection: options.keepaliveWithoutStream,
-                }
-              : {}),
           }),
         },
       })),
@@ -245,10 +227,12 @@ export class EtcdUpstream implements Upstream {
     request: MessageInitShape<I>,
     ctx: CallContext,
   ): AsyncIterable<MessageShape<O>> {
-    const opened = await this.attempt(ctx, repeatPolicy(isSafeToRepeat(method, request)), ({ transport }) =>
-      transport.stream(method, ctx.signal, remainingMs(ctx), ctx.forwardHeaders, single(request)),
+    const requestFrame = frame(toBinary(method.input, create(method.input, request)));
+    checkSendLimit(requestFrame, this.options.maxSendBytes);
+    const opened = await this.attempt(ctx, repeatPolicy(isSafeToRepeat(method, request)), ({ h2 }) =>
+      this.openStream(h2, method, single(requestFrame), ctx),
     );
-    yield* this.relay(opened, ctx);
+    yield* this.relay(method, opened, ctx);
   }
 
   async *bidiStream<I extends DescMessage, O extends DescMessage>(
@@ -260,18 +244,36 @@ export class EtcdUpstream implements Upstream {
     // has been taken: etcd cannot have seen any of it then.
     const source = new UntouchedSource(requests);
     const policy = { safe: false, mayResend: (err: unknown) => source.untouched && neverReachedEtcd(err) };
-    const opened = await this.attempt(ctx, policy, ({ transport }) =>
-      transport.stream(method, ctx.signal, remainingMs(ctx), ctx.forwardHeaders, source),
-    );
-    yield* this.relay(opened, ctx);
+    const limit = this.options.maxSendBytes;
+    const frames = mapAsync(source, (request) => {
+      const requestFrame = frame(toBinary(method.input, create(method.input, request)));
+      checkSendLimit(requestFrame, limit);
+      return requestFrame;
+    });
+    const opened = await this.attempt(ctx, policy, ({ h2 }) => this.openStream(h2, method, frames, ctx));
+    yield* this.relay(method, opened, ctx);
+  }
+
+  /** Opens a streaming call on one endpoint's lean client, with the call's metadata and deadline. */
+  private openStream(
+    h2: H2Client,
+    method: DescMethodServerStreaming | DescMethodBiDiStreaming,
+    frames: AsyncIterable<Uint8Array>,
+    ctx: CallContext,
+  ): Promise<AsyncIterable<Buffer>> {
+    const left = remainingMs(ctx);
+    const headers =
+      left === undefined ? ctx.forwardHeaders : { ...ctx.forwardHeaders, "grpc-timeout": encodeGrpcTimeout(left) };
+    return h2.stream(pathOf(method), frames, headers, ctx.signal, this.options.maxRecvBytes);
   }
 
   private async *relay<O extends DescMessage>(
-    opened: Attempt<{ message: AsyncIterable<MessageShape<O>> }>,
+    method: { output: O },
+    opened: Attempt<AsyncIterable<Buffer>>,
     ctx: CallContext,
   ): AsyncIterable<MessageShape<O>> {
     try {
-      for await (const message of opened.value.message) yield message;
+      for await (const message of opened.value) yield fromBinary(method.output, message);
     } catch (err) {
       if (!ctx.signal.aborted && isConnectionFailure(err)) this.endpointFailed(opened.endpoint, err);
       throw toClientError(err);
@@ -388,6 +390,15 @@ function remainingMs(ctx: CallContext): number | undefined {
 
 async function* single<T>(message: T): AsyncIterable<T> {
   yield message;
+}
+
+/** `source` with each item mapped; every iteration starts afresh (an attempt after a failed one). */
+function mapAsync<T, U>(source: AsyncIterable<T>, map: (item: T) => U): AsyncIterable<U> {
+  return {
+    async *[Symbol.asyncIterator]() {
+      for await (const item of source) yield map(item);
+    },
+  };
 }
 
 /**
