@@ -73,34 +73,15 @@ export class H2Client {
   ): Promise<Buffer> {
     return new Promise((resolve, reject) => {
       if (signal.aborted) return reject(new ConnectError("context canceled", Code.Canceled));
-      const connection = this.connection();
-      const stream = this.open(path, metadata);
-      const decoder = new FrameDecoder(maxResponseBytes);
       let message: Buffer | undefined;
-      let failure: ConnectError | undefined;
-      const onAbort = () => stream.reset(ErrorCode.CANCEL);
-      signal.addEventListener("abort", onAbort, { once: true });
-
-      stream.onBody = (chunk) => {
-        try {
-          for (const m of decoder.push(chunk)) message ??= m;
-        } catch (err) {
-          failure = new ConnectError((err as Error).message, Code.ResourceExhausted);
-          stream.reset(ErrorCode.CANCEL);
-        }
-      };
-      stream.onClose((err) => {
-        signal.removeEventListener("abort", onAbort);
-        if (signal.aborted) return reject(new ConnectError("context canceled", Code.Canceled));
-        if (failure) return reject(failure);
-        const status = grpcStatus(stream);
-        if (status === undefined) return reject(connectionError(connection, stream, err));
-        const code = Number(status["grpc-status"]);
-        if (code !== 0) return reject(new ConnectError(decodeGrpcMessage(status["grpc-message"]), code));
-        if (!message) {
-          return reject(new ConnectError("protocol error: missing output message for unary method", Code.Internal));
-        }
-        resolve(message);
+      const stream = this.call(path, metadata, signal, maxResponseBytes, {
+        message: (m) => (message ??= m),
+        end: (outcome) => {
+          if (outcome) reject(outcome);
+          else if (!message) {
+            reject(new ConnectError("protocol error: missing output message for unary method", Code.Internal));
+          } else resolve(message);
+        },
       });
       stream.write(requestFrame);
       stream.end();
@@ -123,15 +104,8 @@ export class H2Client {
   ): Promise<AsyncIterable<Buffer>> {
     return new Promise((resolve, reject) => {
       if (signal.aborted) return reject(new ConnectError("context canceled", Code.Canceled));
-      const connection = this.connection();
-      const stream = this.open(path, metadata);
-      const decoder = new FrameDecoder(maxResponseBytes);
       const messages = new AsyncQueue<Buffer>();
       let opened = false;
-      let failure: ConnectError | undefined;
-      const onAbort = () => stream.reset(ErrorCode.CANCEL);
-      signal.addEventListener("abort", onAbort, { once: true });
-
       const open = () => {
         if (opened) return;
         opened = true;
@@ -145,33 +119,16 @@ export class H2Client {
           })(),
         );
       };
-      stream.onHeaders = open;
-      stream.onBody = (chunk) => {
-        try {
-          for (const m of decoder.push(chunk)) messages.push(m);
-        } catch (err) {
-          failure = new ConnectError((err as Error).message, Code.ResourceExhausted);
-          stream.reset(ErrorCode.CANCEL);
-        }
-      };
-      stream.onClose((err) => {
-        signal.removeEventListener("abort", onAbort);
-        let outcome: ConnectError | undefined;
-        if (signal.aborted) outcome = new ConnectError("context canceled", Code.Canceled);
-        else if (failure) outcome = failure;
-        else {
-          const status = grpcStatus(stream);
-          if (status === undefined) outcome = connectionError(connection, stream, err);
-          else {
-            const code = Number(status["grpc-status"]);
-            if (code !== 0) outcome = new ConnectError(decodeGrpcMessage(status["grpc-message"]), code);
-          }
-        }
-        if (!opened) return outcome ? reject(outcome) : (open(), messages.end());
-        if (outcome) messages.fail(outcome);
-        else messages.end();
+      const stream = this.call(path, metadata, signal, maxResponseBytes, {
+        message: (m) => messages.push(m),
+        end: (outcome) => {
+          if (!opened && outcome) return reject(outcome);
+          open();
+          if (outcome) messages.fail(outcome);
+          else messages.end();
+        },
       });
-
+      stream.onHeaders = open;
       void (async () => {
         try {
           for await (const request of requests) {
@@ -184,6 +141,44 @@ export class H2Client {
         }
       })();
     });
+  }
+
+  /**
+   * Opens a call whose response messages go to `on.message`; `on.end` hears
+   * how it ended: undefined for OK, else the error (etcd's status, a
+   * cancellation, or the connection's failure).
+   */
+  private call(
+    path: string,
+    metadata: Readonly<Record<string, string>>,
+    signal: AbortSignal,
+    maxResponseBytes: number,
+    on: { message(m: Buffer): void; end(outcome: ConnectError | undefined): void },
+  ): H2ClientStream {
+    const connection = this.connection();
+    const stream = this.open(path, metadata);
+    const decoder = new FrameDecoder(maxResponseBytes);
+    let failure: ConnectError | undefined;
+    const onAbort = () => stream.reset(ErrorCode.CANCEL);
+    signal.addEventListener("abort", onAbort, { once: true });
+    stream.onBody = (chunk) => {
+      try {
+        for (const m of decoder.push(chunk)) on.message(m);
+      } catch (err) {
+        failure = new ConnectError((err as Error).message, Code.ResourceExhausted);
+        stream.reset(ErrorCode.CANCEL);
+      }
+    };
+    stream.onClose((err) => {
+      signal.removeEventListener("abort", onAbort);
+      if (signal.aborted) return on.end(new ConnectError("context canceled", Code.Canceled));
+      if (failure) return on.end(failure);
+      const status = grpcStatus(stream);
+      if (status === undefined) return on.end(connectionError(connection, stream, err));
+      const code = Number(status["grpc-status"]);
+      on.end(code === 0 ? undefined : new ConnectError(decodeGrpcMessage(status["grpc-message"]), code));
+    });
+    return stream;
   }
 
   close(): void {
