@@ -128,15 +128,13 @@ export function createMetrics() {
         help: "LeaseKeepAlive streams currently open toward etcd.",
         ...metric,
       }),
-      renewalsSent: new Counter({
+      renewalsSent: new HotCounter(registry, {
         name: "etcd_grpc_proxy_lease_renewals_sent_total",
         help: "Keep-alive requests sent to etcd.",
-        ...metric,
       }),
-      answers: new Counter({
+      answers: new HotCounter(registry, {
         name: "etcd_grpc_proxy_lease_keepalive_answers_total",
         help: "Keep-alive answers given to clients.",
-        ...metric,
       }),
     },
   };
