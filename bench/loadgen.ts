@@ -151,11 +151,18 @@ async function runWatch(job: Extract<Job, { kind: "watch" }>): Promise<JobResult
 /** Each client keeps its own lease alive on its own stream, every intervalMs. */
 async function runLease(job: Extract<Job, { kind: "lease" }>): Promise<JobResult> {
   const clients = channels(job.address, job.channels);
-  await readyThenWait();
   const latencies: number[] = [];
   let errors = 0;
   let firstError: string | undefined;
+  let measuring = false;
   const timers: NodeJS.Timeout[] = [];
+  // Every client opens its stream and has one keep-alive answered before the
+  // clock starts, as watchers are all created first in the watch job: the
+  // measurement is the steady state, not the stampede of new streams.
+  let answeredOnce = 0;
+  let allOpen!: () => void;
+  const opened = new Promise<void>((r) => (allOpen = r));
+  if (job.keepAlives.length === 0) allOpen();
   const calls = job.keepAlives.map((request, i) => {
     const buffer = Buffer.from(request);
     const call = clients[i % clients.length]!.makeBidiStreamRequest(
@@ -164,15 +171,28 @@ async function runLease(job: Extract<Job, { kind: "lease" }>): Promise<JobResult
       identity,
     );
     const sent: number[] = [];
+    let first = true;
     call.on("data", () => {
+      if (first) {
+        first = false;
+        if (++answeredOnce === job.keepAlives.length) allOpen();
+        return;
+      }
       const t = sent.shift();
-      if (t !== undefined) latencies.push(now() - t);
+      if (t !== undefined && measuring) latencies.push(now() - t);
     });
     call.on("error", (err: grpc.ServiceError) => {
       if (err.code === grpc.status.CANCELLED) return;
       errors++;
       firstError ??= `${err.code} ${err.details}`;
     });
+    call.write(buffer);
+    return { call, buffer, sent };
+  });
+  await opened;
+  await readyThenWait();
+  measuring = true;
+  calls.forEach(({ call, buffer, sent }, i) => {
     // Spread the clients over the interval, as independent clients would be.
     const send = () => {
       sent.push(now());
@@ -187,12 +207,11 @@ async function runLease(job: Extract<Job, { kind: "lease" }>): Promise<JobResult
         (i / job.keepAlives.length) * job.intervalMs,
       ),
     );
-    return call;
   });
   await new Promise((r) => setTimeout(r, job.durationMs));
   timers.forEach((t) => clearTimeout(t));
-  // Answers still outstanding are as late as the run: count them as such.
-  calls.forEach((c) => c.cancel());
+  // Keep-alives still unanswered when the run ends (a handful at most) are not counted.
+  calls.forEach(({ call }) => call.cancel());
   clients.forEach((c) => c.close());
   return { count: latencies.length, errors, firstError, latencies };
 }
