@@ -64,7 +64,8 @@ export function createListener(handler: RequestHandler, options: ListenerOptions
   // node refuses new streams once a session holds 10 MB; a connection that
   // multiplexes thousands of watch or keep-alive streams needs more.
   const maxSessionMemory = SESSION_MEMORY_MB;
-  const serveOwnH2 = options.nativeLane ? ownHttp2(handler, options.nativeLane, options) : undefined;
+  const ownH2 = options.nativeLane ? ownHttp2(handler, options.nativeLane, options) : undefined;
+  const serveOwnH2 = ownH2?.serve;
   if (options.tls) {
     const secure = http2.createSecureServer(
       {
@@ -88,6 +89,7 @@ export function createListener(handler: RequestHandler, options: ListenerOptions
         else nodeAccept.call(secure, socket);
       });
     }
+    secure.on("close", () => ownH2?.close());
     return secure as unknown as http.Server;
   }
 
@@ -122,7 +124,10 @@ export function createListener(handler: RequestHandler, options: ListenerOptions
     };
     socket.on("readable", sniff);
   });
-  h1.on("close", () => h2.close());
+  h1.on("close", () => {
+    h2.close();
+    ownH2?.close();
+  });
   return h1;
 }
 
@@ -131,14 +136,18 @@ export function createListener(handler: RequestHandler, options: ListenerOptions
  * takes its streams, and the rest cross an in-process bridge to a node
  * HTTP/2 server running the same request handler.
  */
-function ownHttp2(handler: RequestHandler, lane: NativeLane, options: ListenerOptions): (socket: Socket) => void {
+function ownHttp2(
+  handler: RequestHandler,
+  lane: NativeLane,
+  options: ListenerOptions,
+): { serve: (socket: Socket) => void; close: () => void } {
   const behindBridge = http2.createServer(
     // Limits are the outer connection's business; the bridge carries every bridged stream.
     { settings: { maxConcurrentStreams: 2 ** 31 - 1 }, maxSessionMemory: SESSION_MEMORY_MB * 4 },
     handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void,
   );
   const bridge = createBridge(behindBridge);
-  return (socket) => {
+  const serve = (socket: Socket) => {
     const connection = new H2ServerConnection(socket, {
       maxConcurrentStreams: options.maxConcurrentStreams,
       onStream: (stream) => {
@@ -146,6 +155,13 @@ function ownHttp2(handler: RequestHandler, lane: NativeLane, options: ListenerOp
       },
     });
     track(connection, options);
+  };
+  return {
+    serve,
+    close: () => {
+      bridge.close();
+      behindBridge.close();
+    },
   };
 }
 
