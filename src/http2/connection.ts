@@ -313,7 +313,12 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
         if (streamId === 0 || payload.length !== 4) {
           throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "bad RST_STREAM");
         }
-        this.streams.get(streamId)?.receiveReset(payload.readUInt32BE(0));
+        {
+          const stream = this.streams.get(streamId);
+          if (!stream) return;
+          this.peerReset();
+          stream.receiveReset(payload.readUInt32BE(0));
+        }
         return;
       case FrameType.SETTINGS:
         return this.onSettings(flags, streamId, payload);
@@ -403,6 +408,9 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
     this.send(frame(FrameType.SETTINGS, Flag.ACK, 0));
     this.serveWaiting();
   }
+
+  /** The peer reset an open stream; a role may limit how often (throw a ConnectionError to close). */
+  protected peerReset(): void {}
 
   /** Settings only one role cares about (the client: MAX_CONCURRENT_STREAMS). */
   protected onPeerSetting(_id: number, _value: number): void {}

@@ -12,9 +12,20 @@ export interface H2ServerOptions {
 }
 
 /** One client connection. Also emits "stream" (for keepalive bookkeeping). */
+/**
+ * How many streams a client may reset: a burst, then a steady rate
+ * (nghttp2's defaults, which node's server applied). Opening and at once
+ * resetting streams makes the server work for nothing (CVE-2023-44487).
+ */
+const RESET_BURST = 1000;
+const RESETS_PER_SECOND = 33;
+
 export class H2ServerConnection extends H2Connection<H2Stream> {
   /** Highest stream id the client has opened. */
   private lastStreamId = 0;
+  /** Resets the client may still make now (a token bucket). */
+  private resetAllowance = RESET_BURST;
+  private resetCheckedAt = performance.now();
 
   constructor(
     socket: Duplex,
@@ -25,6 +36,18 @@ export class H2ServerConnection extends H2Connection<H2Stream> {
 
   protected override lastPeerStreamId(): number {
     return this.lastStreamId;
+  }
+
+  protected override peerReset(): void {
+    const now = performance.now();
+    this.resetAllowance = Math.min(
+      RESET_BURST,
+      this.resetAllowance + ((now - this.resetCheckedAt) / 1000) * RESETS_PER_SECOND,
+    );
+    this.resetCheckedAt = now;
+    if (--this.resetAllowance < 0) {
+      throw new ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, "too many stream resets");
+    }
   }
 
   protected neverOpened(streamId: number): boolean {

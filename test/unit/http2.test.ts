@@ -101,6 +101,35 @@ describe("own HTTP/2 server, node's HTTP/2 client", () => {
   });
 });
 
+describe("own HTTP/2 server under a rapid-reset flood", () => {
+  it("sends GOAWAY ENHANCE_YOUR_CALM to a client that opens and resets streams without end", async () => {
+    const server = net.createServer((socket) => {
+      new H2ServerConnection(socket, {
+        maxConcurrentStreams: 100,
+        onStream: (stream) => stream.respond(encodeHeaders([[":status", 200]])), // never ends on its own
+      });
+    });
+    server.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    const session = http2.connect(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    session.on("error", () => {});
+    const goaway = new Promise<number>((resolve) => session.on("goaway", (code) => resolve(code)));
+    // Well past the burst the server allows, in waves below its stream limit.
+    for (let wave = 0; wave < 15 && !session.destroyed && !session.closed; wave++) {
+      const streams = Array.from({ length: 90 }, () => {
+        const s = session.request({ ":method": "POST", ":path": "/flood" });
+        s.on("error", () => {});
+        return s;
+      });
+      await Promise.all(streams.map((s) => new Promise((r) => s.once("response", r).once("close", r))));
+      for (const s of streams) s.close(http2.constants.NGHTTP2_CANCEL);
+    }
+    assert.equal(await goaway, http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+    session.destroy();
+    server.close();
+  });
+});
+
 describe("own HTTP/2 client, node's HTTP/2 server", () => {
   let server: http2.Http2Server;
   let port: number;
