@@ -45,8 +45,8 @@ export async function checkProxyHealth(
       const stream = client.open("/etcdserverpb.Watch/Watch", metadata);
       const done = (ok: boolean) => {
         clearTimeout(timer);
-        resolve(ok); // first: the reset below closes the stream, which calls done(false)
         stream.reset(ErrorCode.CANCEL); // the check's watch must not outlive it
+        resolve(ok);
       };
       const timer = setTimeout(() => done(false), watchTimeoutMs);
       stream.onBody = () => done(true);

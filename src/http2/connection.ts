@@ -32,9 +32,9 @@ import {
 } from "./frames.js";
 
 /** What this side announces. Large receive windows: the proxy reads as fast as data comes. */
-export const HEADER_TABLE_SIZE = 4096;
-export const STREAM_WINDOW = 1 << 20;
-export const CONNECTION_WINDOW = 16 << 20;
+const HEADER_TABLE_SIZE = 4096;
+const STREAM_WINDOW = 1 << 20;
+const CONNECTION_WINDOW = 16 << 20;
 /** The largest header block (with CONTINUATIONs) accepted before the connection is closed. */
 const MAX_HEADER_BLOCK = 1 << 20;
 /** A stream's write() asks the caller to wait once this much is queued on it. */
@@ -478,7 +478,10 @@ export abstract class H2StreamBase {
     this.sendWindow = initialWindow;
   }
 
-  /** Runs once when the stream closes, for whatever reason (an Error when the connection failed). */
+  /**
+   * Runs once when the stream closes, for whatever reason (an Error when the
+   * connection failed), a microtask after the close.
+   */
   onClose(fn: (err: Error | undefined) => void): void {
     if (this.closed) return void queueMicrotask(() => fn(undefined));
     const current = this.closeListeners;
@@ -606,8 +609,13 @@ export abstract class H2StreamBase {
     this.queued = 0;
     const listeners = this.closeListeners;
     this.closeListeners = undefined;
-    if (typeof listeners === "function") listeners(err);
-    else if (listeners) for (const fn of listeners) fn(err);
+    // A microtask later: whoever closed the stream (reset, end) is never re-entered by its own listeners.
+    if (listeners) {
+      queueMicrotask(() => {
+        if (typeof listeners === "function") listeners(err);
+        else for (const fn of listeners) fn(err);
+      });
+    }
     for (const fn of this.drainListeners.splice(0)) fn();
   }
 }

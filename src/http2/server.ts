@@ -7,11 +7,10 @@ import type { HeaderList } from "./hpack.js";
 export interface H2ServerOptions {
   /** SETTINGS_MAX_CONCURRENT_STREAMS; streams beyond it are refused. */
   maxConcurrentStreams: number;
-  /** Each new stream, with its request headers, before any of its body. */
+  /** Each new stream, with its request headers, before any of its body (the first "stream" listener). */
   onStream: (stream: H2Stream) => void;
 }
 
-/** One client connection. Also emits "stream" (for keepalive bookkeeping). */
 /**
  * How many streams a client may reset: a burst, then a steady rate
  * (nghttp2's defaults, which node's server applied). Opening and at once
@@ -20,6 +19,7 @@ export interface H2ServerOptions {
 const RESET_BURST = 1000;
 const RESETS_PER_SECOND = 33;
 
+/** One client connection; emits "stream" for each new stream (the handler, keepalive bookkeeping). */
 export class H2ServerConnection extends H2Connection<H2Stream> {
   /** Highest stream id the client has opened. */
   private lastStreamId = 0;
@@ -32,6 +32,7 @@ export class H2ServerConnection extends H2Connection<H2Stream> {
     private readonly options: H2ServerOptions,
   ) {
     super(socket, "server", [[Setting.MAX_CONCURRENT_STREAMS, options.maxConcurrentStreams]]);
+    this.on("stream", options.onStream);
   }
 
   protected override lastPeerStreamId(): number {
@@ -80,7 +81,6 @@ export class H2ServerConnection extends H2Connection<H2Stream> {
     const stream = new H2Stream(this, streamId, headers, this.peerInitialWindow);
     this.streams.set(streamId, stream);
     this.emit("stream", stream);
-    this.options.onStream(stream);
     if (endStream) stream.receive(EMPTY, Flag.END_STREAM, 0);
   }
 }
