@@ -51,8 +51,8 @@ export class H2Client {
   }
 
   /** Opens a call with its metadata; the caller writes the request frames and ends the stream. */
-  open(path: string, metadata: Readonly<Record<string, string>>): H2ClientStream {
-    const stream = this.connection().request(this.headerBlock(path, metadata));
+  open(path: string, metadata: Readonly<Record<string, string>>, connection = this.connection()): H2ClientStream {
+    const stream = connection.request(this.headerBlock(path, metadata));
     if (this.options.keepaliveTimeMs > 0 && !this.options.keepaliveWithoutStream) {
       this.openCalls++;
       stream.onClose(() => this.openCalls--);
@@ -156,7 +156,7 @@ export class H2Client {
     on: { message(m: Buffer): void; end(outcome: ConnectError | undefined): void },
   ): H2ClientStream {
     const connection = this.connection();
-    const stream = this.open(path, metadata);
+    const stream = this.open(path, metadata, connection);
     const decoder = new FrameDecoder(maxResponseBytes);
     let failure: ConnectError | undefined;
     const onAbort = () => stream.reset(ErrorCode.CANCEL);

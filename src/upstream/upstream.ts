@@ -172,10 +172,7 @@ export class EtcdUpstream implements Upstream {
 
   /** One unary call on one endpoint's lean client, with the call's metadata and deadline. */
   private send(h2: H2Client, method: DescMethodUnary, requestFrame: Buffer, ctx: CallContext): Promise<Buffer> {
-    const left = remainingMs(ctx);
-    const headers =
-      left === undefined ? ctx.forwardHeaders : { ...ctx.forwardHeaders, "grpc-timeout": encodeGrpcTimeout(left) };
-    return h2.unary(pathOf(method), requestFrame, headers, ctx.signal, this.options.maxRecvBytes);
+    return h2.unary(pathOf(method), requestFrame, callMetadata(ctx), ctx.signal, this.options.maxRecvBytes);
   }
 
   async unaryOnLeader<I extends DescMessage, O extends DescMessage>(
@@ -261,10 +258,7 @@ export class EtcdUpstream implements Upstream {
     frames: AsyncIterable<Uint8Array>,
     ctx: CallContext,
   ): Promise<AsyncIterable<Buffer>> {
-    const left = remainingMs(ctx);
-    const headers =
-      left === undefined ? ctx.forwardHeaders : { ...ctx.forwardHeaders, "grpc-timeout": encodeGrpcTimeout(left) };
-    return h2.stream(pathOf(method), frames, headers, ctx.signal, this.options.maxRecvBytes);
+    return h2.stream(pathOf(method), frames, callMetadata(ctx), ctx.signal, this.options.maxRecvBytes);
   }
 
   private async *relay<O extends DescMessage>(
@@ -379,6 +373,12 @@ function checkSendLimit(requestFrame: Buffer, maxSendBytes: number): void {
   if (requestFrame.length - 5 > maxSendBytes) {
     throw new ConnectError("etcdserver: request is too large", Code.InvalidArgument);
   }
+}
+
+/** The metadata a call carries to etcd: the client's forwarded keys, and what is left of its deadline. */
+function callMetadata(ctx: CallContext): Readonly<Record<string, string>> {
+  const left = remainingMs(ctx);
+  return left === undefined ? ctx.forwardHeaders : { ...ctx.forwardHeaders, "grpc-timeout": encodeGrpcTimeout(left) };
 }
 
 function remainingMs(ctx: CallContext): number | undefined {
