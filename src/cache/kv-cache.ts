@@ -47,7 +47,7 @@ const SWEEP_MS = 1000;
 export class KvCache {
   private readonly cache: RangeCache;
   /** Recent requests' bytes (with the caller's token), decoded, with their cache ids. Never stale: it holds no answers. */
-  private readonly decoded = new Map<string, { request: RangeRequest; id: string }>();
+  private readonly decoded = new Map<string, IdentifiedRange>();
   private watching = false;
   private readonly sweeper: NodeJS.Timeout;
   private readonly stop = new AbortController();
@@ -67,9 +67,7 @@ export class KvCache {
 
   /** Answers a Range from the cache when it may, else through `fetch` (etcd), filling the cache. */
   range(request: RangeRequest, ctx: CallContext, fetch: () => Promise<Uint8Array>): Promise<Uint8Array> {
-    const id = request.revision === 0n ? cacheId(ctx, request) : "";
-    const answer = this.answer(request, id, fetch);
-    return answer instanceof Promise ? answer : Promise.resolve(answer);
+    return Promise.resolve(this.answer(identified(ctx, request), fetch));
   }
 
   /**
@@ -84,26 +82,20 @@ export class KvCache {
     fetch: () => Promise<Uint8Array>,
   ): Uint8Array | Promise<Uint8Array> {
     if (payload.length > MEMO_MAX_REQUEST_BYTES) {
-      const request = decodeRequest(KV.method.range, payload);
-      return this.answer(request, request.revision === 0n ? cacheId(ctx, request) : "", fetch);
+      return this.answer(identified(ctx, decodeRequest(KV.method.range, payload)), fetch);
     }
     const token = ctx.forwardHeaders["token"] ?? "";
     const memoKey = `${token.length}:${token}${Buffer.from(payload.buffer, payload.byteOffset, payload.length).toString("latin1")}`;
     let memo = this.decoded.get(memoKey);
     if (!memo) {
-      const request = decodeRequest(KV.method.range, payload);
-      memo = { request, id: request.revision === 0n ? cacheId(ctx, request) : "" };
+      memo = identified(ctx, decodeRequest(KV.method.range, payload));
       if (this.decoded.size >= MEMO_ENTRIES) this.decoded.clear();
       this.decoded.set(memoKey, memo);
     }
-    return this.answer(memo.request, memo.id, fetch);
+    return this.answer(memo, fetch);
   }
 
-  private answer(
-    request: RangeRequest,
-    id: string,
-    fetch: () => Promise<Uint8Array>,
-  ): Uint8Array | Promise<Uint8Array> {
+  private answer({ request, id }: IdentifiedRange, fetch: () => Promise<Uint8Array>): Uint8Array | Promise<Uint8Array> {
     // Reads of a past revision are left to etcd: compaction, which the
     // cache cannot see, decides whether they succeed.
     if (request.revision !== 0n) return fetch();
@@ -202,6 +194,16 @@ export class KvCache {
 }
 
 /** The cache key: identity, then every field of the request that shapes the answer. */
+/** A Range request with its cache id (empty for a past revision, which is never cached). */
+interface IdentifiedRange {
+  request: RangeRequest;
+  id: string;
+}
+
+function identified(ctx: CallContext, request: RangeRequest): IdentifiedRange {
+  return { request, id: request.revision === 0n ? cacheId(ctx, request) : "" };
+}
+
 function cacheId(ctx: CallContext, r: RangeRequest): string {
   const token = ctx.forwardHeaders["token"] ?? "";
   const key = bytesToString(r.key);
