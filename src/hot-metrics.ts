@@ -24,6 +24,40 @@ function register(registry: Registry, collector: object): void {
   registry.registerMetric(collector as unknown as Metric);
 }
 
+/**
+ * A family of series, one per label set, made once and then only added to.
+ * Without labels, the one series exists (at 0) from the start.
+ */
+abstract class HotFamily<S extends { readonly labels: Labels }> {
+  readonly aggregator = "sum";
+  readonly name: string;
+  readonly help: string;
+  private readonly all = new Map<string, S>();
+  protected readonly unlabelled: S | undefined;
+
+  constructor(
+    registry: Registry,
+    family: Family,
+    private readonly make: (labels: Labels) => S,
+  ) {
+    this.name = family.name;
+    this.help = family.help;
+    if (!family.labelled) this.unlabelled = this.series();
+    register(registry, this);
+  }
+
+  series(labels: Labels = {}): S {
+    const key = JSON.stringify(labels);
+    let series = this.all.get(key);
+    if (!series) this.all.set(key, (series = this.make(labels)));
+    return series;
+  }
+
+  protected get everySeries(): IterableIterator<S> {
+    return this.all.values();
+  }
+}
+
 export class HotCounterSeries {
   value = 0;
   constructor(readonly labels: Labels) {}
@@ -33,46 +67,25 @@ export class HotCounterSeries {
 }
 
 /** A counter family: `series(labels)` once per label set, then `inc()` per event. */
-export class HotCounter {
+export class HotCounter extends HotFamily<HotCounterSeries> {
   readonly type = "counter";
-  readonly aggregator = "sum";
-  readonly name: string;
-  readonly help: string;
-  private readonly all = new Map<string, HotCounterSeries>();
 
   constructor(registry: Registry, family: Family) {
-    this.name = family.name;
-    this.help = family.help;
-    if (!family.labelled) this.unlabelled = this.series();
-    register(registry, this);
+    super(registry, family, (labels) => new HotCounterSeries(labels));
   }
-
-  series(labels: Labels = {}): HotCounterSeries {
-    const key = JSON.stringify(labels);
-    let series = this.all.get(key);
-    if (!series) this.all.set(key, (series = new HotCounterSeries(labels)));
-    return series;
-  }
-
-  private unlabelled: HotCounterSeries | undefined;
 
   /** For a family without labels: adds to its one series. */
   inc(n = 1): void {
-    (this.unlabelled ??= this.series()).inc(n);
+    this.unlabelled!.inc(n);
   }
 
   async get() {
-    return {
-      name: this.name,
-      help: this.help,
-      type: this.type,
-      aggregator: this.aggregator,
-      values: [...this.all.values()].map((s) => ({ labels: { ...s.labels }, value: s.value })),
-    };
+    const values = [...this.everySeries].map((s) => ({ labels: { ...s.labels }, value: s.value }));
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
   }
 
   reset(): void {
-    for (const series of this.all.values()) series.value = 0;
+    for (const series of this.everySeries) series.value = 0;
   }
 }
 
@@ -82,7 +95,7 @@ export class HotHistogramSeries {
   count = 0;
   constructor(
     readonly labels: Labels,
-    private readonly bounds: readonly number[],
+    readonly bounds: readonly number[],
   ) {
     this.counts = new Float64Array(bounds.length);
   }
@@ -107,41 +120,24 @@ export class HotHistogramSeries {
 }
 
 /** A histogram family with Prometheus' cumulative buckets (and +Inf), sum and count. */
-export class HotHistogram {
+export class HotHistogram extends HotFamily<HotHistogramSeries> {
   readonly type = "histogram";
-  readonly aggregator = "sum";
-  readonly name: string;
-  readonly help: string;
-  private readonly bounds: readonly number[];
-  private readonly all = new Map<string, HotHistogramSeries>();
 
   constructor(registry: Registry, family: Family & { buckets: readonly number[] }) {
-    this.name = family.name;
-    this.help = family.help;
-    this.bounds = [...family.buckets].sort((a, b) => a - b);
-    if (!family.labelled) this.unlabelled = this.series();
-    register(registry, this);
+    const bounds = [...family.buckets].sort((a, b) => a - b);
+    super(registry, family, (labels) => new HotHistogramSeries(labels, bounds));
   }
-
-  series(labels: Labels = {}): HotHistogramSeries {
-    const key = JSON.stringify(labels);
-    let series = this.all.get(key);
-    if (!series) this.all.set(key, (series = new HotHistogramSeries(labels, this.bounds)));
-    return series;
-  }
-
-  private unlabelled: HotHistogramSeries | undefined;
 
   /** For a family without labels: observes into its one series. */
   observe(value: number): void {
-    (this.unlabelled ??= this.series()).observe(value);
+    this.unlabelled!.observe(value);
   }
 
   async get() {
     const values: Array<{ labels: Record<string, string | number>; value: number; metricName: string }> = [];
-    for (const s of this.all.values()) {
+    for (const s of this.everySeries) {
       let cumulative = 0;
-      this.bounds.forEach((le, i) => {
+      s.bounds.forEach((le, i) => {
         cumulative += s.counts[i]!;
         values.push({ labels: { ...s.labels, le }, value: cumulative, metricName: `${this.name}_bucket` });
       });
@@ -153,7 +149,7 @@ export class HotHistogram {
   }
 
   reset(): void {
-    for (const s of this.all.values()) {
+    for (const s of this.everySeries) {
       s.counts.fill(0);
       s.sum = 0;
       s.count = 0;
