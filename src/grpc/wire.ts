@@ -7,8 +7,7 @@
 /** Prefixes a serialized message with gRPC's 5-byte header (uncompressed). */
 export function frame(message: Uint8Array): Buffer {
   const out = Buffer.allocUnsafe(5 + message.length);
-  out[0] = 0;
-  out.writeUInt32BE(message.length, 1);
+  writePrefix(out, message.length);
   out.set(message, 5);
   return out;
 }
@@ -16,9 +15,13 @@ export function frame(message: Uint8Array): Buffer {
 /** Just the 5-byte prefix of an uncompressed message of `length` bytes. */
 export function messagePrefix(length: number): Buffer {
   const out = Buffer.allocUnsafe(5);
-  out[0] = 0;
-  out.writeUInt32BE(length, 1);
+  writePrefix(out, length);
   return out;
+}
+
+function writePrefix(out: Buffer, length: number): void {
+  out[0] = 0; // not compressed
+  out.writeUInt32BE(length, 1);
 }
 
 export class FrameError extends Error {
