@@ -34,48 +34,59 @@ export class FrameError extends Error {
   }
 }
 
+const NO_MESSAGES: readonly Buffer[] = Object.freeze([]);
+
 /** Splits a byte stream into gRPC message payloads, checking sizes as it goes. */
 export class FrameDecoder {
-  private buffered: Buffer[] = [];
-  private bufferedBytes = 0;
+  /** Chunks holding the start of a message whose rest has not arrived yet. */
+  private pending: Buffer[] = [];
+  private pendingTotal = 0;
+  /** How many pending bytes complete what is awaited: the 5-byte prefix, or the whole message. */
+  private needed = 0;
 
   constructor(private readonly maxMessageBytes: number) {}
 
-  /** Adds a chunk; returns the messages it completed. */
-  push(chunk: Buffer): Buffer[] {
-    this.buffered.push(chunk);
-    this.bufferedBytes += chunk.length;
-    const out: Buffer[] = [];
-    while (this.bufferedBytes >= 5) {
-      const head = this.peek(5);
-      if (head[0]! & 1) throw new FrameError("compressed messages are not supported without grpc-encoding", 12);
-      const length = head.readUInt32BE(1);
+  /** Adds a chunk; returns the messages it completed (views into the chunk where possible). */
+  push(chunk: Buffer): readonly Buffer[] {
+    let bytes = chunk;
+    if (this.pending.length > 0) {
+      // A large message arrives in many chunks: join them once, when it is whole.
+      this.pending.push(chunk);
+      this.pendingTotal += chunk.length;
+      if (this.pendingTotal < this.needed) return NO_MESSAGES;
+      bytes = Buffer.concat(this.pending, this.pendingTotal);
+      this.pending = [];
+      this.pendingTotal = 0;
+    }
+    let out: Buffer[] | undefined;
+    let at = 0;
+    while (at < bytes.length) {
+      if (bytes.length - at < 5) {
+        this.needed = 5;
+        break;
+      }
+      if (bytes[at]! & 1) throw new FrameError("compressed messages are not supported without grpc-encoding", 12);
+      const length = bytes.readUInt32BE(at + 1);
       if (length > this.maxMessageBytes) {
         throw new FrameError(`grpc: received message larger than max (${length} vs. ${this.maxMessageBytes})`, 8);
       }
-      if (this.bufferedBytes < 5 + length) break;
-      out.push(this.take(5 + length).subarray(5));
+      if (bytes.length - at < 5 + length) {
+        this.needed = 5 + length;
+        break;
+      }
+      (out ??= []).push(bytes.subarray(at + 5, at + 5 + length));
+      at += 5 + length;
     }
-    return out;
+    if (at < bytes.length) {
+      this.pending.push(bytes.subarray(at));
+      this.pendingTotal = bytes.length - at;
+    }
+    return out ?? NO_MESSAGES;
   }
 
   /** Bytes of an unfinished message still waiting for the rest. */
   get pendingBytes(): number {
-    return this.bufferedBytes;
-  }
-
-  private peek(n: number): Buffer {
-    if (this.buffered[0]!.length < n) this.buffered = [Buffer.concat(this.buffered)];
-    return this.buffered[0]!.subarray(0, n);
-  }
-
-  private take(n: number): Buffer {
-    const all = this.buffered.length === 1 ? this.buffered[0]! : Buffer.concat(this.buffered);
-    const taken = all.subarray(0, n);
-    const rest = all.subarray(n);
-    this.buffered = rest.length ? [rest] : [];
-    this.bufferedBytes = rest.length;
-    return taken;
+    return this.pendingTotal;
   }
 }
 

@@ -168,17 +168,17 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
     this.out.push(bytes);
     if (!this.flushQueued) {
       this.flushQueued = true;
-      process.nextTick(() => this.flush());
+      process.nextTick(this.flush);
     }
   }
 
-  private flush(): void {
+  private readonly flush = (): void => {
     this.flushQueued = false;
     if (this.out.length === 0 || this.socket.destroyed) return;
     const bytes = this.out.length === 1 ? this.out[0]! : Buffer.concat(this.out);
-    this.out = [];
+    this.out.length = 0;
     if (!this.socket.write(bytes)) this.socketBlocked = true;
-  }
+  };
 
   private onDrain(): void {
     this.socketBlocked = false;

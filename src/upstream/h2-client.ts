@@ -104,20 +104,14 @@ export class H2Client {
   ): Promise<AsyncIterable<Buffer>> {
     return new Promise((resolve, reject) => {
       if (signal.aborted) return reject(new ConnectError("context canceled", Code.Canceled));
-      const messages = new AsyncQueue<Buffer>();
+      // A consumer that stops reading, for whatever reason, cancels the call
+      // (a no-op once it has ended).
+      const messages = new AsyncQueue<Buffer>({ finished: () => stream.reset(ErrorCode.CANCEL) });
       let opened = false;
       const open = () => {
         if (opened) return;
         opened = true;
-        resolve(
-          (async function* () {
-            try {
-              yield* messages;
-            } finally {
-              stream.reset(ErrorCode.CANCEL); // no-op once the call has ended
-            }
-          })(),
-        );
+        resolve(messages);
       };
       const stream = this.call(path, metadata, signal, maxResponseBytes, {
         message: (m) => messages.push(m),

@@ -36,6 +36,17 @@ describe("FrameDecoder", () => {
     assert.deepEqual(d.push(two.subarray(10)), [Buffer.from("hello")]);
     assert.equal(d.pendingBytes, 0);
   });
+  it("joins a large message from many small chunks, and keeps what follows it", () => {
+    const big = Buffer.alloc(10_000, 7);
+    const stream = Buffer.concat([frame(big), frame(message), frame(message).subarray(0, 3)]);
+    const d = new FrameDecoder(20_000);
+    const got: Buffer[] = [];
+    for (let at = 0; at < stream.length; at += 7) got.push(...d.push(stream.subarray(at, at + 7)));
+    assert.deepEqual(got, [big, message]);
+    assert.equal(d.pendingBytes, 3);
+    assert.deepEqual(d.push(frame(message).subarray(3)), [message]);
+    assert.equal(d.pendingBytes, 0);
+  });
   it("refuses a message over the limit as soon as its header says so", () => {
     const d = new FrameDecoder(2);
     assert.throws(
