@@ -1,17 +1,21 @@
-import type { MessageShape } from "@bufbuild/protobuf";
+import { fromBinary, type MessageShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { CallContext } from "../call-context.js";
-import { Lease, type LeaseKeepAliveResponseSchema } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
+import { Lease, LeaseKeepAliveResponseSchema } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
+import { frame } from "../grpc/wire.js";
 import type { Metrics } from "../metrics.js";
 import { isConnectionFailure } from "../upstream/errors.js";
 import type { Upstream } from "../upstream/upstream.js";
 import { AsyncQueue } from "../util/async-queue.js";
+import { keepAliveRequestFrame, leaseIdOfResponse } from "./keepalive-wire.js";
 
 export type KeepAliveResponse = MessageShape<typeof LeaseKeepAliveResponseSchema>;
 
-interface Waiter {
-  resolve(response: KeepAliveResponse): void;
-  reject(error: unknown): void;
+/** Who hears how a renewal went. One waiter may wait on many renewals (a client stream's). */
+export interface KeepAliveWaiter {
+  /** etcd's answer, as the gRPC frame etcd sent (shared by every waiter: do not change it). */
+  answer(frame: Uint8Array): void;
+  fail(error: unknown): void;
 }
 
 /**
@@ -43,14 +47,24 @@ export class KeepAliveCoalescer {
     private readonly metrics: Metrics["lease"],
   ) {}
 
-  /** Renews lease `id`; resolves with etcd's answer. */
-  renew(id: bigint, requireLeader: boolean): Promise<KeepAliveResponse> {
+  /** Renews lease `id`; `waiter` hears etcd's answer. */
+  renew(id: bigint, requireLeader: boolean, waiter: KeepAliveWaiter): void {
     let stream = this.streams.get(requireLeader);
     if (!stream) {
       stream = new SharedKeepAliveStream(this.upstream, requireLeader, this.metrics);
       this.streams.set(requireLeader, stream);
     }
-    return stream.renew(id);
+    stream.renew(id, waiter);
+  }
+
+  /** Renews lease `id` once; resolves with etcd's answer, decoded. */
+  renewOnce(id: bigint, requireLeader: boolean): Promise<KeepAliveResponse> {
+    return new Promise((resolve, reject) =>
+      this.renew(id, requireLeader, {
+        answer: (bytes) => resolve(fromBinary(LeaseKeepAliveResponseSchema, bytes.subarray(5))),
+        fail: reject,
+      }),
+    );
   }
 
   close(): void {
@@ -62,8 +76,9 @@ export class KeepAliveCoalescer {
 /** One upstream keep-alive stream and the renewals in flight on it. */
 class SharedKeepAliveStream {
   /** Renewals sent and not yet answered, by lease ID. */
-  private readonly inflight = new Map<bigint, Waiter[]>();
-  private requests: AsyncQueue<{ ID: bigint }> | undefined;
+  private readonly inflight = new Map<bigint, KeepAliveWaiter[]>();
+  /** The request frames of the open upstream stream. */
+  private requests: AsyncQueue<Uint8Array> | undefined;
   private abort: AbortController | undefined;
   private failuresWithoutAnswer = 0;
 
@@ -73,16 +88,14 @@ class SharedKeepAliveStream {
     private readonly metrics: Metrics["lease"],
   ) {}
 
-  renew(id: bigint): Promise<KeepAliveResponse> {
-    return new Promise((resolve, reject) => {
-      const waiters = this.inflight.get(id);
-      if (waiters) {
-        waiters.push({ resolve, reject });
-        return;
-      }
-      this.inflight.set(id, [{ resolve, reject }]);
-      this.send(id);
-    });
+  renew(id: bigint, waiter: KeepAliveWaiter): void {
+    const waiters = this.inflight.get(id);
+    if (waiters) {
+      waiters.push(waiter);
+      return;
+    }
+    this.inflight.set(id, [waiter]);
+    this.send(id);
   }
 
   close(): void {
@@ -90,13 +103,13 @@ class SharedKeepAliveStream {
   }
 
   private send(id: bigint): void {
-    this.open().push({ ID: id });
+    this.open().push(keepAliveRequestFrame(id));
     this.metrics.renewalsSent.inc();
   }
 
-  private open(): AsyncQueue<{ ID: bigint }> {
+  private open(): AsyncQueue<Uint8Array> {
     if (this.requests) return this.requests;
-    const requests = new AsyncQueue<{ ID: bigint }>();
+    const requests = new AsyncQueue<Uint8Array>();
     const abort = new AbortController();
     this.requests = requests;
     this.abort = abort;
@@ -110,13 +123,16 @@ class SharedKeepAliveStream {
     return requests;
   }
 
-  private async pump(requests: AsyncQueue<{ ID: bigint }>, ctx: CallContext): Promise<void> {
+  private async pump(requests: AsyncQueue<Uint8Array>, ctx: CallContext): Promise<void> {
     try {
-      for await (const response of this.upstream.bidiStream(Lease.method.leaseKeepAlive, requests, ctx)) {
+      for await (const answer of this.upstream.bidiStreamBytes(Lease.method.leaseKeepAlive, requests, ctx)) {
         this.failuresWithoutAnswer = 0;
-        const waiters = this.inflight.get(response.ID);
-        this.inflight.delete(response.ID);
-        waiters?.forEach((w) => w.resolve(response));
+        const id = leaseIdOfResponse(answer);
+        const waiters = this.inflight.get(id);
+        if (!waiters) continue;
+        this.inflight.delete(id);
+        const answerFrame = frame(answer);
+        for (const w of waiters) w.answer(answerFrame);
       }
       this.lost(requests, new ConnectError("etcd closed the lease keep-alive stream", Code.Unavailable));
     } catch (err) {
@@ -129,7 +145,7 @@ class SharedKeepAliveStream {
    * another endpoint and re-sends the renewals in flight; if etcd itself
    * ended it (no leader, ...), the waiting requests get etcd's error.
    */
-  private lost(requests: AsyncQueue<{ ID: bigint }>, err: unknown): void {
+  private lost(requests: AsyncQueue<Uint8Array>, err: unknown): void {
     if (this.requests === requests) this.requests = undefined;
     requests.end();
     if (this.inflight.size === 0) return;
@@ -144,6 +160,6 @@ class SharedKeepAliveStream {
     const error = ConnectError.from(err);
     const waiting = [...this.inflight.values()].flat();
     this.inflight.clear();
-    for (const w of waiting) w.reject(error);
+    for (const w of waiting) w.fail(error);
   }
 }

@@ -25,6 +25,7 @@ import { Lock } from "../gen/etcd/api/v3lockpb/v3lock_pb.js";
 import { decodeRequest } from "../grpc/decode.js";
 import { frame } from "../grpc/wire.js";
 import type { EndpointStatus, Upstream } from "../upstream/upstream.js";
+import { mapAsync } from "../util/map-async.js";
 import type { KeyPrefix } from "./prefix.js";
 
 /** How one method's messages cross the namespace boundary. */
@@ -102,6 +103,21 @@ export class NamespacedUpstream implements Upstream {
     const t = this.translationOf(method);
     if (!t) return yield* this.inner.bidiStream(method, requests, ctx);
     for await (const m of this.inner.bidiStream(method, mapAsync(requests, t.request), ctx)) yield t.response(m);
+  }
+
+  bidiStreamBytes(
+    method: DescMethodBiDiStreaming,
+    requestFrames: AsyncIterable<Uint8Array>,
+    ctx: CallContext,
+  ): AsyncIterable<Buffer> {
+    const t = this.translationOf(method);
+    if (!t) return this.inner.bidiStreamBytes(method, requestFrames, ctx);
+    const translated = mapAsync(requestFrames, (requestFrame) =>
+      frame(toBinary(method.input, t.request(decodeRequest(method, requestFrame.subarray(5))))),
+    );
+    return mapAsync(this.inner.bidiStreamBytes(method, translated, ctx), (answer) =>
+      Buffer.from(toBinary(method.output, t.response(fromBinary(method.output, answer)))),
+    );
   }
 
   endpoints(): Array<{ url: string; up: boolean; current: boolean }> {
@@ -235,8 +251,4 @@ function translationsFor(p: KeyPrefix): Map<string, Translation> {
     [Lock.method.unlock, { request: (r) => ({ ...r, key: add(r.key) }), response: (r) => r }],
   ];
   return new Map(entries.map(([m, t]) => [`${m.parent.typeName}/${m.name}`, t]));
-}
-
-async function* mapAsync<T, U>(source: AsyncIterable<T>, f: (t: T) => U): AsyncIterable<U> {
-  for await (const item of source) yield f(item);
 }

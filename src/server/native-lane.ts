@@ -20,7 +20,13 @@ import { preEncodedFrame } from "../grpc/pre-encoded.js";
 import { decodeRequest } from "../grpc/decode.js";
 import type { RpcObserver, RpcRecord } from "../metrics.js";
 import { AsyncQueue } from "../util/async-queue.js";
-import { bytePathOf, type BytePath, type ServiceBinding } from "../services/handlers.js";
+import {
+  bidiBytePathOf,
+  bytePathOf,
+  type BidiBytePath,
+  type BytePath,
+  type ServiceBinding,
+} from "../services/handlers.js";
 import { encodeHeaders } from "../http2/hpack.js";
 import type { H2Stream } from "../http2/server.js";
 
@@ -61,6 +67,8 @@ type Route =
       kind: "stream";
       method: DescMethodServerStreaming | DescMethodBiDiStreaming;
       handler: (input: unknown, ctx: CallContext) => AsyncIterable<unknown>;
+      /** The handler's own byte-level implementation (lease keep-alives), when it has one. */
+      bytes: BidiBytePath | undefined;
     };
 
 export interface NativeLaneOptions {
@@ -92,6 +100,7 @@ export function createNativeLane(options: NativeLaneOptions): NativeLane {
           kind: "stream",
           method: method as DescMethodServerStreaming | DescMethodBiDiStreaming,
           handler,
+          bytes: bidiBytePathOf(handler),
         });
       }
     }
@@ -116,7 +125,8 @@ export function createNativeLane(options: NativeLaneOptions): NativeLane {
       if (route.kind === "unary") {
         serveUnary(stream, route, options);
       } else {
-        openStreams.set(stream, serveStream(stream, route, options));
+        const serve = route.bytes ? serveBidiBytes : serveStream;
+        openStreams.set(stream, serve(stream, route, options));
         stream.onClose(() => openStreams.delete(stream));
       }
       return true;
@@ -308,19 +318,12 @@ function serveStream(
   const { ctx, finished, abort } = callContext(stream);
   const { method, handler } = route;
   const requests = new AsyncQueue<unknown>();
-  const decoder = new FrameDecoder(options.readMaxBytes);
-  stream.onBody = (chunk) => {
-    try {
-      for (const m of decoder.push(chunk)) {
-        records.get(stream)?.received();
-        requests.push(decodeRequest(method, m));
-      }
-    } catch (err) {
-      const e = err instanceof FrameError ? new ConnectError(err.message, err.grpcCode) : ConnectError.from(err);
-      requests.fail(e);
-      respondError(stream, e);
-    }
-  };
+  receiveMessages(
+    stream,
+    options,
+    (m) => requests.push(decodeRequest(method, m)),
+    (e) => requests.fail(e),
+  );
   stream.onEnd = () => requests.end();
 
   void (async () => {
@@ -342,23 +345,96 @@ function serveStream(
     };
     for await (const response of handler(input, ctx)) {
       if (finished() || stream.closed) return;
-      if (!stream.headersSent) stream.respond(OK_HEADER_BLOCK);
       if (batch++ === 0) process.nextTick(countBatch);
       const bytes =
         preEncodedFrame(response) ?? frame(toBinary(method.output, create(method.output, response as never)));
-      if (!stream.write(bytes)) await new Promise<void>((resolve) => stream.onDrain(resolve));
+      if (!writeAnswer(stream, bytes)) await new Promise<void>((resolve) => stream.onDrain(resolve));
     }
-    if (finished() || stream.closed) return;
-    finish(stream, 0);
-    if (stream.headersSent) stream.end(OK_TRAILER_BLOCK);
-    else stream.respond(OK_TRAILERS_ONLY_BLOCK, true);
-  })().catch((err) => {
-    if (!(err instanceof ConnectError)) options.onInternalError?.(err, stream.headers[":path"]!);
-    respondError(stream, err);
-  });
+    endOk(stream);
+  })().catch((err) => endWithError(stream, err, options));
+  return stopper(stream, abort);
+}
 
-  // Stops the call from outside: the client gets `reason`, the handler (and
-  // its upstream call) is cancelled.
+/**
+ * A bidi call whose handler works on bytes (BidiBytePath): request messages
+ * go to it as they arrive, and its answers are frames, written as they come.
+ * No async iteration, no protobuf: a keep-alive costs the proxy little more
+ * than its socket writes.
+ */
+function serveBidiBytes(
+  stream: H2Stream,
+  route: Extract<Route, { kind: "stream" }>,
+  options: NativeLaneOptions,
+): (reason: ConnectError) => void {
+  const { ctx, abort } = callContext(stream);
+  const call = route.bytes!(
+    {
+      send(bytes) {
+        if (finishedStreams.has(stream) || stream.closed) return;
+        records.get(stream)?.sent();
+        writeAnswer(stream, bytes);
+      },
+      end: (error) => (error === undefined ? endOk(stream) : endWithError(stream, error, options)),
+    },
+    ctx,
+  );
+  stream.onClose(() => call.close());
+  receiveMessages(stream, options, (m) => call.message(m));
+  stream.onEnd = () => call.halfClose();
+  return stopper(stream, abort);
+}
+
+/**
+ * Splits the request body into messages for `take`. A malformed frame, or a
+ * message `take` refuses, ends the call with its error (after `failed`
+ * hears it).
+ */
+function receiveMessages(
+  stream: H2Stream,
+  options: NativeLaneOptions,
+  take: (message: Buffer) => void,
+  failed?: (error: ConnectError) => void,
+): void {
+  const decoder = new FrameDecoder(options.readMaxBytes);
+  stream.onBody = (chunk) => {
+    try {
+      for (const m of decoder.push(chunk)) {
+        records.get(stream)?.received();
+        take(m);
+      }
+    } catch (err) {
+      const e = err instanceof FrameError ? new ConnectError(err.message, err.grpcCode) : ConnectError.from(err);
+      failed?.(e);
+      respondError(stream, e);
+    }
+  };
+}
+
+/** Writes one answer frame, sending the response headers first if still due; false if the client must drain. */
+function writeAnswer(stream: H2Stream, bytes: Uint8Array): boolean {
+  if (!stream.headersSent) stream.respond(OK_HEADER_BLOCK);
+  return stream.write(bytes);
+}
+
+/** Ends a streaming call with OK, unless it already ended. */
+function endOk(stream: H2Stream): void {
+  if (finishedStreams.has(stream) || stream.closed) return;
+  finish(stream, 0);
+  if (stream.headersSent) stream.end(OK_TRAILER_BLOCK);
+  else stream.respond(OK_TRAILERS_ONLY_BLOCK, true);
+}
+
+/** Ends a call with `err`; one that is not a ConnectError is a bug, and logged. */
+function endWithError(stream: H2Stream, err: unknown, options: NativeLaneOptions): void {
+  if (!(err instanceof ConnectError)) options.onInternalError?.(err, stream.headers[":path"]!);
+  respondError(stream, err);
+}
+
+/**
+ * Stops a streaming call from outside: the client gets `reason`, the
+ * handler (and its upstream call) is cancelled.
+ */
+function stopper(stream: H2Stream, abort: (reason: ConnectError) => void): (reason: ConnectError) => void {
   return (reason) => {
     respondError(stream, reason);
     abort(reason);

@@ -10,6 +10,7 @@ import type {
 } from "@bufbuild/protobuf";
 import type { CallContext } from "../call-context.js";
 import { frame } from "../grpc/wire.js";
+import { AsyncQueue } from "../util/async-queue.js";
 
 /**
  * The proxy's own handler signatures: typed messages in and out, plus a
@@ -63,7 +64,34 @@ export function bind<S extends DescService>(service: S, handlers: ServiceHandler
  */
 export type BytePath = (payload: Uint8Array, frame: Buffer, ctx: CallContext) => Uint8Array | Promise<Uint8Array>;
 
-const bytePaths = new WeakMap<object, BytePath>();
+/**
+ * A bidi method on wire bytes, for the native gRPC lane: called once per
+ * call with where its answers go, it returns what the call does with each
+ * request message and with the client's half-close. No async iteration and
+ * no protobuf on the way: for streams whose answers are bytes the proxy
+ * already holds (lease keep-alives answer with etcd's own answers). It
+ * must behave exactly as the typed handler it is attached to.
+ */
+export type BidiBytePath = (out: FrameSink, ctx: CallContext) => BidiCall;
+
+/** Where a byte-level stream's answers go. */
+export interface FrameSink {
+  /** One answer, as a complete gRPC frame. */
+  send(frame: Uint8Array): void;
+  /** Ends the call: OK without `error`, else with it. Later sends are ignored. */
+  end(error?: unknown): void;
+}
+
+export interface BidiCall {
+  /** One request message; throwing ends the call with that error. */
+  message(payload: Uint8Array): void;
+  /** The client sent its last request. */
+  halfClose(): void;
+  /** The call is over, however it ended (the client may have left). */
+  close(): void;
+}
+
+const bytePaths = new WeakMap<object, BytePath | BidiBytePath>();
 
 /** Attaches a byte-level implementation to a typed unary handler. */
 export function withBytePath<H extends object>(handler: H, path: BytePath): H {
@@ -71,8 +99,14 @@ export function withBytePath<H extends object>(handler: H, path: BytePath): H {
   return handler;
 }
 
+/** The byte path of a typed unary handler, if it has one. */
 export function bytePathOf(handler: unknown): BytePath | undefined {
-  return typeof handler === "function" ? bytePaths.get(handler) : undefined;
+  return typeof handler === "function" ? (bytePaths.get(handler) as BytePath | undefined) : undefined;
+}
+
+/** The byte path of a typed bidi handler, if it has one. */
+export function bidiBytePathOf(handler: unknown): BidiBytePath | undefined {
+  return typeof handler === "function" ? (bytePaths.get(handler) as BidiBytePath | undefined) : undefined;
 }
 
 /**
@@ -86,4 +120,37 @@ export function unaryOverBytes<M extends DescMethodUnary>(method: M, path: ByteP
     return fromBinary(method.output, await path(payload, frame(payload), ctx));
   };
   return withBytePath(typed, path) as unknown as UnaryHandler<M>;
+}
+
+/**
+ * A bidi handler implemented on bytes: the native lane calls `path`
+ * directly; the typed handler (Connect lane) encodes each request, and
+ * decodes each answer into the response stream it returns.
+ */
+export function bidiOverBytes<M extends DescMethodBiDiStreaming>(method: M, path: BidiBytePath): BidiStreamHandler<M> {
+  async function* typed(requests: AsyncIterable<MessageShape<M["input"]>>, ctx: CallContext) {
+    const answers = new AsyncQueue<MessageShape<M["output"]>>();
+    const call = path(
+      {
+        send: (bytes) => answers.push(fromBinary(method.output, bytes.subarray(5)) as MessageShape<M["output"]>),
+        end: (error) => (error === undefined ? answers.end() : answers.fail(error)),
+      },
+      ctx,
+    );
+    void (async () => {
+      try {
+        for await (const request of requests) call.message(toBinary(method.input, request));
+        call.halfClose();
+      } catch (err) {
+        answers.fail(err);
+      }
+    })();
+    try {
+      yield* answers;
+    } finally {
+      call.close();
+    }
+  }
+  bytePaths.set(typed, path);
+  return typed as unknown as BidiStreamHandler<M>;
 }

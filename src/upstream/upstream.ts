@@ -17,6 +17,7 @@ import { EndpointPool, type Endpoint } from "./endpoint-pool.js";
 import { H2Client } from "./h2-client.js";
 import { isConnectionFailure, neverReachedEtcd, toClientError } from "./errors.js";
 import { isSafeToRepeat } from "./retry-policy.js";
+import { mapAsync } from "../util/map-async.js";
 
 /**
  * The proxy's only door to etcd. Services and features call it with typed
@@ -39,6 +40,15 @@ export interface Upstream {
     requests: AsyncIterable<MessageInitShape<I>>,
     ctx: CallContext,
   ): AsyncIterable<MessageShape<O>>;
+  /**
+   * A bidi call on bytes: `requestFrames` are framed request messages, the
+   * result etcd's response messages (without their frame prefix).
+   */
+  bidiStreamBytes(
+    method: DescMethodBiDiStreaming,
+    requestFrames: AsyncIterable<Uint8Array>,
+    ctx: CallContext,
+  ): AsyncIterable<Buffer>;
   /**
    * A unary call that only etcd's leader can serve (MoveLeader). It goes to
    * the endpoint whose member leads; if none can be found, to the current one,
@@ -229,26 +239,30 @@ export class EtcdUpstream implements Upstream {
     const opened = await this.attempt(ctx, repeatPolicy(isSafeToRepeat(method, request)), ({ h2 }) =>
       this.openStream(h2, method, single(requestFrame), ctx),
     );
-    yield* this.relay(method, opened, ctx);
+    yield* this.relay(opened, ctx, (message) => fromBinary(method.output, message));
   }
 
-  async *bidiStream<I extends DescMessage, O extends DescMessage>(
+  bidiStream<I extends DescMessage, O extends DescMessage>(
     method: DescMethodBiDiStreaming<I, O>,
     requests: AsyncIterable<MessageInitShape<I>>,
     ctx: CallContext,
   ): AsyncIterable<MessageShape<O>> {
+    const frames = mapAsync(requests, (request) => frame(toBinary(method.input, create(method.input, request))));
+    return mapAsync(this.bidiStreamBytes(method, frames, ctx), (message) => fromBinary(method.output, message));
+  }
+
+  async *bidiStreamBytes(
+    method: DescMethodBiDiStreaming,
+    requestFrames: AsyncIterable<Uint8Array>,
+    ctx: CallContext,
+  ): AsyncIterable<Buffer> {
     // A request stream can be re-sent elsewhere only while no message of it
     // has been taken: etcd cannot have seen any of it then.
-    const source = new UntouchedSource(requests);
-    const policy = { safe: false, mayResend: (err: unknown) => source.untouched && neverReachedEtcd(err) };
     const limit = this.options.maxSendBytes;
-    const frames = mapAsync(source, (request) => {
-      const requestFrame = frame(toBinary(method.input, create(method.input, request)));
-      checkSendLimit(requestFrame, limit);
-      return requestFrame;
-    });
-    const opened = await this.attempt(ctx, policy, ({ h2 }) => this.openStream(h2, method, frames, ctx));
-    yield* this.relay(method, opened, ctx);
+    const source = new UntouchedSource(requestFrames, (requestFrame) => checkSendLimit(requestFrame, limit));
+    const policy = { safe: false, mayResend: (err: unknown) => source.untouched && neverReachedEtcd(err) };
+    const opened = await this.attempt(ctx, policy, ({ h2 }) => this.openStream(h2, method, source, ctx));
+    yield* this.relay(opened, ctx, (message) => message);
   }
 
   /** Opens a streaming call on one endpoint's lean client, with the call's metadata and deadline. */
@@ -261,13 +275,14 @@ export class EtcdUpstream implements Upstream {
     return h2.stream(pathOf(method), frames, callMetadata(ctx), ctx.signal, this.options.maxRecvBytes);
   }
 
-  private async *relay<O extends DescMessage>(
-    method: { output: O },
+  /** A call's response messages, each through `decode`; a failure on the way tells the pool about the endpoint. */
+  private async *relay<T>(
     opened: Attempt<AsyncIterable<Buffer>>,
     ctx: CallContext,
-  ): AsyncIterable<MessageShape<O>> {
+    decode: (message: Buffer) => T,
+  ): AsyncIterable<T> {
     try {
-      for await (const message of opened.value) yield fromBinary(method.output, message);
+      for await (const message of opened.value) yield decode(message);
     } catch (err) {
       if (!ctx.signal.aborted && isConnectionFailure(err)) this.endpointFailed(opened.endpoint, err);
       throw toClientError(err);
@@ -369,7 +384,7 @@ function pathOf(method: DescMethodUnary | DescMethodServerStreaming | DescMethod
 }
 
 /** Refuses, with etcd's answer, a request over --max-send-bytes (which mirrors etcd's own limit). */
-function checkSendLimit(requestFrame: Buffer, maxSendBytes: number): void {
+function checkSendLimit(requestFrame: Uint8Array, maxSendBytes: number): void {
   if (requestFrame.length - 5 > maxSendBytes) {
     throw new ConnectError("etcdserver: request is too large", Code.InvalidArgument);
   }
@@ -392,15 +407,6 @@ async function* single<T>(message: T): AsyncIterable<T> {
   yield message;
 }
 
-/** `source` with each item mapped; every iteration starts afresh (an attempt after a failed one). */
-function mapAsync<T, U>(source: AsyncIterable<T>, map: (item: T) => U): AsyncIterable<U> {
-  return {
-    async *[Symbol.asyncIterator]() {
-      for await (const item of source) yield map(item);
-    },
-  };
-}
-
 /**
  * Wraps a client's request stream so that a failed attempt neither consumes
  * nor closes it: the next attempt can still send it from the start.
@@ -409,14 +415,21 @@ class UntouchedSource<T> implements AsyncIterable<T> {
   private iterator: AsyncIterator<T> | undefined;
   untouched = true;
 
-  constructor(private readonly source: AsyncIterable<T>) {}
+  /** `check` sees each item as it is taken, and may refuse it by throwing. */
+  constructor(
+    private readonly source: AsyncIterable<T>,
+    private readonly check: (item: T) => void,
+  ) {}
 
   [Symbol.asyncIterator](): AsyncIterator<T> {
     return {
       next: () => {
         this.untouched = false;
         this.iterator ??= this.source[Symbol.asyncIterator]();
-        return this.iterator.next();
+        return this.iterator.next().then((result) => {
+          if (!result.done) this.check(result.value);
+          return result;
+        });
       },
       // Closing and failing are left to the client's own stream: a failed
       // attempt must not end what the next attempt still has to send.

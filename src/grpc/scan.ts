@@ -1,0 +1,110 @@
+/**
+ * Reads single fields of encoded protobuf messages without decoding them
+ * whole: a keep-alive's lease ID, a cached answer's header revision. Throws
+ * on bytes that are not a well-formed message (groups, which etcd's
+ * messages never use, included).
+ */
+
+/** The last value of int64 field `field` (protobuf keeps the last one); 0 when absent. */
+export function int64Field(message: Uint8Array, field: number): bigint {
+  let found = false;
+  let lo = 0;
+  let hi = 0;
+  position = 0;
+  while (nextField(message)) {
+    if (fieldNumber === field && wireType === WIRE_VARINT) {
+      readVarint(message);
+      found = true;
+      lo = varintLo;
+      hi = varintHi;
+    } else skip(message);
+  }
+  return found ? BigInt.asIntN(64, (BigInt(hi) << 32n) | BigInt(lo)) : 0n;
+}
+
+/** The last value of length-delimited field `field` (an embedded message, bytes); undefined when absent. */
+export function bytesField(message: Uint8Array, field: number): Uint8Array | undefined {
+  let value: Uint8Array | undefined;
+  position = 0;
+  while (nextField(message)) {
+    if (fieldNumber === field && wireType === WIRE_LENGTH) {
+      const start = lengthDelimited(message);
+      value = message.subarray(start, position);
+    } else skip(message);
+  }
+  return value;
+}
+
+const WIRE_VARINT = 0;
+const WIRE_FIXED64 = 1;
+const WIRE_LENGTH = 2;
+const WIRE_FIXED32 = 5;
+
+// The reader's state. Scanning is synchronous, so one set serves every call,
+// and reading a field costs no allocation.
+let position = 0;
+let fieldNumber = 0;
+let wireType = 0;
+let varintLo = 0;
+let varintHi = 0;
+
+/** Reads the next field's tag into fieldNumber and wireType; false at the end of the message. */
+function nextField(message: Uint8Array): boolean {
+  if (position >= message.length) return false;
+  readVarint(message);
+  wireType = varintLo & 7;
+  fieldNumber = (varintLo >>> 3) | (varintHi << 29);
+  if (fieldNumber === 0) throw new Error("illegal field number 0");
+  return true;
+}
+
+/** Skips the value of the field just read. */
+function skip(message: Uint8Array): void {
+  switch (wireType) {
+    case WIRE_VARINT:
+      readVarint(message);
+      return;
+    case WIRE_FIXED64:
+      position += 8;
+      break;
+    case WIRE_LENGTH:
+      lengthDelimited(message);
+      return;
+    case WIRE_FIXED32:
+      position += 4;
+      break;
+    default:
+      throw new Error(`unsupported wire type ${wireType}`);
+  }
+  if (position > message.length) throw new Error("premature EOF");
+}
+
+/** Moves past a length-delimited value; returns where it starts. */
+function lengthDelimited(message: Uint8Array): number {
+  readVarint(message);
+  const start = position;
+  position += varintLo;
+  if (varintHi !== 0 || position > message.length) throw new Error("premature EOF");
+  return start;
+}
+/** Reads the varint at `position` into varintLo and varintHi (its low and high 32 bits). */
+function readVarint(bytes: Uint8Array): void {
+  let lo = 0;
+  let hi = 0;
+  for (let shift = 0; shift < 70; shift += 7) {
+    const b = bytes[position++];
+    if (b === undefined) throw new Error("premature EOF");
+    const bits = b & 0x7f;
+    if (shift < 28) lo |= bits << shift;
+    else if (shift === 28) {
+      lo |= bits << 28;
+      hi |= bits >>> 4;
+    } else hi |= bits << (shift - 32);
+    if (b < 0x80) {
+      varintLo = lo >>> 0;
+      varintHi = hi >>> 0;
+      return;
+    }
+  }
+  throw new Error("varint longer than 10 bytes");
+}
