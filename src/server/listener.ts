@@ -148,6 +148,8 @@ function ownHttp2(
   );
   const bridge = createBridge(behindBridge);
   const serve = (socket: Socket) => {
+    // A keep-alive answer or a watch event must not wait for Nagle (TLS sockets come without this).
+    socket.setNoDelay(true);
     const connection = new H2ServerConnection(socket, {
       maxConcurrentStreams: options.maxConcurrentStreams,
       onStream: (stream) => {
