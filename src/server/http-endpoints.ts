@@ -26,9 +26,15 @@ export interface HttpEndpointDeps {
  * - /readyz: the proxy can reach a healthy cluster.
  * - /metrics: an etcd member's own metrics (the one in use, else another).
  * - /proxy/metrics: the proxy's own Prometheus metrics.
- * Unknown paths answer 404, except gRPC calls, which get gRPC's Unimplemented.
+ * Unknown paths answer 404, except gRPC calls, which get gRPC's Unimplemented,
+ * and RPC paths called with a method other than POST or GET, which get 405.
  */
-export function registerHttpEndpoints(app: FastifyInstance, deps: HttpEndpointDeps): void {
+export function registerHttpEndpoints(
+  app: FastifyInstance,
+  deps: HttpEndpointDeps,
+  /** Paths of the RPCs served with POST and GET only: other methods get 405. */
+  rpcPaths: ReadonlySet<string> = new Set(),
+): void {
   for (const [path, check] of [
     ["/health", deps.clusterHealth],
     ["/proxy/health", deps.proxyHealth],
@@ -66,6 +72,7 @@ export function registerHttpEndpoints(app: FastifyInstance, deps: HttpEndpointDe
   });
 
   app.setNotFoundHandler((req, reply) => {
+    if (rpcPaths.has(req.url.split("?", 1)[0]!)) return reply.code(405).send();
     if (isGrpc(req)) return unimplemented(req, reply, deps.grpcServices);
     return reply.code(404).type("text/plain").send("404 page not found\n");
   });

@@ -84,6 +84,16 @@ describe("bad input", () => {
     assert.match(viaProxy.grpcMessage ?? "", /illegal/);
   });
 
+  it("bytes that are not a keep-alive request end the keep-alive stream with Internal, as from etcd", async () => {
+    const garbage = envelope(Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f]));
+    const path = "/etcdserverpb.Lease/LeaseKeepAlive";
+    const viaProxy = await rawGrpc(f.proxy.address, path, garbage);
+    const viaEtcd = await rawGrpc(f.etcd.endpoints, path, garbage);
+    assert.equal(viaEtcd.grpcStatus, grpc.status.INTERNAL);
+    assert.equal(viaProxy.grpcStatus, viaEtcd.grpcStatus, JSON.stringify(viaProxy));
+    assert.match(viaProxy.grpcMessage ?? "", /illegal/);
+  });
+
   it("a compressed message in an encoding the client did not declare gets an error", async () => {
     const r = await rawGrpc(f.proxy.address, "/etcdserverpb.KV/Range", envelope(rangeK, rangeK.length, 1));
     assert.ok(r.grpcStatus !== undefined && r.grpcStatus !== 0, JSON.stringify(r));
@@ -96,6 +106,17 @@ describe("bad input", () => {
       body: "hello",
     });
     assert.ok(res.status >= 400 && res.status < 500, String(res.status));
+  });
+
+  it("an RPC path called with a method other than POST or GET gets 405", async () => {
+    for (const method of ["PUT", "DELETE", "PATCH"]) {
+      const res = await fetch(`http://${f.proxy.address}/etcdserverpb.KV/Range`, {
+        method,
+        headers: { "content-type": "application/json" },
+        body: "{}",
+      });
+      assert.equal(res.status, 405, method);
+    }
   });
 
   it("a Connect JSON request with invalid JSON gets invalid_argument", async () => {
