@@ -6,6 +6,17 @@ import { freePort } from "../test/helpers/ports.js";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 
+/**
+ * `ecp-base`: this proxy built from another checkout (BENCH_BASE, e.g. a
+ * `git worktree` of an older commit, built), to measure a change side by
+ * side with what it changes, in one run.
+ */
+function baseCheckout(): string {
+  const dir = process.env.BENCH_BASE;
+  if (!dir) throw new Error("the ecp-base target needs BENCH_BASE: a built checkout of this proxy");
+  return dir;
+}
+
 /** Something the load generator talks to: etcd itself, or a proxy in front of it. */
 export interface Target {
   name: string;
@@ -59,7 +70,7 @@ export async function startLab(names: string[]): Promise<Lab> {
             [
               ...(process.env.BENCH_PROFILE ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : []),
               ...(process.env.BENCH_NODE_FLAGS ? process.env.BENCH_NODE_FLAGS.split(" ") : []),
-              join(root, "bin", "etcd-connect-proxy.js"),
+              join(name === "ecp-base" ? baseCheckout() : root, "bin", "etcd-connect-proxy.js"),
               "start",
               `--endpoints=${etcd.endpoints}`,
               `--listen-addr=${address}`,
