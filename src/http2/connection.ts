@@ -29,6 +29,7 @@ import {
   MAX_WINDOW,
   Setting,
   settingsFrame,
+  writeFrameHeader,
 } from "./frames.js";
 
 /** What this side announces. Large receive windows: the proxy reads as fast as data comes. */
@@ -76,6 +77,12 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
   private sendWindow = DEFAULT_WINDOW;
   /** Streams with data waiting for window or for the socket to drain. */
   private readonly waiting = new Set<H2StreamBase>();
+  /**
+   * Streams written to in this tick, pumped when the connection flushes: a
+   * stream's messages of one tick (a watch event for a hundred watchers of
+   * one stream) leave as one DATA frame, not one frame each.
+   */
+  private readonly ready = new Set<H2StreamBase>();
   private socketBlocked = false;
 
   /** Receiving: bytes taken since the last connection WINDOW_UPDATE. */
@@ -166,6 +173,17 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
   send(bytes: Buffer): void {
     if (this.destroyed) return;
     this.out.push(bytes);
+    this.flushSoon();
+  }
+
+  /** Pumps `stream` when the connection flushes, with whatever else it is written in this tick. */
+  schedule(stream: H2StreamBase): void {
+    if (this.destroyed) return;
+    this.ready.add(stream);
+    this.flushSoon();
+  }
+
+  private flushSoon(): void {
     if (!this.flushQueued) {
       this.flushQueued = true;
       process.nextTick(this.flush);
@@ -173,6 +191,8 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
   }
 
   private readonly flush = (): void => {
+    for (const stream of this.ready) if (!stream.pump()) this.waiting.add(stream);
+    this.ready.clear();
     this.flushQueued = false;
     if (this.out.length === 0 || this.socket.destroyed) return;
     const bytes = this.out.length === 1 ? this.out[0]! : Buffer.concat(this.out);
@@ -239,6 +259,7 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
   forget(stream: H2StreamBase): void {
     this.streams.delete(stream.id);
     this.waiting.delete(stream);
+    this.ready.delete(stream);
     this.closeIfIdle();
   }
 
@@ -502,22 +523,23 @@ export abstract class H2StreamBase {
     this.drainListeners.push(fn);
   }
 
-  /** Queues body bytes; false asks the caller to wait for onDrain. */
+  /** Queues body bytes, sent when the connection flushes; false asks the caller to wait for onDrain. */
   write(data: Uint8Array): boolean {
     if (this.closed || this.ending !== undefined) return false;
     if (data.length > 0) {
       this.queue.push(data);
       this.queued += data.length;
-      if (!this.pump()) this.connection.wait(this);
+      this.connection.schedule(this);
     }
     return this.queued < STREAM_HIGH_WATER;
   }
 
-  /** Ends this side: with a trailer block, or with an empty END_STREAM DATA frame. */
+  /** Ends this side, after the queued body: with a trailer block, or with an empty END_STREAM DATA frame. */
   end(trailers?: Buffer): void {
     if (this.closed || this.ending !== undefined) return;
     this.ending = trailers ?? null;
-    if (!this.pump()) this.connection.wait(this);
+    if (this.queued > 0) this.connection.schedule(this);
+    else if (!this.pump()) this.connection.wait(this);
   }
 
   /** Resets the stream (RST_STREAM) and closes it. */
@@ -534,21 +556,14 @@ export abstract class H2StreamBase {
    */
   pump(): boolean {
     if (this.closed || this.localEnded) return true;
-    while (this.queue.length > 0) {
-      const head = this.queue[0]!;
-      const budget = Math.min(head.length, this.sendWindow);
+    while (this.queued > 0) {
+      const budget = Math.min(this.queued, this.sendWindow);
       if (budget <= 0) return false;
       const n = this.connection.takeSendWindow(budget);
       if (n === 0) return false;
       this.sendWindow -= n;
-      const whole = n === head.length;
-      const last = whole && this.queue.length === 1 && this.ending === null;
-      this.connection.send(
-        frame(FrameType.DATA, last ? Flag.END_STREAM : 0, this.id, whole ? head : head.subarray(0, n)),
-      );
-      if (whole) this.queue.shift();
-      else this.queue[0] = head.subarray(n);
-      this.queued -= n;
+      const last = n === this.queued && this.ending === null;
+      this.connection.send(this.dataFrame(n, last ? Flag.END_STREAM : 0));
       if (last) {
         this.endedLocally();
         return true;
@@ -560,6 +575,29 @@ export abstract class H2StreamBase {
     else this.connection.sendHeaders(this.id, this.ending, true);
     this.endedLocally();
     return true;
+  }
+
+  /** One DATA frame carrying the next `n` queued bytes, however many writes they came in. */
+  private dataFrame(n: number, flags: number): Buffer {
+    const out = Buffer.allocUnsafe(FRAME_HEADER_BYTES + n);
+    let at = writeFrameHeader(out, 0, n, FrameType.DATA, flags, this.id);
+    let taken = 0;
+    while (at < out.length) {
+      const head = this.queue[taken]!;
+      const room = out.length - at;
+      if (head.length <= room) {
+        out.set(head, at);
+        at += head.length;
+        taken++;
+      } else {
+        out.set(head.subarray(0, room), at);
+        at += room;
+        this.queue[taken] = head.subarray(room);
+      }
+    }
+    this.queue.splice(0, taken);
+    this.queued -= n;
+    return out;
   }
 
   /** Connection input for this stream; `size` counts padding too, for flow control. */

@@ -25,6 +25,12 @@ describe("own HTTP/2 server, node's HTTP/2 client", () => {
         ["content-type", "application/octet-stream"],
       ]),
     );
+    if (stream.headers[":path"] === "/burst") {
+      // A hundred small writes in one tick, as a watch event fanned out to a stream's watchers.
+      for (let i = 0; i < 100; i++) stream.write(Buffer.from(`message ${String(i).padStart(3, "0")};`));
+      stream.end(encodeHeaders([["x-path", "/burst"]]));
+      return;
+    }
     stream.onBody = (chunk) => stream.write(chunk);
     stream.onEnd = () => stream.end(encodeHeaders([["x-path", stream.headers[":path"]!]]));
   };
@@ -62,6 +68,19 @@ describe("own HTTP/2 server, node's HTTP/2 client", () => {
     assert.equal(status, 200);
     assert.ok(body.equals(BIG));
     assert.equal(trailers["x-path"], "/big");
+    session.close();
+  });
+
+  it("sends the writes of one tick as one DATA frame", async () => {
+    const session = http2.connect(url);
+    const req = session.request({ ":method": "POST", ":path": "/burst" });
+    req.end();
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    await once(req, "end");
+    const expected = Array.from({ length: 100 }, (_, i) => `message ${String(i).padStart(3, "0")};`).join("");
+    assert.equal(Buffer.concat(chunks).toString(), expected, "every write, in order");
+    assert.equal(chunks.length, 1, "in one DATA frame");
     session.close();
   });
 
