@@ -82,12 +82,32 @@ const STATIC_TABLE: ReadonlyArray<readonly [string, string]> = [
 /** Every entry costs its name and value lengths plus 32 (RFC 7541 §4.1). */
 const ENTRY_OVERHEAD = 32;
 
+/**
+ * Huffman-coded strings a decoder remembers, by their bytes. A peer built on
+ * nghttp2 (grpc-go's and node's clients) never indexes `:path`, so every
+ * call sends its method's path again, Huffman-coded, byte for byte the same.
+ */
+const HUFFMAN_MEMO_SLOTS = 64;
+const EMPTY_BLOCK = new Uint8Array(0);
+const HUFFMAN_MEMO_MAX_BYTES = 128;
+
+/** Adds a field to a header list; a repeated name joins its values, as HeaderList says. */
+function add(headers: HeaderList, name: string, value: string): void {
+  const previous = headers[name];
+  headers[name] = previous === undefined ? value : `${previous}${name === "cookie" ? "; " : ", "}${value}`;
+}
+
 /** One connection's decoder: its dynamic table lives as long as the connection. */
 export class HpackDecoder {
   /** Newest entry last. */
   private readonly dynamic: Array<readonly [string, string]> = [];
   private size = 0;
   private maxSize: number;
+  /** The block being decoded, and where in it. */
+  private block: Uint8Array = EMPTY_BLOCK;
+  private pos = 0;
+  private readonly memoBytes: Array<Uint8Array | undefined> = new Array(HUFFMAN_MEMO_SLOTS);
+  private readonly memoValues: string[] = new Array(HUFFMAN_MEMO_SLOTS);
 
   /** `limit` is the SETTINGS_HEADER_TABLE_SIZE this side announced; the peer may shrink below it. */
   constructor(private readonly limit: number) {
@@ -97,73 +117,100 @@ export class HpackDecoder {
   /** Decodes one complete header block; throws CompressionError (a connection error) on bad input. */
   decode(block: Uint8Array): HeaderList {
     const headers: HeaderList = {};
-    let pos = 0;
-    const int = (prefixBits: number): number => {
-      if (pos >= block.length) throw new CompressionError("truncated integer");
-      const max = (1 << prefixBits) - 1;
-      let value = block[pos++]! & max;
-      if (value < max) return value;
-      let shift = 0;
-      for (;;) {
-        if (pos >= block.length) throw new CompressionError("truncated integer");
-        const b = block[pos++]!;
-        value += (b & 0x7f) * 2 ** shift;
-        shift += 7;
-        if ((b & 0x80) === 0) break;
-        if (shift > 28) throw new CompressionError("integer overflow");
-      }
-      return value;
-    };
-    const str = (): string => {
-      if (pos >= block.length) throw new CompressionError("truncated string");
-      const huffman = (block[pos]! & 0x80) !== 0;
-      const length = int(7);
-      const end = pos + length;
-      if (end > block.length) throw new CompressionError("truncated string");
-      let value: string;
-      try {
-        value = huffman
-          ? decodeHuffman(block, pos, end)
-          : Buffer.from(block.buffer, block.byteOffset + pos, length).toString("latin1");
-      } catch (err) {
-        throw new CompressionError((err as Error).message);
-      }
-      pos = end;
-      return value;
-    };
-    const add = (name: string, value: string) => {
-      const previous = headers[name];
-      headers[name] = previous === undefined ? value : `${previous}${name === "cookie" ? "; " : ", "}${value}`;
-    };
+    this.block = block;
+    this.pos = 0;
     let fieldsSeen = false;
-    while (pos < block.length) {
-      const b = block[pos]!;
-      if (b & 0x80) {
-        const [name, value] = this.entry(int(7));
-        add(name, value);
-      } else if (b & 0x40) {
-        const index = int(6);
-        const name = index === 0 ? str() : this.entry(index)[0];
-        const value = str();
-        this.insert(name, value);
-        add(name, value);
-      } else if (b & 0x20) {
-        // A table size update is only allowed before the first field.
-        if (fieldsSeen) throw new CompressionError("table size update after a header field");
-        const size = int(5);
-        if (size > this.limit) throw new CompressionError("table size update above the announced limit");
-        this.maxSize = size;
-        this.evict(0);
-        continue;
-      } else {
-        // Literal without indexing (0000) or never indexed (0001): the same to a decoder.
-        const index = int(4);
-        const name = index === 0 ? str() : this.entry(index)[0];
-        add(name, str());
+    try {
+      while (this.pos < block.length) {
+        const b = block[this.pos]!;
+        if (b & 0x80) {
+          const [name, value] = this.entry(this.int(7));
+          add(headers, name, value);
+        } else if (b & 0x40) {
+          const index = this.int(6);
+          const name = index === 0 ? this.str() : this.entry(index)[0];
+          const value = this.str();
+          this.insert(name, value);
+          add(headers, name, value);
+        } else if (b & 0x20) {
+          // A table size update is only allowed before the first field.
+          if (fieldsSeen) throw new CompressionError("table size update after a header field");
+          const size = this.int(5);
+          if (size > this.limit) throw new CompressionError("table size update above the announced limit");
+          this.maxSize = size;
+          this.evict(0);
+          continue;
+        } else {
+          // Literal without indexing (0000) or never indexed (0001): the same to a decoder.
+          const index = this.int(4);
+          const name = index === 0 ? this.str() : this.entry(index)[0];
+          add(headers, name, this.str());
+        }
+        fieldsSeen = true;
       }
-      fieldsSeen = true;
+    } finally {
+      this.block = EMPTY_BLOCK; // do not keep the peer's bytes alive
     }
     return headers;
+  }
+
+  private int(prefixBits: number): number {
+    const block = this.block;
+    if (this.pos >= block.length) throw new CompressionError("truncated integer");
+    const max = (1 << prefixBits) - 1;
+    let value = block[this.pos++]! & max;
+    if (value < max) return value;
+    let shift = 0;
+    for (;;) {
+      if (this.pos >= block.length) throw new CompressionError("truncated integer");
+      const b = block[this.pos++]!;
+      value += (b & 0x7f) * 2 ** shift;
+      shift += 7;
+      if ((b & 0x80) === 0) break;
+      if (shift > 28) throw new CompressionError("integer overflow");
+    }
+    return value;
+  }
+
+  private str(): string {
+    const block = this.block;
+    if (this.pos >= block.length) throw new CompressionError("truncated string");
+    const huffman = (block[this.pos]! & 0x80) !== 0;
+    const length = this.int(7);
+    const start = this.pos;
+    const end = start + length;
+    if (end > block.length) throw new CompressionError("truncated string");
+    this.pos = end;
+    if (!huffman) return Buffer.from(block.buffer, block.byteOffset + start, length).toString("latin1");
+    return this.huffman(block, start, end);
+  }
+
+  /** A Huffman-coded string, from the memo when these bytes were seen lately. */
+  private huffman(block: Uint8Array, start: number, end: number): string {
+    const length = end - start;
+    let slot = -1;
+    if (length <= HUFFMAN_MEMO_MAX_BYTES) {
+      let hash = 0x811c9dc5; // FNV-1a
+      for (let i = start; i < end; i++) hash = Math.imul(hash ^ block[i]!, 0x01000193);
+      slot = (hash >>> 0) % HUFFMAN_MEMO_SLOTS;
+      const known = this.memoBytes[slot];
+      if (known !== undefined && known.length === length) {
+        let same = true;
+        for (let i = 0; i < length && same; i++) same = known[i] === block[start + i];
+        if (same) return this.memoValues[slot]!;
+      }
+    }
+    let value: string;
+    try {
+      value = decodeHuffman(block, start, end);
+    } catch (err) {
+      throw new CompressionError((err as Error).message);
+    }
+    if (slot >= 0) {
+      this.memoBytes[slot] = Uint8Array.prototype.slice.call(block, start, end);
+      this.memoValues[slot] = value;
+    }
+    return value;
   }
 
   private entry(index: number): readonly [string, string] {

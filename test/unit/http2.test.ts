@@ -71,6 +71,17 @@ describe("own HTTP/2 server, node's HTTP/2 client", () => {
     session.close();
   });
 
+  it("reads every request's path right when a client sends many, each Huffman-coded and never indexed", async () => {
+    // nghttp2 never indexes :path; the server remembers recent Huffman strings, and must never mix them up.
+    const session = http2.connect(url);
+    for (let i = 0; i < 300; i++) {
+      const path = `/etcdserverpb.KV/${i % 2 ? "Range" : "Put"}/${(i * 7919) % 211}`;
+      const { trailers } = await call(session, path, Buffer.from("x"));
+      assert.equal(trailers["x-path"], path);
+    }
+    session.close();
+  });
+
   it("sends the writes of one tick as one DATA frame", async () => {
     const session = http2.connect(url);
     const req = session.request({ ":method": "POST", ":path": "/burst" });
