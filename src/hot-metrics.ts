@@ -111,12 +111,6 @@ export class HotHistogramSeries {
       }
     }
   }
-
-  /** Starts timing; the returned function observes the seconds elapsed. */
-  startTimer(): () => void {
-    const started = performance.now();
-    return () => this.observe((performance.now() - started) / 1000);
-  }
 }
 
 /** A histogram family with Prometheus' cumulative buckets (and +Inf), sum and count. */

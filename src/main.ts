@@ -274,8 +274,8 @@ function observeCalls(
     const started = performance.now();
     let ended = false;
     return {
-      received: record.received,
-      sent: record.sent,
+      received: () => record.received(),
+      sent: (count) => record.sent(count),
       end(code) {
         if (ended) return; // a call may be ended by its answer and again by its stream closing
         ended = true;

@@ -212,24 +212,40 @@ function seriesFor(grpc: Metrics["grpc"], method: DescMethod): MethodSeries {
  * this, so the counters mean the same whichever lane served the call.
  */
 export function recordRpc(grpc: Metrics["grpc"], method: DescMethod): RpcRecord {
-  const series = seriesFor(grpc, method);
-  series.started.inc();
-  const stopTimer = series.seconds.startTimer();
-  let ended = false;
-  return {
-    received: () => series.received.inc(),
-    sent: (count = 1) => series.sent.inc(count),
-    end(code) {
-      if (ended) return;
-      ended = true;
-      stopTimer();
-      let handled = series.handled.get(code);
-      if (!handled) {
-        const grpcCode = code === 0 ? "OK" : (Code[code] ?? String(code));
-        handled = grpc.handled.series({ ...series.labels, grpc_code: grpcCode });
-        series.handled.set(code, handled);
-      }
-      handled.inc();
-    },
-  };
+  return new CallRecord(grpc, seriesFor(grpc, method));
+}
+
+/** One call's record: a single object per call, as every call of every lane makes one. */
+class CallRecord implements RpcRecord {
+  private readonly startedAt = performance.now();
+  private ended = false;
+
+  constructor(
+    private readonly grpc: Metrics["grpc"],
+    private readonly series: MethodSeries,
+  ) {
+    series.started.inc();
+  }
+
+  received(): void {
+    this.series.received.inc();
+  }
+
+  sent(count = 1): void {
+    this.series.sent.inc(count);
+  }
+
+  end(code: number): void {
+    if (this.ended) return;
+    this.ended = true;
+    const series = this.series;
+    series.seconds.observe((performance.now() - this.startedAt) / 1000);
+    let handled = series.handled.get(code);
+    if (!handled) {
+      const grpcCode = code === 0 ? "OK" : (Code[code] ?? String(code));
+      handled = this.grpc.handled.series({ ...series.labels, grpc_code: grpcCode });
+      series.handled.set(code, handled);
+    }
+    handled.inc();
+  }
 }

@@ -96,6 +96,8 @@ export class H2Stream extends H2StreamBase {
   /** The client has ended its side. */
   onEnd: (() => void) | undefined;
   headersSent = false;
+  /** Whatever the code serving this stream keeps of its call (the native lane's bookkeeping). */
+  call: unknown = undefined;
 
   constructor(
     connection: H2ServerConnection,

@@ -117,11 +117,9 @@ export function createNativeLane(options: NativeLaneOptions): NativeLane {
       if (type !== "application/grpc" && type !== "application/grpc+proto") return false;
       const encoding = headers["grpc-encoding"];
       if (encoding !== undefined && encoding !== "identity") return false;
-      if (options.observe) {
-        const record = options.observe(route.method);
-        records.set(stream, record);
-        stream.onClose(() => record.end(Code.Canceled)); // no-op if it already ended
-      }
+      const record = options.observe?.(route.method);
+      stream.call = { record, finished: false } satisfies CallState;
+      if (record) stream.onClose(() => record.end(Code.Canceled)); // no-op if it already ended
       if (route.kind === "unary") {
         serveUnary(stream, route, options);
       } else {
@@ -167,7 +165,7 @@ function serveUnary(stream: H2Stream, route: Extract<Route, { kind: "unary" }>, 
     } catch (err) {
       return fail(err as FrameError);
     }
-    records.get(stream)?.received();
+    callOf(stream).record?.received();
     const answerFailure = (err: unknown) => {
       if (!(err instanceof ConnectError)) options.onInternalError?.(err, stream.headers[":path"]!);
       respondError(stream, err);
@@ -226,7 +224,7 @@ function callContext(stream: H2Stream): {
     controller?.abort(reason);
   };
   const timeoutMs = parseGrpcTimeout(headers["grpc-timeout"]);
-  const finished = () => finishedStreams.has(stream);
+  const finished = () => callOf(stream).finished;
   let timer: NodeJS.Timeout | undefined;
   if (timeoutMs !== undefined) {
     timer = setTimeout(() => {
@@ -255,15 +253,21 @@ function callContext(stream: H2Stream): {
   };
 }
 
-/** Streams whose call has given its final answer (status sent). */
-const finishedStreams = new WeakSet<H2Stream>();
+/** What the lane keeps of each call, on its stream (one object, where weak maps made GC work per call). */
+interface CallState {
+  /** Its metrics record, ended with the status its final answer carries. */
+  record: RpcRecord | undefined;
+  /** It has given its final answer (status sent). */
+  finished: boolean;
+}
 
-/** Each call's metrics record, ended with the status its final answer carries. */
-const records = new WeakMap<H2Stream, RpcRecord>();
+function callOf(stream: H2Stream): CallState {
+  return stream.call as CallState;
+}
 
 function finish(stream: H2Stream, code: number): void {
-  finishedStreams.add(stream);
-  records.get(stream)?.end(code);
+  callOf(stream).finished = true;
+  callOf(stream).record?.end(code);
 }
 
 /** The constant parts of every answer, HPACK-encoded once. */
@@ -277,7 +281,7 @@ const OK_TRAILERS_ONLY_BLOCK = encodeHeaders([...OK_HEADERS, ["grpc-status", "0"
 
 function respond(stream: H2Stream, message: Uint8Array): void {
   if (stream.headersSent || stream.closed) return;
-  records.get(stream)?.sent();
+  callOf(stream).record?.sent();
   finish(stream, 0);
   stream.respondWhole(OK_HEADER_BLOCK, [messagePrefix(message.length), message], OK_TRAILER_BLOCK);
 }
@@ -289,7 +293,7 @@ function respond(stream: H2Stream, message: Uint8Array): void {
  * servers do, so the status is what it reports.
  */
 function respondError(stream: H2Stream, err: unknown): void {
-  if (stream.closed || finishedStreams.has(stream)) return;
+  if (stream.closed || callOf(stream).finished) return;
   const status = statusTrailers(err);
   finish(stream, ConnectError.from(err).code);
   if (stream.headersSent) stream.end(encodeHeaders(status));
@@ -340,7 +344,7 @@ function serveStream(
     // once per such batch too.
     let batch = 0;
     const countBatch = () => {
-      records.get(stream)?.sent(batch);
+      callOf(stream).record?.sent(batch);
       batch = 0;
     };
     for await (const response of handler(input, ctx)) {
@@ -370,8 +374,8 @@ function serveBidiBytes(
   const call = route.bytes!(
     {
       send(bytes) {
-        if (finishedStreams.has(stream) || stream.closed) return;
-        records.get(stream)?.sent();
+        if (callOf(stream).finished || stream.closed) return;
+        callOf(stream).record?.sent();
         writeAnswer(stream, bytes);
       },
       end: (error) => (error === undefined ? endOk(stream) : endWithError(stream, error, options)),
@@ -399,7 +403,7 @@ function receiveMessages(
   stream.onBody = (chunk) => {
     try {
       for (const m of decoder.push(chunk)) {
-        records.get(stream)?.received();
+        callOf(stream).record?.received();
         take(m);
       }
     } catch (err) {
@@ -418,7 +422,7 @@ function writeAnswer(stream: H2Stream, bytes: Uint8Array): boolean {
 
 /** Ends a streaming call with OK, unless it already ended. */
 function endOk(stream: H2Stream): void {
-  if (finishedStreams.has(stream) || stream.closed) return;
+  if (callOf(stream).finished || stream.closed) return;
   finish(stream, 0);
   if (stream.headersSent) stream.end(OK_TRAILER_BLOCK);
   else stream.respond(OK_TRAILERS_ONLY_BLOCK, true);
