@@ -123,8 +123,8 @@ export function createNativeLane(options: NativeLaneOptions): NativeLane {
       if (route.kind === "unary") {
         serveUnary(stream, route, options);
       } else {
-        const serve = route.bytes ? serveBidiBytes : serveStream;
-        openStreams.set(stream, serve(stream, route, options));
+        const stop = route.bytes ? serveBidiBytes(stream, route.bytes, options) : serveStream(stream, route, options);
+        openStreams.set(stream, stop);
         stream.onClose(() => openStreams.delete(stream));
       }
       return true;
@@ -367,11 +367,11 @@ function serveStream(
  */
 function serveBidiBytes(
   stream: H2Stream,
-  route: Extract<Route, { kind: "stream" }>,
+  path: BidiBytePath,
   options: NativeLaneOptions,
 ): (reason: ConnectError) => void {
   const { ctx, abort } = callContext(stream);
-  const call = route.bytes!(
+  const call = path(
     {
       send(bytes) {
         if (callOf(stream).finished || stream.closed) return;
