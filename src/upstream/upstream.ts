@@ -248,21 +248,31 @@ export class EtcdUpstream implements Upstream {
     ctx: CallContext,
   ): AsyncIterable<MessageShape<O>> {
     const frames = mapAsync(requests, (request) => frame(toBinary(method.input, create(method.input, request))));
-    return mapAsync(this.bidiStreamBytes(method, frames, ctx), (message) => fromBinary(method.output, message));
+    return this.bidi(method, frames, ctx, (message) => fromBinary(method.output, message));
   }
 
-  async *bidiStreamBytes(
+  bidiStreamBytes(
     method: DescMethodBiDiStreaming,
     requestFrames: AsyncIterable<Uint8Array>,
     ctx: CallContext,
   ): AsyncIterable<Buffer> {
+    return this.bidi(method, requestFrames, ctx, (message) => message);
+  }
+
+  /** A bidi call on request frames; each response message goes through `decode` as it is relayed. */
+  private async *bidi<T>(
+    method: DescMethodBiDiStreaming,
+    requestFrames: AsyncIterable<Uint8Array>,
+    ctx: CallContext,
+    decode: (message: Buffer) => T,
+  ): AsyncIterable<T> {
     // A request stream can be re-sent elsewhere only while no message of it
     // has been taken: etcd cannot have seen any of it then.
     const limit = this.options.maxSendBytes;
     const source = new UntouchedSource(requestFrames, (requestFrame) => checkSendLimit(requestFrame, limit));
     const policy = { safe: false, mayResend: (err: unknown) => source.untouched && neverReachedEtcd(err) };
     const opened = await this.attempt(ctx, policy, ({ h2 }) => this.openStream(h2, method, source, ctx));
-    yield* this.relay(opened, ctx, (message) => message);
+    yield* this.relay(opened, ctx, decode);
   }
 
   /** Opens a streaming call on one endpoint's lean client, with the call's metadata and deadline. */
