@@ -166,18 +166,18 @@ function serveUnary(stream: H2Stream, route: Extract<Route, { kind: "unary" }>, 
       return fail(err as FrameError);
     }
     callOf(stream).record?.received();
-    const answerFailure = (err: unknown) => {
-      if (!(err instanceof ConnectError)) options.onInternalError?.(err, stream.headers[":path"]!);
-      respondError(stream, err);
-    };
     let answer: Uint8Array | Promise<Uint8Array>;
     try {
       answer = handle(body, payload, route, ctx);
     } catch (err) {
-      return answerFailure(err);
+      return endWithError(stream, err, options);
     }
     if (answer instanceof Uint8Array) respond(stream, answer);
-    else answer.then((response) => respond(stream, response), answerFailure);
+    else
+      answer.then(
+        (response) => respond(stream, response),
+        (err) => endWithError(stream, err, options),
+      );
   };
 }
 
@@ -210,7 +210,6 @@ const DEADLINE = new ConnectError("context deadline exceeded", Code.DeadlineExce
  */
 function callContext(stream: H2Stream): {
   ctx: CallContext;
-  finished: () => boolean;
   abort: (reason: ConnectError) => void;
 } {
   const headers = stream.headers;
@@ -224,7 +223,6 @@ function callContext(stream: H2Stream): {
     controller?.abort(reason);
   };
   const timeoutMs = parseGrpcTimeout(headers["grpc-timeout"]);
-  const finished = () => callOf(stream).finished;
   let timer: NodeJS.Timeout | undefined;
   if (timeoutMs !== undefined) {
     timer = setTimeout(() => {
@@ -234,7 +232,7 @@ function callContext(stream: H2Stream): {
   }
   stream.onClose(() => {
     clearTimeout(timer);
-    if (!finished()) abort(CLIENT_GONE);
+    if (!callOf(stream).finished) abort(CLIENT_GONE);
   });
   return {
     ctx: {
@@ -248,7 +246,6 @@ function callContext(stream: H2Stream): {
         return controller.signal;
       },
     },
-    finished,
     abort,
   };
 }
@@ -266,8 +263,9 @@ function callOf(stream: H2Stream): CallState {
 }
 
 function finish(stream: H2Stream, code: number): void {
-  callOf(stream).finished = true;
-  callOf(stream).record?.end(code);
+  const call = callOf(stream);
+  call.finished = true;
+  call.record?.end(code);
 }
 
 /** The constant parts of every answer, HPACK-encoded once. */
@@ -319,7 +317,7 @@ function serveStream(
   route: Extract<Route, { kind: "stream" }>,
   options: NativeLaneOptions,
 ): (reason: ConnectError) => void {
-  const { ctx, finished, abort } = callContext(stream);
+  const { ctx, abort } = callContext(stream);
   const { method, handler } = route;
   const requests = new AsyncQueue<unknown>();
   receiveMessages(
@@ -348,7 +346,7 @@ function serveStream(
       batch = 0;
     };
     for await (const response of handler(input, ctx)) {
-      if (finished() || stream.closed) return;
+      if (callOf(stream).finished || stream.closed) return;
       if (batch++ === 0) process.nextTick(countBatch);
       const bytes =
         preEncodedFrame(response) ?? frame(toBinary(method.output, create(method.output, response as never)));
