@@ -193,7 +193,6 @@ export class KvCache {
   }
 }
 
-/** The cache key: identity, then every field of the request that shapes the answer. */
 /** A Range request with its cache id (empty for a past revision, which is never cached). */
 interface IdentifiedRange {
   request: RangeRequest;
@@ -204,6 +203,7 @@ function identified(ctx: CallContext, request: RangeRequest): IdentifiedRange {
   return { request, id: request.revision === 0n ? cacheId(ctx, request) : "" };
 }
 
+/** The cache key: identity, then every field of the request that shapes the answer. */
 function cacheId(ctx: CallContext, r: RangeRequest): string {
   const token = ctx.forwardHeaders["token"] ?? "";
   const key = bytesToString(r.key);
