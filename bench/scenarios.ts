@@ -264,9 +264,9 @@ export async function runLeaseScenario(lab: Lab, target: Target, clients: number
 }
 
 /** The measured process's memory with nothing going on. */
-export function idleRss(target: Target): Measurement {
+export function idleRss(target: Target, scenario: string): Measurement {
   return {
-    scenario: "idle",
+    scenario,
     target: target.name,
     rps: 0,
     p50Ms: NaN,

@@ -6,7 +6,7 @@ import type * as http from "node:http";
 import type { ServerTls } from "../config/config.js";
 import type { RpcObserver } from "../metrics.js";
 import type { ServiceBinding } from "../services/handlers.js";
-import { registerServices } from "./connect-adapter.js";
+import { gettablePaths, registerServices } from "./connect-adapter.js";
 import { registerGrpcMessageEncoding } from "./grpc-message.js";
 import { registerGateway } from "./gateway.js";
 import { registerDashboard } from "./dashboard.js";
@@ -63,12 +63,13 @@ export async function createApp(
   const rpcPaths = new Set<string>();
   await app.register(async (scope) => {
     // connect-fastify routes each procedure for all nine methods Fastify
-    // knows; Connect serves POST, and GET for Connect's GET requests. The
-    // other seven only cost router memory (about 4 MB of compiled matchers
-    // for etcd's services); the not-found handler answers them 405, as
-    // Connect does.
+    // knows. Connect serves POST, and GET only for methods declared free of
+    // side effects; the other routes would only cost router memory (find-my-way
+    // compiles matchers for each), and the not-found handler answers them 405,
+    // as Connect does.
+    const gettable = gettablePaths(services);
     scope.addHook("onRoute", (route) => {
-      route.method = ["POST", "GET"];
+      route.method = gettable.has(route.url) ? ["POST", "GET"] : "POST";
       rpcPaths.add(route.url);
     });
     await scope.register(fastifyConnectPlugin, {

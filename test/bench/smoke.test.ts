@@ -30,7 +30,13 @@ it("npm run bench --smoke measures every scenario on every target", { timeout: 1
     }
     assert.ok([...scenarios].some((s) => s.startsWith("watch fan-out")));
     assert.ok([...scenarios].some((s) => s.startsWith("lease keep-alive")));
-    for (const row of report.summary.filter((r) => r.target === "ecp" && r.scenario !== "idle")) {
+    const idle = report.summary.filter((r) => r.target === "ecp" && r.scenario.startsWith("idle"));
+    assert.deepEqual(
+      idle.map((r) => r.scenario),
+      ["idle, after warm-up", "idle, 1 s later"],
+    );
+    for (const row of idle) assert.ok(row.rssMB > 20, `${row.scenario}: the proxy's RSS was read`);
+    for (const row of report.summary.filter((r) => r.target === "ecp" && !r.scenario.startsWith("idle"))) {
       assert.ok(row.rps > 0, `${row.scenario}: ecp did work`);
       assert.equal(row.errors, 0, `${row.scenario}: ecp had no errors`);
     }

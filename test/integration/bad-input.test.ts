@@ -119,6 +119,14 @@ describe("bad input", () => {
     }
   });
 
+  it("GET serves only methods free of side effects, as Connect does", async () => {
+    const message = encodeURIComponent(JSON.stringify({ key: Buffer.from("k").toString("base64") }));
+    const get = (path: string) => fetch(`http://${f.proxy.address}${path}?encoding=json&message=${message}`);
+    const range = await get("/etcdserverpb.KV/Range");
+    assert.equal(range.status, 200, await range.text());
+    assert.equal((await get("/etcdserverpb.KV/Put")).status, 405);
+  });
+
   it("a Connect JSON request with invalid JSON gets invalid_argument", async () => {
     const res = await fetch(`http://${f.proxy.address}/etcdserverpb.KV/Range`, {
       method: "POST",
