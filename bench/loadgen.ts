@@ -100,13 +100,21 @@ async function runUnary(job: Extract<Job, { kind: "unary" }>): Promise<JobResult
   return { count: latencies.length, errors, firstError, latencies };
 }
 
-/** Reads the "ts:<ms>" marker the putter writes into values. */
-function markerTime(response: Buffer): number | undefined {
-  const at = response.indexOf("ts:");
-  if (at < 0) return undefined;
-  let end = at + 3;
-  while (end < response.length && ((response[end]! >= 0x30 && response[end]! <= 0x39) || response[end] === 0x2e)) end++;
-  return Number(response.toString("latin1", at + 3, end));
+/**
+ * Calls `found` with the time in each "ts:<ms>" marker the putter wrote into
+ * a response's values: one per event, and a response may carry several (a
+ * client that fell behind gets its events batched). Returns how many.
+ */
+function forEachMarker(response: Buffer, found: (ms: number) => void): number {
+  let n = 0;
+  for (let at = response.indexOf("ts:"); at >= 0; at = response.indexOf("ts:", at + 3)) {
+    let end = at + 3;
+    while (end < response.length && ((response[end]! >= 0x30 && response[end]! <= 0x39) || response[end] === 0x2e))
+      end++;
+    found(Number(response.toString("latin1", at + 3, end)));
+    n++;
+  }
+  return n;
 }
 
 /**
@@ -128,9 +136,9 @@ async function runWatch(job: Extract<Job, { kind: "watch" }>): Promise<JobResult
   for (let s = 0; s < job.streams; s++) {
     const call = clients[s % clients.length]!.makeBidiStreamRequest("/etcdserverpb.Watch/Watch", identity, identity);
     call.on("data", (res: Buffer) => {
-      const ts = markerTime(res);
-      if (ts !== undefined) latencies.push(now() - ts);
-      else if (++responses === total) ready();
+      const arrived = now();
+      const events = forEachMarker(res, (ts) => latencies.push(arrived - ts));
+      if (events === 0 && ++responses === total) ready();
     });
     call.on("error", (err: grpc.ServiceError) => {
       if (err.code === grpc.status.CANCELLED) return;

@@ -47,6 +47,12 @@ export const DEFAULTS = {
   watchHistory: { maxEntries: 256, maxBytes: 256 * 1024 },
   /** etcd splits a fragmenting watcher's responses from its request limit plus gRPC overhead. */
   watchFragmentOverheadBytes: 512 * 1024,
+  /**
+   * A client stream that fell behind gets each watcher's unread events
+   * batched into responses of up to this size: far below any client's
+   * receive limit, large enough that catching up costs few messages.
+   */
+  watchBatchBytes: 64 * 1024,
   /** How often an unanswered watch progress request is repeated (etcd ignores it while a watcher catches up). */
   watchProgressRetryMs: 250,
   /** How long the range cache waits before asking etcd again for the watch it was refused. */
@@ -98,6 +104,7 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
     watchPermission(upstream),
     {
       bufferBytes: config.watchBufferBytes,
+      batchBytes: DEFAULTS.watchBatchBytes,
       fragmentBytes: config.maxSendBytes + DEFAULTS.watchFragmentOverheadBytes,
       history: DEFAULTS.watchHistory,
       reconnectMinMs: DEFAULTS.backoffMinMs,

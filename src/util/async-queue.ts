@@ -19,18 +19,37 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
   private head = 0;
   private totalWeight = 0;
   private waiting: (() => void) | undefined;
+  /** Items pushed and taken so far: an item's sequence number tells whether it is still queued. */
+  private pushedCount = 0;
+  private takenCount = 0;
   private ended = false;
   private failure: { error: unknown } | undefined;
 
   constructor(private readonly hooks: QueueHooks = {}) {}
 
-  /** Queues `item`; `weight` (bytes, say) counts toward `weight` until the consumer takes it. */
-  push(item: T, weight = 0): void {
-    if (this.ended || this.failure) return;
+  /**
+   * Queues `item`; `weight` (bytes, say) counts toward `weight` until the
+   * consumer takes it. Returns the item's sequence number (-1 if the queue
+   * was closed), for `holds` and `addWeight`.
+   */
+  push(item: T, weight = 0): number {
+    if (this.ended || this.failure) return -1;
     this.items.push(item);
     this.weights.push(weight);
     this.totalWeight += weight;
     this.wake();
+    return this.pushedCount++;
+  }
+
+  /** Whether the item pushed as `seq` is still waiting (the consumer has not taken it). */
+  holds(seq: number): boolean {
+    return seq >= this.takenCount && seq < this.pushedCount;
+  }
+
+  /** The producer added to an item that is still waiting (see `holds`). */
+  addWeight(seq: number, weight: number): void {
+    this.weights[this.head + seq - this.takenCount]! += weight;
+    this.totalWeight += weight;
   }
 
   /** No more items; the consumer finishes after draining what is queued. */
@@ -117,6 +136,7 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
     this.totalWeight -= this.weights[this.head]!;
     this.items[this.head] = undefined as T; // let it be collected
     this.head++;
+    this.takenCount++;
     if (this.head === this.items.length) {
       this.items.length = 0;
       this.weights.length = 0;

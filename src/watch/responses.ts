@@ -115,23 +115,79 @@ export class Variant implements FrameEncoder<WatchResponse> {
     // Only watch_id differs between receivers: the rest is encoded once and
     // copied, giving the same bytes as encoding each response in full.
     const { head, tail } = this.encode();
-    const idLength = watchIdFieldLength(message.watchId);
-    const length = head.length + idLength + tail.length;
-    const out = Buffer.allocUnsafe(5 + length);
-    out[0] = 0;
-    out.writeUInt32BE(length, 1);
-    out.set(head, 5);
-    if (idLength > 0) writeWatchIdField(out, 5 + head.length, message.watchId);
-    out.set(tail, 5 + head.length + idLength);
-    return out;
+    return responseFrame(head, message.watchId, [tail], tail.length);
   }
 
-  private encode(): { head: Uint8Array; tail: Uint8Array } {
+  /** The encoded header field and events field; watch_id (field 2) goes between them. */
+  encode(): { head: Uint8Array; tail: Uint8Array } {
     return (this.encoded ??= {
       head: toBinary(WatchResponseSchema, watchResponse({ header: this.header })),
       tail: toBinary(WatchResponseSchema, watchResponse({ events: this.events })),
     });
   }
+}
+
+/**
+ * The event responses for one watcher that its client has not read yet,
+ * made one: a client that fell behind catches up in few responses, as etcd
+ * batches the events of a watcher that fell behind. The response carries
+ * the newest header and every delivery's events in order; its wire form
+ * reuses each delivery's encoded events, and is what encoding it afresh
+ * would give.
+ */
+export class EventBatch implements FrameEncoder<WatchResponse> {
+  private readonly variants: Variant[];
+  private eventBytes: number;
+
+  constructor(
+    readonly response: WatchResponse,
+    first: Variant,
+  ) {
+    this.variants = [first];
+    this.eventBytes = first.encode().tail.length;
+    response.events = [...response.events]; // it was the delivery's own array, shared by its receivers
+    if (response.watchId >= 0n) withFrameEncoder(response, this); // as Variant.responseFor
+  }
+
+  /** The encoded size of the response with `variant` added. */
+  sizeWith(variant: Variant): number {
+    const { head, tail } = variant.encode();
+    return head.length + watchIdFieldLength(this.response.watchId) + this.eventBytes + tail.length;
+  }
+
+  add(variant: Variant): void {
+    this.variants.push(variant);
+    this.eventBytes += variant.encode().tail.length;
+    this.response.header = variant.header;
+    this.response.events.push(...variant.events);
+  }
+
+  frame(message: WatchResponse): Uint8Array {
+    const head = this.variants[this.variants.length - 1]!.encode().head;
+    return responseFrame(
+      head,
+      message.watchId,
+      this.variants.map((v) => v.encode().tail),
+      this.eventBytes,
+    );
+  }
+}
+
+/** A gRPC frame of a WatchResponse: the header field, watch_id, then the events fields. */
+function responseFrame(head: Uint8Array, watchId: bigint, tails: Uint8Array[], tailBytes: number): Uint8Array {
+  const idLength = watchIdFieldLength(watchId);
+  const length = head.length + idLength + tailBytes;
+  const out = Buffer.allocUnsafe(5 + length);
+  out[0] = 0;
+  out.writeUInt32BE(length, 1);
+  out.set(head, 5);
+  if (idLength > 0) writeWatchIdField(out, 5 + head.length, watchId);
+  let at = 5 + head.length + idLength;
+  for (const tail of tails) {
+    out.set(tail, at);
+    at += tail.length;
+  }
+  return out;
 }
 
 function shape(events: readonly Event[], filter: EventFilter, fromRevision: bigint): Event[] {

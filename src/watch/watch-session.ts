@@ -10,6 +10,7 @@ import {
 import { AsyncQueue } from "../util/async-queue.js";
 import {
   CONTROL_RESPONSE_BYTES,
+  EventBatch,
   NO_WATCH_ID,
   REASONS,
   fragmentResponse,
@@ -29,6 +30,12 @@ export interface SessionLimits {
    * the revision they need next (history, or etcd's own storage).
    */
   bufferBytes: number;
+  /**
+   * Largest response made of a watcher's unread event responses. A client
+   * that fell behind gets its backlog batched (as etcd batches a watcher
+   * that fell behind) up to this size.
+   */
+  batchBytes: number;
   /** Size from which a response is split for watchers that asked for fragments (etcd's request limit). */
   fragmentBytes: number;
 }
@@ -63,6 +70,12 @@ export class WatchSession implements ChannelMember {
   });
   private nextAutoId = 0n;
   private closed = false;
+  /**
+   * The sequence number of the last response that was not a watcher's
+   * events: events are never batched into a response queued before it, so
+   * nothing moves ahead of a Created, a cancel or a progress answer.
+   */
+  private batchFloor = -1;
   /** Watchers taken off their shared watches while the client catches up on reading. */
   private setAside: ClientWatcher[] | undefined;
 
@@ -201,7 +214,28 @@ export class WatchSession implements ChannelMember {
       for (const piece of pieces) this.push(piece, variant.bytes / pieces.length);
       return;
     }
-    this.push(variant.responseFor(watcher.id), variant.bytes);
+    if (this.batchUnread(watcher, variant)) return;
+    const response = variant.responseFor(watcher.id);
+    // Fields rather than an object: this runs once per watcher per event.
+    watcher.unreadSeq = this.push(response, variant.bytes, true);
+    watcher.unreadResponse = response;
+    watcher.unreadVariant = variant;
+    watcher.unreadBatch = undefined;
+  }
+
+  /**
+   * Adds `variant` to the watcher's last event response if the client has
+   * not read it yet; false if that cannot be done.
+   */
+  private batchUnread(watcher: ClientWatcher, variant: Variant): boolean {
+    const seq = watcher.unreadSeq;
+    if (seq <= this.batchFloor || !this.output.holds(seq) || watcher.fragment) return false;
+    const batch = (watcher.unreadBatch ??= new EventBatch(watcher.unreadResponse!, watcher.unreadVariant!));
+    if (batch.sizeWith(variant) > this.limits.batchBytes) return false;
+    batch.add(variant);
+    this.output.addWeight(seq, variant.bytes);
+    this.checkBacklog();
+    return true;
   }
 
   sendProgress(watcher: ClientWatcher, header: ResponseHeader): void {
@@ -214,9 +248,16 @@ export class WatchSession implements ChannelMember {
     this.push(watchResponse({ header, watchId: watcher.id, canceled: true, compactRevision, cancelReason: reason }));
   }
 
-  private push(response: WatchResponse, bytes = CONTROL_RESPONSE_BYTES): void {
-    if (this.closed) return;
-    this.output.push(response, bytes);
+  /** Queues a response; returns its sequence number in the output queue. */
+  private push(response: WatchResponse, bytes = CONTROL_RESPONSE_BYTES, events = false): number {
+    if (this.closed) return -1;
+    const seq = this.output.push(response, bytes);
+    if (!events) this.batchFloor = seq;
+    this.checkBacklog();
+    return seq;
+  }
+
+  private checkBacklog(): void {
     if (this.output.weight > this.limits.bufferBytes && !this.setAside) this.setWatchersAside();
   }
 
@@ -285,6 +326,11 @@ class ClientWatcher implements Receiver, EventFilter {
   readonly progressNotify: boolean;
   readonly fragment: boolean;
   created = false;
+  /** Its last event response, which the client may not have read yet (see WatchSession.batchUnread). */
+  unreadSeq = -1;
+  unreadResponse: WatchResponse | undefined;
+  unreadVariant: Variant | undefined;
+  unreadBatch: EventBatch | undefined;
   private onSettled: (() => void) | undefined;
 
   constructor(

@@ -211,12 +211,19 @@ describe("slow consumers", () => {
 
     slow.resume();
     const seen: number[] = [];
+    let responses = 0;
     while (seen.length < puts.length) {
       const r = await slow.next();
       assert.equal(r.canceled, false);
-      seen.push(...r.events.map((e) => Number(e.kv!.modRevision)));
+      const revs = r.events.map((e) => Number(e.kv!.modRevision));
+      assert.ok(Number(r.header!.revision) >= revs.at(-1)!, "a response's header is at least its last event");
+      seen.push(...revs);
+      responses++;
     }
     assert.deepEqual(seen, puts, "every event, once, in order, after catching up");
+    // 100 events of 8 KiB: batched into responses of up to 64 KiB, as etcd
+    // batches a watcher that fell behind.
+    assert.ok(responses < puts.length / 4, `the backlog came batched: ${responses} responses`);
     slow.close();
     fast.close();
   });

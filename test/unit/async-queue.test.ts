@@ -56,6 +56,27 @@ describe("AsyncQueue", () => {
     assert.deepEqual(await it.next(), { done: true, value: undefined });
   });
 
+  it("says whether an item is still waiting, and lets its weight grow until it is taken", async () => {
+    const q = new AsyncQueue<string>();
+    const a = q.push("a", 10);
+    const b = q.push("b", 5);
+    assert.ok(q.holds(a) && q.holds(b));
+    q.addWeight(b, 7);
+    assert.equal(q.weight, 22);
+    const it = q[Symbol.asyncIterator]();
+    await it.next();
+    assert.ok(!q.holds(a), "taken");
+    assert.ok(q.holds(b));
+    q.addWeight(b, 1);
+    assert.equal(q.weight, 13);
+    await it.next();
+    assert.ok(!q.holds(b));
+    assert.equal(q.weight, 0);
+    assert.ok(!q.holds(q.push("c") + 1), "not pushed yet");
+    q.end();
+    assert.equal(q.push("d"), -1, "an ended queue takes nothing");
+  });
+
   it("keeps taking in O(1) as a long queue drains", async () => {
     const q = new AsyncQueue<number>();
     for (let i = 0; i < 5000; i++) q.push(i);

@@ -6,7 +6,7 @@ import { EventSchema, Event_EventType, KeyValueSchema, type Event } from "../../
 import { preEncodedFrame } from "../../src/grpc/pre-encoded.js";
 import { frame } from "../../src/grpc/wire.js";
 import { EventHistory } from "../../src/watch/event-history.js";
-import { EventDelivery, fragmentResponse, watchResponse } from "../../src/watch/responses.js";
+import { EventBatch, EventDelivery, fragmentResponse, watchResponse } from "../../src/watch/responses.js";
 
 const header = create(ResponseHeaderSchema, { clusterId: 7n, memberId: 8n, raftTerm: 2n, revision: 42n });
 
@@ -37,6 +37,38 @@ describe("watch responses", () => {
         );
       }
     }
+  });
+
+  it("a batch of unread deliveries is one response: the newest header, every event in order, encoded as protobuf would", () => {
+    const first = new EventDelivery(header, [event(41n)]).variantFor(all, 0n);
+    const later = [43n, 44n].map(
+      (rev) => new EventDelivery({ ...header, revision: rev }, [event(rev, Event_EventType.DELETE, 200)]),
+    );
+    for (const id of [0n, 5n, 300n]) {
+      const response = first.responseFor(id);
+      const batch = new EventBatch(response, first);
+      const variants = later.map((d) => d.variantFor(all, 0n));
+      assert.equal(
+        batch.sizeWith(variants[0]!),
+        toBinary(WatchResponseSchema, {
+          ...response,
+          header: variants[0]!.header,
+          events: [...response.events, ...variants[0]!.events],
+        }).length,
+      );
+      for (const v of variants) batch.add(v);
+      assert.deepEqual(
+        response.events.map((e) => e.kv!.modRevision),
+        [41n, 43n, 44n],
+      );
+      assert.equal(response.header!.revision, 44n);
+      assert.deepEqual(
+        Buffer.from(preEncodedFrame(response)!),
+        frame(toBinary(WatchResponseSchema, response)),
+        `id ${id}`,
+      );
+    }
+    assert.equal(first.events.length, 1, "the delivery's own events, shared by other receivers, are untouched");
   });
 
   it("variants filter, strip prev_kv and cut at the watcher's next revision", () => {
