@@ -76,6 +76,7 @@ export async function startLab(names: string[]): Promise<Lab> {
               `--listen-addr=${address}`,
               "--log-level=warn",
               `--grpc-lane=${name === "ecp-connect" ? "connect" : "native"}`,
+              ...(process.env.BENCH_PROXY_ARGS ? process.env.BENCH_PROXY_ARGS.split(" ") : []),
             ],
             { stdio: ["ignore", "ignore", "inherit"] },
           );

@@ -9,6 +9,12 @@ export interface QueueHooks {
   taken?(): void;
   /** The consumer stopped iterating, whether the queue ended or not. */
   finished?(): void;
+  /**
+   * Wake a waiting consumer on the next macrotask (setImmediate) rather
+   * than at once, so that whatever the producer pushes in the current one
+   * is still queued, and can still be added to, when the consumer comes.
+   */
+  wakeLater?: boolean;
 }
 
 export class AsyncQueue<T> implements AsyncIterable<T> {
@@ -23,6 +29,7 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
   private pushedCount = 0;
   private takenCount = 0;
   private ended = false;
+  private wakeScheduled = false;
   private failure: { error: unknown } | undefined;
 
   constructor(private readonly hooks: QueueHooks = {}) {}
@@ -150,8 +157,17 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
   }
 
   private wake(): void {
+    if (this.waiting === undefined) return;
+    if (!this.hooks.wakeLater) return this.wakeNow();
+    if (this.wakeScheduled) return;
+    this.wakeScheduled = true;
+    setImmediate(this.wakeNow);
+  }
+
+  private readonly wakeNow = (): void => {
+    this.wakeScheduled = false;
     const w = this.waiting;
     this.waiting = undefined;
     w?.();
-  }
+  };
 }

@@ -1,10 +1,15 @@
 import type { Event } from "../gen/etcd/api/mvccpb/kv_pb.js";
+import type { EventDelivery } from "./responses.js";
 
-/** One upstream response's events, as they arrived (ascending revisions). */
+/**
+ * One upstream response's events, as they arrived (ascending revisions),
+ * kept as the delivery that sent them live: a replay to many watchers
+ * reuses its encoded variants.
+ */
 export interface HistoryEntry {
   /** The highest revision among the events. */
   readonly revision: bigint;
-  readonly events: readonly Event[];
+  readonly delivery: EventDelivery;
   readonly bytes: number;
 }
 
@@ -46,10 +51,10 @@ export class EventHistory {
     return this.coveredFrom !== undefined && this.coveredFrom <= revision;
   }
 
-  append(events: readonly Event[]): void {
-    if (events.length === 0 || this.coveredFrom === undefined) return;
-    const bytes = eventBytes(events);
-    const entry = { revision: events[events.length - 1]!.kv!.modRevision, events, bytes };
+  append(delivery: EventDelivery): void {
+    if (delivery.events.length === 0 || this.coveredFrom === undefined) return;
+    const bytes = eventBytes(delivery.events);
+    const entry = { revision: delivery.lastRevision, delivery, bytes };
     this.entries.push(entry);
     this.bytes += bytes;
     while (this.size > this.limits.maxEntries || (this.bytes > this.limits.maxBytes && this.size > 0)) {

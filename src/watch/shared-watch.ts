@@ -81,8 +81,8 @@ export class SharedWatch {
     const last = events[events.length - 1]!.kv!.modRevision;
     if (last < this.nextRev) return 0; // already delivered before a failover
     this.nextRev = last + 1n;
-    this.history.append(events);
     const delivery = new EventDelivery(header, events);
+    this.history.append(delivery);
     for (const r of this.receivers) r.deliver(delivery);
     return Math.max(0, this.receivers.size - 1);
   }
@@ -109,7 +109,7 @@ export class SharedWatch {
   replay(receiver: Receiver, revision: bigint): number {
     let replayed = 0;
     for (const entry of this.history.since(revision)) {
-      receiver.deliver(new EventDelivery(this.header!, entry.events as Event[]));
+      receiver.deliver(entry.delivery);
       replayed++;
     }
     return replayed;

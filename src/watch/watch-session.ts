@@ -67,6 +67,10 @@ export class WatchSession implements ChannelMember {
       if (this.setAside && this.output.weight <= this.limits.bufferBytes / 4) this.rejoin();
     },
     finished: () => this.close(),
+    // The transport takes responses a macrotask after they are pushed: when
+    // the proxy falls behind etcd, one socket read brings many upstream
+    // responses, and each watcher's events from them leave batched.
+    wakeLater: true,
   });
   private nextAutoId = 0n;
   private closed = false;

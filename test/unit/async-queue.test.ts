@@ -77,6 +77,19 @@ describe("AsyncQueue", () => {
     assert.equal(q.push("d"), -1, "an ended queue takes nothing");
   });
 
+  it("with wakeLater, a waiting consumer comes a macrotask later, when all pushed meanwhile is still queued", async () => {
+    const q = new AsyncQueue<string>({ wakeLater: true });
+    const it = q[Symbol.asyncIterator]();
+    const first = it.next();
+    const a = q.push("a");
+    await Promise.resolve();
+    await Promise.resolve();
+    assert.ok(q.holds(a), "not taken within the producer's macrotask");
+    q.push("b");
+    assert.deepEqual(await first, { done: false, value: "a" });
+    assert.deepEqual(await it.next(), { done: false, value: "b" }, "what is queued is taken at once");
+  });
+
   it("keeps taking in O(1) as a long queue drains", async () => {
     const q = new AsyncQueue<number>();
     for (let i = 0; i < 5000; i++) q.push(i);

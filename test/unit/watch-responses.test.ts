@@ -120,13 +120,13 @@ describe("event history", () => {
     const history = new EventHistory({ maxEntries: 3, maxBytes: 1 << 20 });
     assert.equal(history.covers(10n), false);
     history.startAt(10n);
-    for (const r of [10n, 12n, 15n]) history.append([event(r)]);
+    for (const r of [10n, 12n, 15n]) history.append(new EventDelivery(header, [event(r)]));
     assert.equal(history.covers(10n), true);
     assert.deepEqual(
       history.since(11n).map((e) => e.revision),
       [12n, 15n],
     );
-    history.append([event(16n), event(16n)]);
+    history.append(new EventDelivery(header, [event(16n), event(16n)]));
     assert.equal(history.from, 11n, "complete from just after the dropped revision");
     assert.equal(history.covers(10n), false);
     assert.deepEqual(
@@ -138,7 +138,7 @@ describe("event history", () => {
   it("keeps within its byte budget", () => {
     const history = new EventHistory({ maxEntries: 1000, maxBytes: 5000 });
     history.startAt(1n);
-    for (let r = 1n; r <= 20n; r++) history.append([event(r, Event_EventType.PUT, 1000)]);
+    for (let r = 1n; r <= 20n; r++) history.append(new EventDelivery(header, [event(r, Event_EventType.PUT, 1000)]));
     const kept = history.since(0n);
     assert.ok(kept.length <= 4 && kept.length > 0);
     assert.equal(history.from, kept[0]!.revision);
