@@ -137,38 +137,34 @@ export class Variant implements FrameEncoder<WatchResponse> {
  */
 export class EventBatch implements FrameEncoder<WatchResponse> {
   private readonly variants: Variant[];
-  private eventBytes: number;
+  /** The buffer cost of the events, as Variant.bytes counts it (nothing is encoded until sent). */
+  bytes: number;
 
   constructor(
     readonly response: WatchResponse,
     first: Variant,
   ) {
     this.variants = [first];
-    this.eventBytes = first.encode().tail.length;
+    this.bytes = first.bytes;
     response.events = [...response.events]; // it was the delivery's own array, shared by its receivers
     if (response.watchId >= 0n) withFrameEncoder(response, this); // as Variant.responseFor
   }
 
-  /** The encoded size of the response with `variant` added. */
-  sizeWith(variant: Variant): number {
-    const { head, tail } = variant.encode();
-    return head.length + watchIdFieldLength(this.response.watchId) + this.eventBytes + tail.length;
-  }
-
   add(variant: Variant): void {
     this.variants.push(variant);
-    this.eventBytes += variant.encode().tail.length;
+    this.bytes += variant.bytes;
     this.response.header = variant.header;
     this.response.events.push(...variant.events);
   }
 
   frame(message: WatchResponse): Uint8Array {
+    const tails = this.variants.map((v) => v.encode().tail);
     const head = this.variants[this.variants.length - 1]!.encode().head;
     return responseFrame(
       head,
       message.watchId,
-      this.variants.map((v) => v.encode().tail),
-      this.eventBytes,
+      tails,
+      tails.reduce((n, t) => n + t.length, 0),
     );
   }
 }

@@ -235,7 +235,7 @@ export class WatchSession implements ChannelMember {
     const seq = watcher.unreadSeq;
     if (seq <= this.batchFloor || !this.output.holds(seq) || watcher.fragment) return false;
     const batch = (watcher.unreadBatch ??= new EventBatch(watcher.unreadResponse!, watcher.unreadVariant!));
-    if (batch.sizeWith(variant) > this.limits.batchBytes) return false;
+    if (batch.bytes + variant.bytes > this.limits.batchBytes) return false;
     batch.add(variant);
     this.output.addWeight(seq, variant.bytes);
     this.checkBacklog();
