@@ -42,6 +42,8 @@ export interface JobResult {
   firstError?: string;
   /** Latencies in milliseconds. */
   latencies: number[];
+  /** Watch jobs: how many responses carried the events (a response may carry several). */
+  eventResponses?: number;
 }
 
 const identity = (b: Buffer) => b;
@@ -126,6 +128,7 @@ async function runWatch(job: Extract<Job, { kind: "watch" }>): Promise<JobResult
   const createRequest = Buffer.from(job.createRequest);
   const latencies: number[] = [];
   let responses = 0;
+  let eventResponses = 0;
   let errors = 0;
   let firstError: string | undefined;
   const total = job.streams * job.watchersPerStream;
@@ -138,7 +141,8 @@ async function runWatch(job: Extract<Job, { kind: "watch" }>): Promise<JobResult
     call.on("data", (res: Buffer) => {
       const arrived = now();
       const events = forEachMarker(res, (ts) => latencies.push(arrived - ts));
-      if (events === 0 && ++responses === total) ready();
+      if (events > 0) eventResponses++;
+      else if (++responses === total) ready();
     });
     call.on("error", (err: grpc.ServiceError) => {
       if (err.code === grpc.status.CANCELLED) return;
@@ -153,7 +157,7 @@ async function runWatch(job: Extract<Job, { kind: "watch" }>): Promise<JobResult
   await new Promise<void>((resolve) => parentPort!.once("message", () => resolve()));
   calls.forEach((c) => c.cancel());
   clients.forEach((c) => c.close());
-  return { count: latencies.length, errors, firstError, latencies };
+  return { count: latencies.length, errors, firstError, latencies, eventResponses };
 }
 
 /** Each client keeps its own lease alive on its own stream, every intervalMs. */

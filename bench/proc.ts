@@ -22,3 +22,22 @@ export function percentile(sorted: Float64Array | number[], p: number): number {
   const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
   return sorted[i]!;
 }
+
+/**
+ * Waits until none of `pids` is busy: each used under `busyShare` of a core
+ * over the last `windowMs`. A target still working through what the previous
+ * scenario left it (a backlog of watch events, say) would otherwise take the
+ * cores from the next one's measurement. Returns the milliseconds waited, or
+ * -1 if they were still busy after `maxMs`.
+ */
+export async function quiet(pids: number[], windowMs = 300, busyShare = 0.05, maxMs = 30_000): Promise<number> {
+  const started = performance.now();
+  for (;;) {
+    const before = pids.map(cpuMicros);
+    await new Promise((resolve) => setTimeout(resolve, windowMs));
+    const busy = pids.some((pid, i) => cpuMicros(pid) - before[i]! > busyShare * windowMs * 1000);
+    const waited = performance.now() - started;
+    if (!busy) return Math.max(0, waited - windowMs);
+    if (waited > maxMs) return -1;
+  }
+}

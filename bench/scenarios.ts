@@ -17,7 +17,8 @@ export interface Sizes {
   /** Worker threads generating load. */
   workers: number;
   /** Watch fan-out runs: how many watchers, and how many puts per second reach them. */
-  watches: Array<{ watchers: number; putsPerSecond: number }>;
+  /** Watch fan-out loads; an overload run asks more than the load generator can read, and is reported but never failed. */
+  watches: Array<{ watchers: number; putsPerSecond: number; overload?: boolean }>;
   leaseClients: number[];
   /** How long each watch run puts. */
   watchSeconds: number;
@@ -35,6 +36,10 @@ export interface Measurement {
   rssMB: number;
   /** For idle watchers: bytes of proxy RSS per watcher. */
   bytesPerWatcher?: number;
+  /** Watch fan-out: events per response received (above 1 when the server batched a watcher's events). */
+  eventsPerResponse?: number;
+  /** Watch fan-out: puts the putter made per second (it waits for each, so a busy etcd slows it). */
+  putsPerSecond?: number;
   errors: number;
   firstError?: string;
 }
@@ -65,6 +70,7 @@ function merge(results: JobResult[]): JobResult {
     errors: results.reduce((a, r) => a + r.errors, 0),
     firstError: results.find((r) => r.firstError)?.firstError,
     latencies: results.flatMap((r) => r.latencies),
+    eventResponses: results.reduce((a, r) => a + (r.eventResponses ?? 0), 0),
   };
 }
 
@@ -159,6 +165,10 @@ export async function runUnaryScenario(
   return measureUnary(scenario.name, target, scenario.path, scenario.requests(), sizes);
 }
 
+export function watchScenarioName(w: { watchers: number; putsPerSecond: number }): string {
+  return `watch fan-out, ${w.watchers} watchers, ${w.putsPerSecond} puts/s`;
+}
+
 /**
  * Watch fan-out: `watchers` watchers on one key, over 10 connections (100
  * watchers per stream). A putter writes straight to etcd, each value carrying
@@ -207,19 +217,22 @@ export async function runWatchScenario(
     const wait = started + (puts * 1000) / putsPerSecond - performance.now();
     if (wait > 0) await new Promise((r) => setTimeout(r, wait));
   }
+  const putsEnded = performance.now();
   await new Promise((r) => setTimeout(r, 1000)); // let the last events arrive
   const cpuUs = cpuMicros(target.pid) - cpu0;
   jobs.forEach((j) => j.stop());
   putter.close();
   const result = merge(await Promise.all(jobs.map((j) => j.result)));
   const seconds = (performance.now() - started) / 1000;
-  const m = summarize(`watch fan-out, ${watchers} watchers, ${putsPerSecond} puts/s`, target, result, seconds, cpuUs);
+  const m = summarize(watchScenarioName({ watchers, putsPerSecond }), target, result, seconds, cpuUs);
   const expected = puts * watchers;
   if (result.count < expected) {
     m.errors += expected - result.count;
     m.firstError ??= `${expected - result.count} of ${expected} events not delivered`;
   }
-  return { ...m, bytesPerWatcher };
+  const eventsPerResponse = result.eventResponses ? Math.round((result.count / result.eventResponses) * 10) / 10 : NaN;
+  const putsMade = Math.round((puts / (putsEnded - started)) * 1000);
+  return { ...m, bytesPerWatcher, eventsPerResponse, putsPerSecond: putsMade };
 }
 
 /**
