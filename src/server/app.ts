@@ -6,7 +6,7 @@ import type * as http from "node:http";
 import type { ServerTls } from "../config/config.js";
 import type { RpcObserver } from "../metrics.js";
 import type { ServiceBinding } from "../services/handlers.js";
-import { gettablePaths, registerServices } from "./connect-adapter.js";
+import { registerServices } from "./connect-adapter.js";
 import { registerGrpcMessageEncoding } from "./grpc-message.js";
 import { registerGateway } from "./gateway.js";
 import { registerDashboard } from "./dashboard.js";
@@ -60,27 +60,30 @@ export async function createApp(
     });
   }
   registerGrpcMessageEncoding(app);
-  const rpcPaths = new Set<string>();
+  // What Connect serves on each RPC path: POST, and GET for methods declared
+  // free of side effects (its handlers say which).
+  const rpcMethods = new Map<string, string[]>();
   await app.register(async (scope) => {
     // connect-fastify routes each procedure for all nine methods Fastify
-    // knows. Connect serves POST, and GET only for methods declared free of
-    // side effects; the other routes would only cost router memory (find-my-way
-    // compiles matchers for each), and the not-found handler answers them 405,
-    // as Connect does.
-    const gettable = gettablePaths(services);
+    // knows. Only those Connect serves are routed: the others would only
+    // cost router memory (find-my-way compiles matchers for each), and the
+    // not-found handler answers them 405, as Connect does.
     scope.addHook("onRoute", (route) => {
-      route.method = gettable.has(route.url) ? ["POST", "GET"] : "POST";
-      rpcPaths.add(route.url);
+      route.method = rpcMethods.get(route.url) ?? "POST";
     });
     await scope.register(fastifyConnectPlugin, {
-      routes: (router) => registerServices(router, services, options.observe),
+      routes: (router) => {
+        registerServices(router, services, options.observe);
+        for (const handler of router.handlers)
+          rpcMethods.set(handler.requestPath, [...new Set(handler.allowedMethods)]);
+      },
       readMaxBytes: options.readMaxBytes,
       shutdownSignal: options.shutdownSignal,
     });
   });
   await registerGateway(app, services);
   if (!(await registerDashboard(app))) app.log.warn("the dashboard was not built (npm run build); / serves nothing");
-  registerHttpEndpoints(app, endpoints, rpcPaths);
+  registerHttpEndpoints(app, endpoints, new Set(rpcMethods.keys()));
   return app;
 }
 

@@ -1,5 +1,4 @@
 import type { DescService } from "@bufbuild/protobuf";
-import { MethodOptions_IdempotencyLevel } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ConnectRouter, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { forwardedMetadata, type CallContext } from "../call-context.js";
 import type { RpcObserver, RpcRecord } from "../metrics.js";
@@ -85,15 +84,4 @@ async function* countReceived(requests: AsyncIterable<unknown>, record: RpcRecor
 
 export function registerServices(router: ConnectRouter, bindings: ServiceBinding[], observe?: RpcObserver): void {
   for (const binding of bindings) router.service(binding.service, toServiceImpl(binding, observe));
-}
-
-/** The request paths Connect also serves over GET: methods declared free of side effects. */
-export function gettablePaths(bindings: ServiceBinding[]): Set<string> {
-  return new Set(
-    bindings.flatMap(({ service }) =>
-      service.methods
-        .filter((m) => m.idempotency === MethodOptions_IdempotencyLevel.NO_SIDE_EFFECTS)
-        .map((m) => `/${service.typeName}/${m.name}`),
-    ),
-  );
 }

@@ -1,10 +1,5 @@
-/**
- * A single-consumer queue that is also an AsyncIterable: producers push,
- * end or fail it; the consumer iterates. Used to turn callbacks into the
- * response streams that handlers return. Taking an item is O(1) however
- * long the queue grows (a slow watch client can let thousands pile up).
- */
-export interface QueueHooks {
+/** What the producer asks of the queue: hooks on the consumer's progress, and when to wake it. */
+export interface QueueOptions {
   /** The consumer took an item and came back for more. */
   taken?(): void;
   /** The consumer stopped iterating, whether the queue ended or not. */
@@ -17,6 +12,12 @@ export interface QueueHooks {
   wakeLater?: boolean;
 }
 
+/**
+ * A single-consumer queue that is also an AsyncIterable: producers push,
+ * end or fail it; the consumer iterates. Used to turn callbacks into the
+ * response streams that handlers return. Taking an item is O(1) however
+ * long the queue grows (a slow watch client can let thousands pile up).
+ */
 export class AsyncQueue<T> implements AsyncIterable<T> {
   private items: T[] = [];
   /** Each item's weight, as given to push; their sum is `weight`. */
@@ -32,7 +33,7 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
   private wakeScheduled = false;
   private failure: { error: unknown } | undefined;
 
-  constructor(private readonly hooks: QueueHooks = {}) {}
+  constructor(private readonly options: QueueOptions = {}) {}
 
   /**
    * Queues `item`; `weight` (bytes, say) counts toward `weight` until the
@@ -87,14 +88,14 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
     const finish = (): IteratorResult<T> => {
       if (!done) {
         done = true;
-        this.hooks.finished?.();
+        this.options.finished?.();
       }
       return { done: true, value: undefined };
     };
     const step = (): IteratorResult<T> | undefined => {
       if (yielded) {
         yielded = false;
-        this.hooks.taken?.();
+        this.options.taken?.();
       }
       if (this.head < this.items.length) {
         yielded = true;
@@ -158,7 +159,7 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
 
   private wake(): void {
     if (this.waiting === undefined) return;
-    if (!this.hooks.wakeLater) return this.wakeNow();
+    if (!this.options.wakeLater) return this.wakeNow();
     if (this.wakeScheduled) return;
     this.wakeScheduled = true;
     setImmediate(this.wakeNow);
