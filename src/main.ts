@@ -106,7 +106,7 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
       bufferBytes: config.watchBufferBytes,
       batchBytes: DEFAULTS.watchBatchBytes,
       fragmentBytes: config.maxSendBytes + DEFAULTS.watchFragmentOverheadBytes,
-      history: DEFAULTS.watchHistory,
+      history: { ...DEFAULTS.watchHistory, replayBatchBytes: DEFAULTS.watchBatchBytes },
       reconnectMinMs: DEFAULTS.backoffMinMs,
       reconnectMaxMs: DEFAULTS.backoffMaxMs,
       progressRetryMs: DEFAULTS.watchProgressRetryMs,

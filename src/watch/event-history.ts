@@ -1,5 +1,4 @@
-import type { Event } from "../gen/etcd/api/mvccpb/kv_pb.js";
-import type { EventDelivery } from "./responses.js";
+import { EventDelivery, eventBytes } from "./responses.js";
 
 /**
  * One upstream response's events, as they arrived (ascending revisions),
@@ -18,6 +17,15 @@ export interface HistoryLimits {
   maxEntries: number;
   /** Most key, value and previous-value bytes kept. */
   maxBytes: number;
+  /** Most event bytes a replay merges into one delivery (several entries become one response). */
+  replayBatchBytes: number;
+}
+
+/** A replay: the held events from some revision on, merged into as few deliveries as the limit allows. */
+export interface CatchUp {
+  readonly deliveries: readonly EventDelivery[];
+  /** How many history entries they hold. */
+  readonly entries: number;
 }
 
 /**
@@ -33,6 +41,8 @@ export class EventHistory {
   private head = 0;
   private bytes = 0;
   private coveredFrom: bigint | undefined;
+  /** Replays made since the history last changed, by start revision: watchers rejoining together share one. */
+  private catchUps = new Map<bigint, CatchUp>();
 
   constructor(private readonly limits: HistoryLimits) {}
 
@@ -55,6 +65,7 @@ export class EventHistory {
     if (delivery.events.length === 0 || this.coveredFrom === undefined) return;
     const bytes = eventBytes(delivery.events);
     const entry = { revision: delivery.lastRevision, delivery, bytes };
+    if (this.catchUps.size > 0) this.catchUps = new Map();
     this.entries.push(entry);
     this.bytes += bytes;
     while (this.size > this.limits.maxEntries || (this.bytes > this.limits.maxBytes && this.size > 0)) {
@@ -79,18 +90,40 @@ export class EventHistory {
     return out;
   }
 
+  /**
+   * The held events from `revision` on, for a receiver catching up: runs of
+   * entries merged into one delivery each, up to replayBatchBytes, so the
+   * receiver gets its backlog in few responses (as etcd batches a watcher it
+   * syncs from storage), and receivers asking for the same revision share
+   * the deliveries and their encodings.
+   */
+  catchUp(revision: bigint): CatchUp {
+    let made = this.catchUps.get(revision);
+    if (made) return made;
+    const entries = this.since(revision);
+    const deliveries: EventDelivery[] = [];
+    for (let start = 0; start < entries.length; ) {
+      let end = start + 1;
+      let bytes = entries[start]!.bytes;
+      while (end < entries.length && bytes + entries[end]!.bytes <= this.limits.replayBatchBytes) {
+        bytes += entries[end]!.bytes;
+        end++;
+      }
+      deliveries.push(end - start === 1 ? entries[start]!.delivery : merge(entries.slice(start, end)));
+      start = end;
+    }
+    made = { deliveries, entries: entries.length };
+    this.catchUps.set(revision, made);
+    return made;
+  }
+
   private get size(): number {
     return this.entries.length - this.head;
   }
 }
 
-/** Approximate memory of events: their keys, values and previous values. */
-export function eventBytes(events: readonly Event[]): number {
-  let n = 0;
-  for (const e of events) {
-    n += 48;
-    if (e.kv) n += e.kv.key.length + e.kv.value.length;
-    if (e.prevKv) n += e.prevKv.key.length + e.prevKv.value.length;
-  }
-  return n;
+/** One delivery of several entries' events, with the newest header. */
+function merge(entries: readonly HistoryEntry[]): EventDelivery {
+  const events = entries.flatMap((e) => e.delivery.events);
+  return new EventDelivery(entries[entries.length - 1]!.delivery.header, events);
 }

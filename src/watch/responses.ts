@@ -7,7 +7,6 @@ import {
 } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
 import { EventSchema, Event_EventType, type Event } from "../gen/etcd/api/mvccpb/kv_pb.js";
 import { withFrameEncoder, type FrameEncoder } from "../grpc/pre-encoded.js";
-import { eventBytes } from "./event-history.js";
 
 /** What a client watcher asked for that shapes the events it gets. */
 export interface EventFilter {
@@ -55,28 +54,46 @@ export const CONTROL_RESPONSE_BYTES = 64;
  * a filter), so each such variant is built, weighed and encoded once.
  */
 export class EventDelivery {
+  /** Variants by filter, for receivers that want every event; see variantFor. */
   private readonly variants = new Map<number, Variant>();
+  /** Variants by filter and start revision, for receivers that already have the first events. */
+  private partial: Map<string, Variant> | undefined;
+  readonly firstRevision: bigint;
+  readonly lastRevision: bigint;
+  /**
+   * What a receiver needs next once it has this delivery. Fields, not
+   * getters: every receiver reads them for every delivery, and sharing one
+   * bigint spares each receiver an allocation.
+   */
+  readonly nextRevision: bigint;
 
   constructor(
     readonly header: ResponseHeader,
     readonly events: readonly Event[],
-  ) {}
-
-  get firstRevision(): bigint {
-    return this.events[0]!.kv!.modRevision;
-  }
-
-  get lastRevision(): bigint {
-    return this.events[this.events.length - 1]!.kv!.modRevision;
+  ) {
+    this.firstRevision = events[0]!.kv!.modRevision;
+    this.lastRevision = events[events.length - 1]!.kv!.modRevision;
+    this.nextRevision = this.lastRevision + 1n;
   }
 
   /**
    * The events a receiver gets: those at or after `fromRevision`, filtered,
-   * prev_kv stripped unless asked for. Shared when it wants them all.
+   * prev_kv stripped unless asked for. Receivers asking alike share one
+   * variant, and so one encoding: a slow stream's watchers rejoining in the
+   * middle of a delivery all start from the same revision.
    */
   variantFor(filter: EventFilter, fromRevision: bigint): Variant {
-    if (fromRevision > this.firstRevision) return new Variant(this.header, shape(this.events, filter, fromRevision));
     const key = (filter.prevKv ? 1 : 0) | (filter.noPut ? 2 : 0) | (filter.noDelete ? 4 : 0);
+    if (fromRevision > this.firstRevision) {
+      const partialKey = `${key}:${fromRevision}`;
+      this.partial ??= new Map();
+      let variant = this.partial.get(partialKey);
+      if (!variant) {
+        variant = new Variant(this.header, shape(this.events, filter, fromRevision));
+        this.partial.set(partialKey, variant);
+      }
+      return variant;
+    }
     let variant = this.variants.get(key);
     if (!variant) {
       variant = new Variant(this.header, shape(this.events, filter, 0n));
@@ -146,26 +163,32 @@ export class EventBatch implements FrameEncoder<WatchResponse> {
   ) {
     this.variants = [first];
     this.bytes = first.bytes;
-    response.events = [...response.events]; // it was the delivery's own array, shared by its receivers
+    // The header and event list are made only if a lane reads them (the
+    // native lane sends the frame). Keeping them current on every batched
+    // event of every watcher was a sixth of the proxy's time when clients
+    // fell behind: stores into thousands of responses scattered in memory.
+    const variants = this.variants;
+    Object.defineProperties(response, {
+      header: { get: () => variants[variants.length - 1]!.header, enumerable: true, configurable: true },
+      events: { get: () => variants.flatMap((v) => v.events), enumerable: true, configurable: true },
+    });
     if (response.watchId >= 0n) withFrameEncoder(response, this); // as Variant.responseFor
   }
 
   add(variant: Variant): void {
     this.variants.push(variant);
     this.bytes += variant.bytes;
-    this.response.header = variant.header;
-    this.response.events.push(...variant.events);
   }
 
   frame(message: WatchResponse): Uint8Array {
-    const tails = this.variants.map((v) => v.encode().tail);
+    let tailBytes = 0;
+    const tails = this.variants.map((v) => {
+      const { tail } = v.encode();
+      tailBytes += tail.length;
+      return tail;
+    });
     const head = this.variants[this.variants.length - 1]!.encode().head;
-    return responseFrame(
-      head,
-      message.watchId,
-      tails,
-      tails.reduce((n, t) => n + t.length, 0),
-    );
+    return responseFrame(head, message.watchId, tails, tailBytes);
   }
 }
 
@@ -261,4 +284,15 @@ function fieldSize(length: number): number {
   let varint = 1;
   for (let v = length >>> 7; v > 0; v >>>= 7) varint++;
   return 1 + varint + length;
+}
+
+/** Approximate memory of events: their keys, values and previous values. */
+export function eventBytes(events: readonly Event[]): number {
+  let n = 0;
+  for (const e of events) {
+    n += 48;
+    if (e.kv) n += e.kv.key.length + e.kv.value.length;
+    if (e.prevKv) n += e.prevKv.key.length + e.prevKv.value.length;
+  }
+  return n;
 }

@@ -105,13 +105,13 @@ export class SharedWatch {
     this.receivers.clear();
   }
 
-  /** Replays held events from `revision` on to `receiver` (its own nextRev drops what it has). */
+  /**
+   * Replays held events from `revision` on to `receiver` (its own nextRev
+   * drops what it has); returns how many history entries that took.
+   */
   replay(receiver: Receiver, revision: bigint): number {
-    let replayed = 0;
-    for (const entry of this.history.since(revision)) {
-      receiver.deliver(entry.delivery);
-      replayed++;
-    }
-    return replayed;
+    const { deliveries, entries } = this.history.catchUp(revision);
+    for (const delivery of deliveries) receiver.deliver(delivery);
+    return entries;
   }
 }

@@ -381,11 +381,10 @@ class ClientWatcher implements Receiver, EventFilter {
   }
 
   deliver(delivery: EventDelivery): void {
-    const last = delivery.lastRevision;
-    if (last < this.nextRev) return;
+    if (delivery.lastRevision < this.nextRev) return;
     const variant = delivery.variantFor(this, this.nextRev);
     // Filtered events count too: the watcher has seen their revisions.
-    this.nextRev = last + 1n;
+    this.nextRev = delivery.nextRevision;
     if (variant.events.length > 0) this.session.sendEvents(this, variant);
   }
 

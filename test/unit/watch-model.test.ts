@@ -164,7 +164,7 @@ async function runModel(seed: number): Promise<{ progressAnswers: number; batche
       bufferBytes: 1 << 30,
       batchBytes: 64 << 10,
       fragmentBytes: 1 << 30,
-      history: { maxEntries: 4, maxBytes: 1 << 20 },
+      history: { maxEntries: 4, maxBytes: 1 << 20, replayBatchBytes: 150 },
       reconnectMinMs: 1,
       reconnectMaxMs: 5,
       progressRetryMs: 10,

@@ -78,6 +78,8 @@ describe("watch responses", () => {
     );
     assert.equal(late.events[0]!.prevKv!.value.toString(), "old");
     assert.equal(delivery.variantFor(all, 0n), delivery.variantFor(all, 0n), "shared variants are built once");
+    assert.equal(late, delivery.variantFor(all, 41n), "so are those of receivers that start mid-delivery");
+    assert.notEqual(late, delivery.variantFor({ ...all, prevKv: false }, 41n), "per filter");
   });
 
   it("fragments as etcd does: only at the limit, never below two events, the last piece unmarked", () => {
@@ -110,7 +112,7 @@ describe("watch responses", () => {
 
 describe("event history", () => {
   it("covers from its start, drops the oldest revisions past its limits and says from where it is complete", () => {
-    const history = new EventHistory({ maxEntries: 3, maxBytes: 1 << 20 });
+    const history = new EventHistory({ maxEntries: 3, maxBytes: 1 << 20, replayBatchBytes: 1 << 16 });
     assert.equal(history.covers(10n), false);
     history.startAt(10n);
     for (const r of [10n, 12n, 15n]) history.append(new EventDelivery(header, [event(r)]));
@@ -129,11 +131,37 @@ describe("event history", () => {
   });
 
   it("keeps within its byte budget", () => {
-    const history = new EventHistory({ maxEntries: 1000, maxBytes: 5000 });
+    const history = new EventHistory({ maxEntries: 1000, maxBytes: 5000, replayBatchBytes: 1 << 16 });
     history.startAt(1n);
     for (let r = 1n; r <= 20n; r++) history.append(new EventDelivery(header, [event(r, Event_EventType.PUT, 1000)]));
     const kept = history.since(0n);
     assert.ok(kept.length <= 4 && kept.length > 0);
     assert.equal(history.from, kept[0]!.revision);
+  });
+
+  it("replays merge entries into few deliveries, shared by receivers that ask for the same revision", () => {
+    // Each event weighs 56 bytes as eventBytes counts: two fit in a 120-byte batch.
+    const history = new EventHistory({ maxEntries: 10, maxBytes: 1 << 20, replayBatchBytes: 120 });
+    history.startAt(10n);
+    const last = new EventDelivery({ ...header, revision: 17n }, [event(16n), event(17n)]);
+    for (const d of [10n, 12n, 15n].map((r) => new EventDelivery({ ...header, revision: r }, [event(r)]))) {
+      history.append(d);
+    }
+    history.append(last);
+    const catchUp = history.catchUp(11n);
+    assert.equal(catchUp.entries, 3);
+    assert.deepEqual(
+      catchUp.deliveries.map((d) => d.events.map((e) => e.kv!.modRevision)),
+      [[12n, 15n], [16n, 17n]],
+    );
+    assert.equal(catchUp.deliveries[0]!.header.revision, 15n, "a merged delivery carries its newest header");
+    assert.equal(catchUp.deliveries[1], last, "an entry replayed alone is its own delivery, encodings and all");
+    assert.equal(history.catchUp(11n), catchUp, "built once for every receiver rejoining from 11");
+    history.append(new EventDelivery({ ...header, revision: 18n }, [event(18n)]));
+    assert.deepEqual(
+      history.catchUp(11n).deliveries.map((d) => d.lastRevision),
+      [15n, 17n, 18n],
+      "and afresh once the history has grown",
+    );
   });
 });
