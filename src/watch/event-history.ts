@@ -102,7 +102,7 @@ export class EventHistory {
     if (made) return made;
     const entries = this.since(revision);
     const deliveries: EventDelivery[] = [];
-    for (let start = 0; start < entries.length; ) {
+    for (let start = 0; start < entries.length;) {
       let end = start + 1;
       let bytes = entries[start]!.bytes;
       while (end < entries.length && bytes + entries[end]!.bytes <= this.limits.replayBatchBytes) {

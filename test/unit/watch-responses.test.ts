@@ -152,7 +152,10 @@ describe("event history", () => {
     assert.equal(catchUp.entries, 3);
     assert.deepEqual(
       catchUp.deliveries.map((d) => d.events.map((e) => e.kv!.modRevision)),
-      [[12n, 15n], [16n, 17n]],
+      [
+        [12n, 15n],
+        [16n, 17n],
+      ],
     );
     assert.equal(catchUp.deliveries[0]!.header.revision, 15n, "a merged delivery carries its newest header");
     assert.equal(catchUp.deliveries[1], last, "an entry replayed alone is its own delivery, encodings and all");
