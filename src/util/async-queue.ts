@@ -1,5 +1,7 @@
 /** What the producer asks of the queue: hooks on the consumer's progress, and when to wake it. */
-export interface QueueOptions {
+export interface QueueOptions<T> {
+  /** The consumer is taking `item`: the producer's last chance to finish it. */
+  taking?(item: T): void;
   /** The consumer took an item and came back for more. */
   taken?(): void;
   /** The consumer stopped iterating, whether the queue ended or not. */
@@ -33,7 +35,7 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
   private wakeScheduled = false;
   private failure: { error: unknown } | undefined;
 
-  constructor(private readonly options: QueueOptions = {}) {}
+  constructor(private readonly options: QueueOptions<T> = {}) {}
 
   /**
    * Queues `item`; `weight` (bytes, say) counts toward `weight` until the
@@ -52,6 +54,11 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
   /** Whether the item pushed as `seq` is still waiting (the consumer has not taken it). */
   holds(seq: number): boolean {
     return seq >= this.takenCount && seq < this.pushedCount;
+  }
+
+  /** Puts `item` in the place of the still waiting item pushed as `seq` (see `holds`). */
+  replace(seq: number, item: T): void {
+    this.items[this.head + seq - this.takenCount] = item;
   }
 
   /** The producer added to an item that is still waiting (see `holds`). */
@@ -154,6 +161,7 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
       this.weights = this.weights.slice(this.head);
       this.head = 0;
     }
+    this.options.taking?.(item);
     return item;
   }
 

@@ -147,48 +147,90 @@ export class Variant implements FrameEncoder<WatchResponse> {
 /**
  * The event responses for one watcher that its client has not read yet,
  * made one: a client that fell behind catches up in few responses, as etcd
- * batches the events of a watcher that fell behind. The response carries
- * the newest header and every delivery's events in order; its wire form
- * reuses each delivery's encoded events, and is what encoding it afresh
- * would give.
+ * batches the events of a watcher that fell behind. It replaces the
+ * watcher's queued response, and is itself a WatchResponse: the newest
+ * header and every variant's events in order. Its wire form reuses each
+ * variant's encoded events, and is what encoding it afresh would give.
+ *
+ * Under overload this runs for every event of every watcher that fell
+ * behind, so a batch keeps little of its own: its variants are the first
+ * `count` of a run that the watchers batching alike share, its event list
+ * is made only if a lane reads it (the native lane sends the frame), and
+ * its header is set when it is sealed.
  */
-export class EventBatch implements FrameEncoder<WatchResponse> {
-  private readonly variants: Variant[];
+export class EventBatch implements WatchResponse, FrameEncoder<WatchResponse> {
+  readonly $typeName = "etcdserverpb.WatchResponse";
+  readonly created = false;
+  readonly canceled = false;
+  readonly compactRevision = 0n;
+  readonly cancelReason = "";
+  readonly fragment = false;
+  /**
+   * The header of the batch's first two variants until `seal`: protobuf-es
+   * wants it as an own property, and keeping it current on every add would
+   * cost a store into every batch for every event.
+   */
+  header: ResponseHeader;
   /** The buffer cost of the events, as Variant.bytes counts it (nothing is encoded until sent). */
   bytes: number;
+  private run: Variant[];
+  private count: number;
 
+  /**
+   * A batch of `first` and `second` for `watchId`. It shares `run` when
+   * that starts with the same two variants: a stream's watchers of one
+   * shared watch fall behind together, and get the same deliveries in turn.
+   */
   constructor(
-    readonly response: WatchResponse,
+    readonly watchId: bigint,
     first: Variant,
+    second: Variant,
+    run?: Variant[],
   ) {
-    this.variants = [first];
-    this.bytes = first.bytes;
-    // The header and event list are made only if a lane reads them (the
-    // native lane sends the frame). Keeping them current on every batched
-    // event of every watcher was a sixth of the proxy's time when clients
-    // fell behind: stores into thousands of responses scattered in memory.
-    const variants = this.variants;
-    Object.defineProperties(response, {
-      header: { get: () => variants[variants.length - 1]!.header, enumerable: true, configurable: true },
-      events: { get: () => variants.flatMap((v) => v.events), enumerable: true, configurable: true },
-    });
-    if (response.watchId >= 0n) withFrameEncoder(response, this); // as Variant.responseFor
+    this.run = run !== undefined && run[0] === first && run[1] === second ? run : [first, second];
+    this.count = 2;
+    this.header = second.header;
+    this.bytes = first.bytes + second.bytes;
+    if (watchId >= 0n) withFrameEncoder(this, this); // as Variant.responseFor
+  }
+
+  /** The run of variants this batch reads its first `count` from, for the next batch to share. */
+  get sharedRun(): Variant[] {
+    return this.run;
   }
 
   add(variant: Variant): void {
-    this.variants.push(variant);
+    if (this.run[this.count] !== variant) {
+      // Another batch on the run took a different turn: continue on a copy.
+      if (this.count < this.run.length) this.run = this.run.slice(0, this.count);
+      this.run.push(variant);
+    }
+    this.count++;
     this.bytes += variant.bytes;
   }
 
+  /** Gives the batch its newest header, once nothing more is added (the client is taking it). */
+  seal(): void {
+    this.header = this.run[this.count - 1]!.header;
+  }
+
+  get events(): Event[] {
+    return this.variants().flatMap((v) => v.events);
+  }
+
   frame(message: WatchResponse): Uint8Array {
+    const variants = this.variants();
     let tailBytes = 0;
-    const tails = this.variants.map((v) => {
+    const tails = variants.map((v) => {
       const { tail } = v.encode();
       tailBytes += tail.length;
       return tail;
     });
-    const head = this.variants[this.variants.length - 1]!.encode().head;
-    return responseFrame(head, message.watchId, tails, tailBytes);
+    return responseFrame(variants[variants.length - 1]!.encode().head, message.watchId, tails, tailBytes);
+  }
+
+  private variants(): Variant[] {
+    return this.run.length === this.count ? this.run : this.run.slice(0, this.count);
   }
 }
 

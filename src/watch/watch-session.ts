@@ -63,6 +63,9 @@ export type PermissionCheck = (key: Uint8Array, rangeEnd: Uint8Array, ctx: CallC
 export class WatchSession implements ChannelMember {
   private readonly watchers = new Map<bigint, ClientWatcher>();
   private readonly output = new AsyncQueue<WatchResponse>({
+    taking: (response) => {
+      if (response instanceof EventBatch) response.seal();
+    },
     taken: () => {
       if (this.setAside && this.output.weight <= this.limits.bufferBytes / 4) this.rejoin();
     },
@@ -80,6 +83,8 @@ export class WatchSession implements ChannelMember {
    * nothing moves ahead of a Created, a cancel or a progress answer.
    */
   private batchFloor = -1;
+  /** The run of variants of the last batch made, which the next may share (see EventBatch). */
+  private lastRun: Variant[] | undefined;
   /** Watchers taken off their shared watches while the client catches up on reading. */
   private setAside: ClientWatcher[] | undefined;
 
@@ -219,10 +224,8 @@ export class WatchSession implements ChannelMember {
       return;
     }
     if (this.batchUnread(watcher, variant)) return;
-    const response = variant.responseFor(watcher.id);
     // Fields rather than an object: this runs once per watcher per event.
-    watcher.unreadSeq = this.push(response, variant.bytes, true);
-    watcher.unreadResponse = response;
+    watcher.unreadSeq = this.push(variant.responseFor(watcher.id), variant.bytes, true);
     watcher.unreadVariant = variant;
     watcher.unreadBatch = undefined;
   }
@@ -234,9 +237,18 @@ export class WatchSession implements ChannelMember {
   private batchUnread(watcher: ClientWatcher, variant: Variant): boolean {
     const seq = watcher.unreadSeq;
     if (seq <= this.batchFloor || !this.output.holds(seq) || watcher.fragment) return false;
-    const batch = (watcher.unreadBatch ??= new EventBatch(watcher.unreadResponse!, watcher.unreadVariant!));
-    if (batch.bytes + variant.bytes > this.limits.batchBytes) return false;
-    batch.add(variant);
+    const batch = watcher.unreadBatch;
+    if (batch) {
+      if (batch.bytes + variant.bytes > this.limits.batchBytes) return false;
+      batch.add(variant);
+    } else {
+      const first = watcher.unreadVariant!;
+      if (first.bytes + variant.bytes > this.limits.batchBytes) return false;
+      const made = new EventBatch(watcher.id, first, variant, this.lastRun);
+      this.lastRun = made.sharedRun;
+      this.output.replace(seq, made);
+      watcher.unreadBatch = made;
+    }
     this.output.addWeight(seq, variant.bytes);
     this.checkBacklog();
     return true;
@@ -332,7 +344,6 @@ class ClientWatcher implements Receiver, EventFilter {
   created = false;
   /** Its last event response, which the client may not have read yet (see WatchSession.batchUnread). */
   unreadSeq = -1;
-  unreadResponse: WatchResponse | undefined;
   unreadVariant: Variant | undefined;
   unreadBatch: EventBatch | undefined;
   private onSettled: (() => void) | undefined;

@@ -77,6 +77,20 @@ describe("AsyncQueue", () => {
     assert.equal(q.push("d"), -1, "an ended queue takes nothing");
   });
 
+  it("lets the producer replace a waiting item, and see each item as it is taken", async () => {
+    const seen: string[] = [];
+    const q = new AsyncQueue<string>({ taking: (item) => seen.push(item) });
+    const a = q.push("a", 3);
+    q.push("b");
+    q.replace(a, "a2");
+    assert.equal(q.weight, 3, "the weight stays with the place");
+    const it = q[Symbol.asyncIterator]();
+    assert.deepEqual(await it.next(), { done: false, value: "a2" });
+    assert.deepEqual(seen, ["a2"]);
+    await it.next();
+    assert.deepEqual(seen, ["a2", "b"]);
+  });
+
   it("with wakeLater, a waiting consumer comes a macrotask later, when all pushed meanwhile is still queued", async () => {
     const q = new AsyncQueue<string>({ wakeLater: true });
     const it = q[Symbol.asyncIterator]();

@@ -1,4 +1,4 @@
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary, toJson } from "@bufbuild/protobuf";
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { ResponseHeaderSchema, WatchResponseSchema } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.js";
@@ -6,7 +6,7 @@ import { EventSchema, Event_EventType, KeyValueSchema, type Event } from "../../
 import { preEncodedFrame } from "../../src/grpc/pre-encoded.js";
 import { frame } from "../../src/grpc/wire.js";
 import { EventHistory } from "../../src/watch/event-history.js";
-import { EventBatch, EventDelivery, fragmentResponse, watchResponse } from "../../src/watch/responses.js";
+import { EventBatch, EventDelivery, fragmentResponse, watchResponse, type Variant } from "../../src/watch/responses.js";
 
 const header = create(ResponseHeaderSchema, { clusterId: 7n, memberId: 8n, raftTerm: 2n, revision: 42n });
 
@@ -44,24 +44,58 @@ describe("watch responses", () => {
     const later = [43n, 44n].map(
       (rev) => new EventDelivery({ ...header, revision: rev }, [event(rev, Event_EventType.DELETE, 200)]),
     );
+    const [second, third] = later.map((d) => d.variantFor(all, 0n)) as [Variant, Variant];
     for (const id of [0n, 5n, 300n]) {
-      const response = first.responseFor(id);
-      const batch = new EventBatch(response, first);
-      const variants = later.map((d) => d.variantFor(all, 0n));
-      for (const v of variants) batch.add(v);
-      assert.equal(batch.bytes, first.bytes + variants[0]!.bytes + variants[1]!.bytes);
+      const batch = new EventBatch(id, first, second);
+      batch.add(third);
+      batch.seal();
+      assert.equal(batch.bytes, first.bytes + second.bytes + third.bytes);
       assert.deepEqual(
-        response.events.map((e) => e.kv!.modRevision),
+        batch.events.map((e) => e.kv!.modRevision),
         [41n, 43n, 44n],
       );
-      assert.equal(response.header!.revision, 44n);
+      assert.equal(batch.header.revision, 44n);
+      assert.deepEqual(Buffer.from(preEncodedFrame(batch)!), frame(toBinary(WatchResponseSchema, batch)), `id ${id}`);
+      const plain = watchResponse({
+        header: third.header,
+        watchId: id,
+        events: [...first.events, ...second.events, ...third.events],
+      });
       assert.deepEqual(
-        Buffer.from(preEncodedFrame(response)!),
-        frame(toBinary(WatchResponseSchema, response)),
-        `id ${id}`,
+        toJson(WatchResponseSchema, batch),
+        toJson(WatchResponseSchema, plain),
+        "as JSON (the Connect lane)",
       );
     }
     assert.equal(first.events.length, 1, "the delivery's own events, shared by other receivers, are untouched");
+  });
+
+  it("batches that fall behind alike share their run of variants, and part ways without touching each other", () => {
+    const [a, b, c, d] = [41n, 42n, 43n, 44n].map((rev) =>
+      new EventDelivery({ ...header, revision: rev }, [event(rev)]).variantFor(all, 0n),
+    ) as [Variant, Variant, Variant, Variant];
+    const one = new EventBatch(1n, a, b);
+    const two = new EventBatch(2n, a, b, one.sharedRun);
+    assert.equal(two.sharedRun, one.sharedRun);
+    one.add(c);
+    two.add(c);
+    assert.equal(two.sharedRun, one.sharedRun, "the same turn keeps them on one run");
+    const three = new EventBatch(3n, a, b, one.sharedRun);
+    three.add(d); // takes another turn after b
+    one.add(d);
+    const revisions = (batch: EventBatch) => batch.events.map((e) => e.kv!.modRevision);
+    assert.deepEqual(revisions(one), [41n, 42n, 43n, 44n]);
+    assert.deepEqual(revisions(two), [41n, 42n, 43n]);
+    assert.deepEqual(revisions(three), [41n, 42n, 44n]);
+    assert.equal(
+      new EventBatch(4n, b, c, one.sharedRun).sharedRun === one.sharedRun,
+      false,
+      "only a run that starts alike is shared",
+    );
+    for (const batch of [one, two, three]) {
+      batch.seal();
+      assert.deepEqual(Buffer.from(preEncodedFrame(batch)!), frame(toBinary(WatchResponseSchema, batch)));
+    }
   });
 
   it("variants filter, strip prev_kv and cut at the watcher's next revision", () => {
