@@ -88,7 +88,7 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
   /** Receiving: bytes taken since the last connection WINDOW_UPDATE. */
   private received = 0;
 
-  private out: Buffer[] = [];
+  private out: Uint8Array[] = [];
   private flushQueued = false;
   private readonly pings: Array<(err: Error | null) => void> = [];
 
@@ -170,7 +170,7 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
   // ---- output -------------------------------------------------------------
 
   /** Queues bytes for the socket; everything queued in one tick leaves in one write. */
-  send(bytes: Buffer): void {
+  send(bytes: Uint8Array): void {
     if (this.destroyed) return;
     this.out.push(bytes);
     this.flushSoon();
@@ -563,7 +563,7 @@ export abstract class H2StreamBase {
       if (n === 0) return false;
       this.sendWindow -= n;
       const last = n === this.queued && this.ending === null;
-      this.connection.send(this.dataFrame(n, last ? Flag.END_STREAM : 0));
+      this.sendData(n, last ? Flag.END_STREAM : 0);
       if (last) {
         this.endedLocally();
         return true;
@@ -577,27 +577,31 @@ export abstract class H2StreamBase {
     return true;
   }
 
-  /** One DATA frame carrying the next `n` queued bytes, however many writes they came in. */
-  private dataFrame(n: number, flags: number): Buffer {
-    const out = Buffer.allocUnsafe(FRAME_HEADER_BYTES + n);
-    let at = writeFrameHeader(out, 0, n, FrameType.DATA, flags, this.id);
+  /**
+   * One DATA frame carrying the next `n` queued bytes, however many writes
+   * they came in: its header, then the writes themselves (or parts of them),
+   * copied only once, when the connection joins what it sends in a tick.
+   */
+  private sendData(n: number, flags: number): void {
+    const header = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
+    writeFrameHeader(header, 0, n, FrameType.DATA, flags, this.id);
+    this.connection.send(header);
+    let left = n;
     let taken = 0;
-    while (at < out.length) {
+    while (left > 0) {
       const head = this.queue[taken]!;
-      const room = out.length - at;
-      if (head.length <= room) {
-        out.set(head, at);
-        at += head.length;
+      if (head.length <= left) {
+        this.connection.send(head);
+        left -= head.length;
         taken++;
       } else {
-        out.set(head.subarray(0, room), at);
-        at += room;
-        this.queue[taken] = head.subarray(room);
+        this.connection.send(head.subarray(0, left));
+        this.queue[taken] = head.subarray(left);
+        left = 0;
       }
     }
     this.queue.splice(0, taken);
     this.queued -= n;
-    return out;
   }
 
   /** Connection input for this stream; `size` counts padding too, for flow control. */
