@@ -15,14 +15,16 @@ import {
   runWatchScenario,
   measureJoinLag,
   measureCacheStaleness,
+  measureIdleWatchers,
   type CacheStaleness,
+  type IdleWatcherCost,
   type JoinLag,
   unaryScenarios,
   watchScenarioName,
   type Measurement,
   type Sizes,
 } from "./scenarios.js";
-import { quiet } from "./proc.js";
+import { quiet, rssBytes } from "./proc.js";
 import { startLab, type Target } from "./targets.js";
 
 const { values: args } = parseArgs({
@@ -73,6 +75,7 @@ const lab = await startLab(targets.split(","));
 const measurements: Measurement[] = [];
 const joinLags: JoinLag[] = [];
 const staleness: CacheStaleness[] = [];
+const idleWatchers: IdleWatcherCost[] = [];
 const log = (m: Measurement) => {
   measurements.push(m);
   const err = m.errors ? `  errors=${m.errors} (${m.firstError})` : "";
@@ -100,7 +103,16 @@ try {
   const idleSeconds = Number(args["idle-seconds"] ?? (args.smoke ? 1 : 30));
   if (idleSeconds > 0) {
     await new Promise((resolve) => setTimeout(resolve, idleSeconds * 1000));
+    const settledRss = new Map(lab.targets.map((t) => [t, rssBytes(t.pid)]));
     for (const t of lab.targets) log(idleRss(t, `idle, ${idleSeconds} s later`));
+    if (wanted("idle watchers")) {
+      const watchers = args.smoke ? 100 : 10_000;
+      idleWatchers.push(...(await measureIdleWatchers(lab.targets, settledRss, watchers, args.smoke ? 1 : 5, sizes)));
+      for (const c of idleWatchers)
+        console.error(
+          `  idle watchers | ${c.target}: first ${c.watchers} ${c.firstBytesPerWatcher} B each, next ${c.watchers} ${c.nextBytesPerWatcher} B each`,
+        );
+    }
   }
   for (let round = 0; round < rounds; round++) {
     console.error(`round ${round + 1}/${rounds}`);
@@ -202,6 +214,19 @@ for (const scenario of scenarios) {
   }
   lines.push("");
 }
+if (idleWatchers.length) {
+  const n = idleWatchers[0]!.watchers;
+  lines.push(
+    `### idle watchers: RSS per watcher, ${n} opened after the settled idle reading, then ${n} more`,
+    "",
+    `| target | RSS MB with ${2 * n} | B/watcher, first ${n} | B/watcher, next ${n} |`,
+    "|---|---|---|---|",
+    ...idleWatchers.map(
+      (c) => `| ${c.target} | ${fmt(c.rssMB, 1)} | ${c.firstBytesPerWatcher} | ${c.nextBytesPerWatcher} |`,
+    ),
+    "",
+  );
+}
 if (staleness.length) {
   lines.push(
     "### cache staleness: how far behind etcd's acknowledged writes a serializable read is (a write every 20 ms)",
@@ -234,7 +259,10 @@ console.log(
 
 const out = args.out ?? join(dirname(fileURLToPath(import.meta.url)), "results", "latest.json");
 mkdirSync(dirname(out), { recursive: true });
-writeFileSync(out, JSON.stringify({ date, sizes, rounds, summary, measurements, joinLags, staleness }, null, 2));
+writeFileSync(
+  out,
+  JSON.stringify({ date, sizes, rounds, summary, measurements, joinLags, staleness, idleWatchers }, null, 2),
+);
 console.error(`raw numbers: ${out}`);
 
 // The bench fails only if this proxy or etcd itself failed requests, and

@@ -8,7 +8,7 @@ import {
 } from "../src/gen/etcd/api/etcdserverpb/rpc_pb.js";
 import { EtcdGrpcClient } from "../test/helpers/grpc-client.js";
 import { cpuMicros, percentile, rssBytes } from "./proc.js";
-import { startJob, type Job, type JobResult } from "./loadgen.js";
+import { startJob, type Job, type JobResult, type RunningJob } from "./loadgen.js";
 import type { Lab, Target } from "./targets.js";
 
 export interface Sizes {
@@ -170,25 +170,17 @@ export function watchScenarioName(w: { watchers: number; putsPerSecond: number }
 }
 
 /**
- * Watch fan-out: `watchers` watchers on one key, over 10 connections (100
- * watchers per stream). A putter writes straight to etcd, each value carrying
- * its send time; the latency is from the put's start to each watcher's event.
- * Also measures the proxy's memory per idle watcher before the puts start.
+ * Opens `watchers` watchers on the watch scenario's key, 100 per stream over
+ * 10 connections, in the load generator's threads; resolves once etcd (or
+ * the proxy) has created them all and they are listening.
  */
-export async function runWatchScenario(
-  lab: Lab,
-  target: Target,
-  watchers: number,
-  putsPerSecond: number,
-  sizes: Sizes,
-): Promise<Measurement> {
+async function openWatchers(target: Target, watchers: number, sizes: Sizes): Promise<RunningJob[]> {
   const perStream = Math.min(100, watchers);
   const streams = Math.ceil(watchers / perStream);
   const createRequest = toBinary(
     WatchRequestSchema,
     create(WatchRequestSchema, { requestUnion: { case: "createRequest", value: { key: key("bench/watch") } } }),
   );
-  const rssBefore = rssBytes(target.pid);
   const workerCount = Math.min(sizes.workers, streams);
   const jobs = Array.from({ length: workerCount }, (_, w) =>
     startJob({
@@ -202,6 +194,72 @@ export async function runWatchScenario(
   );
   await Promise.all(jobs.map((j) => j.ready));
   jobs.forEach((j) => j.go());
+  return jobs;
+}
+
+/** What idle watchers cost each target: see measureIdleWatchers. */
+export interface IdleWatcherCost {
+  target: string;
+  watchers: number;
+  /** RSS with 2 × `watchers` open, MB. */
+  rssMB: number;
+  /** The first `watchers` against the settled idle RSS: includes what the burst of opening grew. */
+  firstBytesPerWatcher: number;
+  /** The next `watchers`, opened after the first: the cost that grows with the count. */
+  nextBytesPerWatcher: number;
+}
+
+/**
+ * Idle watchers on every target: opens `watchers` on each, lets them sit
+ * `seconds`, reads RSS; then the same again. The first figure, against
+ * `baseline` (each target's settled idle RSS, in bytes), also holds what
+ * opening them grew once (V8's young generation, which it keeps until its
+ * next full GC); the second is what each further watcher costs.
+ */
+export async function measureIdleWatchers(
+  targets: readonly Target[],
+  baseline: ReadonlyMap<Target, number>,
+  watchers: number,
+  seconds: number,
+  sizes: Sizes,
+): Promise<IdleWatcherCost[]> {
+  const opened: RunningJob[] = [];
+  const openAndRead = async () => {
+    for (const t of targets) opened.push(...(await openWatchers(t, watchers, sizes)));
+    await new Promise((r) => setTimeout(r, seconds * 1000));
+    return new Map(targets.map((t) => [t, rssBytes(t.pid)]));
+  };
+  try {
+    const first = await openAndRead();
+    const second = await openAndRead();
+    return targets.map((t) => ({
+      target: t.name,
+      watchers,
+      rssMB: Math.round(second.get(t)! / 1e5) / 10,
+      firstBytesPerWatcher: Math.round((first.get(t)! - baseline.get(t)!) / watchers),
+      nextBytesPerWatcher: Math.round((second.get(t)! - first.get(t)!) / watchers),
+    }));
+  } finally {
+    opened.forEach((j) => j.stop());
+    await Promise.all(opened.map((j) => j.result));
+  }
+}
+
+/**
+ * Watch fan-out: `watchers` watchers on one key, over 10 connections (100
+ * watchers per stream). A putter writes straight to etcd, each value carrying
+ * its send time; the latency is from the put's start to each watcher's event.
+ * Also measures the proxy's memory per idle watcher before the puts start.
+ */
+export async function runWatchScenario(
+  lab: Lab,
+  target: Target,
+  watchers: number,
+  putsPerSecond: number,
+  sizes: Sizes,
+): Promise<Measurement> {
+  const rssBefore = rssBytes(target.pid);
+  const jobs = await openWatchers(target, watchers, sizes);
   await new Promise((r) => setTimeout(r, 500));
   const bytesPerWatcher = Math.max(0, Math.round((rssBytes(target.pid) - rssBefore) / watchers));
 
