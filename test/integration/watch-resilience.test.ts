@@ -227,7 +227,58 @@ describe("slow consumers", () => {
     slow.close();
     fast.close();
   });
+
+  it("a stream's watchers set aside together all catch up from the history: every event, once, in order, batched", async () => {
+    const key = "slow/many";
+    const watchers = 10;
+    const fast = new WatchStream(f.client);
+    fast.create({ key });
+    await fast.next();
+    const slow = new RawWatch(f.proxy.address);
+    for (let i = 0; i < watchers; i++) slow.send({ key: Buffer.from(key) });
+    const ids: string[] = [];
+    for (let i = 0; i < watchers; i++) ids.push(String((await slow.next()).watchId));
+    slow.pause();
+    const replaysBefore = await metric(f.proxy.address, "etcd_grpc_proxy_watch_history_replays_total");
+
+    // 10 watchers × 1 KiB an event: the stream's 64 KiB buffer is passed
+    // within a few puts, while all 60 puts stay within the history.
+    const value = Buffer.alloc(1024, "v");
+    const puts: number[] = [];
+    for (let i = 0; i < 60; i++) {
+      puts.push(Number(((await f.direct.unary("KV", "Put", { key: Buffer.from(key), value })) as any).header.revision));
+    }
+    await fast.until((r) => revisions(r).length === puts.length);
+
+    slow.resume();
+    const seen = new Map(ids.map((id) => [id, [] as number[]]));
+    let responses = 0;
+    while ([...seen.values()].some((revs) => revs.length < puts.length)) {
+      const r = await slow.next();
+      assert.equal(r.canceled, false);
+      const revs = r.events.map((e) => Number(e.kv!.modRevision));
+      assert.ok(Number(r.header!.revision) >= revs.at(-1)!, "a response's header is at least its last event");
+      seen.get(String(r.watchId))!.push(...revs);
+      responses++;
+    }
+    for (const [id, revs] of seen) assert.deepEqual(revs, puts, `watcher ${id}: every event, once, in order`);
+    assert.ok(
+      responses < (watchers * puts.length) / 4,
+      `${watchers * puts.length} events came in ${responses} responses`,
+    );
+    const replays = (await metric(f.proxy.address, "etcd_grpc_proxy_watch_history_replays_total")) - replaysBefore;
+    assert.ok(replays > 0, "served from the history, not from new upstream watches");
+    slow.close();
+    fast.close();
+  });
 });
+
+/** A counter's value from the proxy's own metrics. */
+async function metric(address: string, name: string): Promise<number> {
+  const text = await (await fetch(`http://${address}/proxy/metrics`)).text();
+  const line = text.split("\n").find((l) => l.startsWith(`${name} `));
+  return line ? Number(line.slice(name.length + 1)) : 0;
+}
 
 describe("auth identities", () => {
   const f = useProxy(1, {
