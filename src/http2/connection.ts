@@ -89,6 +89,8 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
   private received = 0;
 
   private out: Uint8Array[] = [];
+  /** Bytes handed to the socket so far (keepalive tells a busy connection's pings from idle chatter). */
+  bytesWritten = 0;
   private flushQueued = false;
   private readonly pings: Array<(err: Error | null) => void> = [];
 
@@ -197,6 +199,7 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
     if (this.out.length === 0 || this.socket.destroyed) return;
     const bytes = this.out.length === 1 ? this.out[0]! : Buffer.concat(this.out);
     this.out.length = 0;
+    this.bytesWritten += bytes.length;
     if (!this.socket.write(bytes)) this.socketBlocked = true;
   };
 

@@ -156,7 +156,7 @@ function ownHttp2(
         if (!lane.handle(stream)) bridge.forward(stream);
       },
     });
-    track(connection, options);
+    track(connection, options, () => connection.bytesWritten);
   };
   return {
     serve,
@@ -169,16 +169,20 @@ function ownHttp2(
 
 function watchSessions(server: http2.Http2Server | http2.Http2SecureServer, options: ListenerOptions): void {
   server.on("sessionError", (err) => options.onSessionError?.(err));
-  server.on("session", (session) => track(session, options));
+  // node's session hides its socket behind a proxy, which still reads its byte count.
+  server.on("session", (session) =>
+    track(session, options, () => (session.socket as Socket | undefined)?.bytesWritten ?? 0),
+  );
 }
 
 /** Error logging, keepalive and shutdown bookkeeping for one HTTP/2 connection of either kind. */
 function track(
   session: KeepaliveSession & { on(event: "error", fn: (err: Error) => void): unknown },
   options: ListenerOptions,
+  bytesWritten: () => number,
 ): void {
   session.on("error", (err) => options.onSessionError?.(err));
-  if (options.keepalive) applyKeepalive(session, options.keepalive);
+  if (options.keepalive) applyKeepalive(session, options.keepalive, bytesWritten);
   if (options.sessions) {
     const sessions = options.sessions;
     sessions.add(session);
@@ -201,18 +205,25 @@ interface KeepaliveSession extends ClosableSession {
 const MAX_PING_STRIKES = 2;
 /** grpc-go's expectation for a client without streams: no keepalive pings at all (2 h). */
 const IDLE_PING_INTERVAL_MS = 2 * 60 * 60 * 1000;
+/** A PING frame, and so the server's ACK of one: a 9-byte frame header and 8 bytes of data. */
+const PING_FRAME_BYTES = 17;
 
 /**
  * gRPC keepalive as etcd's server applies it (grpc-go's enforcement policy,
  * with pings not permitted without streams): a client that pings too often
  * gets strikes, which new streams clear, and after two it is sent GOAWAY
- * ENHANCE_YOUR_CALM "too_many_pings". The server also pings every client each
- * interval and closes the connection if the ping goes unanswered.
+ * ENHANCE_YOUR_CALM "too_many_pings". As in grpc-go, a ping that follows
+ * anything the server sent besides the last ping's ACK is forgiven: grpc-go
+ * clients ping to measure bandwidth as they receive data, so a watch stream
+ * with events flowing draws pings well inside the minimum time. The server
+ * also pings every client each interval and closes the connection if the
+ * ping goes unanswered.
  */
-function applyKeepalive(session: KeepaliveSession, policy: ServerKeepalive): void {
+function applyKeepalive(session: KeepaliveSession, policy: ServerKeepalive, bytesWritten: () => number): void {
   let lastPingAt = 0;
   let strikes = 0;
   let streams = 0;
+  let writtenAtLastPing = 0;
   session.on("stream", (stream) => {
     streams++;
     strikes = 0; // grpc-go forgives a connection that is being used
@@ -220,8 +231,12 @@ function applyKeepalive(session: KeepaliveSession, policy: ServerKeepalive): voi
   });
   session.on("ping", () => {
     const now = Date.now();
+    const written = bytesWritten();
+    const sentSince = written - writtenAtLastPing;
+    writtenAtLastPing = written;
     const minimum = streams > 0 ? policy.minTimeMs : IDLE_PING_INTERVAL_MS;
-    if (lastPingAt + minimum > now) strikes++;
+    if (sentSince > PING_FRAME_BYTES) strikes = 0;
+    else if (lastPingAt + minimum > now) strikes++;
     lastPingAt = now;
     if (strikes > MAX_PING_STRIKES && !session.closed) {
       session.goaway(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM, 0, Buffer.from("too_many_pings"));

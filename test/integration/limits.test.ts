@@ -1,13 +1,64 @@
 // Connection-level limits toward clients: gRPC keepalive (enforcement and
 // server pings), and HTTP/1.1 header timeouts against slowloris clients.
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import assert from "node:assert/strict";
 import * as http2 from "node:http2";
 import { connect } from "node:net";
 import { describe, it } from "node:test";
+import { WatchRequestSchema, WatchResponseSchema } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.js";
+import { FrameDecoder, frame } from "../../src/grpc/wire.js";
 import { useProxy } from "../helpers/fixture.js";
-import { WatchStream } from "../helpers/watch.js";
+import { WatchStream, eventually } from "../helpers/watch.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe("gRPC keepalive: pings that follow data", () => {
+  const f = useProxy(1);
+
+  it("a client pinging as it receives watch events (grpc-go's bandwidth probe) stays connected; the same pings with nothing received strike", async () => {
+    const session = http2.connect(`http://${f.proxy.address}`);
+    session.on("error", () => {});
+    let goaway: number | undefined;
+    session.on("goaway", (code) => (goaway = code));
+    const stream = session.request({
+      ":method": "POST",
+      ":path": "/etcdserverpb.Watch/Watch",
+      "content-type": "application/grpc",
+      te: "trailers",
+    });
+    stream.on("error", () => {});
+    const decoder = new FrameDecoder(1 << 20);
+    const events: number[] = [];
+    let responses = 0;
+    stream.on("data", (chunk: Buffer) => {
+      for (const m of decoder.push(chunk)) {
+        responses++;
+        events.push(...fromBinary(WatchResponseSchema, m).events.map((e) => Number(e.kv!.modRevision)));
+      }
+      session.ping(() => {}); // as grpc-go's BDP estimator does on receiving data
+    });
+    const request = create(WatchRequestSchema, {
+      requestUnion: { case: "createRequest", value: { key: Buffer.from("keepalive/bdp") } },
+    });
+    stream.write(frame(toBinary(WatchRequestSchema, request)));
+    await eventually(() => responses === 1, "Created");
+    for (let i = 0; i < 20; i++) {
+      await f.direct.unary("KV", "Put", { key: Buffer.from("keepalive/bdp"), value: Buffer.from(`${i}`) });
+      await sleep(10);
+    }
+    await eventually(() => events.length === 20, "every event");
+    assert.equal(goaway, undefined, "no GOAWAY for pings that follow data");
+    assert.equal(session.closed, false);
+
+    // Nothing comes now: pings inside the minimum time are strikes again.
+    for (let i = 0; i < 10 && goaway === undefined && !session.destroyed; i++) {
+      session.ping(() => {});
+      await sleep(20);
+    }
+    assert.equal(goaway, http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+    session.destroy();
+  });
+});
 
 describe("gRPC keepalive toward clients", () => {
   const f = useProxy(1, { proxyArgs: ["--grpc-keepalive-interval=300ms", "--grpc-keepalive-timeout=1s"] });
@@ -19,7 +70,7 @@ describe("gRPC keepalive toward clients", () => {
       session.once("goaway", (code, _last, data) => resolve({ code, data: data?.toString() ?? "" })),
     );
     await new Promise((r) => session.once("connect", r));
-    for (let i = 0; i < 4 && !session.closed; i++) {
+    for (let i = 0; i < 10 && !session.closed && !session.destroyed; i++) {
       session.ping(() => {});
       await sleep(20);
     }
