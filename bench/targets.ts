@@ -53,40 +53,9 @@ async function waitListening(address: string, child: ChildProcess, what: string)
 export async function startLab(names: string[]): Promise<Lab> {
   const etcd = await startEtcd(1);
   const children: ChildProcess[] = [];
-  const targets: Target[] = [];
-  for (const name of names) {
-    if (name === "direct") {
-      targets.push({ name, address: etcd.endpoints, pid: etcd.members[0]!.process!.pid! });
-      continue;
-    }
-    const address = `127.0.0.1:${await freePort()}`;
-    const child =
-      name === "go-proxy"
-        ? spawn("etcd", ["grpc-proxy", "start", `--endpoints=${etcd.endpoints}`, `--listen-addr=${address}`], {
-            stdio: "ignore",
-          })
-        : spawn(
-            process.execPath,
-            [
-              ...(process.env.BENCH_PROFILE ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : []),
-              ...(process.env.BENCH_NODE_FLAGS ? process.env.BENCH_NODE_FLAGS.split(" ") : []),
-              join(name === "ecp-base" ? baseCheckout() : root, "bin", "etcd-connect-proxy.js"),
-              "start",
-              `--endpoints=${etcd.endpoints}`,
-              `--listen-addr=${address}`,
-              "--log-level=warn",
-              `--grpc-lane=${name === "ecp-connect" ? "connect" : "native"}`,
-              ...(process.env.BENCH_PROXY_ARGS ? process.env.BENCH_PROXY_ARGS.split(" ") : []),
-            ],
-            { stdio: ["ignore", "ignore", "inherit"] },
-          );
-    children.push(child);
-    await waitListening(address, child, name);
-    targets.push({ name, address, pid: child.pid! });
-  }
-  return {
+  const lab: Lab = {
     etcd,
-    targets,
+    targets: [],
     async stop() {
       // SIGTERM lets our proxy exit cleanly (and write a --cpu-prof profile).
       await Promise.all(
@@ -106,4 +75,40 @@ export async function startLab(names: string[]): Promise<Lab> {
       await etcd.stop();
     },
   };
+  try {
+    for (const name of names) lab.targets.push(await startTarget(name, etcd, children));
+  } catch (err) {
+    await lab.stop(); // a target that cannot start leaves no process of the others behind
+    throw err;
+  }
+  return lab;
+}
+
+/** Starts one target in front of `etcd`; the processes it starts join `children`. */
+async function startTarget(name: string, etcd: EtcdCluster, children: ChildProcess[]): Promise<Target> {
+  if (name === "direct") return { name, address: etcd.endpoints, pid: etcd.members[0]!.process!.pid! };
+  const address = `127.0.0.1:${await freePort()}`;
+  const child =
+    name === "go-proxy"
+      ? spawn("etcd", ["grpc-proxy", "start", `--endpoints=${etcd.endpoints}`, `--listen-addr=${address}`], {
+          stdio: "ignore",
+        })
+      : spawn(
+          process.execPath,
+          [
+            ...(process.env.BENCH_PROFILE ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : []),
+            ...(process.env.BENCH_NODE_FLAGS ? process.env.BENCH_NODE_FLAGS.split(" ") : []),
+            join(name === "ecp-base" ? baseCheckout() : root, "bin", "etcd-connect-proxy.js"),
+            "start",
+            `--endpoints=${etcd.endpoints}`,
+            `--listen-addr=${address}`,
+            "--log-level=warn",
+            `--grpc-lane=${name === "ecp-connect" ? "connect" : "native"}`,
+            ...(process.env.BENCH_PROXY_ARGS ? process.env.BENCH_PROXY_ARGS.split(" ") : []),
+          ],
+          { stdio: ["ignore", "ignore", "inherit"] },
+        );
+  children.push(child);
+  await waitListening(address, child, name);
+  return { name, address, pid: child.pid! };
 }
