@@ -89,8 +89,8 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
   private received = 0;
 
   private out: Uint8Array[] = [];
-  /** Bytes handed to the socket so far (keepalive tells a busy connection's pings from idle chatter). */
-  bytesWritten = 0;
+  /** Bytes handed to the socket so far. */
+  private written = 0;
   private flushQueued = false;
   private readonly pings: Array<(err: Error | null) => void> = [];
 
@@ -164,6 +164,11 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
     return true;
   }
 
+  /** Bytes handed to the socket so far (keepalive tells a busy connection's pings from idle chatter). */
+  get bytesWritten(): number {
+    return this.written;
+  }
+
   /** Open streams. */
   get size(): number {
     return this.streams.size;
@@ -199,7 +204,7 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
     if (this.out.length === 0 || this.socket.destroyed) return;
     const bytes = this.out.length === 1 ? this.out[0]! : Buffer.concat(this.out);
     this.out.length = 0;
-    this.bytesWritten += bytes.length;
+    this.written += bytes.length;
     if (!this.socket.write(bytes)) this.socketBlocked = true;
   };
 

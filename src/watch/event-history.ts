@@ -42,7 +42,7 @@ export class EventHistory {
   private bytes = 0;
   private coveredFrom: bigint | undefined;
   /** Replays made since the history last changed, by start revision: watchers rejoining together share one. */
-  private catchUps = new Map<bigint, CatchUp>();
+  private readonly catchUps = new Map<bigint, CatchUp>();
 
   constructor(private readonly limits: HistoryLimits) {}
 
@@ -65,7 +65,7 @@ export class EventHistory {
     if (delivery.events.length === 0 || this.coveredFrom === undefined) return;
     const bytes = eventBytes(delivery.events);
     const entry = { revision: delivery.lastRevision, delivery, bytes };
-    if (this.catchUps.size > 0) this.catchUps = new Map();
+    this.catchUps.clear();
     this.entries.push(entry);
     this.bytes += bytes;
     while (this.size > this.limits.maxEntries || (this.bytes > this.limits.maxBytes && this.size > 0)) {

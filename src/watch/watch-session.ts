@@ -238,13 +238,10 @@ export class WatchSession implements ChannelMember {
     const seq = watcher.unreadSeq;
     if (seq <= this.batchFloor || !this.output.holds(seq) || watcher.fragment) return false;
     const batch = watcher.unreadBatch;
-    if (batch) {
-      if (batch.bytes + variant.bytes > this.limits.batchBytes) return false;
-      batch.add(variant);
-    } else {
-      const first = watcher.unreadVariant!;
-      if (first.bytes + variant.bytes > this.limits.batchBytes) return false;
-      const made = new EventBatch(watcher.id, first, variant, this.lastRun);
+    if ((batch ?? watcher.unreadVariant!).bytes + variant.bytes > this.limits.batchBytes) return false;
+    if (batch) batch.add(variant);
+    else {
+      const made = new EventBatch(watcher.id, watcher.unreadVariant!, variant, this.lastRun);
       this.lastRun = made.sharedRun;
       this.output.replace(seq, made);
       watcher.unreadBatch = made;
