@@ -5,6 +5,8 @@
 #
 # The integration suite runs twice: with native gRPC in the fast lane (the
 # default), then served by Connect (--grpc-lane=connect). Both must pass.
+# test/edge (HTTP/2 attacks, fuzzing, h2spec) starts its own proxy process
+# with default flags, so it runs once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/ensure-deps.sh

@@ -1,6 +1,10 @@
+import type { AnswerGate } from "./util/answer-gate.js";
+
+export type { AnswerGate };
+
 /**
  * What a service needs to know about the call it serves, independent of the
- * transport (Connect on Fastify today, a native gRPC lane later).
+ * transport (Connect on Fastify, or the native gRPC lane).
  */
 export interface CallContext {
   /**
@@ -12,6 +16,8 @@ export interface CallContext {
   readonly deadline: number | undefined;
   /** Aborts when the client cancels, disconnects or runs out of time. */
   readonly signal: AbortSignal;
+  /** Paces unary answers to what the client reads, where its transport knows that. */
+  readonly answers?: AnswerGate;
 }
 
 /** Metadata keys forwarded to etcd, lower-case as HTTP/2 sends them. */

@@ -286,7 +286,9 @@ export const PROXY_FLAGS: readonly ProxyFlag[] = [
   {
     name: "max-concurrent-streams",
     type: "uint",
-    default: "4294967295",
+    // etcd advertises 2^32-1; a finite default bounds what one connection
+    // can open (clients queue their streams past it, they are not refused).
+    default: "1000",
     help: "maximum concurrent HTTP/2 streams per client connection",
     availability: "supported",
   },

@@ -46,6 +46,11 @@ export class FrameDecoder {
 
   constructor(private readonly maxMessageBytes: number) {}
 
+  /** Bytes of a message not yet whole. */
+  get buffered(): number {
+    return this.pendingTotal;
+  }
+
   /** Adds a chunk; returns the messages it completed (views into the chunk where possible). */
   push(chunk: Buffer): readonly Buffer[] {
     let bytes = chunk;

@@ -41,7 +41,8 @@ export class H2ClientConnection extends H2Connection<H2ClientStream> {
     }
   }
 
-  protected onHeaderBlock(streamId: number, flags: number, headers: HeaderList): void {
+  protected onHeaderBlock(streamId: number, flags: number, block: Buffer): void {
+    const headers = this.hpack.decode(block);
     this.streams.get(streamId)?.receiveHeaders(headers, (flags & Flag.END_STREAM) !== 0);
   }
 

@@ -14,7 +14,8 @@
  */
 import { EventEmitter } from "node:events";
 import type { Duplex } from "node:stream";
-import { CompressionError, HpackDecoder, type HeaderList } from "./hpack.js";
+import type { AnswerGate } from "../util/answer-gate.js";
+import { CompressionError, HpackDecoder } from "./hpack.js";
 import {
   CLIENT_PREFACE,
   DEFAULT_MAX_FRAME,
@@ -32,12 +33,47 @@ import {
   writeFrameHeader,
 } from "./frames.js";
 
-/** What this side announces. Large receive windows: the proxy reads as fast as data comes. */
-const HEADER_TABLE_SIZE = 4096;
-const STREAM_WINDOW = 1 << 20;
-const CONNECTION_WINDOW = 16 << 20;
-/** The largest header block (with CONTINUATIONs) accepted before the connection is closed. */
-const MAX_HEADER_BLOCK = 1 << 20;
+/**
+ * Every bound the proxy's HTTP/2 keeps against a peer, in one place (the
+ * README's security section lists them). The receive windows are large, so
+ * a fast client is never slowed, but they are credited as data is consumed,
+ * not as it arrives: what a peer can make the proxy hold is the window.
+ */
+export const H2_LIMITS = {
+  /** SETTINGS_HEADER_TABLE_SIZE: the peer's HPACK dynamic table. */
+  headerTableSize: 4096,
+  /** SETTINGS_INITIAL_WINDOW_SIZE toward clients: unconsumed bytes one stream may send. */
+  streamWindow: 1 << 20,
+  /**
+   * The same toward etcd: what an answer may bring before its client's
+   * gate admits it (see AnswerGate), so small that calls of a client that
+   * does not read hold little.
+   */
+  upstreamStreamWindow: 64 << 10,
+  /** The connection's receive window: unconsumed bytes all streams together may send. */
+  connectionWindow: 16 << 20,
+  /** SETTINGS_MAX_HEADER_LIST_SIZE: a decoded header block, RFC 7541 sizes (grpc-go answers more with RST_STREAM). */
+  maxHeaderListSize: 64 << 10,
+  /** Encoded bytes of one header block, HEADERS and CONTINUATIONs together. */
+  maxHeaderBlockBytes: 128 << 10,
+  /** Frames of one header block: empty CONTINUATIONs cost the peer nothing, and bytes alone do not count them. */
+  maxHeaderBlockFrames: 32,
+  /** Control frames (ACKs, RST_STREAMs, WINDOW_UPDATEs) queued while a peer does not read, before GOAWAY. */
+  maxQueuedControlFrames: 10_000,
+  /**
+   * Response bytes a connection may hold for streams the peer does not
+   * read (their windows are shut), each stalled stream costing
+   * `stalledStreamCost` more. Past it, new streams are refused and the
+   * largest stalled ones reset; one stream alone may always exceed it.
+   */
+  maxStalledBytes: 16 << 20,
+  stalledStreamCost: 4 << 10,
+  /** A server connection must send its preface and SETTINGS within this. */
+  handshakeTimeoutMs: 5_000,
+  /** The client's stream ids whose close is remembered, to tell late frames from protocol errors. */
+  closedStreamMemory: 1024,
+} as const;
+
 /** A stream's write() asks the caller to wait once this much is queued on it. */
 const STREAM_HIGH_WATER = 64 * 1024;
 
@@ -53,6 +89,14 @@ export class ConnectionError extends Error {
 }
 
 /**
+ * How a stream the peer opened ended, remembered for a while: frames that
+ * arrive later are a protocol error when the peer itself ended or reset the
+ * stream, and are ignored when this side reset it (the peer may not know
+ * yet, RFC 9113 §5.1 "closed").
+ */
+type ClosedBy = "peer" | "local-reset";
+
+/**
  * One HTTP/2 connection. Events: "error" (a protocol error that closed it),
  * "ping" (the peer pinged), "close". goaway, close, destroy and ping mirror
  * node's Http2Session.
@@ -62,14 +106,35 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
   destroyed = false;
 
   protected readonly streams = new Map<number, S>();
-  protected readonly hpack = new HpackDecoder(HEADER_TABLE_SIZE);
+  protected readonly hpack = new HpackDecoder(H2_LIMITS.headerTableSize, H2_LIMITS.maxHeaderListSize);
   /** Streams above this id are refused or ignored after a GOAWAY. */
   protected goawayLastId = MAX_WINDOW;
+  /** Peer streams that closed lately, by id, and how (see ClosedBy). */
+  protected readonly closedStreams = new Map<number, ClosedBy>();
+  /** Ids up to this one may have closed and been forgotten. */
+  protected forgottenBelow = 0;
 
-  private input: Buffer = EMPTY;
+  /** Received bytes not yet parsed: a partial frame, kept as chunks until it is whole. */
+  private inputChunks: Buffer[] = [];
+  private inputBytes = 0;
+  /** Bytes the first partial frame (or the preface) needs before parsing is worth it. */
+  private inputNeeded = 0;
   private prefaceExpected: boolean;
+  /** A server connection has not had its client's first SETTINGS yet. */
+  private settingsExpected: boolean;
+  private handshakeTimer: NodeJS.Timeout | undefined;
   /** A header block waiting for its CONTINUATION frames. */
-  private pendingHeaders: { streamId: number; flags: number; chunks: Buffer[]; size: number } | undefined;
+  private pendingHeaders:
+    | { streamId: number; flags: number; chunks: Buffer[]; size: number; frames: number; selfDependent: boolean }
+    | undefined;
+  /**
+   * A peer that is not to be trusted (the server role): control answers are
+   * capped, reading stops while the peer does not read, output for
+   * unread streams is bounded, and the handshake has a deadline.
+   */
+  protected readonly guarded: boolean;
+  /** The receive window this side gives each stream (SETTINGS_INITIAL_WINDOW_SIZE). */
+  readonly streamWindow: number;
 
   /** Sending: the peer's settings and the connection's flow-control window. */
   protected peerInitialWindow = DEFAULT_WINDOW;
@@ -85,8 +150,12 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
   private readonly ready = new Set<H2StreamBase>();
   private socketBlocked = false;
 
-  /** Receiving: bytes taken since the last connection WINDOW_UPDATE. */
-  private received = 0;
+  /** Receiving: what the peer may still send, and bytes released since the last WINDOW_UPDATE. */
+  private recvWindow = H2_LIMITS.connectionWindow;
+  private released = 0;
+  /** Response bytes queued on streams, and control frames queued while the socket is full. */
+  private backlog = 0;
+  private controlQueued = 0;
 
   private out: Uint8Array[] = [];
   /** Bytes handed to the socket so far. */
@@ -101,12 +170,28 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
     extraSettings: Array<[Setting, number]> = [],
   ) {
     super();
+    this.guarded = role === "server";
+    this.streamWindow = role === "server" ? H2_LIMITS.streamWindow : H2_LIMITS.upstreamStreamWindow;
     this.prefaceExpected = role === "server";
+    this.settingsExpected = role === "server";
+    this.inputNeeded = role === "server" ? CLIENT_PREFACE.length : FRAME_HEADER_BYTES;
     if (role === "client") this.send(CLIENT_PREFACE);
     this.send(
-      settingsFrame([[Setting.INITIAL_WINDOW_SIZE, STREAM_WINDOW], [Setting.ENABLE_PUSH, 0], ...extraSettings]),
+      settingsFrame([
+        [Setting.INITIAL_WINDOW_SIZE, this.streamWindow],
+        [Setting.ENABLE_PUSH, 0],
+        [Setting.MAX_HEADER_LIST_SIZE, H2_LIMITS.maxHeaderListSize],
+        ...extraSettings,
+      ]),
     );
-    this.send(frame32(FrameType.WINDOW_UPDATE, 0, CONNECTION_WINDOW - DEFAULT_WINDOW));
+    this.send(frame32(FrameType.WINDOW_UPDATE, 0, H2_LIMITS.connectionWindow - DEFAULT_WINDOW));
+    if (this.guarded) {
+      this.handshakeTimer = setTimeout(
+        () => this.fail(new ConnectionError(ErrorCode.PROTOCOL_ERROR, "no preface and SETTINGS in time")),
+        H2_LIMITS.handshakeTimeoutMs,
+      );
+      this.handshakeTimer.unref?.();
+    }
     socket.on("data", (chunk: Buffer) => this.onData(chunk));
     socket.on("drain", () => this.onDrain());
     socket.on("error", (err) => this.destroy(err));
@@ -114,8 +199,14 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
     socket.on("end", () => this.destroy());
   }
 
-  /** A complete header block for `streamId` (HEADERS plus any CONTINUATIONs). */
-  protected abstract onHeaderBlock(streamId: number, flags: number, headers: HeaderList): void;
+  /**
+   * A complete header block for `streamId` (HEADERS plus any CONTINUATIONs),
+   * still encoded: the role decodes it with `this.hpack`, under the rules
+   * it holds the block to, and must decode every block, even one it then
+   * refuses, to keep the dynamic table in step. `selfDependent`: the
+   * HEADERS frame named its own stream as its dependency (a stream error).
+   */
+  protected abstract onHeaderBlock(streamId: number, flags: number, block: Buffer, selfDependent: boolean): void;
 
   /** The peer sent GOAWAY: streams above `lastStreamId` were not processed. */
   protected abstract onGoaway(lastStreamId: number, code: number): void;
@@ -147,12 +238,19 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
     if (this.destroyed) return;
     this.destroyed = true;
     this.closed = true;
+    clearTimeout(this.handshakeTimer);
     this.flush();
     const failure = err ?? new Error("connection closed");
     for (const stream of this.streams.values()) stream.terminate(failure);
     this.streams.clear();
     for (const callback of this.pings.splice(0)) callback(failure);
-    this.socket.destroy();
+    if (err instanceof ConnectionError && !this.socket.destroyed) {
+      // Let the GOAWAY that explains it leave first (a TLS socket destroyed at
+      // once drops what it has not encrypted yet), but never wait long on a
+      // peer that does not read.
+      this.socket.end();
+      setTimeout(() => this.socket.destroy(), 1_000).unref();
+    } else this.socket.destroy();
     this.emit("close");
   }
 
@@ -183,6 +281,76 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
     this.flushSoon();
   }
 
+  /**
+   * Queues a frame the peer's input made this side owe (an ACK, a reset, a
+   * window update). A peer that provokes them without reading the answers
+   * (SETTINGS or PING floods) is cut off past the cap.
+   */
+  sendControl(bytes: Uint8Array): void {
+    if (this.guarded && this.socketBlocked && ++this.controlQueued > H2_LIMITS.maxQueuedControlFrames) {
+      throw new ConnectionError(
+        ErrorCode.ENHANCE_YOUR_CALM,
+        "too many control frames queued for a peer that does not read",
+      );
+    }
+    this.send(bytes);
+  }
+
+  /**
+   * The one stream that may hold more than half the connection window
+   * unreleased (a request larger than the window would otherwise never
+   * arrive whole); a stream asks with `claim` true, and gives it back.
+   */
+  private largeHolder: H2StreamBase | undefined;
+  largeSlot(stream: H2StreamBase, claim: boolean): boolean {
+    if (!claim) {
+      if (this.largeHolder === stream) this.largeHolder = undefined;
+      return false;
+    }
+    if (this.largeHolder !== undefined && this.largeHolder !== stream && !this.largeHolder.closed) return false;
+    this.largeHolder = stream;
+    return true;
+  }
+
+  /** A stream has queued (+) or sent or dropped (-) response bytes. */
+  addBacklog(n: number): void {
+    this.backlog += n;
+    if (n < 0 && this.gateWaiters.length > 0) this.openGate();
+  }
+
+  /** Bytes of answers admitted from etcd for this client and not yet delivered or dropped. */
+  private answersInFlight = 0;
+  private gateWaiters: Array<() => void> = [];
+
+  /**
+   * This client's gate for answers from etcd (see AnswerGate): what it has
+   * not read yet, admitted and queued together, stays under the stalled
+   * budget; one answer alone may always come in.
+   */
+  readonly answerGate: AnswerGate = {
+    admit: (bytes) => {
+      if (this.answersInFlight > 0 && this.answersInFlight + this.backlog + bytes > H2_LIMITS.maxStalledBytes) {
+        return false;
+      }
+      this.answersInFlight += bytes;
+      return true;
+    },
+    settle: (bytes) => {
+      this.answersInFlight -= bytes;
+      if (this.gateWaiters.length > 0) this.openGate();
+    },
+    whenOpen: (fn) => {
+      this.gateWaiters.push(fn);
+    },
+  };
+
+  private openGate(): void {
+    if (this.answersInFlight + this.backlog >= H2_LIMITS.maxStalledBytes || this.destroyed) return;
+    const waiters = this.gateWaiters;
+    this.gateWaiters = [];
+    for (const fn of waiters) fn();
+  }
+
   /** Pumps `stream` when the connection flushes, with whatever else it is written in this tick. */
   schedule(stream: H2StreamBase): void {
     if (this.destroyed) return;
@@ -201,16 +369,43 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
     for (const stream of this.ready) if (!stream.pump()) this.waiting.add(stream);
     this.ready.clear();
     this.flushQueued = false;
+    if (this.guarded && this.backlog > H2_LIMITS.maxStalledBytes) this.shedStalled();
     if (this.out.length === 0 || this.socket.destroyed) return;
     const bytes = this.out.length === 1 ? this.out[0]! : Buffer.concat(this.out);
     this.out.length = 0;
     this.written += bytes.length;
-    if (!this.socket.write(bytes)) this.socketBlocked = true;
+    if (!this.socket.write(bytes) && !this.socketBlocked) {
+      this.socketBlocked = true;
+      // A peer that does not read gets nothing more read from it either:
+      // what it sends would only pile up answers it will not take.
+      if (this.guarded) this.socket.pause();
+    }
   };
 
   private onDrain(): void {
     this.socketBlocked = false;
+    this.controlQueued = 0;
+    if (this.guarded && !this.destroyed) this.socket.resume();
     this.serveWaiting();
+  }
+
+  /** What stalled streams cost the connection now (see H2_LIMITS.maxStalledBytes). */
+  protected stalledCost(): number {
+    return this.backlog + this.waiting.size * H2_LIMITS.stalledStreamCost;
+  }
+
+  /**
+   * Resets the largest stalled streams until the backlog fits the budget,
+   * leaving at least one: a single large answer to a slow reader may wait.
+   */
+  private shedStalled(): void {
+    while (this.backlog > H2_LIMITS.maxStalledBytes && this.waiting.size > 1) {
+      let largest: H2StreamBase | undefined;
+      for (const stream of this.waiting) if (!largest || stream.queuedBytes > largest.queuedBytes) largest = stream;
+      if (!largest || largest.queuedBytes === 0) return;
+      this.waiting.delete(largest);
+      largest.reset(ErrorCode.ENHANCE_YOUR_CALM);
+    }
   }
 
   /** Lets streams with queued data send what the windows allow. */
@@ -268,11 +463,60 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
     this.streams.delete(stream.id);
     this.waiting.delete(stream);
     this.ready.delete(stream);
+    if (this.guarded) this.rememberClosed(stream.id, stream.closedByPeer ? "peer" : "local-reset");
     this.closeIfIdle();
+  }
+
+  /** Remembers how a peer stream closed, forgetting the oldest past the memory's size. */
+  protected rememberClosed(streamId: number, how: ClosedBy): void {
+    this.closedStreams.set(streamId, how);
+    if (this.closedStreams.size > H2_LIMITS.closedStreamMemory) {
+      const oldest = this.closedStreams.keys().next().value!;
+      this.closedStreams.delete(oldest);
+      if (oldest > this.forgottenBelow) this.forgottenBelow = oldest;
+    }
+  }
+
+  /**
+   * A frame of `type` for a stream that is not open. Idle streams (never
+   * opened) make it a connection error; streams the peer ended or reset
+   * make DATA a stream error and HEADERS a connection error of type
+   * STREAM_CLOSED; after this side's reset, frames are ignored.
+   */
+  protected onNotOpen(streamId: number, type: FrameType): void {
+    if (this.neverOpened(streamId)) {
+      throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `${FrameType[type]} on idle stream ${streamId}`);
+    }
+    if (type !== FrameType.DATA && type !== FrameType.HEADERS) return;
+    const how = this.closedStreams.get(streamId);
+    if (how === undefined && this.guarded && streamId > this.forgottenBelow) {
+      // Not open, not remembered, and not old: an id the peer skipped, which it may never use again.
+      throw new ConnectionError(
+        ErrorCode.PROTOCOL_ERROR,
+        `${FrameType[type]} on stream ${streamId}, below the last opened`,
+      );
+    }
+    if (how !== "peer") return;
+    if (type === FrameType.HEADERS)
+      throw new ConnectionError(ErrorCode.STREAM_CLOSED, `HEADERS on closed stream ${streamId}`);
+    this.streamError(streamId, ErrorCode.STREAM_CLOSED);
+  }
+
+  /**
+   * Answers a peer's mistake on one stream with RST_STREAM. Such resets
+   * cost the peer as its own do (the rapid-reset budget): a client that
+   * provokes them cannot get around the limit ("MadeYouReset").
+   */
+  streamError(streamId: number, code: ErrorCode): void {
+    this.chargeReset();
+    const stream = this.streams.get(streamId);
+    if (stream) stream.reset(code);
+    else this.sendControl(frame32(FrameType.RST_STREAM, streamId, code));
   }
 
   protected closeIfIdle(): void {
     if (this.closed && this.streams.size === 0 && !this.destroyed) {
+      clearTimeout(this.handshakeTimer);
       this.flush();
       this.socket.end();
       this.destroyed = true;
@@ -280,56 +524,95 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
     }
   }
 
+  /** Releases `n` received bytes to the connection window (their stream has consumed or dropped them). */
+  release(n: number): void {
+    if (n <= 0 || this.destroyed) return;
+    this.released += n;
+    if (this.released >= H2_LIMITS.connectionWindow / 2) {
+      this.recvWindow += this.released;
+      this.sendControl(frame32(FrameType.WINDOW_UPDATE, 0, this.released));
+      this.released = 0;
+    }
+  }
+
+  /** Ends the connection for a protocol error: GOAWAY with the error's code, then close. */
+  private fail(err: Error): void {
+    if (this.destroyed) return;
+    const code =
+      err instanceof ConnectionError
+        ? err.code
+        : err instanceof CompressionError
+          ? ErrorCode.COMPRESSION_ERROR
+          : ErrorCode.INTERNAL_ERROR;
+    if (this.listenerCount("error") > 0) this.emit("error", err);
+    this.send(goawayFrame(this.lastPeerStreamId(), code, Buffer.from(err.message)));
+    this.destroy(err);
+  }
+
   // ---- input --------------------------------------------------------------
 
   private onData(chunk: Buffer): void {
     if (this.destroyed) return;
-    this.input = this.input.length === 0 ? chunk : Buffer.concat([this.input, chunk]);
+    // A partial frame waits as chunks until it is whole: joining each new
+    // chunk to it would copy a frame sent a byte at a time 16k times.
+    if (this.inputBytes > 0) {
+      this.inputChunks.push(chunk);
+      this.inputBytes += chunk.length;
+      if (this.inputBytes < this.inputNeeded) return;
+      chunk = Buffer.concat(this.inputChunks, this.inputBytes);
+      this.inputChunks = [];
+      this.inputBytes = 0;
+    } else if (chunk.length < this.inputNeeded) {
+      this.inputChunks.push(chunk);
+      this.inputBytes = chunk.length;
+      return;
+    }
     try {
+      let offset = 0;
       if (this.prefaceExpected) {
-        if (this.input.length < CLIENT_PREFACE.length) return;
-        if (!this.input.subarray(0, CLIENT_PREFACE.length).equals(CLIENT_PREFACE)) {
+        if (!chunk.subarray(0, CLIENT_PREFACE.length).equals(CLIENT_PREFACE)) {
           throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "bad connection preface");
         }
         this.prefaceExpected = false;
-        this.input = this.input.subarray(CLIENT_PREFACE.length);
+        offset = CLIENT_PREFACE.length;
       }
-      let offset = 0;
-      const input = this.input;
-      while (input.length - offset >= FRAME_HEADER_BYTES) {
-        const length = input.readUIntBE(offset, 3);
+      this.inputNeeded = FRAME_HEADER_BYTES;
+      while (chunk.length - offset >= FRAME_HEADER_BYTES) {
+        const length = chunk.readUIntBE(offset, 3);
         if (length > DEFAULT_MAX_FRAME) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "frame too large");
         const end = offset + FRAME_HEADER_BYTES + length;
-        if (end > input.length) break;
-        const type = input[offset + 3]!;
-        const flags = input[offset + 4]!;
-        const streamId = input.readUInt32BE(offset + 5) & MAX_WINDOW;
-        const payload = input.subarray(offset + FRAME_HEADER_BYTES, end);
+        if (end > chunk.length) {
+          this.inputNeeded = FRAME_HEADER_BYTES + length;
+          break;
+        }
+        const type = chunk[offset + 3]!;
+        const flags = chunk[offset + 4]!;
+        const streamId = chunk.readUInt32BE(offset + 5) & MAX_WINDOW;
+        const payload = chunk.subarray(offset + FRAME_HEADER_BYTES, end);
         offset = end;
         this.onFrame(type, flags, streamId, payload);
         if (this.destroyed) return;
       }
-      this.input = offset === input.length ? EMPTY : input.subarray(offset);
-      if (this.received >= CONNECTION_WINDOW / 2) {
-        this.send(frame32(FrameType.WINDOW_UPDATE, 0, this.received));
-        this.received = 0;
+      if (offset < chunk.length) {
+        this.inputChunks = [chunk.subarray(offset)];
+        this.inputBytes = chunk.length - offset;
       }
     } catch (err) {
-      const code =
-        err instanceof ConnectionError
-          ? err.code
-          : err instanceof CompressionError
-            ? ErrorCode.COMPRESSION_ERROR
-            : ErrorCode.INTERNAL_ERROR;
-      if (this.listenerCount("error") > 0) this.emit("error", err);
-      this.send(goawayFrame(this.lastPeerStreamId(), code, Buffer.from((err as Error).message)));
-      this.destroy(err as Error);
+      this.fail(err as Error);
     }
   }
 
   private onFrame(type: number, flags: number, streamId: number, payload: Buffer): void {
     if (this.pendingHeaders && type !== FrameType.CONTINUATION) {
       throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "expected CONTINUATION");
+    }
+    if (this.settingsExpected) {
+      // RFC 9113 §3.4: the preface is followed by a SETTINGS frame.
+      if (type !== FrameType.SETTINGS || flags & Flag.ACK) {
+        throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "the preface must be followed by SETTINGS");
+      }
+      this.settingsExpected = false;
+      clearTimeout(this.handshakeTimer);
     }
     switch (type) {
       case FrameType.DATA:
@@ -338,29 +621,24 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
         return this.onHeadersFrame(flags, streamId, payload);
       case FrameType.CONTINUATION:
         return this.onContinuation(flags, streamId, payload);
+      case FrameType.PRIORITY:
+        return this.onPriority(streamId, payload);
       case FrameType.RST_STREAM:
-        if (streamId === 0 || payload.length !== 4) {
-          throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "bad RST_STREAM");
-        }
-        {
-          const stream = this.streams.get(streamId);
-          if (!stream) return;
-          this.peerReset();
-          stream.receiveReset(payload.readUInt32BE(0));
-        }
-        return;
+        return this.onReset(streamId, payload);
       case FrameType.SETTINGS:
         return this.onSettings(flags, streamId, payload);
       case FrameType.PING:
-        if (streamId !== 0 || payload.length !== 8) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "bad PING");
+        if (streamId !== 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "PING on a stream");
+        if (payload.length !== 8) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "bad PING length");
         if (flags & Flag.ACK) {
           this.pings.shift()?.(null);
         } else {
-          this.send(frame(FrameType.PING, Flag.ACK, 0, payload));
+          this.sendControl(frame(FrameType.PING, Flag.ACK, 0, payload));
           this.emit("ping");
         }
         return;
       case FrameType.GOAWAY:
+        if (streamId !== 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "GOAWAY on a stream");
         if (payload.length < 8) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "bad GOAWAY");
         this.closed = true;
         this.onGoaway(payload.readUInt32BE(0) & MAX_WINDOW, payload.readUInt32BE(4));
@@ -371,18 +649,21 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
       case FrameType.PUSH_PROMISE:
         throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "push is disabled");
       default:
-        return; // PRIORITY and unknown frame types are ignored
+        return; // unknown frame types are ignored (RFC 9113 §4.1)
     }
   }
 
   private onDataFrame(flags: number, streamId: number, payload: Buffer): void {
     if (streamId === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "DATA on stream 0");
-    this.received += payload.length;
+    // The whole frame counts against the windows, padding included.
+    if (payload.length > this.recvWindow) {
+      throw new ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, "DATA beyond the connection window");
+    }
+    this.recvWindow -= payload.length;
     const stream = this.streams.get(streamId);
     if (!stream) {
-      // A stream that closed (a reset crossed with the peer's data); ids never opened are an error.
-      if (this.neverOpened(streamId)) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "DATA on an idle stream");
-      return;
+      this.release(payload.length); // nobody will consume these bytes
+      return this.onNotOpen(streamId, FrameType.DATA);
     }
     stream.receive(unpad(flags, payload), flags & Flag.END_STREAM, payload.length);
   }
@@ -390,9 +671,14 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
   private onHeadersFrame(flags: number, streamId: number, payload: Buffer): void {
     if (streamId === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "HEADERS on stream 0");
     let block = unpad(flags, payload);
-    if (flags & Flag.PRIORITY) block = block.subarray(5);
-    if (flags & Flag.END_HEADERS) return this.onHeaderBlock(streamId, flags, this.hpack.decode(block));
-    this.pendingHeaders = { streamId, flags, chunks: [block], size: block.length };
+    let selfDependent = false;
+    if (flags & Flag.PRIORITY) {
+      if (block.length < 5) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "HEADERS too short for its priority");
+      selfDependent = (block.readUInt32BE(0) & MAX_WINDOW) === streamId;
+      block = block.subarray(5);
+    }
+    if (flags & Flag.END_HEADERS) return this.onHeaderBlock(streamId, flags, block, selfDependent);
+    this.pendingHeaders = { streamId, flags, chunks: [block], size: block.length, frames: 1, selfDependent };
   }
 
   private onContinuation(flags: number, streamId: number, payload: Buffer): void {
@@ -402,19 +688,38 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
     }
     pending.chunks.push(payload);
     pending.size += payload.length;
-    if (pending.size > MAX_HEADER_BLOCK) {
+    if (pending.size > H2_LIMITS.maxHeaderBlockBytes || ++pending.frames > H2_LIMITS.maxHeaderBlockFrames) {
       throw new ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, "header block too large");
     }
     if (flags & Flag.END_HEADERS) {
       this.pendingHeaders = undefined;
       // Decoded even for a stream that is gone: the table must stay in step with the peer's.
-      this.onHeaderBlock(streamId, pending.flags, this.hpack.decode(Buffer.concat(pending.chunks)));
+      this.onHeaderBlock(streamId, pending.flags, Buffer.concat(pending.chunks, pending.size), pending.selfDependent);
     }
+  }
+
+  private onPriority(streamId: number, payload: Buffer): void {
+    if (streamId === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "PRIORITY on stream 0");
+    if (payload.length !== 5) return this.streamError(streamId, ErrorCode.FRAME_SIZE_ERROR);
+    // Priorities are otherwise ignored, as RFC 9113 allows; a stream cannot depend on itself.
+    if ((payload.readUInt32BE(0) & MAX_WINDOW) === streamId) this.streamError(streamId, ErrorCode.PROTOCOL_ERROR);
+  }
+
+  private onReset(streamId: number, payload: Buffer): void {
+    if (streamId === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "RST_STREAM on stream 0");
+    if (payload.length !== 4) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "bad RST_STREAM length");
+    const stream = this.streams.get(streamId);
+    if (!stream) return this.onNotOpen(streamId, FrameType.RST_STREAM);
+    this.chargeReset();
+    stream.receiveReset(payload.readUInt32BE(0));
   }
 
   private onSettings(flags: number, streamId: number, payload: Buffer): void {
     if (streamId !== 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "SETTINGS on a stream");
-    if (flags & Flag.ACK) return;
+    if (flags & Flag.ACK) {
+      if (payload.length !== 0) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "SETTINGS ACK with a payload");
+      return;
+    }
     if (payload.length % 6 !== 0) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "bad SETTINGS length");
     for (let i = 0; i < payload.length; i += 6) {
       const id = payload.readUInt16BE(i);
@@ -423,23 +728,32 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
         if (value > MAX_WINDOW) throw new ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, "window too large");
         const delta = value - this.peerInitialWindow;
         this.peerInitialWindow = value;
-        for (const stream of this.streams.values()) stream.sendWindow += delta;
+        for (const stream of this.streams.values()) {
+          stream.sendWindow += delta;
+          if (stream.sendWindow > MAX_WINDOW)
+            throw new ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, "window overflow");
+        }
       } else if (id === Setting.MAX_FRAME_SIZE) {
         if (value < DEFAULT_MAX_FRAME || value > 16_777_215) {
           throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "bad MAX_FRAME_SIZE");
         }
         this.peerMaxFrame = value;
+      } else if (id === Setting.ENABLE_PUSH) {
+        if (value > 1) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "bad ENABLE_PUSH");
       } else {
         this.onPeerSetting(id, value);
       }
       // HEADER_TABLE_SIZE: this side never indexes, so any size suits it.
     }
-    this.send(frame(FrameType.SETTINGS, Flag.ACK, 0));
+    this.sendControl(frame(FrameType.SETTINGS, Flag.ACK, 0));
     this.serveWaiting();
   }
 
-  /** The peer reset an open stream; a role may limit how often (throw a ConnectionError to close). */
-  protected peerReset(): void {}
+  /**
+   * A stream was reset, by the peer or for the peer's mistake; a role may
+   * limit how often (throw a ConnectionError to close).
+   */
+  protected chargeReset(): void {}
 
   /** Settings only one role cares about (the client: MAX_CONCURRENT_STREAMS). */
   protected onPeerSetting(_id: number, _value: number): void {}
@@ -448,6 +762,7 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
     if (payload.length !== 4) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "bad WINDOW_UPDATE");
     const increment = payload.readUInt32BE(0) & MAX_WINDOW;
     if (streamId === 0) {
+      // RFC 9113 §6.9: a zero increment on the connection is a connection error.
       if (increment === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "zero WINDOW_UPDATE");
       this.sendWindow += increment;
       if (this.sendWindow > MAX_WINDOW) throw new ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, "window overflow");
@@ -455,10 +770,9 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
       return;
     }
     const stream = this.streams.get(streamId);
-    if (!stream) return;
+    if (!stream) return this.onNotOpen(streamId, FrameType.WINDOW_UPDATE);
     if (increment === 0 || stream.sendWindow + increment > MAX_WINDOW) {
-      stream.reset(increment === 0 ? ErrorCode.PROTOCOL_ERROR : ErrorCode.FLOW_CONTROL_ERROR);
-      return;
+      return this.streamError(streamId, increment === 0 ? ErrorCode.PROTOCOL_ERROR : ErrorCode.FLOW_CONTROL_ERROR);
     }
     stream.sendWindow += increment;
     if (stream.pump()) this.waiting.delete(stream);
@@ -474,9 +788,32 @@ function unpad(flags: number, payload: Buffer): Buffer {
 }
 
 /**
+ * When a stream's received bytes are credited back to the peer:
+ * - "receipt": at once (the proxy's upstream calls, whose readers keep up);
+ * - "close": the stream window at once, the connection's when the stream
+ *   closes (a unary call's request, held whole until its answer);
+ * - "consumed": as the reader calls `consumed` (streams whose messages
+ *   queue up: a request the reader does not take stops the sender);
+ * - "paced": the connection's at once, the stream's as the reader calls
+ *   `consumed` (an answer from etcd, let in as fast as its client reads:
+ *   one stalled stream never holds the connection's window).
+ */
+export type FlowCredit = "receipt" | "close" | "consumed" | "paced";
+
+/**
  * What both roles' streams share: the body going out (queued, flow
- * controlled, with back-pressure), the body coming in (with window
- * updates), and closing, once.
+ * controlled, with back-pressure), the body coming in (windows enforced and
+ * credited as it is consumed), and closing, once.
+ *
+ * States (RFC 9113 §5.1), from this side's view of a stream the peer opened:
+ *
+ *     open ──peer END_STREAM──▶ half-closed (remote) ──our END_STREAM──▶ closed
+ *       │                                                                  ▲
+ *       └──our END_STREAM──▶ half-closed (local) ──peer END_STREAM─────────┤
+ *     any ──RST_STREAM (either side) or connection loss────────────────────┘
+ *
+ * A server stream that answers before the peer has ended sends
+ * RST_STREAM(NO_ERROR) and closes (gRPC servers do the same).
  */
 export abstract class H2StreamBase {
   /** The peer's body bytes, as they come. */
@@ -488,8 +825,14 @@ export abstract class H2StreamBase {
   localEnded = false;
   /** The RST_STREAM code that closed the stream, if one did. */
   rstCode: number | undefined;
+  /** The peer ended or reset the stream (else this side reset it): what late frames mean. */
+  closedByPeer = false;
   /** The connection's send window for this stream. */
   sendWindow: number;
+  /** When received bytes are credited back (see FlowCredit). */
+  flow: FlowCredit = "receipt";
+  /** The request's content-length, which the DATA must add up to (RFC 9113 §8.1.1). */
+  expectedLength: number | undefined;
 
   private closeListeners: Array<(err: Error | undefined) => void> | ((err: Error | undefined) => void) | undefined;
   private drainListeners: Array<() => void> = [];
@@ -497,7 +840,12 @@ export abstract class H2StreamBase {
   private queued = 0;
   /** What ends the body once the queue is sent: a trailer block, or null for an empty END_STREAM DATA. */
   private ending: Buffer | null | undefined;
-  private receivedUnacked = 0;
+  /** What the peer may still send on this stream, and bytes consumed since the last WINDOW_UPDATE. */
+  private recvWindow: number;
+  private consumedUnacked = 0;
+  /** Received bytes not yet released to the connection window. */
+  private held = 0;
+  private bodyReceived = 0;
 
   constructor(
     protected readonly connection: H2Connection,
@@ -505,6 +853,12 @@ export abstract class H2StreamBase {
     initialWindow: number,
   ) {
     this.sendWindow = initialWindow;
+    this.recvWindow = connection.streamWindow;
+  }
+
+  /** Response bytes queued and not yet sent. */
+  get queuedBytes(): number {
+    return this.queued;
   }
 
   /**
@@ -537,6 +891,7 @@ export abstract class H2StreamBase {
     if (data.length > 0) {
       this.queue.push(data);
       this.queued += data.length;
+      this.connection.addBacklog(data.length);
       this.connection.schedule(this);
     }
     return this.queued < STREAM_HIGH_WATER;
@@ -610,35 +965,97 @@ export abstract class H2StreamBase {
     }
     this.queue.splice(0, taken);
     this.queued -= n;
+    this.connection.addBacklog(-n);
   }
 
-  /** Connection input for this stream; `size` counts padding too, for flow control. */
+  /**
+   * Connection input for this stream; `size` is the whole frame's payload,
+   * padding included, which is what the windows count.
+   */
   receive(chunk: Buffer, endStream: number, size: number): void {
-    if (this.remoteEnded) {
-      if (!this.closed) this.reset(ErrorCode.STREAM_CLOSED);
+    if (this.remoteEnded || this.closed) {
+      // DATA after the peer's END_STREAM (half-closed remote): a stream error.
+      this.connection.release(size);
+      if (!this.closed) this.connection.streamError(this.id, ErrorCode.STREAM_CLOSED);
       return;
     }
-    if (chunk.length > 0) this.onBody?.(chunk);
-    this.receivedUnacked += size;
-    if (endStream) {
+    if (size > this.recvWindow) {
+      this.connection.release(size);
+      return this.connection.streamError(this.id, ErrorCode.FLOW_CONTROL_ERROR);
+    }
+    this.recvWindow -= size;
+    this.held += size;
+    const padding = size - chunk.length;
+    if (padding > 0) this.consumed(padding);
+    if (chunk.length > 0) {
+      this.bodyReceived += chunk.length;
+      if (this.expectedLength !== undefined && this.bodyReceived > this.expectedLength) {
+        return this.connection.streamError(this.id, ErrorCode.PROTOCOL_ERROR);
+      }
+      if (this.flow === "receipt") this.consumed(chunk.length);
+      else if (this.flow === "paced") {
+        this.held -= chunk.length;
+        this.connection.release(chunk.length);
+      } else if (this.flow === "close") {
+        this.creditStream(chunk.length);
+        // A request larger than half the connection window passes on credit as it comes, one stream at a time.
+        if (this.held > H2_LIMITS.connectionWindow / 2 && this.connection.largeSlot(this, true)) {
+          this.flow = "receipt";
+          this.connection.release(this.held);
+          this.held = 0;
+        }
+      }
+      this.onBody?.(chunk);
+    }
+    if (endStream && !this.closed) {
+      if (this.expectedLength !== undefined && this.bodyReceived !== this.expectedLength) {
+        return this.connection.streamError(this.id, ErrorCode.PROTOCOL_ERROR);
+      }
       this.remoteEnded = true;
       this.endedRemotely();
-    } else if (this.receivedUnacked >= STREAM_WINDOW / 2 && !this.closed) {
-      this.connection.send(frame32(FrameType.WINDOW_UPDATE, this.id, this.receivedUnacked));
-      this.receivedUnacked = 0;
+    }
+  }
+
+  /** Claims (or gives back) the connection's one slot for holding a large request unreleased. */
+  claimLargeSlot(claim: boolean): boolean {
+    return this.connection.largeSlot(this, claim);
+  }
+
+  /** The reader is done with `n` received bytes: both windows get them back. */
+  consumed(n: number): void {
+    if (n <= 0) return;
+    if (this.flow === "paced") return this.creditStream(n);
+    n = Math.min(n, this.held);
+    this.held -= n;
+    this.connection.release(n);
+    this.creditStream(n);
+  }
+
+  /** Gives `n` bytes back to this stream's window only (the connection's waits for close). */
+  private creditStream(n: number): void {
+    if (this.closed || this.remoteEnded) return;
+    this.consumedUnacked += n;
+    if (this.consumedUnacked >= this.connection.streamWindow / 2) {
+      this.recvWindow += this.consumedUnacked;
+      this.connection.sendControl(frame32(FrameType.WINDOW_UPDATE, this.id, this.consumedUnacked));
+      this.consumedUnacked = 0;
     }
   }
 
   receiveReset(code: number): void {
     if (this.closed) return;
     this.rstCode = code;
+    this.closedByPeer = true;
     this.close(undefined);
   }
 
   /** This side's END_STREAM has been queued. */
   protected endedLocally(): void {
     this.localEnded = true;
-    if (this.remoteEnded) this.close(undefined);
+    if (this.remoteEnded) {
+      this.closedByPeer = true;
+      this.close(undefined);
+    }
   }
 
   /** The peer's END_STREAM arrived. */
@@ -655,8 +1072,13 @@ export abstract class H2StreamBase {
   terminate(err: Error | undefined): void {
     if (this.closed) return;
     this.closed = true;
+    this.connection.largeSlot(this, false);
+    this.connection.addBacklog(-this.queued);
     this.queue = [];
     this.queued = 0;
+    // Whatever the reader still held is no longer anyone's.
+    this.connection.release(this.held);
+    this.held = 0;
     const listeners = this.closeListeners;
     this.closeListeners = undefined;
     // A microtask later: whoever closed the stream (reset, end) is never re-entered by its own listeners.

@@ -7,6 +7,7 @@
  * table's name (or whole field) when it has one. The proxy's own responses
  * use a handful of constant header blocks, so they are encoded once.
  */
+import type { FieldRules } from "./header-rules.js";
 import { decodeHuffman } from "./huffman.js";
 
 export class CompressionError extends Error {}
@@ -92,7 +93,7 @@ const EMPTY_BLOCK = new Uint8Array(0);
 const HUFFMAN_MEMO_MAX_BYTES = 128;
 
 /** Adds a field to a header list; a repeated name joins its values, as HeaderList says. */
-function add(headers: HeaderList, name: string, value: string): void {
+function join(headers: HeaderList, name: string, value: string): void {
   const previous = headers[name];
   headers[name] = previous === undefined ? value : `${previous}${name === "cookie" ? "; " : ", "}${value}`;
 }
@@ -108,15 +109,38 @@ export class HpackDecoder {
   private pos = 0;
   private readonly memoBytes: Array<Uint8Array | undefined> = new Array(HUFFMAN_MEMO_SLOTS);
   private readonly memoValues: string[] = new Array(HUFFMAN_MEMO_SLOTS);
+  /** The block being decoded: its fields so far, their RFC 7541 size, and the rules they are held to. */
+  private headers: HeaderList = {};
+  private listSize = 0;
+  private rules: FieldRules | undefined;
+  /** The last decoded block was larger than `maxListSize`: its fields were decoded but not kept. */
+  oversized = false;
 
-  /** `limit` is the SETTINGS_HEADER_TABLE_SIZE this side announced; the peer may shrink below it. */
-  constructor(private readonly limit: number) {
+  /**
+   * `limit` is the SETTINGS_HEADER_TABLE_SIZE this side announced; the peer
+   * may shrink below it. `maxListSize` bounds a decoded block (name, value
+   * and 32 octets a field, as SETTINGS_MAX_HEADER_LIST_SIZE counts): a
+   * few bytes of indexed references can stand for megabytes of fields.
+   */
+  constructor(
+    private readonly limit: number,
+    private readonly maxListSize = Infinity,
+  ) {
     this.maxSize = limit;
   }
 
-  /** Decodes one complete header block; throws CompressionError (a connection error) on bad input. */
-  decode(block: Uint8Array): HeaderList {
+  /**
+   * Decodes one complete header block; throws CompressionError (a
+   * connection error) on bad input. A block over `maxListSize` is still
+   * decoded to the end, to keep the dynamic table in step with the peer's,
+   * but comes back empty with `oversized` set. `rules` see every field.
+   */
+  decode(block: Uint8Array, rules?: FieldRules): HeaderList {
     const headers: HeaderList = {};
+    this.headers = headers;
+    this.listSize = 0;
+    this.oversized = false;
+    this.rules = rules;
     this.block = block;
     this.pos = 0;
     let fieldsSeen = false;
@@ -125,13 +149,13 @@ export class HpackDecoder {
         const b = block[this.pos]!;
         if (b & 0x80) {
           const [name, value] = this.entry(this.int(7));
-          add(headers, name, value);
+          this.add(name, value);
         } else if (b & 0x40) {
           const index = this.int(6);
           const name = index === 0 ? this.str() : this.entry(index)[0];
           const value = this.str();
           this.insert(name, value);
-          add(headers, name, value);
+          this.add(name, value);
         } else if (b & 0x20) {
           // A table size update is only allowed before the first field.
           if (fieldsSeen) throw new CompressionError("table size update after a header field");
@@ -144,14 +168,27 @@ export class HpackDecoder {
           // Literal without indexing (0000) or never indexed (0001): the same to a decoder.
           const index = this.int(4);
           const name = index === 0 ? this.str() : this.entry(index)[0];
-          add(headers, name, this.str());
+          this.add(name, this.str());
         }
         fieldsSeen = true;
       }
     } finally {
       this.block = EMPTY_BLOCK; // do not keep the peer's bytes alive
+      this.headers = {};
+      this.rules = undefined;
     }
-    return headers;
+    return this.oversized ? {} : headers;
+  }
+
+  private add(name: string, value: string): void {
+    if (this.oversized) return;
+    this.listSize += name.length + value.length + ENTRY_OVERHEAD;
+    if (this.listSize > this.maxListSize) {
+      this.oversized = true;
+      return;
+    }
+    this.rules?.field(name, value);
+    join(this.headers, name, value);
   }
 
   private int(prefixBits: number): number {

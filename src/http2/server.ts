@@ -1,8 +1,10 @@
 /** The server role of the proxy's own HTTP/2: client connections to the proxy. */
 import type { Duplex } from "node:stream";
-import { ConnectionError, EMPTY, H2Connection, H2StreamBase } from "./connection.js";
+import { ConnectionError, EMPTY, H2_LIMITS, H2Connection, H2StreamBase } from "./connection.js";
 import { ErrorCode, Flag, frame32, FRAME_HEADER_BYTES, FrameType, Setting, writeFrameHeader } from "./frames.js";
+import { contentLength, FieldRules } from "./header-rules.js";
 import type { HeaderList } from "./hpack.js";
+import type { AnswerGate } from "../util/answer-gate.js";
 
 export interface H2ServerOptions {
   /** SETTINGS_MAX_CONCURRENT_STREAMS; streams beyond it are refused. */
@@ -12,9 +14,11 @@ export interface H2ServerOptions {
 }
 
 /**
- * How many streams a client may reset: a burst, then a steady rate
- * (nghttp2's defaults, which node's server applied). Opening and at once
- * resetting streams makes the server work for nothing (CVE-2023-44487).
+ * How many streams a client may reset, or make the server reset by its
+ * mistakes: a burst, then a steady rate (nghttp2's defaults, which node's
+ * server applied). Opening and at once resetting streams makes the server
+ * work for nothing (CVE-2023-44487), and so does provoking the server's
+ * resets (CVE-2025-8671).
  */
 const RESET_BURST = 1000;
 const RESETS_PER_SECOND = 33;
@@ -26,6 +30,8 @@ export class H2ServerConnection extends H2Connection<H2Stream> {
   /** Resets the client may still make now (a token bucket). */
   private resetAllowance = RESET_BURST;
   private resetCheckedAt = performance.now();
+  /** Checks each header block the client sends (RFC 9113 §8.2–8.3). */
+  private readonly rules = new FieldRules();
 
   constructor(
     socket: Duplex,
@@ -39,7 +45,7 @@ export class H2ServerConnection extends H2Connection<H2Stream> {
     return this.lastStreamId;
   }
 
-  protected override peerReset(): void {
+  protected override chargeReset(): void {
     const now = performance.now();
     this.resetAllowance = Math.min(
       RESET_BURST,
@@ -59,29 +65,51 @@ export class H2ServerConnection extends H2Connection<H2Stream> {
     // The client opens no more streams; those open finish.
   }
 
-  protected onHeaderBlock(streamId: number, flags: number, headers: HeaderList): void {
+  protected onHeaderBlock(streamId: number, flags: number, block: Buffer, selfDependent: boolean): void {
     const endStream = (flags & Flag.END_STREAM) !== 0;
     const existing = this.streams.get(streamId);
-    if (existing) {
-      // Trailers from the client: they must end its side.
-      if (!endStream) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "second HEADERS without END_STREAM");
-      existing.receive(EMPTY, Flag.END_STREAM, 0);
-      return;
-    }
+    if (existing) return this.onTrailers(existing, endStream, block);
     if (streamId % 2 === 0 || streamId <= this.lastStreamId) {
-      if (streamId % 2 === 1 && streamId <= this.lastStreamId) return; // trailers of a stream already closed
-      throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `HEADERS on stream ${streamId}, not a client stream`);
+      this.hpack.decode(block); // keeps the table in step
+      if (streamId % 2 === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `HEADERS on even stream ${streamId}`);
+      return this.onNotOpen(streamId, FrameType.HEADERS);
     }
     this.lastStreamId = streamId;
+    this.rules.reset("request");
+    const headers = this.hpack.decode(block, this.rules);
     if (streamId > this.goawayLastId) return;
-    if (this.streams.size >= this.options.maxConcurrentStreams) {
-      this.send(frame32(FrameType.RST_STREAM, streamId, ErrorCode.REFUSED_STREAM));
-      return;
+    // A request the proxy will not serve is a stream error; the connection goes on.
+    const refuse = (code: ErrorCode) => {
+      this.rememberClosed(streamId, "local-reset");
+      if (code === ErrorCode.REFUSED_STREAM) this.sendControl(frame32(FrameType.RST_STREAM, streamId, code));
+      else this.streamError(streamId, code);
+    };
+    // grpc-go answers a header list over its limit with FRAME_SIZE_ERROR.
+    if (this.hpack.oversized) return refuse(ErrorCode.FRAME_SIZE_ERROR);
+    if (selfDependent || this.rules.verdict() !== undefined) return refuse(ErrorCode.PROTOCOL_ERROR);
+    const length = contentLength(headers["content-length"]);
+    if (Number.isNaN(length) || (endStream && length !== undefined && length !== 0)) {
+      return refuse(ErrorCode.PROTOCOL_ERROR);
+    }
+    if (this.streams.size >= this.options.maxConcurrentStreams || this.stalledCost() > H2_LIMITS.maxStalledBytes) {
+      return refuse(ErrorCode.REFUSED_STREAM);
     }
     const stream = new H2Stream(this, streamId, headers, this.peerInitialWindow);
+    stream.expectedLength = length;
     this.streams.set(streamId, stream);
     this.emit("stream", stream);
     if (endStream) stream.receive(EMPTY, Flag.END_STREAM, 0);
+  }
+
+  /** A second header block on an open stream: the client's trailers, which must end its side. */
+  private onTrailers(stream: H2Stream, endStream: boolean, block: Buffer): void {
+    this.rules.reset("trailers");
+    this.hpack.decode(block, this.rules);
+    if (stream.remoteEnded) return this.streamError(stream.id, ErrorCode.STREAM_CLOSED);
+    if (!endStream || this.hpack.oversized || this.rules.verdict() !== undefined) {
+      return this.streamError(stream.id, ErrorCode.PROTOCOL_ERROR);
+    }
+    stream.receive(EMPTY, Flag.END_STREAM, 0);
   }
 }
 
@@ -157,12 +185,18 @@ export class H2Stream extends H2StreamBase {
     this.endedLocally();
   }
 
+  /** The client's gate for answers from etcd (see AnswerGate). */
+  get answerGate(): AnswerGate {
+    return (this.connection as H2ServerConnection).answerGate;
+  }
+
   override pump(): boolean {
     return this.headersSent ? super.pump() : true;
   }
 
   protected override endedLocally(): void {
     // The answer is complete: a client still sending is told to stop.
+    this.closedByPeer = this.remoteEnded;
     if (!this.remoteEnded) {
       this.connection.send(frame32(FrameType.RST_STREAM, this.id, ErrorCode.NO_ERROR));
       this.rstCode = ErrorCode.NO_ERROR;

@@ -50,7 +50,10 @@ export function createBridge(server: http2.Http2Server): H2Bridge {
       let ended = false;
       let trailers: http2.IncomingHttpHeaders | undefined;
 
-      stream.onBody = (chunk) => request.write(chunk);
+      // The client's window gets the bytes back once node's stream has taken
+      // them: a body node cannot pass on is held in the client, not here.
+      stream.flow = "consumed";
+      stream.onBody = (chunk) => request.write(chunk, () => stream.consumed(chunk.length));
       stream.onEnd = () => request.end();
       stream.onClose(() => {
         if (!ended && !request.closed) request.close(http2.constants.NGHTTP2_CANCEL);

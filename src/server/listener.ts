@@ -76,6 +76,8 @@ export function createListener(handler: RequestHandler, options: ListenerOptions
         allowHTTP1: true,
         settings,
         maxSessionMemory,
+        // A connection that never finishes its TLS handshake holds a socket for nothing.
+        handshakeTimeout: SNIFF_TIMEOUT_MS,
       },
       handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void,
     );
@@ -103,32 +105,77 @@ export function createListener(handler: RequestHandler, options: ListenerOptions
   h1.removeAllListeners("connection");
   h1.on("connection", (socket: Socket) => {
     socket.once("error", () => socket.destroy());
-    const sniff = () => {
-      const chunk = socket.read() as Buffer | null;
-      if (chunk === null) return;
-      const n = Math.min(chunk.length, H2_PREFACE.length);
-      const looksH2 = chunk.subarray(0, n).equals(H2_PREFACE.subarray(0, n));
-      socket.unshift(chunk);
-      if (looksH2 && n < H2_PREFACE.length) return; // wait for more bytes to decide
-      socket.removeListener("readable", sniff);
-      if (looksH2) {
+    sniffProtocol(socket, (protocol) => {
+      if (protocol === "h2") {
         // node's http.Server accepts sockets half-open; an HTTP/2 session only
         // tears down on 'close', so a client that dies after sending FIN would
         // leave its upstream streams (watches!) open forever.
         socket.allowHalfOpen = false;
-        if (serveOwnH2) serveOwnH2(socket);
-        else h2.emit("connection", socket);
+        if (serveOwnH2) {
+          serveOwnH2(socket);
+          socket.resume();
+        } else h2.emit("connection", socket);
       } else {
         h1Accept.call(h1, socket);
+        socket.resume();
       }
-    };
-    socket.on("readable", sniff);
+    });
+  });
+  // Bytes that are not HTTP/1.1 at all (no method, no version) are another
+  // protocol, or an HTTP/2 client with a bad preface: close, as an HTTP/2
+  // server does, rather than answer in HTTP/1.1. Other parse errors keep
+  // node's 400.
+  h1.on("clientError", (err: Error & { code?: string }, socket: Socket) => {
+    if (NOT_HTTP1.has(err.code ?? "") || !socket.writable) return void socket.destroy();
+    socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
   });
   h1.on("close", () => {
     h2.close();
     ownH2?.close();
   });
   return h1;
+}
+
+/** llhttp's errors for a first line that no HTTP/1.x client would send. */
+const NOT_HTTP1 = new Set(["HPE_INVALID_METHOD", "HPE_INVALID_VERSION", "HPE_INVALID_CONSTANT"]);
+
+/** How long a new cleartext connection may take to send enough bytes to tell HTTP/2 from HTTP/1.1. */
+export const SNIFF_TIMEOUT_MS = 5_000;
+
+/**
+ * Reads a new cleartext connection's first bytes until they tell prior-
+ * knowledge HTTP/2 (the client preface) from HTTP/1.1, then gives them
+ * back to the socket and says which. The bytes are held here, not pushed
+ * back and read again: unshifting a partial preface made the socket
+ * readable again at once, which spun the event loop forever on one byte.
+ * A connection that says too little in time is closed.
+ */
+export function sniffProtocol(socket: Socket, decided: (protocol: "h2" | "http/1.1") => void): void {
+  const seen: Buffer[] = [];
+  let bytes = 0;
+  const timer = setTimeout(() => socket.destroy(), SNIFF_TIMEOUT_MS);
+  timer.unref();
+  const done = (protocol: "h2" | "http/1.1") => {
+    clearTimeout(timer);
+    socket.removeListener("data", onData);
+    socket.removeListener("close", onClose);
+    // Paused, the given-back bytes wait in the socket's buffer for whoever
+    // reads next (node's HTTP/2 server reads them itself; others resume).
+    socket.pause();
+    socket.unshift(Buffer.concat(seen, bytes));
+    decided(protocol);
+  };
+  const onData = (chunk: Buffer) => {
+    seen.push(chunk);
+    bytes += chunk.length;
+    const head = seen.length === 1 ? chunk : Buffer.concat(seen, bytes);
+    const n = Math.min(bytes, H2_PREFACE.length);
+    if (!head.subarray(0, n).equals(H2_PREFACE.subarray(0, n))) done("http/1.1");
+    else if (n === H2_PREFACE.length) done("h2");
+  };
+  const onClose = () => clearTimeout(timer);
+  socket.on("data", onData);
+  socket.once("close", onClose);
 }
 
 /**

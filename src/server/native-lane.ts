@@ -137,6 +137,10 @@ export function createNativeLane(options: NativeLaneOptions): NativeLane {
 
 function serveUnary(stream: H2Stream, route: Extract<Route, { kind: "unary" }>, options: NativeLaneOptions): void {
   const { ctx } = callContext(stream);
+  // The request is held whole until the answer: the connection's window
+  // gets its bytes back when the call closes, so a client's calls in
+  // flight hold at most that window.
+  stream.flow = "close";
   const chunks: Buffer[] = [];
   let size = 0;
   let failed = false;
@@ -199,6 +203,9 @@ function handle(
   );
 }
 
+/** Request bytes a streaming call's handler may leave untaken before the client's window stops crediting. */
+const REQUEST_QUEUE_HIGH_WATER = 64 * 1024;
+
 /** Why a call's signal aborts; made once, as abort() without a reason builds a DOMException. */
 const CLIENT_GONE = new ConnectError("context canceled", Code.Canceled);
 const DEADLINE = new ConnectError("context deadline exceeded", Code.DeadlineExceeded);
@@ -237,6 +244,7 @@ function callContext(stream: H2Stream): {
   return {
     ctx: {
       forwardHeaders,
+      answers: stream.answerGate,
       deadline: timeoutMs === undefined ? undefined : Date.now() + timeoutMs,
       get signal() {
         if (!controller) {
@@ -319,12 +327,32 @@ function serveStream(
 ): (reason: ConnectError) => void {
   const { ctx, abort } = callContext(stream);
   const { method, handler } = route;
-  const requests = new AsyncQueue<unknown>();
+  // Request bytes are credited back to the client as the handler takes the
+  // messages: one that sends faster than the handler reads is held to its
+  // windows, not queued without end.
+  stream.flow = "consumed";
+  let owed = 0;
+  const decoder = new FrameDecoder(options.readMaxBytes);
+  const settle = () => {
+    if (owed === 0) return;
+    // A message larger than the high-water mark is still let in, one stream of the connection at a time.
+    const partial = decoder.buffered;
+    const large = stream.claimLargeSlot(partial > REQUEST_QUEUE_HIGH_WATER);
+    if (requests.weight < REQUEST_QUEUE_HIGH_WATER && (partial < REQUEST_QUEUE_HIGH_WATER || large)) {
+      stream.consumed(owed);
+      owed = 0;
+    }
+  };
+  const requests = new AsyncQueue<unknown>({ taken: settle });
   receiveMessages(
     stream,
-    options,
-    (m) => requests.push(decodeRequest(method, m)),
+    decoder,
+    (m) => requests.push(decodeRequest(method, m), m.length),
     (e) => requests.fail(e),
+    (n) => {
+      owed += n;
+      settle();
+    },
   );
   stream.onEnd = () => requests.end();
 
@@ -381,7 +409,7 @@ function serveBidiBytes(
     ctx,
   );
   stream.onClose(() => call.close());
-  receiveMessages(stream, options, (m) => call.message(m));
+  receiveMessages(stream, new FrameDecoder(options.readMaxBytes), (m) => call.message(m));
   stream.onEnd = () => call.halfClose();
   return stopper(stream, abort);
 }
@@ -393,17 +421,19 @@ function serveBidiBytes(
  */
 function receiveMessages(
   stream: H2Stream,
-  options: NativeLaneOptions,
+  decoder: FrameDecoder,
   take: (message: Buffer) => void,
   failed?: (error: ConnectError) => void,
+  /** The chunk's `bytes` were split into messages (for streams that credit flow control themselves). */
+  afterChunk?: (bytes: number) => void,
 ): void {
-  const decoder = new FrameDecoder(options.readMaxBytes);
   stream.onBody = (chunk) => {
     try {
       for (const m of decoder.push(chunk)) {
         callOf(stream).record?.received();
         take(m);
       }
+      afterChunk?.(chunk.length);
     } catch (err) {
       const e = err instanceof FrameError ? new ConnectError(err.message, err.grpcCode) : ConnectError.from(err);
       failed?.(e);

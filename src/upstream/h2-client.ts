@@ -1,4 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
+import type { AnswerGate } from "../call-context.js";
 import * as net from "node:net";
 import * as tls from "node:tls";
 import { decodeGrpcMessage, FrameDecoder } from "../grpc/wire.js";
@@ -70,11 +71,12 @@ export class H2Client {
     metadata: Readonly<Record<string, string>>,
     signal: AbortSignal,
     maxResponseBytes: number,
+    gate?: AnswerGate,
   ): Promise<Buffer> {
     return new Promise((resolve, reject) => {
       if (signal.aborted) return reject(new ConnectError("context canceled", Code.Canceled));
       let message: Buffer | undefined;
-      const stream = this.call(path, metadata, signal, maxResponseBytes, {
+      const stream = this.call(path, metadata, signal, maxResponseBytes, gate, {
         message: (m) => (message ??= m),
         end: (outcome) => {
           if (outcome) reject(outcome);
@@ -113,7 +115,7 @@ export class H2Client {
         opened = true;
         resolve(messages);
       };
-      const stream = this.call(path, metadata, signal, maxResponseBytes, {
+      const stream = this.call(path, metadata, signal, maxResponseBytes, undefined, {
         message: (m) => messages.push(m),
         end: (outcome) => {
           if (!opened && outcome) return reject(outcome);
@@ -147,17 +149,20 @@ export class H2Client {
     metadata: Readonly<Record<string, string>>,
     signal: AbortSignal,
     maxResponseBytes: number,
+    gate: AnswerGate | undefined,
     on: { message(m: Buffer): void; end(outcome: ConnectError | undefined): void },
   ): H2ClientStream {
     const connection = this.connection();
     const stream = this.open(path, metadata, connection);
     const decoder = new FrameDecoder(maxResponseBytes);
+    const pace = gate && paceAnswer(stream, gate);
     let failure: ConnectError | undefined;
     const onAbort = () => stream.reset(ErrorCode.CANCEL);
     signal.addEventListener("abort", onAbort, { once: true });
     stream.onBody = (chunk) => {
       try {
         for (const m of decoder.push(chunk)) on.message(m);
+        pace?.(chunk.length);
       } catch (err) {
         failure = new ConnectError((err as Error).message, Code.ResourceExhausted);
         stream.reset(ErrorCode.CANCEL);
@@ -269,4 +274,34 @@ function rootCause(err: Error | undefined): Error | undefined {
   let cur = err;
   while (cur && cur.cause instanceof Error) cur = cur.cause;
   return cur;
+}
+
+/**
+ * Lets an answer's bytes into the upstream stream's window only as the
+ * client's gate admits them: etcd sends the rest once the client reads.
+ * The upstream connection's window is credited as bytes arrive, so a
+ * client that never reads stalls only its own calls, never other clients'.
+ * Returns what to call with each chunk's size.
+ */
+function paceAnswer(stream: H2ClientStream, gate: AnswerGate): (bytes: number) => void {
+  stream.flow = "paced";
+  let admitted = 0;
+  let pending = 0;
+  let waiting = false;
+  const admit = () => {
+    waiting = false;
+    if (pending === 0 || stream.closed) return;
+    if (!gate.admit(pending)) {
+      waiting = true;
+      return gate.whenOpen(admit);
+    }
+    admitted += pending;
+    stream.consumed(pending);
+    pending = 0;
+  };
+  stream.onClose(() => gate.settle(admitted));
+  return (bytes) => {
+    pending += bytes;
+    if (!waiting) admit();
+  };
 }

@@ -182,7 +182,14 @@ export class EtcdUpstream implements Upstream {
 
   /** One unary call on one endpoint's lean client, with the call's metadata and deadline. */
   private send(h2: H2Client, method: DescMethodUnary, requestFrame: Buffer, ctx: CallContext): Promise<Buffer> {
-    return h2.unary(pathOf(method), requestFrame, callMetadata(ctx), ctx.signal, this.options.maxRecvBytes);
+    return h2.unary(
+      pathOf(method),
+      requestFrame,
+      callMetadata(ctx),
+      ctx.signal,
+      this.options.maxRecvBytes,
+      ctx.answers,
+    );
   }
 
   async unaryOnLeader<I extends DescMessage, O extends DescMessage>(

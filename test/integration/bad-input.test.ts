@@ -49,8 +49,14 @@ describe("bad input", () => {
     }
   });
 
-  it("garbage bytes instead of HTTP get a 400 and a closed connection", async () => {
+  it("bytes that are neither HTTP/2 nor HTTP/1.x get the connection closed, with no answer", async () => {
+    // As an HTTP/2 server treats a bad preface (h2spec 3.5/2): no HTTP/1.1 400 a client would misread as frames.
     const reply = await rawTcp(f.proxy.address, Buffer.from("\x00\x01\x02garbage\r\n\r\n"));
+    assert.equal(reply, "");
+  });
+
+  it("a malformed HTTP/1.1 request gets a 400 and a closed connection", async () => {
+    const reply = await rawTcp(f.proxy.address, Buffer.from("GET / HTTP/1.1\r\nbad header line\r\n\r\n"));
     assert.match(reply, /^HTTP\/1\.1 400 Bad Request/);
   });
 

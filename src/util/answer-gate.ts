@@ -1,0 +1,14 @@
+/**
+ * How much of its calls' answers a client is ready to take. The upstream
+ * lets an answer's bytes come from etcd only as far as the gate admits
+ * them, so a client that does not read cannot make the proxy hold etcd's
+ * answers for it (back-pressure from the client's window to etcd's).
+ */
+export interface AnswerGate {
+  /** May `bytes` more of an answer come in now? When not, ask `whenOpen`. */
+  admit(bytes: number): boolean;
+  /** A call's admitted bytes were delivered or dropped. */
+  settle(bytes: number): void;
+  /** Runs `fn` once, when `admit` may say yes again. */
+  whenOpen(fn: () => void): void;
+}
