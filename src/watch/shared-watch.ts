@@ -38,6 +38,15 @@ export class SharedWatch {
   header: ResponseHeader | undefined;
   /** Its ID on the current upstream stream; 0 when not open there. */
   upstreamId = 0n;
+  /** The start revision its current upstream watcher was created with. */
+  createdFrom = 0n;
+  /**
+   * etcd is known to have sent it every event up to its latest revision:
+   * created from "now" or the future, or since told so by a progress
+   * notification of its own (etcd notifies only watchers it has synced).
+   * A watcher created from the past is being caught up until then.
+   */
+  synced = false;
   readonly history: EventHistory;
 
   constructor(
@@ -60,6 +69,7 @@ export class SharedWatch {
 
   onCreated(header: ResponseHeader): void {
     this.header = header;
+    this.synced = this.createdFrom === 0n || this.createdFrom > header.revision;
     // A re-created watch after failover keeps its place; clients already
     // have their Created.
     if (this.state !== "pending") return;
@@ -89,6 +99,7 @@ export class SharedWatch {
 
   onProgress(header: ResponseHeader): void {
     this.header = header;
+    this.synced = true;
     this.advanceTo(header.revision + 1n);
     for (const r of this.receivers) r.progress(header);
   }

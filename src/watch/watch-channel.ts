@@ -208,6 +208,8 @@ export class WatchChannel {
   private sendCreate(conn: Connection, watch: SharedWatch): void {
     const id = conn.nextId++;
     watch.upstreamId = id;
+    watch.createdFrom = watch.nextRev;
+    watch.synced = false;
     conn.byId.set(id, watch);
     conn.requests.push({
       requestUnion: {
@@ -374,8 +376,15 @@ export class WatchChannel {
     }
   }
 
+  /**
+   * etcd's answer to a progress request on the stream. etcd 3.4 answers with
+   * its current revision even while it is still catching up a watcher
+   * created from the past, whose older events then follow: only watches
+   * known to be synced may move past the answer, or those events would be
+   * dropped as delivered.
+   */
   private progressAnswered(conn: Connection, header: ResponseHeader): void {
-    for (const w of conn.byId.values()) w.advanceTo(header.revision + 1n);
+    for (const w of conn.byId.values()) if (w.synced) w.advanceTo(header.revision + 1n);
     clearTimeout(this.progressTimer);
     for (const waiter of this.progressWaiters.splice(0)) waiter.answered(header);
   }

@@ -1,9 +1,14 @@
 // A model test of watch coalescing: random interleavings of streams,
-// creates, cancels, puts and upstream failovers against an in-memory etcd
-// watch (a fake, as pure-logic unit tests may use). Every client watcher
-// must get exactly one Created and then every event of its key from its
-// start revision on, once each, in order, whether its client reads at
-// once or pauses (and gets its backlog batched).
+// creates, cancels, puts, progress requests and upstream failovers against
+// an in-memory etcd watch (a fake, as pure-logic unit tests may use). Every
+// client watcher must get exactly one Created and then every event of its
+// key from its start revision on, once each, in order, whether its client
+// reads at once or pauses (and gets its backlog batched).
+//
+// Like etcd, the fake catches up a watcher created from the past later, in
+// a sync pass, and answers a progress request either at once with its
+// current revision (etcd 3.4, even while a watcher is still catching up) or
+// only once every watcher of the stream is synced (etcd 3.5).
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import assert from "node:assert/strict";
@@ -25,10 +30,14 @@ import { WatchHub } from "../../src/watch/watch-hub.js";
 const KEYS = ["a", "b"];
 
 /** etcd's watch, in memory: one revision per put, watchers per upstream stream. */
+type EtcdLine = "3.4" | "3.5";
+
 class FakeEtcd {
   revision = 1n;
   readonly log: Array<{ rev: bigint; key: string; value: string }> = [];
   private readonly streams = new Set<FakeStream>();
+
+  constructor(readonly line: EtcdLine) {}
 
   readonly upstream: WatchUpstream = (requests, ctx) => {
     const stream = new FakeStream(this, ctx);
@@ -42,6 +51,11 @@ class FakeEtcd {
     this.log.push({ rev, key, value: `v${rev}` });
     for (const s of this.streams) s.notify(rev);
     return rev;
+  }
+
+  /** etcd's sync pass: watchers created from the past get their catch-up and become synced. */
+  sync(): void {
+    for (const s of this.streams) s.sync();
   }
 
   /** Every open upstream stream dies as if its endpoint went away. */
@@ -60,7 +74,9 @@ class FakeEtcd {
 
 class FakeStream {
   readonly out = new AsyncQueue<WatchResponse>();
-  private readonly watchers = new Map<bigint, { key: string; next: bigint }>();
+  private readonly watchers = new Map<bigint, { key: string; next: bigint; synced: boolean }>();
+  /** A progress request waits for every watcher to be synced (etcd 3.5). */
+  private progressDeferred = false;
 
   constructor(
     private readonly etcd: FakeEtcd,
@@ -78,10 +94,8 @@ class FakeStream {
           const id = r.value.watchId;
           const next = r.value.startRevision === 0n ? this.etcd.revision + 1n : r.value.startRevision;
           this.out.push(create(WatchResponseSchema, { header: this.etcd.header(), watchId: id, created: true }));
-          // Catch-up from history, as one response, the way etcd syncs an unsynced watcher.
-          const backlog = this.etcd.eventsFor(key, next, this.etcd.revision);
-          if (backlog.length > 0) this.out.push(this.response(id, backlog));
-          this.watchers.set(id, { key, next: this.etcd.revision + 1n });
+          // From the past: unsynced, caught up by a later sync pass.
+          this.watchers.set(id, { key, next, synced: next > this.etcd.revision });
         } else if (r.case === "cancelRequest") {
           if (this.watchers.delete(r.value.watchId)) {
             this.out.push(
@@ -89,7 +103,8 @@ class FakeStream {
             );
           }
         } else if (r.case === "progressRequest" && this.watchers.size > 0) {
-          this.out.push(create(WatchResponseSchema, { header: this.etcd.header(), watchId: -1n }));
+          if (this.etcd.line === "3.4" || this.allSynced()) this.answerProgress();
+          else this.progressDeferred = true;
         }
       }
     } catch {
@@ -99,10 +114,32 @@ class FakeStream {
 
   notify(rev: bigint): void {
     for (const [id, w] of this.watchers) {
+      if (!w.synced) continue; // its sync pass will bring this event too
       const events = this.etcd.eventsFor(w.key, rev, rev);
       if (events.length > 0) this.out.push(this.response(id, events));
       w.next = rev + 1n;
     }
+  }
+
+  sync(): void {
+    for (const [id, w] of this.watchers) {
+      if (w.synced) continue;
+      const backlog = this.etcd.eventsFor(w.key, w.next, this.etcd.revision);
+      if (backlog.length > 0) this.out.push(this.response(id, backlog));
+      w.next = this.etcd.revision + 1n;
+      w.synced = true;
+    }
+    if (this.progressDeferred && this.allSynced()) this.answerProgress();
+  }
+
+  private allSynced(): boolean {
+    for (const w of this.watchers.values()) if (!w.synced) return false;
+    return true;
+  }
+
+  private answerProgress(): void {
+    this.progressDeferred = false;
+    this.out.push(create(WatchResponseSchema, { header: this.etcd.header(), watchId: -1n }));
   }
 
   die(): void {
@@ -154,7 +191,7 @@ const tick = () => new Promise<void>((r) => setImmediate(r));
 async function runModel(seed: number): Promise<{ progressAnswers: number; batched: number }> {
   const random = prng(seed);
   const pick = <T>(xs: T[]): T => xs[Math.floor(random() * xs.length)]!;
-  const etcd = new FakeEtcd();
+  const etcd = new FakeEtcd(seed % 2 === 1 ? "3.4" : "3.5");
   for (let i = 0; i < 5; i++) etcd.put(pick(KEYS));
   const metrics = createMetrics();
   const hub = new WatchHub(
@@ -213,9 +250,10 @@ async function runModel(seed: number): Promise<{ progressAnswers: number; batche
         s.requests.push(
           create(WatchRequestSchema, { requestUnion: { case: "cancelRequest", value: { watchId: pick(ids) } } }),
         );
-    } else if (roll < 0.45) {
+    } else if (roll < 0.47) {
       pick(streams).requests.push(create(WatchRequestSchema, { requestUnion: { case: "progressRequest", value: {} } }));
-    } else if (roll < 0.9) etcd.put(pick(KEYS));
+    } else if (roll < 0.55) etcd.sync();
+    else if (roll < 0.9) etcd.put(pick(KEYS));
     else if (roll < 0.95) etcd.failover();
     else pick(streams).paused = random() < 0.5;
     const ticks = Math.floor(random() * 4);
@@ -226,6 +264,7 @@ async function runModel(seed: number): Promise<{ progressAnswers: number; batche
   await waitFor(
     () => streams.every((s) => s.replies.filter((r) => r.created).length === s.creates.length),
     "every Created",
+    etcd,
   );
   // Watchers that start in the future need etcd to get there first.
   const furthest = streams.flatMap((s) => s.creates.map((c) => c.start)).reduce((a, b) => (a > b ? a : b), 0n);
@@ -241,12 +280,16 @@ async function runModel(seed: number): Promise<{ progressAnswers: number; batche
       .filter((r) => r.watchId === id)
       .flatMap((r) => r.events.map((e) => e.kv!.modRevision))
       .at(-1);
-  await waitFor(() => {
-    return open_().every(({ s, id }) => {
-      const key = keyOf(s, id);
-      return lastRev(s, id) === finals.get(key);
-    });
-  }, "the final puts at every open watcher");
+  await waitFor(
+    () => {
+      return open_().every(({ s, id }) => {
+        const key = keyOf(s, id);
+        return lastRev(s, id) === finals.get(key);
+      });
+    },
+    "the final puts at every open watcher",
+    etcd,
+  );
 
   for (const s of streams) {
     const createdReplies = s.replies.filter((r) => r.created);
@@ -265,8 +308,9 @@ async function runModel(seed: number): Promise<{ progressAnswers: number; batche
       assert.deepEqual(got, expected, `seed ${seed}: watcher ${id} on ${key} from ${from}`);
     });
   }
-  // A progress answer promises: every event up to its revision was sent before it.
-  for (const s of streams) {
+  // On etcd 3.5, a progress answer promises every event up to its revision
+  // was sent before it; etcd 3.4 may answer while a watcher catches up.
+  for (const s of etcd.line === "3.5" ? streams : []) {
     s.replies.forEach((reply, at) => {
       if (reply.watchId !== -1n || reply.created) return;
       const before = s.replies.slice(0, at);
@@ -304,9 +348,10 @@ async function runModel(seed: number): Promise<{ progressAnswers: number; batche
   }
 }
 
-async function waitFor(check: () => boolean, what: string): Promise<void> {
+async function waitFor(check: () => boolean, what: string, etcd?: FakeEtcd): Promise<void> {
   for (let i = 0; i < 5000; i++) {
     if (check()) return;
+    etcd?.sync(); // etcd's sync loop runs on
     await new Promise((r) => setTimeout(r, 1));
   }
   throw new Error(`model: timed out waiting for ${what}`);
