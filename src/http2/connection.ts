@@ -109,8 +109,14 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
   protected readonly hpack = new HpackDecoder(H2_LIMITS.headerTableSize, H2_LIMITS.maxHeaderListSize);
   /** Streams above this id are refused or ignored after a GOAWAY. */
   protected goawayLastId = MAX_WINDOW;
-  /** Peer streams that closed lately, by id, and how (see ClosedBy). */
-  protected readonly closedStreams = new Map<number, ClosedBy>();
+  /**
+   * Peer streams that closed lately and how (see ClosedBy), as a ring: a
+   * map churned by every call cost GC work, and it is read only when a
+   * frame comes for a stream that is no longer open.
+   */
+  private readonly closedIds = new Int32Array(H2_LIMITS.closedStreamMemory);
+  private readonly closedHow = new Uint8Array(H2_LIMITS.closedStreamMemory);
+  private closedNext = 0;
   /** Ids up to this one may have closed and been forgotten. */
   protected forgottenBelow = 0;
 
@@ -277,9 +283,18 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
   /** Queues bytes for the socket; everything queued in one tick leaves in one write. */
   send(bytes: Uint8Array): void {
     if (this.destroyed) return;
+    if (this.silentSince === 0) this.silentSince = Date.now();
     this.out.push(bytes);
     this.flushSoon();
   }
+
+  /**
+   * Since when the peer has sent nothing while this side has sent it
+   * something (0: the peer has spoken since). A peer that is frozen
+   * (SIGSTOP, a partition, a disk stall) keeps its socket open but stays
+   * silent; the upstream's watchdog reads this.
+   */
+  silentSince = 0;
 
   /**
    * Queues a frame the peer's input made this side owe (an ACK, a reset, a
@@ -469,12 +484,18 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
 
   /** Remembers how a peer stream closed, forgetting the oldest past the memory's size. */
   protected rememberClosed(streamId: number, how: ClosedBy): void {
-    this.closedStreams.set(streamId, how);
-    if (this.closedStreams.size > H2_LIMITS.closedStreamMemory) {
-      const oldest = this.closedStreams.keys().next().value!;
-      this.closedStreams.delete(oldest);
-      if (oldest > this.forgottenBelow) this.forgottenBelow = oldest;
-    }
+    const at = this.closedNext;
+    const oldest = this.closedIds[at]!;
+    if (oldest > this.forgottenBelow) this.forgottenBelow = oldest;
+    this.closedIds[at] = streamId;
+    this.closedHow[at] = how === "peer" ? 1 : 2;
+    this.closedNext = (at + 1) % H2_LIMITS.closedStreamMemory;
+  }
+
+  private closedBy(streamId: number): ClosedBy | undefined {
+    const at = this.closedIds.indexOf(streamId);
+    if (at < 0 || streamId === 0) return undefined;
+    return this.closedHow[at] === 1 ? "peer" : "local-reset";
   }
 
   /**
@@ -488,7 +509,7 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
       throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `${FrameType[type]} on idle stream ${streamId}`);
     }
     if (type !== FrameType.DATA && type !== FrameType.HEADERS) return;
-    const how = this.closedStreams.get(streamId);
+    const how = this.closedBy(streamId);
     if (how === undefined && this.guarded && streamId > this.forgottenBelow) {
       // Not open, not remembered, and not old: an id the peer skipped, which it may never use again.
       throw new ConnectionError(
@@ -553,6 +574,7 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
 
   private onData(chunk: Buffer): void {
     if (this.destroyed) return;
+    this.silentSince = 0;
     // A partial frame waits as chunks until it is whole: joining each new
     // chunk to it would copy a frame sent a byte at a time 16k times.
     if (this.inputBytes > 0) {

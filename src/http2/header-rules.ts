@@ -35,9 +35,10 @@ export class FieldRules {
     this.connect = false;
   }
 
-  field(name: string, value: string): void {
+  /** One field; `charsChecked`: its name and value are known to be made of allowed characters (see fieldCharsOk). */
+  field(name: string, value: string, charsChecked = false): void {
     if (this.problem !== undefined) return;
-    this.problem = this.check(name, value);
+    this.problem = this.check(name, value, charsChecked);
   }
 
   /** What made the block malformed, or undefined when it is well formed. */
@@ -52,7 +53,7 @@ export class FieldRules {
     return undefined;
   }
 
-  private check(name: string, value: string): string | undefined {
+  private check(name: string, value: string, charsChecked: boolean): string | undefined {
     if (name.length === 0) return "empty field name";
     if (name.charCodeAt(0) === 0x3a /* ':' */) {
       if (this.kind === "trailers") return `pseudo-header ${name} in trailers`;
@@ -63,17 +64,31 @@ export class FieldRules {
       this.pseudoSeen |= bit;
       if (name === ":path" && value.length === 0) return "empty :path";
       if (name === ":method") this.connect = value === "CONNECT";
-      return badValue(value);
+      return charsChecked ? undefined : badValue(value);
     }
     this.regularSeen = true;
-    for (let i = 0; i < name.length; i++) {
-      const c = name.charCodeAt(i);
-      if (c >= 128 || NAME_CHAR[c] === 0) return `invalid character in field name ${JSON.stringify(name)}`;
-    }
+    if (!charsChecked && !nameOk(name)) return `invalid character in field name ${JSON.stringify(name)}`;
     if (CONNECTION_SPECIFIC.has(name)) return `connection-specific field ${name}`;
     if (name === "te" && value !== "trailers") return `te: ${value}`;
-    return badValue(value);
+    return charsChecked ? undefined : badValue(value);
   }
+}
+
+/**
+ * Whether a field's name and value are made of allowed characters: checked
+ * once when a field enters the HPACK dynamic table, so the many requests
+ * that refer to it by index skip the scan.
+ */
+export function fieldCharsOk(name: string, value: string): boolean {
+  return nameOk(name.charCodeAt(0) === 0x3a ? name.slice(1) : name) && badValue(value) === undefined;
+}
+
+function nameOk(name: string): boolean {
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if (c >= 128 || NAME_CHAR[c] === 0) return false;
+  }
+  return true;
 }
 
 /** The request pseudo-headers, each a bit of `pseudoSeen`. */

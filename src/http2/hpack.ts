@@ -7,7 +7,7 @@
  * table's name (or whole field) when it has one. The proxy's own responses
  * use a handful of constant header blocks, so they are encoded once.
  */
-import type { FieldRules } from "./header-rules.js";
+import { fieldCharsOk, type FieldRules } from "./header-rules.js";
 import { decodeHuffman } from "./huffman.js";
 
 export class CompressionError extends Error {}
@@ -16,69 +16,71 @@ export class CompressionError extends Error {}
 export type HeaderList = Record<string, string>;
 
 /** RFC 7541 Appendix A. */
-const STATIC_TABLE: ReadonlyArray<readonly [string, string]> = [
-  [":authority", ""],
-  [":method", "GET"],
-  [":method", "POST"],
-  [":path", "/"],
-  [":path", "/index.html"],
-  [":scheme", "http"],
-  [":scheme", "https"],
-  [":status", "200"],
-  [":status", "204"],
-  [":status", "206"],
-  [":status", "304"],
-  [":status", "400"],
-  [":status", "404"],
-  [":status", "500"],
-  ["accept-charset", ""],
-  ["accept-encoding", "gzip, deflate"],
-  ["accept-language", ""],
-  ["accept-ranges", ""],
-  ["accept", ""],
-  ["access-control-allow-origin", ""],
-  ["age", ""],
-  ["allow", ""],
-  ["authorization", ""],
-  ["cache-control", ""],
-  ["content-disposition", ""],
-  ["content-encoding", ""],
-  ["content-language", ""],
-  ["content-length", ""],
-  ["content-location", ""],
-  ["content-range", ""],
-  ["content-type", ""],
-  ["cookie", ""],
-  ["date", ""],
-  ["etag", ""],
-  ["expect", ""],
-  ["expires", ""],
-  ["from", ""],
-  ["host", ""],
-  ["if-match", ""],
-  ["if-modified-since", ""],
-  ["if-none-match", ""],
-  ["if-range", ""],
-  ["if-unmodified-since", ""],
-  ["last-modified", ""],
-  ["link", ""],
-  ["location", ""],
-  ["max-forwards", ""],
-  ["proxy-authenticate", ""],
-  ["proxy-authorization", ""],
-  ["range", ""],
-  ["referer", ""],
-  ["refresh", ""],
-  ["retry-after", ""],
-  ["server", ""],
-  ["set-cookie", ""],
-  ["strict-transport-security", ""],
-  ["transfer-encoding", ""],
-  ["user-agent", ""],
-  ["vary", ""],
-  ["via", ""],
-  ["www-authenticate", ""],
-];
+const STATIC_TABLE: ReadonlyArray<readonly [string, string, boolean]> = (
+  [
+    [":authority", ""],
+    [":method", "GET"],
+    [":method", "POST"],
+    [":path", "/"],
+    [":path", "/index.html"],
+    [":scheme", "http"],
+    [":scheme", "https"],
+    [":status", "200"],
+    [":status", "204"],
+    [":status", "206"],
+    [":status", "304"],
+    [":status", "400"],
+    [":status", "404"],
+    [":status", "500"],
+    ["accept-charset", ""],
+    ["accept-encoding", "gzip, deflate"],
+    ["accept-language", ""],
+    ["accept-ranges", ""],
+    ["accept", ""],
+    ["access-control-allow-origin", ""],
+    ["age", ""],
+    ["allow", ""],
+    ["authorization", ""],
+    ["cache-control", ""],
+    ["content-disposition", ""],
+    ["content-encoding", ""],
+    ["content-language", ""],
+    ["content-length", ""],
+    ["content-location", ""],
+    ["content-range", ""],
+    ["content-type", ""],
+    ["cookie", ""],
+    ["date", ""],
+    ["etag", ""],
+    ["expect", ""],
+    ["expires", ""],
+    ["from", ""],
+    ["host", ""],
+    ["if-match", ""],
+    ["if-modified-since", ""],
+    ["if-none-match", ""],
+    ["if-range", ""],
+    ["if-unmodified-since", ""],
+    ["last-modified", ""],
+    ["link", ""],
+    ["location", ""],
+    ["max-forwards", ""],
+    ["proxy-authenticate", ""],
+    ["proxy-authorization", ""],
+    ["range", ""],
+    ["referer", ""],
+    ["refresh", ""],
+    ["retry-after", ""],
+    ["server", ""],
+    ["set-cookie", ""],
+    ["strict-transport-security", ""],
+    ["transfer-encoding", ""],
+    ["user-agent", ""],
+    ["vary", ""],
+    ["via", ""],
+    ["www-authenticate", ""],
+  ] satisfies Array<[string, string]>
+).map(([name, value]) => [name, value, true] as const);
 
 /** Every entry costs its name and value lengths plus 32 (RFC 7541 §4.1). */
 const ENTRY_OVERHEAD = 32;
@@ -92,16 +94,10 @@ const HUFFMAN_MEMO_SLOTS = 64;
 const EMPTY_BLOCK = new Uint8Array(0);
 const HUFFMAN_MEMO_MAX_BYTES = 128;
 
-/** Adds a field to a header list; a repeated name joins its values, as HeaderList says. */
-function join(headers: HeaderList, name: string, value: string): void {
-  const previous = headers[name];
-  headers[name] = previous === undefined ? value : `${previous}${name === "cookie" ? "; " : ", "}${value}`;
-}
-
 /** One connection's decoder: its dynamic table lives as long as the connection. */
 export class HpackDecoder {
-  /** Newest entry last. */
-  private readonly dynamic: Array<readonly [string, string]> = [];
+  /** Newest entry last; each knows whether its characters are allowed in a request (see fieldCharsOk). */
+  private readonly dynamic: Array<readonly [string, string, boolean]> = [];
   private size = 0;
   private maxSize: number;
   /** The block being decoded, and where in it. */
@@ -148,14 +144,14 @@ export class HpackDecoder {
       while (this.pos < block.length) {
         const b = block[this.pos]!;
         if (b & 0x80) {
-          const [name, value] = this.entry(this.int(7));
-          this.add(name, value);
+          const [name, value, charsOk] = this.entry(this.int(7));
+          this.add(name, value, charsOk);
         } else if (b & 0x40) {
           const index = this.int(6);
           const name = index === 0 ? this.str() : this.entry(index)[0];
           const value = this.str();
           this.insert(name, value);
-          this.add(name, value);
+          this.add(name, value, false);
         } else if (b & 0x20) {
           // A table size update is only allowed before the first field.
           if (fieldsSeen) throw new CompressionError("table size update after a header field");
@@ -168,7 +164,7 @@ export class HpackDecoder {
           // Literal without indexing (0000) or never indexed (0001): the same to a decoder.
           const index = this.int(4);
           const name = index === 0 ? this.str() : this.entry(index)[0];
-          this.add(name, this.str());
+          this.add(name, this.str(), false);
         }
         fieldsSeen = true;
       }
@@ -180,15 +176,18 @@ export class HpackDecoder {
     return this.oversized ? {} : headers;
   }
 
-  private add(name: string, value: string): void {
+  /** Adds a field to the block's list; a repeated name joins its values, as HeaderList says. */
+  private add(name: string, value: string, charsOk: boolean): void {
     if (this.oversized) return;
     this.listSize += name.length + value.length + ENTRY_OVERHEAD;
     if (this.listSize > this.maxListSize) {
       this.oversized = true;
       return;
     }
-    this.rules?.field(name, value);
-    join(this.headers, name, value);
+    this.rules?.field(name, value, charsOk);
+    const headers = this.headers;
+    const previous = headers[name];
+    headers[name] = previous === undefined ? value : `${previous}${name === "cookie" ? "; " : ", "}${value}`;
   }
 
   private int(prefixBits: number): number {
@@ -250,7 +249,7 @@ export class HpackDecoder {
     return value;
   }
 
-  private entry(index: number): readonly [string, string] {
+  private entry(index: number): readonly [string, string, boolean] {
     if (index === 0) throw new CompressionError("index 0");
     if (index <= STATIC_TABLE.length) return STATIC_TABLE[index - 1]!;
     const dynamicIndex = index - STATIC_TABLE.length;
@@ -263,7 +262,7 @@ export class HpackDecoder {
     this.evict(cost);
     // An entry larger than the whole table empties it and is not added.
     if (cost <= this.maxSize) {
-      this.dynamic.push([name, value]);
+      this.dynamic.push([name, value, fieldCharsOk(name, value)]);
       this.size += cost;
     }
   }

@@ -78,27 +78,28 @@ export class H2ServerConnection extends H2Connection<H2Stream> {
     this.rules.reset("request");
     const headers = this.hpack.decode(block, this.rules);
     if (streamId > this.goawayLastId) return;
-    // A request the proxy will not serve is a stream error; the connection goes on.
-    const refuse = (code: ErrorCode) => {
-      this.rememberClosed(streamId, "local-reset");
-      if (code === ErrorCode.REFUSED_STREAM) this.sendControl(frame32(FrameType.RST_STREAM, streamId, code));
-      else this.streamError(streamId, code);
-    };
     // grpc-go answers a header list over its limit with FRAME_SIZE_ERROR.
-    if (this.hpack.oversized) return refuse(ErrorCode.FRAME_SIZE_ERROR);
-    if (selfDependent || this.rules.verdict() !== undefined) return refuse(ErrorCode.PROTOCOL_ERROR);
+    if (this.hpack.oversized) return this.refuse(streamId, ErrorCode.FRAME_SIZE_ERROR);
+    if (selfDependent || this.rules.verdict() !== undefined) return this.refuse(streamId, ErrorCode.PROTOCOL_ERROR);
     const length = contentLength(headers["content-length"]);
     if (Number.isNaN(length) || (endStream && length !== undefined && length !== 0)) {
-      return refuse(ErrorCode.PROTOCOL_ERROR);
+      return this.refuse(streamId, ErrorCode.PROTOCOL_ERROR);
     }
     if (this.streams.size >= this.options.maxConcurrentStreams || this.stalledCost() > H2_LIMITS.maxStalledBytes) {
-      return refuse(ErrorCode.REFUSED_STREAM);
+      return this.refuse(streamId, ErrorCode.REFUSED_STREAM);
     }
     const stream = new H2Stream(this, streamId, headers, this.peerInitialWindow);
     stream.expectedLength = length;
     this.streams.set(streamId, stream);
     this.emit("stream", stream);
     if (endStream) stream.receive(EMPTY, Flag.END_STREAM, 0);
+  }
+
+  /** A request the proxy will not serve is a stream error; the connection goes on. */
+  private refuse(streamId: number, code: ErrorCode): void {
+    this.rememberClosed(streamId, "local-reset");
+    if (code === ErrorCode.REFUSED_STREAM) this.sendControl(frame32(FrameType.RST_STREAM, streamId, code));
+    else this.streamError(streamId, code);
   }
 
   /** A second header block on an open stream: the client's trailers, which must end its side. */
