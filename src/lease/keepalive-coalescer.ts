@@ -26,6 +26,13 @@ export interface KeepAliveWaiter {
 const MAX_REOPENS_WITHOUT_ANSWER = 3;
 
 /**
+ * How long the upstream keep-alive stream stays open with no renewal in
+ * flight: past it, it is closed, as the watch hub closes a watch its last
+ * watcher left, and the next renewal opens a new one.
+ */
+export const KEEPALIVE_IDLE_CLOSE_MS = 10_000;
+
+/**
  * Coalesces every client's lease keep-alives onto one upstream LeaseKeepAlive
  * stream, the way etcd's proxy coalesces them, without its flaws:
  *
@@ -81,6 +88,7 @@ class SharedKeepAliveStream {
   private requests: AsyncQueue<Uint8Array> | undefined;
   private abort: AbortController | undefined;
   private failuresWithoutAnswer = 0;
+  private idleTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly upstream: Upstream,
@@ -99,10 +107,24 @@ class SharedKeepAliveStream {
   }
 
   close(): void {
+    clearTimeout(this.idleTimer);
     this.abort?.abort(new ConnectError("the proxy is shutting down", Code.Unavailable));
   }
 
+  /** Nothing in flight: close the upstream stream once it has stayed so for a while. */
+  private idleSoon(): void {
+    clearTimeout(this.idleTimer);
+    this.idleTimer = setTimeout(() => {
+      const requests = this.requests;
+      if (this.inflight.size > 0 || !requests) return;
+      this.requests = undefined; // the next renewal opens a new stream
+      requests.end(); // a half-close: etcd ends the stream
+    }, KEEPALIVE_IDLE_CLOSE_MS);
+    this.idleTimer.unref();
+  }
+
   private send(id: bigint): void {
+    clearTimeout(this.idleTimer);
     this.open().push(keepAliveRequestFrame(id));
     this.metrics.renewalsSent.inc();
   }
@@ -133,6 +155,7 @@ class SharedKeepAliveStream {
         this.inflight.delete(id);
         const answerFrame = frame(answer);
         for (const w of waiters) w.answer(answerFrame);
+        if (this.inflight.size === 0 && this.requests === requests) this.idleSoon();
       }
       this.lost(requests, new ConnectError("etcd closed the lease keep-alive stream", Code.Unavailable));
     } catch (err) {
@@ -146,7 +169,9 @@ class SharedKeepAliveStream {
    * ended it (no leader, ...), the waiting requests get etcd's error.
    */
   private lost(requests: AsyncQueue<Uint8Array>, err: unknown): void {
-    if (this.requests === requests) this.requests = undefined;
+    // A stream closed for idling ends here too; renewals since are another stream's.
+    if (this.requests !== requests) return;
+    this.requests = undefined;
     requests.end();
     if (this.inflight.size === 0) return;
     const retry =

@@ -10,6 +10,22 @@ import { AsyncQueue } from "../util/async-queue.js";
 import { notSentError } from "./errors.js";
 import type { UpstreamTls } from "./upstream.js";
 
+/** The upstream watchdog (see H2Client.watch): a hung member is left within about two seconds. */
+const WATCHDOG_TICK_MS = 250;
+const SILENCE_MS = 1_000;
+const PING_TIMEOUT_MS = 1_000;
+/**
+ * etcd's server (grpc-go) strikes a ping that comes within 5 s of the last
+ * one unless it has sent HEADERS or DATA since, and closes the connection
+ * after two strikes. The watchdog pings only after etcd went silent while
+ * owing an answer, so strikes pile up only while etcd answers nothing at
+ * all, and then a closed connection is what the watchdog wants anyway.
+ */
+const MIN_PING_GAP_MS = 2_000;
+
+/** What grpc-go tells a call whose connection went away under it (etcdctl and clientv3 print it). */
+const LOST_CONNECTION = "transport is closing";
+
 export interface H2ClientOptions {
   /** HTTP/2 ping interval toward etcd; 0 disables. */
   keepaliveTimeMs: number;
@@ -218,7 +234,43 @@ export class H2Client {
     this.connection_ = connection;
     connection.once("close", () => this.forget(connection));
     if (this.options.keepaliveTimeMs > 0) this.keepAlive(connection);
+    this.watch(connection);
     return connection;
+  }
+
+  /**
+   * Notices a member that stops answering without closing its sockets
+   * (SIGSTOP, a partition, a disk stall), whatever --dial-keepalive-* say:
+   * once etcd has been silent for SILENCE_MS while owing an answer, one
+   * PING; no answer within PING_TIMEOUT_MS closes the connection, and the
+   * calls on it fail over. Pings are never closer than MIN_PING_GAP_MS.
+   * A member whose process still runs but whose disk stalls answers pings:
+   * its calls end with etcd's own "request timed out".
+   */
+  private watch(connection: H2ClientConnection): void {
+    let lastPingAt = 0;
+    let pinging = false;
+    const timer = setInterval(() => {
+      if (connection.destroyed) return clearInterval(timer);
+      const silentSince = connection.silentSince;
+      const now = Date.now();
+      if (pinging || connection.size === 0 || silentSince === 0 || now - silentSince < SILENCE_MS) return;
+      if (now - lastPingAt < MIN_PING_GAP_MS) return;
+      pinging = true;
+      lastPingAt = now;
+      const timeout = setTimeout(
+        () => connection.destroy(new Error("etcd did not answer a ping: the member is unresponsive")),
+        PING_TIMEOUT_MS,
+      );
+      timeout.unref();
+      connection.ping((err) => {
+        pinging = false;
+        clearTimeout(timeout);
+        if (err) connection.destroy(err);
+      });
+    }, WATCHDOG_TICK_MS);
+    timer.unref();
+    connection.once("close", () => clearInterval(timer));
   }
 
   private forget(connection: H2ClientConnection): void {
@@ -267,7 +319,9 @@ function connectionError(
   const root = rootCause(failure);
   const message = root?.message ?? `http/2 stream closed with error code ${stream.rstCode ?? ErrorCode.INTERNAL_ERROR}`;
   if (!connection.mayHaveSeen(stream)) return notSentError(message, failure);
-  return new ConnectError(message, Code.Unavailable, undefined, undefined, failure ?? new Error(message));
+  // A call the connection was lost under gets grpc-go's words for it, not node's ("read ECONNRESET").
+  const told = failure ? LOST_CONNECTION : message;
+  return new ConnectError(told, Code.Unavailable, undefined, undefined, failure ?? new Error(message));
 }
 
 function rootCause(err: Error | undefined): Error | undefined {

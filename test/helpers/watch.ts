@@ -35,6 +35,8 @@ export interface CreateOptions {
  */
 export class WatchStream {
   readonly replies: WatchReply[] = [];
+  /** When each reply arrived (Date.now()), by index in `replies`. */
+  readonly arrivals: number[] = [];
   private taken = 0;
   private waiter: (() => void) | undefined;
   ended: grpc.ServiceError | null | undefined; // undefined while open; null for a clean end
@@ -44,6 +46,7 @@ export class WatchStream {
     this.call = client.stream("Watch", "Watch", metadata);
     this.call.on("data", (r: WatchReply) => {
       this.replies.push(r);
+      this.arrivals.push(Date.now());
       this.wake();
     });
     this.call.on("error", (err: grpc.ServiceError) => {

@@ -93,6 +93,33 @@ describe("lease keep-alive coalescing, single member", () => {
     }
   });
 
+  it("closes the upstream keep-alive stream once no client renews for a while, and opens one again when needed", async () => {
+    const etcdUrl = f.etcd.members[0]!.clientUrl;
+    const [id] = await grant(f.direct, 60);
+    const stream = keepAliveStream(f.client);
+    try {
+      stream.send(id!);
+      assert.equal((await stream.next()).ID, id);
+      assert.ok((await openStreams(etcdUrl, "LeaseKeepAlive")) >= 1);
+    } finally {
+      stream.cancel();
+    }
+    // The client left; after the idle time (10 s) the proxy's stream to etcd goes too.
+    const until = Date.now() + 15_000;
+    while ((await openStreams(etcdUrl, "LeaseKeepAlive")) > 0) {
+      assert.ok(Date.now() < until, "the upstream keep-alive stream stayed open with no client");
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    assert.equal(await proxyMetric(f.proxy, "etcd_grpc_proxy_lease_keepalive_upstream_streams"), 0);
+    const again = keepAliveStream(f.client);
+    try {
+      again.send(id!);
+      assert.equal((await again.next()).ID, id);
+    } finally {
+      again.cancel();
+    }
+  });
+
   it("a burst of keep-alives for one lease shares renewals, and every one is answered", async () => {
     const [id] = await grant(f.direct, 60);
     const before = await proxyMetric(f.proxy, "etcd_grpc_proxy_lease_renewals_sent_total");

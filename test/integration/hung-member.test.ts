@@ -1,0 +1,160 @@
+// A member that hangs without closing its sockets (SIGSTOP: a partition or
+// a disk stall looks the same) must not stall the proxy (issue 22): with
+// default flags it is noticed and left within about two seconds, and gets,
+// watches and lease keep-alives go on on the other members.
+import * as grpc from "@grpc/grpc-js";
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { memberInUse, useProxy } from "../helpers/fixture.js";
+import { EtcdGrpcClient } from "../helpers/grpc-client.js";
+import { WatchStream } from "../helpers/watch.js";
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe("a hung member, default flags", () => {
+  const f = useProxy(3);
+
+  it("is left within seconds: gets succeed, no watch event is lost or late, no lease expires", async () => {
+    const frozen = memberInUse(f.proxy, f.etcd);
+    const healthy = f.etcd.members.find((m) => m !== frozen)!;
+    const direct = new EtcdGrpcClient(healthy.endpoint);
+    try {
+      // 20 watchers through the proxy, each on its own stream, as etcdctl watches.
+      const watchers: WatchStream[] = [];
+      for (let i = 0; i < 20; i++) {
+        const metadata = new grpc.Metadata();
+        metadata.set("hasleader", "true");
+        const w = new WatchStream(f.client, metadata);
+        w.create({ key: "/hung/", range_end: "/hung0" });
+        await w.next();
+        watchers.push(w);
+      }
+      // 20 leases of TTL 5, kept alive through the proxy every second.
+      const leases: string[] = [];
+      for (let i = 0; i < 20; i++) {
+        leases.push(((await f.client.unary("Lease", "LeaseGrant", { TTL: 5 })) as { ID: string }).ID);
+      }
+      // Like clientv3's lease keeper: a stream that fails is opened again.
+      const reopenedFor: string[] = [];
+      let keeping = true;
+      const openKeepAlive = () => {
+        const call = f.client.stream("Lease", "LeaseKeepAlive");
+        call.on("data", () => {});
+        call.on("error", (err: grpc.ServiceError) => {
+          if (!keeping) return;
+          reopenedFor.push(err.details);
+          keepAlive = openKeepAlive();
+        });
+        return call;
+      };
+      let keepAlive = openKeepAlive();
+      const keeper = setInterval(() => {
+        for (const id of leases) keepAlive.write({ ID: id });
+      }, 1_000);
+
+      // Puts go straight to a healthy member, so events exist whatever the proxy does.
+      const putAt = new Map<number, number>();
+      let putting = true;
+      const puts = (async () => {
+        for (let i = 0; putting; i++) {
+          try {
+            const r = (await direct.unary("KV", "Put", {
+              key: Buffer.from(`/hung/${i % 5}`),
+              value: Buffer.from(`${i}`),
+            })) as { header: { revision: string } };
+            putAt.set(Number(r.header.revision), Date.now());
+          } catch {
+            // the frozen member may have been the leader: puts wait for the next one
+          }
+          await sleep(200);
+        }
+      })();
+
+      // A get loop through the proxy, 5 s deadline each, while the member is frozen for 8 s.
+      let gets = 0;
+      let ok = 0;
+      const failures: string[] = [];
+      let getting = true;
+      const getLoop = (async () => {
+        while (getting) {
+          gets++;
+          try {
+            await f.client.unary("KV", "Range", { key: Buffer.from("/hung/0") }, undefined, 5_000);
+            ok++;
+          } catch (err) {
+            failures.push((err as Error).message);
+          }
+          await sleep(50);
+        }
+      })();
+
+      await sleep(1_000);
+      frozen.process!.kill("SIGSTOP");
+      try {
+        await sleep(8_000);
+      } finally {
+        frozen.process!.kill("SIGCONT");
+      }
+      getting = false;
+      await getLoop;
+      putting = false;
+      await puts;
+      clearInterval(keeper);
+
+      assert.ok(ok / gets >= 0.95, `${ok} of ${gets} gets succeeded: ${failures.slice(0, 3).join("; ")}`);
+
+      // Every watcher saw every put, once, in order, none later than 3 s after it was made.
+      const expected = [...putAt.keys()].sort((a, b) => a - b);
+      await sleep(3_000);
+      for (const [i, w] of watchers.entries()) {
+        const seen: Array<{ rev: number; at: number }> = [];
+        w.replies.forEach((reply, r) => {
+          for (const e of reply.events) seen.push({ rev: Number(e.kv!.mod_revision), at: w.arrivals[r]! });
+        });
+        assert.deepEqual(
+          seen.map((s) => s.rev),
+          expected,
+          `watcher ${i} missed or repeated events`,
+        );
+        const late = Math.max(...seen.map((s) => s.at - putAt.get(s.rev)!));
+        assert.ok(late <= 3_000, `watcher ${i} got an event ${late} ms after its put`);
+      }
+      assert.ok(
+        watchers.every((w) => w.ended === undefined),
+        "a watch stream ended",
+      );
+
+      // No lease expired.
+      for (const id of leases) {
+        const ttl = (await direct.unary("Lease", "LeaseTimeToLive", { ID: id })) as { TTL: string };
+        assert.ok(Number(ttl.TTL) > 0, `lease ${id} expired (keep-alive stream errors: ${reopenedFor.join("; ")})`);
+      }
+      keeping = false;
+      keepAlive.cancel();
+      for (const w of watchers) w.close();
+    } finally {
+      direct.close();
+    }
+  });
+
+  it("fails a put in flight on the hung member within seconds, with gRPC's words for a lost connection", async () => {
+    const frozen = memberInUse(f.proxy, f.etcd);
+    frozen.process!.kill("SIGSTOP");
+    try {
+      const t0 = Date.now();
+      const err = await f.client
+        .unary("KV", "Put", { key: Buffer.from("/hung/put"), value: Buffer.from("x") }, undefined, 10_000)
+        .then(
+          () => undefined,
+          (e: grpc.ServiceError) => e,
+        );
+      // A write that may have reached etcd is not re-sent: the client hears the connection went away.
+      assert.ok(err, "a put to a frozen member cannot have succeeded");
+      assert.equal(err.code, grpc.status.UNAVAILABLE, err.message);
+      assert.equal(err.details, "transport is closing");
+      assert.ok(Date.now() - t0 < 5_000, `the put took ${Date.now() - t0} ms`);
+    } finally {
+      frozen.process!.kill("SIGCONT");
+    }
+  });
+});
