@@ -77,7 +77,10 @@ export class H2ServerConnection extends H2Connection<H2Stream> {
     this.lastStreamId = streamId;
     this.rules.reset("request");
     const headers = this.hpack.decode(block, this.rules);
-    if (streamId > this.goawayLastId) return;
+    if (streamId > this.goawayLastId) {
+      // Sent before the client saw our GOAWAY: its DATA may still come, and is ignored.
+      return this.rememberClosed(streamId, "local-reset");
+    }
     // grpc-go answers a header list over its limit with FRAME_SIZE_ERROR.
     if (this.hpack.oversized) return this.refuse(streamId, ErrorCode.FRAME_SIZE_ERROR);
     if (selfDependent || this.rules.verdict() !== undefined) return this.refuse(streamId, ErrorCode.PROTOCOL_ERROR);

@@ -9,6 +9,7 @@ import { after, before, describe, it } from "node:test";
 import { H2ClientConnection, type H2ClientStream } from "../../src/http2/client.js";
 import { encodeHeaders } from "../../src/http2/hpack.js";
 import { H2ServerConnection, type H2Stream } from "../../src/http2/server.js";
+import { attacker, END_HEADERS, frame, grpcRequestBlock, sleep, T } from "../helpers/h2-attacker.js";
 
 const BIG = Buffer.alloc(3 << 20, 7); // far beyond every default flow-control window
 
@@ -260,3 +261,33 @@ async function until(condition: () => boolean): Promise<void> {
   for (let i = 0; i < 200 && !condition(); i++) await new Promise((r) => setTimeout(r, 10));
   assert.ok(condition(), "condition not met in time");
 }
+
+describe("own HTTP/2 server, after its GOAWAY", () => {
+  it("ignores frames for streams the client opened before it saw the GOAWAY", async () => {
+    const server = net.createServer((socket) => {
+      const connection: H2ServerConnection = new H2ServerConnection(socket, {
+        maxConcurrentStreams: 10,
+        // The first request starts a graceful close; it stays open, so the connection does too.
+        onStream: () => connection.close(),
+      });
+    });
+    server.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    const a = await attacker(`127.0.0.1:${(server.address() as AddressInfo).port}`);
+    try {
+      a.handshake();
+      a.write(frame(T.HEADERS, END_HEADERS, 1, grpcRequestBlock("/a")));
+      await sleep(100);
+      assert.equal(a.seen.goaway, 0, "GOAWAY NO_ERROR");
+      // Sent as if before the GOAWAY arrived: a new stream and its data.
+      a.write(frame(T.HEADERS, END_HEADERS, 3, grpcRequestBlock("/b")));
+      a.write(frame(T.DATA, 0, 3, Buffer.from("late")));
+      await sleep(100);
+      assert.equal(a.seen.goaway, 0, "no second GOAWAY with PROTOCOL_ERROR");
+      assert.equal(a.seen.closed, false);
+    } finally {
+      a.destroy();
+      server.close();
+    }
+  });
+});
