@@ -46,17 +46,12 @@ export class FrameDecoder {
 
   constructor(private readonly maxMessageBytes: number) {}
 
-  /** Bytes of a message not yet whole. */
-  get buffered(): number {
-    return this.pendingTotal;
-  }
-
   /** Adds a chunk; returns the messages it completed (views into the chunk where possible). */
   push(chunk: Buffer): readonly Buffer[] {
     let bytes = chunk;
     if (this.pending.length > 0) {
       // A large message arrives in many chunks: join them once, when it is whole.
-      this.pending.push(chunk);
+      this.pending.push(kept(chunk));
       this.pendingTotal += chunk.length;
       if (this.pendingTotal < this.needed) return NO_MESSAGES;
       bytes = Buffer.concat(this.pending, this.pendingTotal);
@@ -83,7 +78,7 @@ export class FrameDecoder {
       at += 5 + length;
     }
     if (at < bytes.length) {
-      this.pending.push(bytes.subarray(at));
+      this.pending.push(kept(bytes.subarray(at)));
       this.pendingTotal = bytes.length - at;
     }
     return out ?? NO_MESSAGES;
@@ -93,6 +88,15 @@ export class FrameDecoder {
   get pendingBytes(): number {
     return this.pendingTotal;
   }
+}
+
+/**
+ * A piece of a message kept until the rest arrives: copied when it is a small
+ * view of a much larger buffer (a socket read), which it would keep alive
+ * whole. An answer waiting for its client to read holds its own bytes only.
+ */
+function kept(view: Buffer): Buffer {
+  return view.length * 4 < view.buffer.byteLength ? Buffer.from(view) : view;
 }
 
 /**

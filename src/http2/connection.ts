@@ -49,7 +49,7 @@ export const H2_LIMITS = {
    * gate admits it (see AnswerGate), so small that calls of a client that
    * does not read hold little.
    */
-  upstreamStreamWindow: 64 << 10,
+  upstreamStreamWindow: 16 << 10,
   /** The connection's receive window: unconsumed bytes all streams together may send. */
   connectionWindow: 16 << 20,
   /** SETTINGS_MAX_HEADER_LIST_SIZE: a decoded header block, RFC 7541 sizes (grpc-go answers more with RST_STREAM). */
@@ -66,7 +66,7 @@ export const H2_LIMITS = {
    * `stalledStreamCost` more. Past it, new streams are refused and the
    * largest stalled ones reset; one stream alone may always exceed it.
    */
-  maxStalledBytes: 16 << 20,
+  maxStalledBytes: 8 << 20,
   stalledStreamCost: 4 << 10,
   /** A server connection must send its preface and SETTINGS within this. */
   handshakeTimeoutMs: 5_000,
@@ -139,7 +139,7 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
    * unread streams is bounded, and the handshake has a deadline.
    */
   protected readonly guarded: boolean;
-  /** The receive window this side gives each stream (SETTINGS_INITIAL_WINDOW_SIZE). */
+  /** The receive window this side gives each stream (SETTINGS_INITIAL_WINDOW_SIZE), and credits by. */
   readonly streamWindow: number;
 
   /** Sending: the peer's settings and the connection's flow-control window. */
@@ -355,7 +355,10 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
       if (this.gateWaiters.length > 0) this.openGate();
     },
     whenOpen: (fn) => {
+      // Each waiting call holds up to one upstream window of its answer; together, half the budget.
+      if (this.gateWaiters.length * H2_LIMITS.upstreamStreamWindow >= H2_LIMITS.maxStalledBytes / 2) return false;
       this.gateWaiters.push(fn);
+      return true;
     },
   };
 
@@ -864,6 +867,8 @@ export abstract class H2StreamBase {
   private ending: Buffer | null | undefined;
   /** What the peer may still send on this stream, and bytes consumed since the last WINDOW_UPDATE. */
   private recvWindow: number;
+  /** The window this stream was given in all: credit goes back once half of it is consumed. */
+  private windowSize: number;
   private consumedUnacked = 0;
   /** Received bytes not yet released to the connection window. */
   private held = 0;
@@ -876,6 +881,7 @@ export abstract class H2StreamBase {
   ) {
     this.sendWindow = initialWindow;
     this.recvWindow = connection.streamWindow;
+    this.windowSize = connection.streamWindow;
   }
 
   /** Response bytes queued and not yet sent. */
@@ -1043,21 +1049,42 @@ export abstract class H2StreamBase {
     return this.connection.largeSlot(this, claim);
   }
 
-  /** The reader is done with `n` received bytes: both windows get them back. */
-  consumed(n: number): void {
+  /**
+   * The reader is done with `n` received bytes: both windows get them back,
+   * or with `connectionToo` false only the stream's (the connection's waits
+   * for `releaseHeld` or the close).
+   */
+  consumed(n: number, connectionToo = true): void {
     if (n <= 0) return;
-    if (this.flow === "paced") return this.creditStream(n);
-    n = Math.min(n, this.held);
-    this.held -= n;
-    this.connection.release(n);
+    if (this.flow !== "paced" && connectionToo) {
+      // Bytes released already (releaseHeld, or at receipt) are not released twice.
+      const release = Math.min(n, this.held);
+      this.held -= release;
+      this.connection.release(release);
+    }
     this.creditStream(n);
+  }
+
+  /** Raises this stream's receive window to `size` at once (streams whose reader keeps up). */
+  widenWindow(size: number): void {
+    const more = size - this.recvWindow;
+    if (more <= 0 || this.closed) return;
+    this.recvWindow += more;
+    this.windowSize = size;
+    this.connection.send(frame32(FrameType.WINDOW_UPDATE, this.id, more));
+  }
+
+  /** Gives the connection's window every byte this stream still holds. */
+  releaseHeld(): void {
+    this.connection.release(this.held);
+    this.held = 0;
   }
 
   /** Gives `n` bytes back to this stream's window only (the connection's waits for close). */
   private creditStream(n: number): void {
     if (this.closed || this.remoteEnded) return;
     this.consumedUnacked += n;
-    if (this.consumedUnacked >= this.connection.streamWindow / 2) {
+    if (this.consumedUnacked >= this.windowSize / 2) {
       this.recvWindow += this.consumedUnacked;
       this.connection.sendControl(frame32(FrameType.WINDOW_UPDATE, this.id, this.consumedUnacked));
       this.consumedUnacked = 0;

@@ -52,14 +52,20 @@ export function createBridge(server: http2.Http2Server): H2Bridge {
 
       // The client's window gets the bytes back once node's stream has taken
       // them: a body node cannot pass on is held in the client, not here.
+      // Until the handler answers, the connection's window does not: Connect
+      // gathers a message whole before answering, so a client's unanswered
+      // requests together hold at most that window, not 4 MiB each.
       stream.flow = "consumed";
-      stream.onBody = (chunk) => request.write(chunk, () => stream.consumed(chunk.length));
+      let answered = false;
+      stream.onBody = (chunk) => request.write(chunk, () => stream.consumed(chunk.length, answered));
       stream.onEnd = () => request.end();
       stream.onClose(() => {
         if (!ended && !request.closed) request.close(http2.constants.NGHTTP2_CANCEL);
       });
 
       request.on("response", (headers, flags) => {
+        answered = true;
+        stream.releaseHeld();
         const endStream = (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0;
         if (endStream) ended = true;
         stream.respond(encodeHeaders(ordered(headers)), endStream);

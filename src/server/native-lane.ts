@@ -336,7 +336,7 @@ function serveStream(
   const settle = () => {
     if (owed === 0) return;
     // A message larger than the high-water mark is still let in, one stream of the connection at a time.
-    const partial = decoder.buffered;
+    const partial = decoder.pendingBytes;
     const large = stream.claimLargeSlot(partial > REQUEST_QUEUE_HIGH_WATER);
     if (requests.weight < REQUEST_QUEUE_HIGH_WATER && (partial < REQUEST_QUEUE_HIGH_WATER || large)) {
       stream.consumed(owed);

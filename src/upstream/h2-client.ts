@@ -4,6 +4,7 @@ import * as net from "node:net";
 import * as tls from "node:tls";
 import { decodeGrpcMessage, FrameDecoder } from "../grpc/wire.js";
 import { H2ClientConnection, type H2ClientStream } from "../http2/client.js";
+import { H2_LIMITS } from "../http2/connection.js";
 import { ErrorCode } from "../http2/frames.js";
 import { encodeHeaders, type HeaderList } from "../http2/hpack.js";
 import { AsyncQueue } from "../util/async-queue.js";
@@ -171,8 +172,15 @@ export class H2Client {
     const connection = this.connection();
     const stream = this.open(path, metadata, connection);
     const decoder = new FrameDecoder(maxResponseBytes);
-    const pace = gate && paceAnswer(stream, gate);
     let failure: ConnectError | undefined;
+    const pace =
+      gate &&
+      paceAnswer(stream, gate, () => {
+        failure = new ConnectError("the client is not reading its answers", Code.ResourceExhausted);
+        stream.reset(ErrorCode.CANCEL);
+      });
+    // Only a paced answer starts from the small initial window; the rest take etcd's data as it comes.
+    if (!pace) stream.widenWindow(H2_LIMITS.streamWindow);
     const onAbort = () => stream.reset(ErrorCode.CANCEL);
     signal.addEventListener("abort", onAbort, { once: true });
     stream.onBody = (chunk) => {
@@ -337,7 +345,7 @@ function rootCause(err: Error | undefined): Error | undefined {
  * client that never reads stalls only its own calls, never other clients'.
  * Returns what to call with each chunk's size.
  */
-function paceAnswer(stream: H2ClientStream, gate: AnswerGate): (bytes: number) => void {
+function paceAnswer(stream: H2ClientStream, gate: AnswerGate, refused: () => void): (bytes: number) => void {
   stream.flow = "paced";
   let admitted = 0;
   let pending = 0;
@@ -347,7 +355,8 @@ function paceAnswer(stream: H2ClientStream, gate: AnswerGate): (bytes: number) =
     if (pending === 0 || stream.closed) return;
     if (!gate.admit(pending)) {
       waiting = true;
-      return gate.whenOpen(admit);
+      if (!gate.whenOpen(admit)) refused();
+      return;
     }
     admitted += pending;
     stream.consumed(pending);

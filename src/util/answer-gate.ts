@@ -9,6 +9,9 @@ export interface AnswerGate {
   admit(bytes: number): boolean;
   /** A call's admitted bytes were delivered or dropped. */
   settle(bytes: number): void;
-  /** Runs `fn` once, when `admit` may say yes again. */
-  whenOpen(fn: () => void): void;
+  /**
+   * Runs `fn` once, when `admit` may say yes again; false when too many
+   * calls wait already (the call should give up: the client is not reading).
+   */
+  whenOpen(fn: () => void): boolean;
 }

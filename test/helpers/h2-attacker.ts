@@ -113,6 +113,8 @@ export function rangeRequest(key: string, rangeEnd?: string): Buffer {
 
 export interface Seen {
   frames: number;
+  /** HEADERS frames with END_STREAM: answers (or Trailers-Only errors) that ended a stream. */
+  endedByHeaders: number;
   bytes: number;
   rst: Map<number, number>;
   goaway: number | undefined;
@@ -143,7 +145,7 @@ export async function attacker(address: string, opts: { read?: boolean; tls?: bo
     s.once("error", reject);
   });
   socket.on("error", () => {});
-  const seen: Seen = { frames: 0, bytes: 0, rst: new Map(), goaway: undefined, closed: false };
+  const seen: Seen = { frames: 0, endedByHeaders: 0, bytes: 0, rst: new Map(), goaway: undefined, closed: false };
   let input = Buffer.alloc(0);
   if (opts.read !== false) {
     socket.on("data", (chunk: Buffer) => {
@@ -157,6 +159,7 @@ export async function attacker(address: string, opts: { read?: boolean; tls?: bo
         const payload = input.subarray(9, 9 + length);
         seen.frames++;
         if (type === T.RST_STREAM) seen.rst.set(streamId, payload.readUInt32BE(0));
+        if (type === T.HEADERS && input[4]! & END_STREAM) seen.endedByHeaders++;
         if (type === T.GOAWAY) seen.goaway = payload.readUInt32BE(4);
         input = input.subarray(9 + length);
       }
