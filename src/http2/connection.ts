@@ -283,15 +283,15 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
   /** Queues bytes for the socket; everything queued in one tick leaves in one write. */
   send(bytes: Uint8Array): void {
     if (this.destroyed) return;
-    if (this.silentSince === 0) this.silentSince = Date.now();
+    if (this.silentSince === 0 && !this.guarded) this.silentSince = Date.now();
     this.out.push(bytes);
     this.flushSoon();
   }
 
   /**
    * Since when the peer has sent nothing while this side has sent it
-   * something (0: the peer has spoken since). A peer that is frozen
-   * (SIGSTOP, a partition, a disk stall) keeps its socket open but stays
+   * something (0: the peer has spoken since); kept toward etcd only. A peer
+   * that is frozen (SIGSTOP, a partition) keeps its socket open but stays
    * silent; the upstream's watchdog reads this.
    */
   silentSince = 0;
