@@ -66,8 +66,14 @@ export const H2_LIMITS = {
    * `stalledStreamCost` more. Past it, new streams are refused and the
    * largest stalled ones reset; one stream alone may always exceed it.
    */
-  maxStalledBytes: 8 << 20,
+  maxStalledBytes: 32 << 20,
   stalledStreamCost: 4 << 10,
+  /**
+   * Answers from etcd a client may have unread, admitted and queued
+   * together (see AnswerGate); past it they wait in etcd. One answer
+   * alone may always come in. Calls waiting so may hold half as much.
+   */
+  maxUnreadAnswers: 8 << 20,
   /** A server connection must send its preface and SETTINGS within this. */
   handshakeTimeoutMs: 5_000,
   /** The client's stream ids whose close is remembered, to tell late frames from protocol errors. */
@@ -339,12 +345,12 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
 
   /**
    * This client's gate for answers from etcd (see AnswerGate): what it has
-   * not read yet, admitted and queued together, stays under the stalled
-   * budget; one answer alone may always come in.
+   * not read yet, admitted and queued together, stays under
+   * maxUnreadAnswers; one answer alone may always come in.
    */
   readonly answerGate: AnswerGate = {
     admit: (bytes) => {
-      if (this.answersInFlight > 0 && this.answersInFlight + this.backlog + bytes > H2_LIMITS.maxStalledBytes) {
+      if (this.answersInFlight > 0 && this.answersInFlight + this.backlog + bytes > H2_LIMITS.maxUnreadAnswers) {
         return false;
       }
       this.answersInFlight += bytes;
@@ -356,14 +362,14 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
     },
     whenOpen: (fn) => {
       // Each waiting call holds up to one upstream window of its answer; together, half the budget.
-      if (this.gateWaiters.length * H2_LIMITS.upstreamStreamWindow >= H2_LIMITS.maxStalledBytes / 2) return false;
+      if (this.gateWaiters.length * H2_LIMITS.upstreamStreamWindow >= H2_LIMITS.maxUnreadAnswers / 2) return false;
       this.gateWaiters.push(fn);
       return true;
     },
   };
 
   private openGate(): void {
-    if (this.answersInFlight + this.backlog >= H2_LIMITS.maxStalledBytes || this.destroyed) return;
+    if (this.answersInFlight + this.backlog >= H2_LIMITS.maxUnreadAnswers || this.destroyed) return;
     const waiters = this.gateWaiters;
     this.gateWaiters = [];
     for (const fn of waiters) fn();
