@@ -51,87 +51,101 @@ describe("a hung member, default flags", () => {
       const keeper = setInterval(() => {
         for (const id of leases) keepAlive.write({ ID: id });
       }, 1_000);
-
-      // Puts go straight to a healthy member, so events exist whatever the proxy does.
-      const putAt = new Map<number, number>();
-      let putting = true;
-      const puts = (async () => {
-        for (let i = 0; putting; i++) {
-          try {
-            const r = (await direct.unary("KV", "Put", {
-              key: Buffer.from(`/hung/${i % 5}`),
-              value: Buffer.from(`${i}`),
-            })) as { header: { revision: string } };
-            putAt.set(Number(r.header.revision), Date.now());
-          } catch {
-            // the frozen member may have been the leader: puts wait for the next one
-          }
-          await sleep(200);
-        }
-      })();
-
-      // A get loop through the proxy, 5 s deadline each, while the member is frozen for 8 s.
-      let gets = 0;
-      let ok = 0;
-      const failures: string[] = [];
-      let getting = true;
-      const getLoop = (async () => {
-        while (getting) {
-          gets++;
-          try {
-            await f.client.unary("KV", "Range", { key: Buffer.from("/hung/0") }, undefined, 5_000);
-            ok++;
-          } catch (err) {
-            failures.push((err as Error).message);
-          }
-          await sleep(50);
-        }
-      })();
-
-      await sleep(1_000);
-      frozen.process!.kill("SIGSTOP");
+      const stopKeeping = () => {
+        keeping = false;
+        clearInterval(keeper);
+        keepAlive.cancel();
+      };
       try {
-        await sleep(8_000);
-      } finally {
-        frozen.process!.kill("SIGCONT");
-      }
-      getting = false;
-      await getLoop;
-      putting = false;
-      await puts;
-      clearInterval(keeper);
+        // Puts go straight to a healthy member, so events exist whatever the proxy does.
+        const putAt = new Map<number, number>();
+        let putting = true;
+        const puts = (async () => {
+          for (let i = 0; putting; i++) {
+            try {
+              const r = (await direct.unary("KV", "Put", {
+                key: Buffer.from(`/hung/${i % 5}`),
+                value: Buffer.from(`${i}`),
+              })) as { header: { revision: string } };
+              putAt.set(Number(r.header.revision), Date.now());
+            } catch {
+              // the frozen member may have been the leader: puts wait for the next one
+            }
+            await sleep(200);
+          }
+        })();
 
-      assert.ok(ok / gets >= 0.95, `${ok} of ${gets} gets succeeded: ${failures.slice(0, 3).join("; ")}`);
+        // A get loop through the proxy, 5 s deadline each, while the member is frozen for 8 s.
+        let gets = 0;
+        let ok = 0;
+        const failures: string[] = [];
+        let getting = true;
+        const getLoop = (async () => {
+          while (getting) {
+            gets++;
+            try {
+              await f.client.unary("KV", "Range", { key: Buffer.from("/hung/0") }, undefined, 5_000);
+              ok++;
+            } catch (err) {
+              failures.push((err as Error).message);
+            }
+            await sleep(50);
+          }
+        })();
 
-      // Every watcher saw every put, once, in order, none later than 3 s after it was made.
-      const expected = [...putAt.keys()].sort((a, b) => a - b);
-      await sleep(3_000);
-      for (const [i, w] of watchers.entries()) {
-        const seen: Array<{ rev: number; at: number }> = [];
-        w.replies.forEach((reply, r) => {
-          for (const e of reply.events) seen.push({ rev: Number(e.kv!.mod_revision), at: w.arrivals[r]! });
-        });
-        assert.deepEqual(
-          seen.map((s) => s.rev),
-          expected,
-          `watcher ${i} missed or repeated events`,
+        await sleep(1_000);
+        frozen.process!.kill("SIGSTOP");
+        try {
+          await sleep(8_000);
+        } finally {
+          frozen.process!.kill("SIGCONT");
+        }
+        getting = false;
+        await getLoop;
+        putting = false;
+        await puts;
+
+        assert.ok(ok / gets >= 0.95, `${ok} of ${gets} gets succeeded: ${failures.slice(0, 3).join("; ")}`);
+
+        // etcd's own account of the range (a put that timed out in the election may still have been applied).
+        await sleep(3_000);
+        const truth = new WatchStream(direct);
+        // From just after the watchers' own Created revision: what they, watching from then, must get.
+        const createdAt = Number(watchers[0]!.replies[0]!.header!.revision);
+        truth.create({ key: "/hung/", range_end: "/hung0", start_revision: createdAt + 1 });
+        await truth.next();
+        await sleep(1_000);
+        const expected = truth.replies.flatMap((r) => r.events.map((e) => Number(e.kv!.mod_revision)));
+        truth.close();
+        assert.ok(expected.length >= putAt.size, "etcd's own watch saw every acknowledged put");
+        // Every watcher saw every event, once, in order, none later than 3 s after its put was acknowledged.
+        for (const [i, w] of watchers.entries()) {
+          const seen: Array<{ rev: number; at: number }> = [];
+          w.replies.forEach((reply, r) => {
+            for (const e of reply.events) seen.push({ rev: Number(e.kv!.mod_revision), at: w.arrivals[r]! });
+          });
+          assert.deepEqual(
+            seen.map((s) => s.rev),
+            expected,
+            `watcher ${i} missed or repeated events`,
+          );
+          const late = Math.max(...seen.filter((s) => putAt.has(s.rev)).map((s) => s.at - putAt.get(s.rev)!));
+          assert.ok(late <= 3_000, `watcher ${i} got an event ${late} ms after its put`);
+        }
+        assert.ok(
+          watchers.every((w) => w.ended === undefined),
+          "a watch stream ended",
         );
-        const late = Math.max(...seen.map((s) => s.at - putAt.get(s.rev)!));
-        assert.ok(late <= 3_000, `watcher ${i} got an event ${late} ms after its put`);
-      }
-      assert.ok(
-        watchers.every((w) => w.ended === undefined),
-        "a watch stream ended",
-      );
 
-      // No lease expired.
-      for (const id of leases) {
-        const ttl = (await direct.unary("Lease", "LeaseTimeToLive", { ID: id })) as { TTL: string };
-        assert.ok(Number(ttl.TTL) > 0, `lease ${id} expired (keep-alive stream errors: ${reopenedFor.join("; ")})`);
+        // No lease expired.
+        for (const id of leases) {
+          const ttl = (await direct.unary("Lease", "LeaseTimeToLive", { ID: id })) as { TTL: string };
+          assert.ok(Number(ttl.TTL) > 0, `lease ${id} expired (keep-alive stream errors: ${reopenedFor.join("; ")})`);
+        }
+      } finally {
+        stopKeeping();
+        for (const w of watchers) w.close();
       }
-      keeping = false;
-      keepAlive.cancel();
-      for (const w of watchers) w.close();
     } finally {
       direct.close();
     }
