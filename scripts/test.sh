@@ -1,23 +1,39 @@
 #!/usr/bin/env bash
-# `npm test`: every test, on a fresh machine. Installs what is missing, builds
-# (code generation + tsc), type-checks the tests, then runs them with node's
-# test runner. Integration tests start their own etcd clusters on free ports.
+# `npm test`: every test, on a fresh machine. Installs what is missing (etcd
+# 3.4 from Debian, etcd 3.5 from a newer Debian suite), builds (code
+# generation + tsc), type-checks the tests, then runs them with node's test
+# runner. Integration tests start their own etcd clusters on free ports,
+# with whichever etcd and etcdctl come first on PATH.
 #
-# The integration suite runs twice: with native gRPC in the fast lane (the
-# default), then served by Connect (--grpc-lane=connect). Both must pass.
-# test/edge (HTTP/2 attacks, fuzzing, h2spec) starts its own proxy process
-# with default flags, so it runs once.
+# Three runs, each of which must pass:
+#   1. every test (unit, integration, edge, browser, bench smoke) on etcd 3.5,
+#      with native gRPC in the fast lane;
+#   2. the integration suite on etcd 3.4.23, native gRPC;
+#   3. the integration suite on etcd 3.5, native gRPC served by Connect
+#      (--grpc-lane=connect).
+# Most clusters run 3.5, so it gets two runs; both lines run every
+# integration test at least once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/ensure-deps.sh
+source scripts/ensure-etcd35.sh
 npm run build --silent
 npm run typecheck --silent
 mapfile -t all < <(find test -name '*.test.ts' | sort)
 mapfile -t integration < <(find test/integration -name '*.test.ts' | sort)
+etcd34_path="$PATH"
+etcd35_path="$ETCD35_BIN:$PATH"
 
+run() {
+  echo "== $1 =="
+  shift
+  "$@" || status=1
+}
 status=0
-echo "== all tests, native gRPC in the fast lane =="
-node --import tsx --test --test-reporter=spec "${all[@]}" || status=1
-echo "== integration tests, native gRPC served by Connect =="
-PROXY_LANE=connect node --import tsx --test --test-reporter=spec "${integration[@]}" || status=1
+run "all tests, etcd 3.5, native gRPC in the fast lane" \
+  env PATH="$etcd35_path" node --import tsx --test --test-reporter=spec "${all[@]}"
+run "integration tests, etcd 3.4, native gRPC in the fast lane" \
+  env PATH="$etcd34_path" node --import tsx --test --test-reporter=spec "${integration[@]}"
+run "integration tests, etcd 3.5, native gRPC served by Connect" \
+  env PATH="$etcd35_path" PROXY_LANE=connect node --import tsx --test --test-reporter=spec "${integration[@]}"
 exit $status

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
 import * as https from "node:https";
 import { tmpdir } from "node:os";
@@ -27,6 +27,14 @@ export interface EtcdCluster {
   restart(member: EtcdMember): Promise<void>;
   stop(): Promise<void>;
 }
+
+/**
+ * The version of the etcd on PATH, which every test cluster runs: npm test
+ * runs the integration suite once with etcd 3.5 first on PATH, once with 3.4.
+ */
+export const ETCD_VERSION = /etcd Version: (\S+)/.exec(execFileSync("etcd", ["--version"], { encoding: "utf8" }))![1]!;
+/** The release line, "3.4" or "3.5", for the few answers that differ between them. */
+export const ETCD_LINE = ETCD_VERSION.split(".").slice(0, 2).join(".");
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
