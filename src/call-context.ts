@@ -33,6 +33,29 @@ export function forwardedMetadata(get: (key: string) => string | null | undefine
   return picked;
 }
 
+/**
+ * Who a caller is to etcd: its auth token (or none), and whether it requires
+ * a leader. Calls the proxy shares between clients (watch streams, lease
+ * keep-alive streams) are shared only within one identity, so etcd checks
+ * every client's rights, and nobody rides another's token.
+ */
+export interface CallerIdentity {
+  /** A map key that tells identities apart. */
+  readonly key: string;
+  /** The metadata the shared upstream call carries. */
+  readonly forwardHeaders: Readonly<Record<string, string>>;
+  readonly requireLeader: boolean;
+}
+
+export function callerIdentity(headers: Readonly<Record<string, string>>): CallerIdentity {
+  const token = headers["token"];
+  const requireLeader = headers["hasleader"] === "true";
+  const forwardHeaders: Record<string, string> = {};
+  if (token !== undefined) forwardHeaders["token"] = token;
+  if (requireLeader) forwardHeaders["hasleader"] = "true";
+  return { key: `${requireLeader ? "L" : "-"}${token ?? ""}`, forwardHeaders, requireLeader };
+}
+
 /** Builds a context for calls the proxy makes on its own behalf (health checks). */
 export function internalContext(timeoutMs: number, signal?: AbortSignal): CallContext {
   const timeout = AbortSignal.timeout(timeoutMs);

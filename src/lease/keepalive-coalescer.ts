@@ -1,6 +1,6 @@
 import { fromBinary, type MessageShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { CallContext } from "../call-context.js";
+import { callerIdentity, type CallContext, type CallerIdentity } from "../call-context.js";
 import { Lease, LeaseKeepAliveResponseSchema } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
 import { frame } from "../grpc/wire.js";
 import type { Metrics } from "../metrics.js";
@@ -43,31 +43,44 @@ export const KEEPALIVE_IDLE_CLOSE_MS = 10_000;
  *   after its last client keep-alive, as it would direct.
  * - The answer is etcd's own (header, ID, TTL): TTL 0 for an unknown lease.
  *
- * Clients that require a leader (`hasleader` metadata) share a second stream
- * that carries that metadata, so etcd can end it when the leader is lost.
+ * Keep-alives are coalesced per caller identity (auth token, and whether a
+ * leader is required), as watches are: etcd 3.5 checks the token of every
+ * renewal, so one identity's keep-alive never rides another's stream, and a
+ * refused token ends only its own clients' streams. Clients that require a
+ * leader share a stream that carries `hasleader`, so etcd can end it when
+ * the leader is lost. A stream left idle is closed and forgotten.
  */
 export class KeepAliveCoalescer {
-  private readonly streams = new Map<boolean, SharedKeepAliveStream>();
+  private readonly streams = new Map<string, SharedKeepAliveStream>();
 
   constructor(
     private readonly upstream: Upstream,
     private readonly metrics: Metrics["lease"],
   ) {}
 
-  /** Renews lease `id`; `waiter` hears etcd's answer. */
-  renew(id: bigint, requireLeader: boolean, waiter: KeepAliveWaiter): void {
-    let stream = this.streams.get(requireLeader);
+  /** Renews lease `id` for the caller whose metadata is `caller`; `waiter` hears etcd's answer. */
+  renew(id: bigint, caller: Readonly<Record<string, string>>, waiter: KeepAliveWaiter): void {
+    const identity = callerIdentity(caller);
+    let stream = this.streams.get(identity.key);
     if (!stream) {
-      stream = new SharedKeepAliveStream(this.upstream, requireLeader, this.metrics);
-      this.streams.set(requireLeader, stream);
+      const made = new SharedKeepAliveStream(this.upstream, identity, this.metrics, () => {
+        if (this.streams.get(identity.key) === made) this.streams.delete(identity.key);
+      });
+      stream = made;
+      this.streams.set(identity.key, stream);
     }
     stream.renew(id, waiter);
   }
 
+  /** How many identities have a keep-alive stream (open or opening). */
+  get identities(): number {
+    return this.streams.size;
+  }
+
   /** Renews lease `id` once; resolves with etcd's answer, decoded. */
-  renewOnce(id: bigint, requireLeader: boolean): Promise<KeepAliveResponse> {
+  renewOnce(id: bigint, caller: Readonly<Record<string, string>>): Promise<KeepAliveResponse> {
     return new Promise((resolve, reject) =>
-      this.renew(id, requireLeader, {
+      this.renew(id, caller, {
         answer: (bytes) => resolve(fromBinary(LeaseKeepAliveResponseSchema, bytes.subarray(5))),
         fail: reject,
       }),
@@ -92,8 +105,10 @@ class SharedKeepAliveStream {
 
   constructor(
     private readonly upstream: Upstream,
-    private readonly requireLeader: boolean,
+    private readonly identity: CallerIdentity,
     private readonly metrics: Metrics["lease"],
+    /** The stream closed with nothing in flight: its owner forgets it. */
+    private readonly onIdle: () => void,
   ) {}
 
   renew(id: bigint, waiter: KeepAliveWaiter): void {
@@ -117,8 +132,9 @@ class SharedKeepAliveStream {
     this.idleTimer = setTimeout(() => {
       const requests = this.requests;
       if (this.inflight.size > 0 || !requests) return;
-      this.requests = undefined; // the next renewal opens a new stream
+      this.requests = undefined;
       requests.end(); // a half-close: etcd ends the stream
+      this.onIdle(); // the next renewal of this identity makes a new one
     }, KEEPALIVE_IDLE_CLOSE_MS);
     this.idleTimer.unref();
   }
@@ -136,7 +152,7 @@ class SharedKeepAliveStream {
     this.requests = requests;
     this.abort = abort;
     const ctx: CallContext = {
-      forwardHeaders: this.requireLeader ? { hasleader: "true" } : {},
+      forwardHeaders: this.identity.forwardHeaders,
       deadline: undefined,
       signal: abort.signal,
     };
@@ -173,7 +189,7 @@ class SharedKeepAliveStream {
     if (this.requests !== requests) return;
     this.requests = undefined;
     requests.end();
-    if (this.inflight.size === 0) return;
+    if (this.inflight.size === 0) return this.onIdle();
     const retry =
       isConnectionFailure(err) &&
       !this.abort?.signal.aborted &&
@@ -185,6 +201,7 @@ class SharedKeepAliveStream {
     const error = ConnectError.from(err);
     const waiting = [...this.inflight.values()].flat();
     this.inflight.clear();
+    this.onIdle();
     for (const w of waiting) w.fail(error);
   }
 }

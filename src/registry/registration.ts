@@ -85,7 +85,7 @@ export class Registration {
         // Renew until the lease is lost (or we stop).
         for (;;) {
           if (!(await sleep((ttlSeconds * 1000) / 3, signal))) return;
-          const answer = await this.keepAlives.renewOnce(grant.ID, false);
+          const answer = await this.keepAlives.renewOnce(grant.ID, await this.options.identity.metadata());
           if (answer.TTL <= 0n) throw new Error("the registration's lease expired");
         }
       } catch (err) {

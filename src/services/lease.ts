@@ -42,7 +42,6 @@ function keepAliveCall(
   coalescer: KeepAliveCoalescer,
   metrics: Metrics["lease"],
 ): BidiCall {
-  const requireLeader = ctx.forwardHeaders["hasleader"] === "true";
   let pending = 0;
   let halfClosed = false;
   let over = false;
@@ -68,7 +67,7 @@ function keepAliveCall(
     message(payload) {
       const id = leaseIdOfRequest(payload);
       pending++;
-      coalescer.renew(id, requireLeader, waiter);
+      coalescer.renew(id, ctx.forwardHeaders, waiter);
     },
     halfClose() {
       halfClosed = true;

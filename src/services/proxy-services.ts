@@ -37,7 +37,7 @@ export function browserWatchService(hub: WatchHub): ServiceHandlers<typeof Watch
 /** One keep-alive at a time for clients without bidi streams, through the shared keep-alive stream. */
 export function browserLeaseService(keepAlives: KeepAliveCoalescer): ServiceHandlers<typeof LeaseService> {
   return {
-    keepAliveOnce: (request, ctx) => keepAlives.renewOnce(request.ID, ctx.forwardHeaders["hasleader"] === "true"),
+    keepAliveOnce: (request, ctx) => keepAlives.renewOnce(request.ID, ctx.forwardHeaders),
   };
 }
 

@@ -1,9 +1,9 @@
-import type { CallContext } from "../call-context.js";
+import { callerIdentity, type CallContext } from "../call-context.js";
 import type { WatchRequest, WatchResponse } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
 import type { Metrics } from "../metrics.js";
 import type { HistoryLimits } from "./event-history.js";
 import { WatchChannel, type ChannelEvents, type WatchUpstream } from "./watch-channel.js";
-import { WatchSession, type PermissionCheck, type SessionEvents, type SessionLimits } from "./watch-session.js";
+import { WatchSession, type JoinCheck, type SessionEvents, type SessionLimits } from "./watch-session.js";
 
 export interface WatchHubOptions extends SessionLimits {
   history: HistoryLimits;
@@ -28,7 +28,7 @@ export class WatchHub {
 
   constructor(
     private readonly upstream: WatchUpstream,
-    private readonly checkPermission: PermissionCheck,
+    private readonly checkJoin: JoinCheck,
     private readonly options: WatchHubOptions,
     private readonly metrics: Metrics["watch"],
   ) {
@@ -46,15 +46,17 @@ export class WatchHub {
 
   /** Serves one client Watch stream. */
   serve(requests: AsyncIterable<WatchRequest>, ctx: CallContext): AsyncIterable<WatchResponse> {
-    const token = ctx.forwardHeaders["token"];
-    const requireLeader = ctx.forwardHeaders["hasleader"] === "true";
-    const identity = `${requireLeader ? "L" : "-"}${token ?? ""}`;
+    const caller = callerIdentity(ctx.forwardHeaders);
+    const identity = caller.key;
     let channel = this.channels.get(identity);
     if (!channel) {
-      const forward: Record<string, string> = {};
-      if (token !== undefined) forward["token"] = token;
-      if (requireLeader) forward["hasleader"] = "true";
-      channel = new WatchChannel(this.upstream, forward, requireLeader, this.options, this.channelEvents);
+      channel = new WatchChannel(
+        this.upstream,
+        caller.forwardHeaders,
+        caller.requireLeader,
+        this.options,
+        this.channelEvents,
+      );
       this.channels.set(identity, channel);
     }
     const owner = channel;
@@ -73,7 +75,7 @@ export class WatchHub {
     };
     this.clientStreams++;
     this.metrics.clientStreams.inc();
-    return new WatchSession(channel, ctx, this.options, this.checkPermission, events).serve(requests);
+    return new WatchSession(channel, ctx, this.options, this.checkJoin, events).serve(requests);
   }
 
   /** Current counts, for the proxy's status page. */
