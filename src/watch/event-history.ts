@@ -56,6 +56,15 @@ export class EventHistory {
     this.coveredFrom ??= revision;
   }
 
+  /** Drops everything held and starts coverage again at `revision`. */
+  restartAt(revision: bigint): void {
+    this.entries = [];
+    this.head = 0;
+    this.bytes = 0;
+    this.catchUps.clear();
+    this.coveredFrom = revision;
+  }
+
   /** True when every event of the range from `revision` on is held. */
   covers(revision: bigint): boolean {
     return this.coveredFrom !== undefined && this.coveredFrom <= revision;

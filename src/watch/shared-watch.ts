@@ -47,6 +47,12 @@ export class SharedWatch {
    * A watcher created from the past is being caught up until then.
    */
   synced = false;
+  /**
+   * etcd has shown that its upstream watcher's start revision is not
+   * compacted: created from "now" or the future, or since sent events or
+   * progress (etcd cancels a compacted watcher before either).
+   */
+  vouched = false;
   readonly history: EventHistory;
 
   constructor(
@@ -70,6 +76,7 @@ export class SharedWatch {
   onCreated(header: ResponseHeader): void {
     this.header = header;
     this.synced = this.createdFrom === 0n || this.createdFrom > header.revision;
+    this.vouched = this.synced;
     // A re-created watch after failover keeps its place; clients already
     // have their Created.
     if (this.state !== "pending") return;
@@ -88,6 +95,7 @@ export class SharedWatch {
   /** Returns how many receivers got the events beyond the first (coalesced deliveries). */
   onEvents(header: ResponseHeader, events: Event[]): number {
     this.header = header;
+    this.vouched = true;
     const last = events[events.length - 1]!.kv!.modRevision;
     if (last < this.nextRev) return 0; // already delivered before a failover
     this.nextRev = last + 1n;
@@ -100,6 +108,7 @@ export class SharedWatch {
   onProgress(header: ResponseHeader): void {
     this.header = header;
     this.synced = true;
+    this.vouched = true;
     this.advanceTo(header.revision + 1n);
     for (const r of this.receivers) r.progress(header);
   }
@@ -107,6 +116,23 @@ export class SharedWatch {
   /** etcd said nothing of the range happened before `revision`. */
   advanceTo(revision: bigint): void {
     if (this.state === "live" && revision > this.nextRev) this.nextRev = revision;
+  }
+
+  /**
+   * Before a live watch is re-created on a new stream: no receiver needs
+   * anything before the lowest revision they need next, and a watch on a
+   * quiet range may stand far behind it. Resuming from there instead keeps
+   * a compaction in between from cancelling receivers that a direct watch
+   * would not have cancelled. The history restarts there too: it must hold
+   * every event from its start.
+   */
+  skipToReceivers(): void {
+    if (this.state !== "live" || this.receivers.size === 0) return;
+    let lowest: bigint | undefined;
+    for (const r of this.receivers) if (lowest === undefined || r.nextRev < lowest) lowest = r.nextRev;
+    if (lowest! <= this.nextRev) return;
+    this.nextRev = lowest!;
+    this.history.restartAt(lowest!);
   }
 
   onCanceled(header: ResponseHeader, compactRevision: bigint, reason: string): void {

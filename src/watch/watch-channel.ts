@@ -121,13 +121,13 @@ export class WatchChannel {
   /**
    * Adds `receiver` (wanting events from `startRevision`, 0 for "now") to a
    * shared watch of its range: an existing one if it can serve it without a
-   * gap, else a new upstream watch.
+   * gap (and `own` is not asked), else a new upstream watch.
    */
-  join(receiver: Receiver, key: Uint8Array, rangeEnd: Uint8Array, startRevision: bigint): Joined {
+  join(receiver: Receiver, key: Uint8Array, rangeEnd: Uint8Array, startRevision: bigint, own = false): Joined {
     const groupKey = rangeKey(key, rangeEnd);
     let group = this.groups.get(groupKey);
     if (group) {
-      for (const w of group) {
+      for (const w of own ? [] : group) {
         const kind = joinKind(w, startRevision);
         if (!kind) continue;
         w.receivers.add(receiver);
@@ -210,6 +210,7 @@ export class WatchChannel {
     watch.upstreamId = id;
     watch.createdFrom = watch.nextRev;
     watch.synced = false;
+    watch.vouched = false;
     conn.byId.set(id, watch);
     conn.requests.push({
       requestUnion: {
@@ -276,9 +277,13 @@ export class WatchChannel {
     this.connection = conn;
     const ctx: CallContext = { forwardHeaders: this.forwardHeaders, deadline: undefined, signal: conn.abort.signal };
     void this.pump(conn, ctx);
-    // Watches that outlived a lost stream resume where they stand.
+    // Watches that outlived a lost stream resume where their receivers stand.
     for (const group of this.groups.values())
-      for (const w of group) if (w.state !== "dead" && w.upstreamId === 0n) this.sendCreate(conn, w);
+      for (const w of group)
+        if (w.state !== "dead" && w.upstreamId === 0n) {
+          w.skipToReceivers();
+          this.sendCreate(conn, w);
+        }
     if (this.progressWaiters.length > 0) this.askProgress();
     return conn;
   }
@@ -355,6 +360,7 @@ export class WatchChannel {
     if (response.canceled) {
       conn.byId.delete(response.watchId);
       this.removeFromGroup(watch);
+      if (response.compactRevision > 0n) this.keepUncompacted(watch, response.compactRevision);
       watch.onCanceled(header, response.compactRevision, response.cancelReason);
       return;
     }
@@ -364,6 +370,22 @@ export class WatchChannel {
       return;
     }
     watch.onProgress(header);
+    this.tryMerge(watch);
+  }
+
+  /**
+   * etcd cancelled `watch` for compaction: that answer belongs only to the
+   * receivers that still need a compacted revision. The others (which
+   * joined later, from later revisions) move to another watch of the range
+   * from where they stand, as their own watches would have gone on.
+   */
+  private keepUncompacted(watch: SharedWatch, compactRevision: bigint): void {
+    const keep = [...watch.receivers].filter((r) => r.nextRev >= compactRevision);
+    for (const r of keep) {
+      watch.receivers.delete(r);
+      const joined = this.join(r, watch.key, watch.rangeEnd, r.nextRev);
+      if (joined.kind === "joined") this.replay(joined.watch, r, r.nextRev);
+    }
   }
 
   private refusePending(conn: Connection, header: ResponseHeader, reason: string): void {
@@ -403,13 +425,15 @@ export class WatchChannel {
   /**
    * Folds `watch` into another live watch of its range that can serve its
    * receivers without a gap: one that is not ahead of it, or whose history
-   * reaches back to it. Same-range watches thus converge onto one.
+   * reaches back to it. Same-range watches thus converge onto one. Only
+   * watches etcd has vouched for merge: one created from the past may yet
+   * be cancelled for compaction, and its receivers must hear that.
    */
   private tryMerge(watch: SharedWatch): void {
     const group = this.groups.get(rangeKey(watch.key, watch.rangeEnd));
-    if (!group || group.length < 2 || watch.state !== "live") return;
+    if (!group || group.length < 2 || watch.state !== "live" || !watch.vouched) return;
     for (const other of group) {
-      if (other === watch || other.state !== "live") continue;
+      if (other === watch || other.state !== "live" || !other.vouched) continue;
       let from = watch;
       let into = other;
       if (other.nextRev === watch.nextRev && other.receivers.size < watch.receivers.size) [from, into] = [other, watch];
@@ -441,10 +465,10 @@ function endpointLost(failure: unknown): boolean {
 function joinKind(watch: SharedWatch, startRevision: bigint): "joined" | "waiting" | undefined {
   if (watch.state === "dead") return undefined;
   if (watch.state === "pending") {
-    // etcd's Created will tell where a "now" watch starts: "now" watchers
-    // can wait for it; others only for a watch that starts no later.
-    if (watch.nextRev === 0n) return startRevision === 0n ? "waiting" : undefined;
-    return startRevision !== 0n && watch.nextRev <= startRevision ? "waiting" : undefined;
+    // etcd's answer to the pending create (where "now" is, or a compaction)
+    // is the answer a watcher from the same start would get: only those
+    // may wait for it.
+    return startRevision === watch.nextRev ? "waiting" : undefined;
   }
   if (startRevision === 0n) return watch.caughtUp ? "joined" : undefined;
   return startRevision >= watch.nextRev || watch.history.covers(startRevision) ? "joined" : undefined;

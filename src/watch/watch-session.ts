@@ -49,10 +49,24 @@ export interface SessionEvents {
 }
 
 /**
- * Asks etcd whether the caller may watch the range; resolves with etcd's
- * refusal, or undefined when allowed.
+ * What etcd says of a watcher that would join a shared watch instead of
+ * opening its own: it may ("join"), it refuses it (its words), or the proxy
+ * cannot vouch for the join (its start revision is compacted, or etcd could
+ * not be asked) and the watcher gets an upstream watch of its own, so that
+ * etcd itself answers it.
  */
-export type PermissionCheck = (key: Uint8Array, rangeEnd: Uint8Array, ctx: CallContext) => Promise<string | undefined>;
+export type JoinVerdict = { kind: "join" } | { kind: "own" } | { kind: "refused"; reason: string };
+
+/**
+ * Asks etcd about a join: whether the caller may read the range (callers
+ * with a token), and whether `startRevision` (0: not asked) is compacted.
+ */
+export type JoinCheck = (
+  key: Uint8Array,
+  rangeEnd: Uint8Array,
+  startRevision: bigint,
+  ctx: CallContext,
+) => Promise<JoinVerdict>;
 
 /**
  * One client Watch stream, with etcd's semantics: watch IDs are the client's
@@ -92,7 +106,7 @@ export class WatchSession implements ChannelMember {
     private readonly channel: WatchChannel,
     private readonly ctx: CallContext,
     private readonly limits: SessionLimits,
-    private readonly checkPermission: PermissionCheck,
+    private readonly checkJoin: JoinCheck,
     private readonly events: SessionEvents,
   ) {}
 
@@ -131,12 +145,17 @@ export class WatchSession implements ChannelMember {
     if (startRevision < 0n) return this.refuse(REASONS.compacted);
     if (!isValidRange(key, rangeEnd)) return this.refuse(REASONS.emptyRange);
     if (request.watchId !== 0n && this.watchers.has(request.watchId)) return this.refuse(REASONS.duplicateId);
-    // A new upstream watch is checked by etcd itself; joining an existing
-    // one must be too, or a revoked user would keep getting events.
-    if (this.ctx.forwardHeaders["token"] !== undefined && this.channel.findJoinable(key, rangeEnd, startRevision)) {
-      const refusal = await this.checkPermission(key, rangeEnd, this.ctx);
+    // A new upstream watch is checked by etcd itself; a join must be too,
+    // or a revoked user would keep getting events, and a watcher from a
+    // compacted revision would be served from history instead of cancelled.
+    const joinable = this.channel.findJoinable(key, rangeEnd, startRevision);
+    const fromPast = startRevision !== 0n && joinable?.state === "live";
+    let own = false;
+    if (joinable && (fromPast || this.ctx.forwardHeaders["token"] !== undefined)) {
+      const verdict = await this.checkJoin(key, rangeEnd, fromPast ? startRevision : 0n, this.ctx);
       if (this.closed) return;
-      if (refusal !== undefined) return this.refuse(refusal);
+      if (verdict.kind === "refused") return this.refuse(verdict.reason);
+      own = verdict.kind === "own";
     }
 
     const auto = request.watchId === 0n;
@@ -144,7 +163,7 @@ export class WatchSession implements ChannelMember {
     const watcher = new ClientWatcher(this, id, key, request, auto);
     this.watchers.set(id, watcher);
     this.events.watcherAdded();
-    const joined = this.channel.join(watcher, key, rangeEnd, startRevision);
+    const joined = this.channel.join(watcher, key, rangeEnd, startRevision, own);
     if (joined.kind === "joined") {
       watcher.markCreated(joined.header);
       if (startRevision !== 0n && startRevision < joined.watch.nextRev) {

@@ -8,7 +8,11 @@
 // Like etcd, the fake catches up a watcher created from the past later, in
 // a sync pass, and answers a progress request either at once with its
 // current revision (etcd 3.4, even while a watcher is still catching up) or
-// only once every watcher of the stream is synced (etcd 3.5).
+// only once every watcher of the stream is synced (etcd 3.5). It compacts
+// too: its sync pass cancels a watcher from before the compacted revision,
+// and a Range at such a revision (the proxy's join check) says so. A
+// watcher asked for from a revision compacted before it asked must get
+// etcd's cancel with compact_revision, never events from history.
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import assert from "node:assert/strict";
@@ -34,6 +38,7 @@ type EtcdLine = "3.4" | "3.5";
 
 class FakeEtcd {
   revision = 1n;
+  compactRevision = 0n;
   readonly log: Array<{ rev: bigint; key: string; value: string }> = [];
   private readonly streams = new Set<FakeStream>();
 
@@ -52,6 +57,14 @@ class FakeEtcd {
     for (const s of this.streams) s.notify(rev);
     return rev;
   }
+
+  compact(revision: bigint): void {
+    if (revision > this.compactRevision) this.compactRevision = revision;
+  }
+
+  /** The proxy's join check, as etcd answers its Range at `startRevision`. */
+  readonly checkJoin = async (_key: Uint8Array, _end: Uint8Array, startRevision: bigint) =>
+    startRevision !== 0n && startRevision < this.compactRevision ? { kind: "own" as const } : { kind: "join" as const };
 
   /** etcd's sync pass: watchers created from the past get their catch-up and become synced. */
   sync(): void {
@@ -124,6 +137,18 @@ class FakeStream {
   sync(): void {
     for (const [id, w] of this.watchers) {
       if (w.synced) continue;
+      if (w.next < this.etcd.compactRevision) {
+        this.watchers.delete(id);
+        this.out.push(
+          create(WatchResponseSchema, {
+            header: this.etcd.header(),
+            watchId: id,
+            canceled: true,
+            compactRevision: this.etcd.compactRevision,
+          }),
+        );
+        continue;
+      }
       const backlog = this.etcd.eventsFor(w.key, w.next, this.etcd.revision);
       if (backlog.length > 0) this.out.push(this.response(id, backlog));
       w.next = this.etcd.revision + 1n;
@@ -179,8 +204,8 @@ interface ClientStream {
   requests: AsyncQueue<WatchRequest>;
   abort: AbortController;
   replies: WatchResponse[];
-  /** What each create asked for, in order. */
-  creates: Array<{ key: string; start: bigint }>;
+  /** What each create asked for, in order, and etcd's compacted revision when it asked. */
+  creates: Array<{ key: string; start: bigint; compactedBefore: bigint }>;
   /** A paused client reads nothing; its watchers' unread events pile up (and get batched). */
   paused: boolean;
 }
@@ -188,7 +213,7 @@ interface ClientStream {
 const tick = () => new Promise<void>((r) => setImmediate(r));
 
 /** Runs one random history and checks it; says how many progress answers and batched responses it checked. */
-async function runModel(seed: number): Promise<{ progressAnswers: number; batched: number }> {
+async function runModel(seed: number): Promise<{ progressAnswers: number; batched: number; compacted: number }> {
   const random = prng(seed);
   const pick = <T>(xs: T[]): T => xs[Math.floor(random() * xs.length)]!;
   const etcd = new FakeEtcd(seed % 2 === 1 ? "3.4" : "3.5");
@@ -196,7 +221,7 @@ async function runModel(seed: number): Promise<{ progressAnswers: number; batche
   const metrics = createMetrics();
   const hub = new WatchHub(
     etcd.upstream,
-    async () => undefined,
+    etcd.checkJoin,
     {
       bufferBytes: 1 << 30,
       batchBytes: 64 << 10,
@@ -237,7 +262,7 @@ async function runModel(seed: number): Promise<{ progressAnswers: number; batche
       const kind = random();
       const start =
         kind < 0.5 ? 0n : kind < 0.85 ? BigInt(1 + Math.floor(random() * Number(etcd.revision))) : etcd.revision + 2n;
-      s.creates.push({ key, start });
+      s.creates.push({ key, start, compactedBefore: etcd.compactRevision });
       s.requests.push(
         create(WatchRequestSchema, {
           requestUnion: { case: "createRequest", value: { key: Buffer.from(key), startRevision: start } },
@@ -253,6 +278,7 @@ async function runModel(seed: number): Promise<{ progressAnswers: number; batche
     } else if (roll < 0.47) {
       pick(streams).requests.push(create(WatchRequestSchema, { requestUnion: { case: "progressRequest", value: {} } }));
     } else if (roll < 0.55) etcd.sync();
+    else if (roll < 0.58) etcd.compact(etcd.revision - BigInt(Math.floor(random() * 4)));
     else if (roll < 0.9) etcd.put(pick(KEYS));
     else if (roll < 0.95) etcd.failover();
     else pick(streams).paused = random() < 0.5;
@@ -302,8 +328,21 @@ async function runModel(seed: number): Promise<{ progressAnswers: number; batche
         `seed ${seed}: one Created for ${id}`,
       );
       const got = s.replies.filter((r) => r.watchId === id).flatMap((r) => r.events.map((e) => e.kv!.modRevision));
-      if (got.length === 0) return;
       const from = start === 0n ? created.header!.revision + 1n : start;
+      const compacted = s.replies.find((r) => r.watchId === id && r.canceled && r.compactRevision > 0n);
+      if (start !== 0n && start < s.creates[i]!.compactedBefore) {
+        // etcd's cancel, unless the client cancelled it first.
+        const canceled = s.replies.some((r) => r.watchId === id && r.canceled);
+        assert.ok(canceled, `seed ${seed}: watcher ${id} from compacted ${start} is cancelled`);
+        assert.deepEqual(got, [], `seed ${seed}: watcher ${id} from compacted ${start} gets no events`);
+      }
+      if (compacted) {
+        assert.ok(
+          from < compacted.compactRevision,
+          `seed ${seed}: watcher ${id} from ${from} cancelled for compaction`,
+        );
+      }
+      if (got.length === 0) return;
       const expected = etcd.eventsFor(key, from, got.at(-1)!).map((e) => e.rev);
       assert.deepEqual(got, expected, `seed ${seed}: watcher ${id} on ${key} from ${from}`);
     });
@@ -340,6 +379,7 @@ async function runModel(seed: number): Promise<{ progressAnswers: number; batche
   return {
     progressAnswers: replies.filter((r) => r.watchId === -1n && !r.created).length,
     batched: replies.filter((r) => new Set(r.events.map((e) => e.kv!.modRevision)).size > 1).length,
+    compacted: replies.filter((r) => r.canceled && r.compactRevision > 0n).length,
   };
 
   function keyOf(s: ClientStream, id: bigint): string {
@@ -359,13 +399,18 @@ async function waitFor(check: () => boolean, what: string, etcd?: FakeEtcd): Pro
 
 describe("watch coalescing model", () => {
   let batched = 0;
+  let compacted = 0;
   for (const seed of Array.from({ length: Number(process.env.MODEL_SEEDS ?? 12) }, (_, i) => i + 1)) {
     it(`seed ${seed}: ordered, unique, gap-free delivery through creates, cancels, puts, failovers and paused clients`, async () => {
       const run = await runModel(seed);
       assert.ok(run.progressAnswers > 0, "the history exercised progress requests");
       batched += run.batched;
+      compacted += run.compacted;
     });
   }
+  it("watchers from compacted revisions were cancelled with etcd's compact_revision", () => {
+    assert.ok(compacted > 0, "some watcher got a compaction cancel");
+  });
   it("paused clients had their watchers' unread events batched", () => {
     assert.ok(batched > 0, "some response carried the events of more than one revision");
   });
