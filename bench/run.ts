@@ -70,7 +70,8 @@ const rounds = Number(args.rounds ?? (args.smoke ? 1 : 3));
 const only = args.only?.split(/,(?! )/);
 const wanted = (scenario: string) => !only || only.some((o) => scenario.startsWith(o));
 
-const targets = args.targets ?? (args.smoke ? "direct,go-proxy,ecp" : "direct,go-proxy,ecp,ecp-connect");
+const targets =
+  args.targets ?? (args.smoke ? "direct,go-proxy,ecp" : "direct,go-proxy-3.4,go-proxy-3.5,ecp,ecp-connect");
 const lab = await startLab(targets.split(","));
 const measurements: Measurement[] = [];
 const joinLags: JoinLag[] = [];
@@ -189,7 +190,8 @@ const ratio = (a: number, b: number) =>
 const lines: string[] = [];
 for (const scenario of scenarios) {
   const rows = summary.filter((s) => s.scenario === scenario);
-  const go = rows.find((r) => r.target === "go-proxy");
+  // Ratios are to the first Go proxy measured (etcd 3.4's, when both are).
+  const go = rows.find((r) => r.target.startsWith("go-proxy"));
   lines.push(`### ${scenario}`, "");
   if (scenario.startsWith("idle")) {
     lines.push("| target | RSS MB |", "|---|---|");
@@ -272,7 +274,7 @@ const directFailed = new Set(summary.filter((s) => s.target === "direct" && s.er
 const overloads = new Set(sizes.watches.filter((w) => w.overload).map(watchScenarioName));
 const broken = summary.filter(
   (s) =>
-    s.target !== "go-proxy" &&
+    !s.target.startsWith("go-proxy") &&
     !s.scenario.startsWith("idle") &&
     !directFailed.has(s.scenario) &&
     !overloads.has(s.scenario) &&

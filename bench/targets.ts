@@ -17,6 +17,18 @@ function baseCheckout(): string {
   return dir;
 }
 
+/**
+ * The `etcd` binary whose `grpc-proxy start` a Go-proxy target runs:
+ * `go-proxy` is the etcd on PATH (the one the lab's etcd runs too);
+ * `go-proxy-3.4` is Debian's etcd 3.4; `go-proxy-3.5` is the etcd 3.5 that
+ * scripts/ensure-etcd35.sh fetched (ETCD35_BIN).
+ */
+function goProxyBinary(name: string): string {
+  if (name === "go-proxy") return "etcd";
+  if (name === "go-proxy-3.4") return "/usr/bin/etcd";
+  return join(process.env.ETCD35_BIN ?? join(root, ".cache", "etcd-3.5", "root", "usr", "bin"), "etcd");
+}
+
 /** Something the load generator talks to: etcd itself, or a proxy in front of it. */
 export interface Target {
   name: string;
@@ -89,10 +101,12 @@ async function startTarget(name: string, etcd: EtcdCluster, children: ChildProce
   if (name === "direct") return { name, address: etcd.endpoints, pid: etcd.members[0]!.process!.pid! };
   const address = `127.0.0.1:${await freePort()}`;
   const child =
-    name === "go-proxy"
-      ? spawn("etcd", ["grpc-proxy", "start", `--endpoints=${etcd.endpoints}`, `--listen-addr=${address}`], {
-          stdio: "ignore",
-        })
+    name.startsWith("go-proxy")
+      ? spawn(
+          goProxyBinary(name),
+          ["grpc-proxy", "start", `--endpoints=${etcd.endpoints}`, `--listen-addr=${address}`],
+          { stdio: "ignore" },
+        )
       : spawn(
           process.execPath,
           [

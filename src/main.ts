@@ -11,10 +11,10 @@ import { createMetrics, observeEndpoints, recordRpc, type RpcObserver } from "./
 import { createApp, startMetricsListener } from "./server/app.js";
 import type { ClosableSession } from "./server/listener.js";
 import type { HttpEndpointDeps } from "./server/http-endpoints.js";
-import { fetchEtcdMetrics } from "./health/etcd-metrics.js";
+import { EtcdVersion, fetchFromEtcd } from "./upstream/etcd-http.js";
 import { createNativeLane } from "./server/native-lane.js";
 import { etcdServices } from "./services/index.js";
-import { watchPermission, watchUpstream } from "./services/watch.js";
+import { watchJoinCheck, watchUpstream } from "./services/watch.js";
 import { WatchHub } from "./watch/watch-hub.js";
 import { KvCache } from "./cache/kv-cache.js";
 import { KeyPrefix } from "./namespace/prefix.js";
@@ -38,7 +38,7 @@ export const DEFAULTS = {
   /** etcd's /proxy/health gives the self-check's watch this long to be created. */
   proxyHealthWatchTimeoutMs: 3000,
   /** How long /metrics waits for one etcd member before asking the next. */
-  etcdMetricsTimeoutMs: 2000,
+  etcdHttpTimeoutMs: 2000,
   /**
    * Recent events kept per shared watch, so late watchers asking for an
    * older revision are served from memory: small, since every watched range
@@ -101,7 +101,7 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
   const keepAlives = new KeepAliveCoalescer(upstream, metrics.lease);
   const watches = new WatchHub(
     watchUpstream(upstream),
-    watchPermission(upstream),
+    watchJoinCheck(upstream),
     {
       bufferBytes: config.watchBufferBytes,
       batchBytes: DEFAULTS.watchBatchBytes,
@@ -162,7 +162,7 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
       get advertiseClientUrl() {
         return config.advertiseClientUrl ?? boundAddress;
       },
-      name: hostname(),
+      scheme: config.tls ? "https" : "http",
       registered: directory ? () => directory.list() : undefined,
     },
   });
@@ -191,7 +191,7 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
         DEFAULTS.proxyHealthWatchTimeoutMs,
       ),
     metrics: metrics.registry,
-    etcdMetrics: () => fetchEtcdMetrics(upstream.endpoints(), config.upstreamTls, DEFAULTS.etcdMetricsTimeoutMs),
+    etcdMetrics: () => fetchFromEtcd(upstream.endpoints(), "/metrics", config.upstreamTls, DEFAULTS.etcdHttpTimeoutMs),
     grpcServices: new Set(services.map((s) => s.service.typeName)),
   };
   const app = await createApp(services, httpDeps, {
@@ -200,6 +200,9 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
     tls: config.tls,
     maxConcurrentStreams: config.maxConcurrentStreams,
     readMaxBytes: DEFAULTS.clientReadMaxBytes,
+    etcdVersion: new EtcdVersion(() =>
+      fetchFromEtcd(upstream.endpoints(), "/version", config.upstreamTls, DEFAULTS.etcdHttpTimeoutMs),
+    ),
     logger: { level: config.logLevel },
     onSessionError: (err) => log?.debug({ err: err.message }, "HTTP/2 session error"),
     nativeLane: lane,

@@ -8,6 +8,7 @@ import type { RpcObserver } from "../metrics.js";
 import type { ServiceBinding } from "../services/handlers.js";
 import { registerServices } from "./connect-adapter.js";
 import { registerGrpcMessageEncoding } from "./grpc-message.js";
+import type { EtcdVersion } from "../upstream/etcd-http.js";
 import { registerGateway } from "./gateway.js";
 import { registerDashboard } from "./dashboard.js";
 import { registerHttpEndpoints, type HttpEndpointDeps } from "./http-endpoints.js";
@@ -16,6 +17,8 @@ import { createListener, type ListenerOptions, type RequestHandler } from "./lis
 export interface AppOptions extends ListenerOptions {
   /** Largest request message accepted from a client. */
   readMaxBytes: number;
+  /** The etcd in use, whose HTTP answers the gateway matches. */
+  etcdVersion: EtcdVersion;
   /** Aborting it ends the Connect lane's calls (graceful shutdown). */
   shutdownSignal: AbortSignal;
   /** Hears about every call the Connect lane serves (metrics, debug logs). */
@@ -81,7 +84,7 @@ export async function createApp(
       shutdownSignal: options.shutdownSignal,
     });
   });
-  await registerGateway(app, services);
+  await registerGateway(app, services, options.etcdVersion);
   if (!(await registerDashboard(app))) app.log.warn("the dashboard was not built (npm run build); / serves nothing");
   registerHttpEndpoints(app, endpoints, new Set(rpcMethods.keys()));
   return app;

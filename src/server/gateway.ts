@@ -4,6 +4,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { CallContext } from "../call-context.js";
 import { GATEWAY_ROUTES } from "../gen/gateway-routes.js";
 import type { ServiceBinding } from "../services/handlers.js";
+import type { EtcdLine, EtcdVersion } from "../upstream/etcd-http.js";
 
 /** etcd's gateway paths for its v3election and v3lock services, which our protos do not annotate. */
 const RECIPE_ROUTES: ReadonlyArray<readonly [string, string, string]> = [
@@ -14,7 +15,14 @@ const RECIPE_ROUTES: ReadonlyArray<readonly [string, string, string]> = [
   ["/v3/election/resign", "v3electionpb.Election", "Resign"],
   ["/v3/lock/lock", "v3lockpb.Lock", "Lock"],
   ["/v3/lock/unlock", "v3lockpb.Lock", "Unlock"],
+  // etcd binds these besides /v3/lease/...
+  ["/v3/kv/lease/revoke", "etcdserverpb.Lease", "LeaseRevoke"],
+  ["/v3/kv/lease/timetolive", "etcdserverpb.Lease", "LeaseTimeToLive"],
+  ["/v3/kv/lease/leases", "etcdserverpb.Lease", "LeaseLeases"],
 ];
+
+/** etcd 3.4 and 3.5 serve every /v3 path under /v3beta too (and none under /v3alpha). */
+const PREFIXES = ["/v3/", "/v3beta/"];
 
 /** grpc-gateway's HTTP status for each gRPC code, which etcd's gateway answers with. */
 const HTTP_STATUS: Record<number, number> = {
@@ -40,15 +48,25 @@ type Handler = (input: unknown, ctx: CallContext) => unknown;
 
 /** etcd's JSON gateway output: proto field names, defaults left out, int64 as strings, bytes as base64. */
 const JSON_OPTIONS = { useProtoFieldName: true } as const;
+/** etcd's gateway ignores fields it does not know. */
+const PARSE_OPTIONS = { ignoreUnknownFields: true } as const;
 
 /**
- * etcd's JSON gateway (`POST /v3/kv/range` and the rest), so scripts written
- * for it work against the proxy unchanged. Requests reach the same handlers
- * as every other protocol. Bodies are read whatever their content type
- * (curl -d sends a form type); the `Authorization` header carries the token.
- * Streams answer one `{"result": ...}` line per message.
+ * etcd's JSON gateway (`POST /v3/kv/range` and the rest, also under
+ * /v3beta), and `GET /version`, so scripts and JSON-gateway client
+ * libraries written for etcd work against the proxy unchanged. Requests
+ * reach the same handlers as every other protocol. Bodies are read whatever
+ * their content type (curl -d sends a form type) and unknown fields are
+ * ignored, as etcd does; the `Authorization` header carries the token.
+ * Streams answer one `{"result": ...}` line per message. Errors, unknown
+ * paths and wrong methods are answered as the etcd in use answers them:
+ * etcd 3.4's and 3.5's gateways word them differently.
  */
-export async function registerGateway(app: FastifyInstance, services: ServiceBinding[]): Promise<void> {
+export async function registerGateway(
+  app: FastifyInstance,
+  services: ServiceBinding[],
+  etcd: EtcdVersion,
+): Promise<void> {
   const handlers = new Map<string, { method: DescMethod; handler: Handler }>();
   for (const { service, handlers: impl } of services) {
     for (const method of service.methods) {
@@ -62,16 +80,46 @@ export async function registerGateway(app: FastifyInstance, services: ServiceBin
   const routes = new Map<string, { method: DescMethod; handler: Handler }>();
   for (const [path, service, method] of [...GATEWAY_ROUTES, ...RECIPE_ROUTES]) {
     const target = handlers.get(`${service}/${method}`);
-    if (target) routes.set(path, target);
+    if (!target) continue;
+    for (const prefix of PREFIXES) routes.set(prefix + path.slice("/v3/".length), target);
   }
+
+  app.get("/version", async (_req, reply) => {
+    try {
+      return reply.type("application/json").send(await etcd.document());
+    } catch {
+      return reply.code(503).type("text/plain").send("etcd did not answer /version\n");
+    }
+  });
 
   await app.register(async (scope) => {
     scope.removeAllContentTypeParsers();
     scope.addContentTypeParser("*", { parseAs: "string" }, (_req, body, done) => done(null, body));
     for (const [path, target] of routes) {
-      scope.post(path, (request, reply) => serve(target.method, target.handler, request, reply));
+      scope.post(path, async (request, reply) =>
+        serve(target.method, target.handler, request, reply, await etcd.releaseLine()),
+      );
+    }
+    // Anything else under the gateway's prefixes gets etcd's gateway's own answers.
+    for (const prefix of PREFIXES) {
+      scope.all(`${prefix}*`, async (request, reply) => {
+        const known = routes.has(request.url.split("?", 1)[0]!);
+        return unrouted(reply, known, await etcd.releaseLine());
+      });
     }
   });
+}
+
+/** A wrong method on a gateway path, or a path it does not serve, as each etcd line answers it. */
+function unrouted(reply: FastifyReply, knownPath: boolean, line: EtcdLine): FastifyReply {
+  if (line === "3.4") {
+    return knownPath
+      ? reply.code(405).type("text/plain; charset=utf-8").send("Method Not Allowed\n")
+      : reply.code(404).type("text/plain; charset=utf-8").send("Not Found\n");
+  }
+  return knownPath
+    ? reply.code(501).type("application/json").send({ code: Code.Unimplemented, message: "Method Not Allowed" })
+    : reply.code(404).type("application/json").send({ code: Code.NotFound, message: "Not Found" });
 }
 
 async function serve(
@@ -79,6 +127,7 @@ async function serve(
   handler: Handler,
   request: FastifyRequest,
   reply: FastifyReply,
+  line: EtcdLine,
 ): Promise<unknown> {
   const abort = new AbortController();
   // The response closing before it was finished means the client left.
@@ -88,9 +137,10 @@ async function serve(
   const ctx = gatewayContext(request, abort.signal);
   let inputs: unknown[];
   try {
-    inputs = parseBody(String(request.body ?? "")).map((json) => fromJson(method.input, json));
+    inputs = parseBody(String(request.body ?? "")).map((json) => fromJson(method.input, json, PARSE_OPTIONS));
   } catch (err) {
-    return sendError(reply, new ConnectError(`invalid request body: ${(err as Error).message}`, Code.InvalidArgument));
+    const error = new ConnectError(`invalid request body: ${(err as Error).message}`, Code.InvalidArgument);
+    return sendError(reply, error, line);
   }
   if (method.methodKind === "unary") {
     try {
@@ -99,7 +149,7 @@ async function serve(
         .type("application/json")
         .send(toJson(method.output, create(method.output, output as never), JSON_OPTIONS));
     } catch (err) {
-      return sendError(reply, ConnectError.from(err));
+      return sendError(reply, ConnectError.from(err), line);
     }
   }
   const input = method.methodKind === "server_streaming" ? (inputs[0] ?? create(method.input)) : fromArray(inputs);
@@ -114,11 +164,7 @@ async function serve(
       );
     }
   } catch (err) {
-    const e = ConnectError.from(err);
-    const status = HTTP_STATUS[e.code] ?? 500;
-    raw.write(
-      `${JSON.stringify({ error: { grpc_code: e.code, http_code: status, message: e.rawMessage, http_status: statusText(status) } })}\n`,
-    );
+    raw.write(`${JSON.stringify({ error: streamError(ConnectError.from(err), line) })}\n`);
   }
   raw.end();
   abort.abort();
@@ -151,12 +197,20 @@ async function* fromArray<T>(items: T[]): AsyncIterable<T> {
   yield* items;
 }
 
-function sendError(reply: FastifyReply, err: ConnectError): FastifyReply {
+function sendError(reply: FastifyReply, err: ConnectError, line: EtcdLine): FastifyReply {
   const status = HTTP_STATUS[err.code] ?? 500;
-  return reply
-    .status(status)
-    .type("application/json")
-    .send({ error: err.rawMessage, code: err.code, message: err.rawMessage });
+  const body =
+    line === "3.4"
+      ? { error: err.rawMessage, message: err.rawMessage, code: err.code }
+      : { code: err.code, message: err.rawMessage };
+  return reply.status(status).type("application/json").send(body);
+}
+
+/** The error line that ends a stream, as each etcd line words it. */
+function streamError(err: ConnectError, line: EtcdLine): object {
+  if (line === "3.5") return { code: err.code, message: err.rawMessage };
+  const status = HTTP_STATUS[err.code] ?? 500;
+  return { grpc_code: err.code, http_code: status, message: err.rawMessage, http_status: statusText(status) };
 }
 
 function statusText(status: number): string {

@@ -1,36 +1,51 @@
-import { create } from "@bufbuild/protobuf";
-import { Cluster, MemberListResponseSchema, MemberSchema } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
+import { Cluster } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
 import type { ProxyEntry } from "../registry/proxy-directory.js";
 import type { Upstream } from "../upstream/upstream.js";
 import { forwardAll } from "./forward.js";
 import type { ServiceHandlers } from "./handlers.js";
 
 export interface ClusterOptions {
-  /** --advertise-client-url; empty means MemberList goes to etcd. */
+  /** --advertise-client-url; empty means MemberList goes to etcd unchanged. */
   advertiseClientUrl: string;
-  /** The name this proxy reports for itself (etcd uses the hostname). */
-  name: string;
+  /** The scheme of this proxy's client URLs: https when it serves TLS. */
+  scheme: "http" | "https";
   /** The proxies registered under --resolver-prefix, when registration is on. */
   registered?: () => ProxyEntry[];
 }
 
 /**
- * Cluster RPCs go to etcd, except MemberList: as in etcd's proxy, clients that
- * sync their endpoints through MemberList must learn the proxy's address, not
- * the members' (spec §6.3). Like etcd's, the answer has no header and ID 0.
+ * Cluster RPCs go to etcd. MemberList does too, and keeps etcd's answer
+ * (header, member IDs, names, peer URLs, learner flags), so tools that
+ * cross-check IDs (Status's leader, alarms, member remove) still work; but
+ * its client URLs become the proxies', so clients that sync their endpoints
+ * through MemberList stay on the proxies (spec §6.3). etcd's Go proxy
+ * instead answers one made-up member, itself, with ID 0.
+ *
+ * Each proxy URL (this proxy's, or every one registered under
+ * --resolver-prefix) appears once in the whole list, spread over the
+ * members a client syncs from (started, not learners: clientv3's Sync
+ * skips the others), so Sync yields each proxy once.
  */
 export function clusterService(upstream: Upstream, options: ClusterOptions): ServiceHandlers<typeof Cluster> {
   const forwarded = forwardAll(Cluster, upstream);
   if (options.advertiseClientUrl === "") return forwarded;
   return {
     ...forwarded,
-    // The registered proxies, or this one while none is known yet.
-    memberList: async () => {
+    memberList: async (request, ctx) => {
+      const answer = await upstream.unary(Cluster.method.memberList, request, ctx);
       const registered = options.registered?.() ?? [];
-      const members = registered.length > 0 ? registered : [{ name: options.name, addr: options.advertiseClientUrl }];
-      return create(MemberListResponseSchema, {
-        members: members.map((m) => create(MemberSchema, { name: m.name, clientURLs: [m.addr] })),
-      });
+      const addresses = registered.length > 0 ? registered.map((p) => p.addr) : [options.advertiseClientUrl];
+      const urls = [...new Set(addresses.map((a) => withScheme(a, options.scheme)))].sort();
+      const syncable = answer.members.filter((m) => m.name !== "" && !m.isLearner);
+      const carriers = syncable.length > 0 ? syncable : answer.members.slice(0, 1);
+      for (const m of answer.members) m.clientURLs = [];
+      urls.forEach((url, i) => carriers[i % carriers.length]?.clientURLs.push(url));
+      return answer;
     },
   };
+}
+
+/** A client URL with its scheme: registration records and --advertise-client-url may give a bare host:port. */
+function withScheme(address: string, scheme: string): string {
+  return /^[a-z][a-z0-9+.-]*:\/\//i.test(address) ? address : `${scheme}://${address}`;
 }

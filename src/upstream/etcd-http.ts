@@ -1,14 +1,22 @@
 import * as http from "node:http";
 import * as https from "node:https";
-import type { UpstreamTls } from "../upstream/upstream.js";
+import type { UpstreamTls } from "./upstream.js";
+
+/** An endpoint as the upstream pool lists it. */
+export interface EtcdHttpEndpoint {
+  url: string;
+  current: boolean;
+}
 
 /**
- * etcd's own metrics, for the proxy's /metrics, as etcd's proxy serves them.
- * Unlike etcd's proxy, which pins one member at startup, this asks the
- * endpoint in use first and moves on to the others when it does not answer.
+ * GETs one of etcd's plain HTTP paths (/metrics, /version) over HTTP/1.1,
+ * as etcd serves them beside gRPC. Unlike etcd's proxy, which pins one
+ * member at startup, this asks the endpoint in use first and moves on to
+ * the others when it does not answer.
  */
-export async function fetchEtcdMetrics(
-  endpoints: ReadonlyArray<{ url: string; current: boolean }>,
+export async function fetchFromEtcd(
+  endpoints: readonly EtcdHttpEndpoint[],
+  path: string,
   tls: UpstreamTls | undefined,
   timeoutMs: number,
 ): Promise<string> {
@@ -16,7 +24,7 @@ export async function fetchEtcdMetrics(
   let lastError: unknown = new Error("no endpoints");
   for (const endpoint of ordered) {
     try {
-      return await get(`${endpoint.url}/metrics`, tls, timeoutMs);
+      return await get(`${endpoint.url}${path}`, tls, timeoutMs);
     } catch (err) {
       lastError = err;
     }
@@ -38,4 +46,51 @@ function get(url: string, tls: UpstreamTls | undefined, timeoutMs: number): Prom
     req.on("timeout", () => req.destroy(new Error(`${url}: timed out`)));
     req.on("error", reject);
   });
+}
+
+/** The etcd release lines whose HTTP answers differ. */
+export type EtcdLine = "3.4" | "3.5";
+
+/**
+ * The etcd in use, as its /version says: the document itself (the proxy's
+ * own /version answers with it), and its release line, which shapes the
+ * JSON gateway's errors as that etcd's gateway shapes them. The line is
+ * asked again once it is older than `maxAgeMs`, so a rolling upgrade is
+ * followed; when etcd cannot be asked, the last line known is kept, and
+ * 3.5 (what most clusters run) before any is.
+ */
+export class EtcdVersion {
+  private line: EtcdLine | undefined;
+  private askedAt = -Infinity;
+  private pending: Promise<string> | undefined;
+
+  constructor(
+    private readonly fetchDocument: () => Promise<string>,
+    private readonly maxAgeMs = 30_000,
+  ) {}
+
+  /** etcd's /version answer, asked now. */
+  document(): Promise<string> {
+    this.pending ??= this.fetchDocument()
+      .then((doc) => {
+        this.remember(doc);
+        return doc;
+      })
+      .finally(() => {
+        this.askedAt = Date.now();
+        this.pending = undefined;
+      });
+    return this.pending;
+  }
+
+  async releaseLine(): Promise<EtcdLine> {
+    if (Date.now() - this.askedAt >= this.maxAgeMs) await this.document().catch(() => undefined);
+    return this.line ?? "3.5";
+  }
+
+  private remember(doc: string): void {
+    const server = (JSON.parse(doc) as { etcdserver?: unknown }).etcdserver;
+    if (typeof server !== "string") return;
+    this.line = /^3\.[0-4]\./.test(server) ? "3.4" : "3.5";
+  }
 }

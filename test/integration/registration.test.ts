@@ -18,7 +18,8 @@ async function listed(address: string): Promise<string[]> {
   const client = new EtcdGrpcClient(address);
   try {
     const r = (await client.unary("Cluster", "MemberList", {})) as { members: Array<{ clientURLs: string[] }> };
-    return r.members.flatMap((m) => m.clientURLs).sort();
+    // MemberList gives client URLs; registration records hold bare addresses.
+    return r.members.flatMap((m) => m.clientURLs.map((u) => u.replace(/^http:\/\//, ""))).sort();
   } finally {
     client.close();
   }
@@ -73,11 +74,15 @@ describe("proxy registration", () => {
 
     // etcdctl, and the etcd3 npm client's member list, see the same.
     const table = await ctl(a.address, ["member", "list"]);
-    for (const addr of both) assert.match(table, new RegExp(`${hostname()}, , ${addr.replace(/\./g, "\\.")}`));
+    // One member: both proxies are its client URLs.
+    for (const addr of both) assert.match(table, new RegExp(`[ ,]http://${addr.replace(/\./g, "\\.")}[,\\s]`));
     const etcd3 = new Etcd3({ hosts: b.address });
     try {
       const members = await etcd3.cluster.memberList({});
-      assert.deepEqual(members.members.flatMap((m) => m.clientURLs).sort(), both);
+      assert.deepEqual(
+        members.members.flatMap((m) => m.clientURLs).sort(),
+        both.map((a) => `http://${a}`),
+      );
     } finally {
       etcd3.close();
     }
