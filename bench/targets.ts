@@ -100,28 +100,25 @@ export async function startLab(names: string[]): Promise<Lab> {
 async function startTarget(name: string, etcd: EtcdCluster, children: ChildProcess[]): Promise<Target> {
   if (name === "direct") return { name, address: etcd.endpoints, pid: etcd.members[0]!.process!.pid! };
   const address = `127.0.0.1:${await freePort()}`;
-  const child =
-    name.startsWith("go-proxy")
-      ? spawn(
-          goProxyBinary(name),
-          ["grpc-proxy", "start", `--endpoints=${etcd.endpoints}`, `--listen-addr=${address}`],
-          { stdio: "ignore" },
-        )
-      : spawn(
-          process.execPath,
-          [
-            ...(process.env.BENCH_PROFILE ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : []),
-            ...(process.env.BENCH_NODE_FLAGS ? process.env.BENCH_NODE_FLAGS.split(" ") : []),
-            join(name === "ecp-base" ? baseCheckout() : root, "bin", "etcd-connect-proxy.js"),
-            "start",
-            `--endpoints=${etcd.endpoints}`,
-            `--listen-addr=${address}`,
-            "--log-level=warn",
-            `--grpc-lane=${name === "ecp-connect" ? "connect" : "native"}`,
-            ...(process.env.BENCH_PROXY_ARGS ? process.env.BENCH_PROXY_ARGS.split(" ") : []),
-          ],
-          { stdio: ["ignore", "ignore", "inherit"] },
-        );
+  const child = name.startsWith("go-proxy")
+    ? spawn(goProxyBinary(name), ["grpc-proxy", "start", `--endpoints=${etcd.endpoints}`, `--listen-addr=${address}`], {
+        stdio: "ignore",
+      })
+    : spawn(
+        process.execPath,
+        [
+          ...(process.env.BENCH_PROFILE ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : []),
+          ...(process.env.BENCH_NODE_FLAGS ? process.env.BENCH_NODE_FLAGS.split(" ") : []),
+          join(name === "ecp-base" ? baseCheckout() : root, "bin", "etcd-connect-proxy.js"),
+          "start",
+          `--endpoints=${etcd.endpoints}`,
+          `--listen-addr=${address}`,
+          "--log-level=warn",
+          `--grpc-lane=${name === "ecp-connect" ? "connect" : "native"}`,
+          ...(process.env.BENCH_PROXY_ARGS ? process.env.BENCH_PROXY_ARGS.split(" ") : []),
+        ],
+        { stdio: ["ignore", "ignore", "inherit"] },
+      );
   children.push(child);
   await waitListening(address, child, name);
   return { name, address, pid: child.pid! };
