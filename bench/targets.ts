@@ -101,9 +101,20 @@ async function startTarget(name: string, etcd: EtcdCluster, children: ChildProce
   if (name === "direct") return { name, address: etcd.endpoints, pid: etcd.members[0]!.process!.pid! };
   const address = `127.0.0.1:${await freePort()}`;
   const child = name.startsWith("go-proxy")
-    ? spawn(goProxyBinary(name), ["grpc-proxy", "start", `--endpoints=${etcd.endpoints}`, `--listen-addr=${address}`], {
-        stdio: "ignore",
-      })
+    ? spawn(
+        goProxyBinary(name),
+        // etcd 3.5's proxy dials its own advertised address at start (for
+        // /proxy/health) and exits when nothing answers there: advertise
+        // the address it listens on (its default is 127.0.0.1:23790).
+        [
+          "grpc-proxy",
+          "start",
+          `--endpoints=${etcd.endpoints}`,
+          `--listen-addr=${address}`,
+          `--advertise-client-url=${address}`,
+        ],
+        { stdio: "ignore" },
+      )
     : spawn(
         process.execPath,
         [

@@ -463,7 +463,8 @@ function endpointLost(failure: unknown): boolean {
 
 /** How a watcher wanting events from `startRevision` can use `watch`, if at all. */
 function joinKind(watch: SharedWatch, startRevision: bigint): "joined" | "waiting" | undefined {
-  if (watch.state === "dead") return undefined;
+  // A watch from a negative revision is etcd's to cancel; nobody joins it.
+  if (watch.state === "dead" || watch.nextRev < 0n) return undefined;
   if (watch.state === "pending") {
     // etcd's answer to the pending create (where "now" is, or a compaction)
     // is the answer a watcher from the same start would get: only those

@@ -142,7 +142,6 @@ export class WatchSession implements ChannelMember {
   private async create(request: WatchCreateRequest): Promise<void> {
     const key = request.key.length === 0 ? ZERO_KEY : request.key; // the smallest key, as etcd reads it
     const { rangeEnd, startRevision } = request;
-    if (startRevision < 0n) return this.refuse(REASONS.compacted);
     if (!isValidRange(key, rangeEnd)) return this.refuse(REASONS.emptyRange);
     if (request.watchId !== 0n && this.watchers.has(request.watchId)) return this.refuse(REASONS.duplicateId);
     // A new upstream watch is checked by etcd itself; a join must be too,
@@ -150,7 +149,9 @@ export class WatchSession implements ChannelMember {
     // compacted revision would be served from history instead of cancelled.
     const joinable = this.channel.findJoinable(key, rangeEnd, startRevision);
     const fromPast = startRevision !== 0n && joinable?.state === "live";
-    let own = false;
+    // A negative start: etcd 3.4 creates the watch, then cancels it as
+    // compacted; 3.5 refuses it at once. etcd answers on a watch of its own.
+    let own = startRevision < 0n;
     if (joinable && (fromPast || this.ctx.forwardHeaders["token"] !== undefined)) {
       const verdict = await this.checkJoin(key, rangeEnd, fromPast ? startRevision : 0n, this.ctx);
       if (this.closed) return;
