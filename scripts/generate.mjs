@@ -26,8 +26,10 @@ const layout = {
 };
 
 /**
- * RPCs that only read. Marking them NO_SIDE_EFFECTS lets Connect serve them
- * over HTTP GET (curl, browser caches); the wire format is unchanged.
+ * RPCs that only read: the one list of them (src/grpc/method-effects.ts
+ * reads it back from the descriptors, for the retry policy and the range
+ * cache). Marking them NO_SIDE_EFFECTS also lets Connect serve them over
+ * HTTP GET (curl, browser caches); the wire format is unchanged.
  */
 const readOnlyRpcs = new Set([
   "Range",
@@ -42,6 +44,7 @@ const readOnlyRpcs = new Set([
   "UserList",
   "RoleGet",
   "RoleList",
+  "Leader",
 ]);
 
 /** Removes every `option (<ext>) = <value>;` whose extension is not ours. */

@@ -297,7 +297,7 @@ export const PROXY_FLAGS: readonly ProxyFlag[] = [
     name: "grpc-lane",
     type: "string",
     default: "native",
-    help: "how native gRPC unary calls are served: native (the fast lane) or connect (Connect's handler, as for gRPC-Web)",
+    help: "how native gRPC calls are served: native (the fast lane) or connect (Connect's handler, as for gRPC-Web)",
     availability: "supported",
   },
   {
@@ -391,7 +391,7 @@ export interface ProxyConfig {
   logLevel: "debug" | "info" | "warn" | "error" | "silent";
   /** --metrics-addr: a second listener for the HTTP paths (health, metrics). */
   metricsAddr: { host: string; port: number; https: boolean } | undefined;
-  /** Serve native gRPC unary calls in the fast lane (see server/native-lane.ts). */
+  /** Serve native gRPC calls in the fast lane (see server/native-lane.ts). */
   nativeLane: boolean;
   /** --user, --password, --password-file: the proxy's own etcd identity; undefined: anonymous. */
   identity: { name: string; password: string } | undefined;

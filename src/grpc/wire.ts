@@ -4,17 +4,27 @@
  * (server side) and the upstream client.
  */
 
+import { Code } from "@connectrpc/connect";
+
+/** The length of gRPC's message prefix: a compression flag, then the length in 4 bytes. */
+export const PREFIX_BYTES = 5;
+
 /** Prefixes a serialized message with gRPC's 5-byte header (uncompressed). */
 export function frame(message: Uint8Array): Buffer {
-  const out = Buffer.allocUnsafe(5 + message.length);
+  const out = Buffer.allocUnsafe(PREFIX_BYTES + message.length);
   writePrefix(out, message.length);
-  out.set(message, 5);
+  out.set(message, PREFIX_BYTES);
   return out;
+}
+
+/** The message of a whole, uncompressed frame. */
+export function messageOf(frame: Uint8Array): Uint8Array {
+  return frame.subarray(PREFIX_BYTES);
 }
 
 /** Just the 5-byte prefix of an uncompressed message of `length` bytes. */
 export function messagePrefix(length: number): Buffer {
-  const out = Buffer.allocUnsafe(5);
+  const out = Buffer.allocUnsafe(PREFIX_BYTES);
   writePrefix(out, length);
   return out;
 }
@@ -28,7 +38,7 @@ export class FrameError extends Error {
   constructor(
     message: string,
     /** The gRPC status code the peer should get. */
-    readonly grpcCode: number,
+    readonly grpcCode: Code,
   ) {
     super(message);
   }
@@ -61,21 +71,25 @@ export class FrameDecoder {
     let out: Buffer[] | undefined;
     let at = 0;
     while (at < bytes.length) {
-      if (bytes.length - at < 5) {
-        this.needed = 5;
+      if (bytes.length - at < PREFIX_BYTES) {
+        this.needed = PREFIX_BYTES;
         break;
       }
-      if (bytes[at]! & 1) throw new FrameError("compressed messages are not supported without grpc-encoding", 12);
+      if (bytes[at]! & 1)
+        throw new FrameError("compressed messages are not supported without grpc-encoding", Code.Unimplemented);
       const length = bytes.readUInt32BE(at + 1);
       if (length > this.maxMessageBytes) {
-        throw new FrameError(`grpc: received message larger than max (${length} vs. ${this.maxMessageBytes})`, 8);
+        throw new FrameError(
+          `grpc: received message larger than max (${length} vs. ${this.maxMessageBytes})`,
+          Code.ResourceExhausted,
+        );
       }
-      if (bytes.length - at < 5 + length) {
-        this.needed = 5 + length;
+      if (bytes.length - at < PREFIX_BYTES + length) {
+        this.needed = PREFIX_BYTES + length;
         break;
       }
-      (out ??= []).push(bytes.subarray(at + 5, at + 5 + length));
-      at += 5 + length;
+      (out ??= []).push(bytes.subarray(at + PREFIX_BYTES, at + PREFIX_BYTES + length));
+      at += PREFIX_BYTES + length;
     }
     if (at < bytes.length) {
       this.pending.push(kept(bytes.subarray(at)));
@@ -104,15 +118,21 @@ function kept(view: Buffer): Buffer {
  * grpc-go (and so etcd) gives for the same defect.
  */
 export function singleFrame(body: Buffer, maxMessageBytes: number): Buffer {
-  if (body.length < 5) throw new FrameError(body.length === 0 ? "grpc: no request message" : "unexpected EOF", 2);
-  if (body[0]! & 1) throw new FrameError("compressed messages are not supported without grpc-encoding", 12);
+  if (body.length < PREFIX_BYTES)
+    throw new FrameError(body.length === 0 ? "grpc: no request message" : "unexpected EOF", Code.Unknown);
+  if (body[0]! & 1)
+    throw new FrameError("compressed messages are not supported without grpc-encoding", Code.Unimplemented);
   const length = body.readUInt32BE(1);
   if (length > maxMessageBytes) {
-    throw new FrameError(`grpc: received message larger than max (${length} vs. ${maxMessageBytes})`, 8);
+    throw new FrameError(
+      `grpc: received message larger than max (${length} vs. ${maxMessageBytes})`,
+      Code.ResourceExhausted,
+    );
   }
-  if (body.length < 5 + length) throw new FrameError("unexpected EOF", 2);
-  if (body.length > 5 + length) throw new FrameError("grpc: client streaming protocol violation: want <EOF>", 13);
-  return body.subarray(5);
+  if (body.length < PREFIX_BYTES + length) throw new FrameError("unexpected EOF", Code.Unknown);
+  if (body.length > PREFIX_BYTES + length)
+    throw new FrameError("grpc: client streaming protocol violation: want <EOF>", Code.Internal);
+  return body.subarray(PREFIX_BYTES);
 }
 
 const TIMEOUT_UNITS_MS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 1e-3, n: 1e-6 };

@@ -2,7 +2,7 @@ import { fromBinary, type MessageShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { callerIdentity, type CallContext, type CallerIdentity } from "../call-context.js";
 import { Lease, LeaseKeepAliveResponseSchema } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
-import { frame } from "../grpc/wire.js";
+import { frame, messageOf } from "../grpc/wire.js";
 import type { Metrics } from "../metrics.js";
 import { isConnectionFailure } from "../upstream/errors.js";
 import type { Upstream } from "../upstream/upstream.js";
@@ -81,7 +81,7 @@ export class KeepAliveCoalescer {
   renewOnce(id: bigint, caller: Readonly<Record<string, string>>): Promise<KeepAliveResponse> {
     return new Promise((resolve, reject) =>
       this.renew(id, caller, {
-        answer: (bytes) => resolve(fromBinary(LeaseKeepAliveResponseSchema, bytes.subarray(5))),
+        answer: (bytes) => resolve(fromBinary(LeaseKeepAliveResponseSchema, messageOf(bytes))),
         fail: reject,
       }),
     );

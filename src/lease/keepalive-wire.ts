@@ -1,6 +1,7 @@
 import { Lease } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
 import { decodeRequest } from "../grpc/decode.js";
 import { int64Field } from "../grpc/scan.js";
+import { PREFIX_BYTES } from "../grpc/wire.js";
 
 /**
  * Keep-alives cross the proxy as bytes: all the coalescer needs of a
@@ -30,7 +31,7 @@ export function keepAliveRequestFrame(id: bigint): Buffer {
   let lo = Number(unsigned & 0xffffffffn);
   let hi = Number(unsigned >> 32n);
   const out = Buffer.allocUnsafe(16); // prefix, tag and at most 10 bytes of varint
-  let at = 6;
+  let at = PREFIX_BYTES + 1;
   while (hi > 0 || lo > 0x7f) {
     out[at++] = (lo & 0x7f) | 0x80;
     lo = ((lo >>> 7) | (hi << 25)) >>> 0;
@@ -38,7 +39,7 @@ export function keepAliveRequestFrame(id: bigint): Buffer {
   }
   out[at++] = lo;
   out[0] = 0; // not compressed
-  out.writeUInt32BE(at - 5, 1);
-  out[5] = 0x08; // field 1, varint
+  out.writeUInt32BE(at - PREFIX_BYTES, 1);
+  out[PREFIX_BYTES] = 0x08; // field 1, varint
   return out.subarray(0, at);
 }

@@ -23,7 +23,7 @@ import type { KeyValue } from "../gen/etcd/api/mvccpb/kv_pb.js";
 import { Election, type LeaderKey } from "../gen/etcd/api/v3electionpb/v3election_pb.js";
 import { Lock } from "../gen/etcd/api/v3lockpb/v3lock_pb.js";
 import { decodeRequest } from "../grpc/decode.js";
-import { frame } from "../grpc/wire.js";
+import { frame, messageOf } from "../grpc/wire.js";
 import type { EndpointStatus, Upstream } from "../upstream/upstream.js";
 import { mapAsync } from "../util/map-async.js";
 import type { KeyPrefix } from "./prefix.js";
@@ -72,7 +72,7 @@ export class NamespacedUpstream implements Upstream {
   ): Promise<Buffer> {
     const t = this.translationOf(method);
     if (!t) return this.inner.unaryBytes(method, requestFrame, ctx, safeToRepeat);
-    const request = t.request(decodeRequest(method, requestFrame.subarray(5)));
+    const request = t.request(decodeRequest(method, messageOf(requestFrame)));
     const answer = await this.inner.unaryBytes(method, frame(toBinary(method.input, request)), ctx, safeToRepeat);
     return Buffer.from(toBinary(method.output, t.response(fromBinary(method.output, answer))));
   }
@@ -113,7 +113,7 @@ export class NamespacedUpstream implements Upstream {
     const t = this.translationOf(method);
     if (!t) return this.inner.bidiStreamBytes(method, requestFrames, ctx);
     const translated = mapAsync(requestFrames, (requestFrame) =>
-      frame(toBinary(method.input, t.request(decodeRequest(method, requestFrame.subarray(5))))),
+      frame(toBinary(method.input, t.request(decodeRequest(method, messageOf(requestFrame))))),
     );
     return mapAsync(this.inner.bidiStreamBytes(method, translated, ctx), (answer) =>
       Buffer.from(toBinary(method.output, t.response(fromBinary(method.output, answer)))),

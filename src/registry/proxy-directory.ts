@@ -1,4 +1,6 @@
 import type { ProxyIdentity } from "../upstream/proxy-identity.js";
+import { sleep } from "../util/abortable-sleep.js";
+import { RETRY_MS } from "./registration.js";
 import { KV } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
 import { Event_EventType } from "../gen/etcd/api/mvccpb/kv_pb.js";
 import { prefixEnd } from "../namespace/prefix.js";
@@ -10,8 +12,6 @@ export interface ProxyEntry {
   name: string;
   addr: string;
 }
-
-const RETRY_MS = 1000;
 
 /**
  * The proxies registered under --resolver-prefix, as MemberList reports
@@ -61,7 +61,7 @@ export class ProxyDirectory {
         this.identity.refused(err);
         if (!signal.aborted) this.onProblem?.("could not track registered proxies; retrying", err);
       }
-      if (!signal.aborted) await new Promise((r) => setTimeout(r, RETRY_MS));
+      await sleep(RETRY_MS, signal);
     }
   }
 

@@ -2,6 +2,7 @@ import { KV, Lease } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
 import type { KeepAliveCoalescer } from "../lease/keepalive-coalescer.js";
 import type { ProxyIdentity } from "../upstream/proxy-identity.js";
 import type { Upstream } from "../upstream/upstream.js";
+import { sleep } from "../util/abortable-sleep.js";
 
 export interface RegistrationOptions {
   /** --resolver-prefix. */
@@ -18,7 +19,8 @@ export interface RegistrationOptions {
 }
 
 const CALL_TIMEOUT_MS = 5000;
-const RETRY_MS = 1000;
+/** How long registration and the proxy directory wait before trying etcd again. */
+export const RETRY_MS = 1000;
 
 /** The record etcd's proxy writes, byte for byte: Go's naming Update, with JSON-in-JSON metadata. */
 export function registrationRecord(addr: string, name: string): string {
@@ -97,20 +99,4 @@ export class Registration {
       }
     }
   }
-}
-
-/** Waits `ms`; false if `signal` aborted first. */
-function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve(false);
-    const timer = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve(true);
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      resolve(false);
-    };
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
 }

@@ -14,6 +14,7 @@ import {
   FrameError,
   messagePrefix,
   parseGrpcTimeout,
+  PREFIX_BYTES,
   singleFrame,
 } from "../grpc/wire.js";
 import { preEncodedFrame } from "../grpc/pre-encoded.js";
@@ -153,9 +154,12 @@ function serveUnary(stream: H2Stream, route: Extract<Route, { kind: "unary" }>, 
     if (failed) return;
     size += chunk.length;
     // Stop buffering as soon as the body cannot be one acceptable message.
-    if (size > options.readMaxBytes + 5) {
+    if (size > options.readMaxBytes + PREFIX_BYTES) {
       return fail(
-        new FrameError(`grpc: received message larger than max (${size - 5} vs. ${options.readMaxBytes})`, 8),
+        new FrameError(
+          `grpc: received message larger than max (${size - PREFIX_BYTES} vs. ${options.readMaxBytes})`,
+          Code.ResourceExhausted,
+        ),
       );
     }
     chunks.push(chunk);
@@ -282,13 +286,15 @@ const OK_HEADERS: ReadonlyArray<readonly [string, string]> = [
   ["content-type", "application/grpc"],
 ];
 const OK_HEADER_BLOCK = encodeHeaders(OK_HEADERS);
+/** grpc-status 0: the one status Connect's Code enum has no member for. */
+const GRPC_OK = 0;
 const OK_TRAILER_BLOCK = encodeHeaders([["grpc-status", "0"]]);
 const OK_TRAILERS_ONLY_BLOCK = encodeHeaders([...OK_HEADERS, ["grpc-status", "0"]]);
 
 function respond(stream: H2Stream, message: Uint8Array): void {
   if (stream.headersSent || stream.closed) return;
   callOf(stream).record?.sent();
-  finish(stream, 0);
+  finish(stream, GRPC_OK);
   stream.respondWhole(OK_HEADER_BLOCK, [messagePrefix(message.length), message], OK_TRAILER_BLOCK);
 }
 
@@ -451,7 +457,7 @@ function writeAnswer(stream: H2Stream, bytes: Uint8Array): boolean {
 /** Ends a streaming call with OK, unless it already ended. */
 function endOk(stream: H2Stream): void {
   if (callOf(stream).finished || stream.closed) return;
-  finish(stream, 0);
+  finish(stream, GRPC_OK);
   if (stream.headersSent) stream.end(OK_TRAILER_BLOCK);
   else stream.respond(OK_TRAILERS_ONLY_BLOCK, true);
 }

@@ -1,13 +1,11 @@
 import type { DescMethodUnary } from "@bufbuild/protobuf";
 import { Auth } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
 import type { KvCache } from "../cache/kv-cache.js";
+import { readsOnly } from "../grpc/method-effects.js";
 import type { Upstream } from "../upstream/upstream.js";
 import { forwardAll } from "./forward.js";
 import type { ServiceHandlers } from "./handlers.js";
 import { cacheWrite } from "./kv.js";
-
-/** Auth RPCs that change nothing; every other one may change who may read what. */
-const READ_ONLY = new Set(["authenticate", "authStatus", "userGet", "userList", "roleGet", "roleList"]);
 
 /**
  * Auth: forwarded to etcd. Any change to users, roles, permissions or the
@@ -18,7 +16,8 @@ export function authService(upstream: Upstream, cache: KvCache | undefined): Ser
   const handlers: Record<string, unknown> = { ...forwardAll(Auth, upstream) };
   if (cache) {
     for (const method of Auth.methods) {
-      if (method.methodKind === "unary" && !READ_ONLY.has(method.localName)) {
+      // Every Auth RPC but the reads and Authenticate may change who may read what.
+      if (method.methodKind === "unary" && !readsOnly(method) && method !== Auth.method.authenticate) {
         handlers[method.localName] = cacheWrite(method as DescMethodUnary, upstream, cache);
       }
     }

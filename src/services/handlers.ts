@@ -9,7 +9,7 @@ import type {
   MessageShape,
 } from "@bufbuild/protobuf";
 import type { CallContext } from "../call-context.js";
-import { frame } from "../grpc/wire.js";
+import { frame, messageOf } from "../grpc/wire.js";
 import { AsyncQueue } from "../util/async-queue.js";
 
 /**
@@ -132,7 +132,7 @@ export function bidiOverBytes<M extends DescMethodBiDiStreaming>(method: M, path
     const answers = new AsyncQueue<MessageShape<M["output"]>>();
     const call = path(
       {
-        send: (bytes) => answers.push(fromBinary(method.output, bytes.subarray(5)) as MessageShape<M["output"]>),
+        send: (bytes) => answers.push(fromBinary(method.output, messageOf(bytes)) as MessageShape<M["output"]>),
         end: (error) => (error === undefined ? answers.end() : answers.fail(error)),
       },
       ctx,

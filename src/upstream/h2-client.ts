@@ -9,7 +9,6 @@ import { ErrorCode } from "../http2/frames.js";
 import { encodeHeaders, type HeaderList } from "../http2/hpack.js";
 import { AsyncQueue } from "../util/async-queue.js";
 import { notSentError } from "./errors.js";
-import type { UpstreamTls } from "./upstream.js";
 
 /** The upstream watchdog (see H2Client.watch): a hung member is left within about two seconds. */
 const WATCHDOG_TICK_MS = 250;
@@ -26,6 +25,17 @@ const MIN_PING_GAP_MS = 2_000;
 
 /** What grpc-go tells a call whose connection went away under it (etcdctl and clientv3 print it). */
 const LOST_CONNECTION = "transport is closing";
+
+/** TLS toward etcd's https endpoints. */
+export interface UpstreamTls {
+  /** CA bundle to verify etcd's certificates (--cacert); the system's when absent. */
+  ca?: Buffer;
+  /** Client certificate and key for etcd (--cert, --key). */
+  cert?: Buffer;
+  key?: Buffer;
+  /** False with --insecure-skip-tls-verify. */
+  rejectUnauthorized: boolean;
+}
 
 export interface H2ClientOptions {
   /** HTTP/2 ping interval toward etcd; 0 disables. */

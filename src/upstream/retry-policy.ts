@@ -1,29 +1,18 @@
 import type { DescMethod } from "@bufbuild/protobuf";
 import type { MessageShape } from "@bufbuild/protobuf";
 import type { TxnRequestSchema } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
+import { readsOnly } from "../grpc/method-effects.js";
 
 /**
- * Methods whose repetition has no effect beyond the first call, so they may
- * be retried on another endpoint even when the first attempt might have been
- * processed. Keyed by "<package.Service>/<Method>".
+ * Methods that change something, or may, but whose repetition has no effect
+ * beyond the first call. With the read-only methods (grpc/method-effects.ts),
+ * they may be retried on another endpoint even when the first attempt might
+ * have been processed. Keyed by "<package.Service>/<Method>".
  */
-const SAFE_TO_REPEAT = new Set([
-  "etcdserverpb.KV/Range",
-  "etcdserverpb.Lease/LeaseTimeToLive",
-  "etcdserverpb.Lease/LeaseLeases",
-  "etcdserverpb.Cluster/MemberList",
-  "etcdserverpb.Maintenance/Status",
-  "etcdserverpb.Maintenance/Hash",
-  "etcdserverpb.Maintenance/HashKV",
+const REPEATABLE = new Set([
   "etcdserverpb.Maintenance/Snapshot",
   "etcdserverpb.Maintenance/Defragment",
-  "etcdserverpb.Auth/AuthStatus",
   "etcdserverpb.Auth/Authenticate",
-  "etcdserverpb.Auth/UserGet",
-  "etcdserverpb.Auth/UserList",
-  "etcdserverpb.Auth/RoleGet",
-  "etcdserverpb.Auth/RoleList",
-  "v3electionpb.Election/Leader",
   "v3electionpb.Election/Observe",
 ]);
 
@@ -55,7 +44,7 @@ export function safetyDependsOnRequest(method: DescMethod): boolean {
 /** May this call be sent again after an attempt whose outcome is unknown? */
 export function isSafeToRepeat(method: DescMethod, request: unknown): boolean {
   const key = methodKey(method);
-  if (SAFE_TO_REPEAT.has(key)) return true;
+  if (readsOnly(method) || REPEATABLE.has(key)) return true;
   if (key === "etcdserverpb.KV/Txn") return isReadOnlyTxn(request as TxnRequest);
   return false;
 }

@@ -12,11 +12,12 @@ import {
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { CallContext } from "../call-context.js";
 import { Maintenance } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
-import { encodeGrpcTimeout, frame } from "../grpc/wire.js";
+import { PREFIX_BYTES, encodeGrpcTimeout, frame } from "../grpc/wire.js";
 import { EndpointPool, type Endpoint } from "./endpoint-pool.js";
-import { H2Client } from "./h2-client.js";
+import { H2Client, type UpstreamTls } from "./h2-client.js";
 import { isConnectionFailure, neverReachedEtcd, toClientError } from "./errors.js";
 import { isSafeToRepeat } from "./retry-policy.js";
+import { sleep } from "../util/abortable-sleep.js";
 import { mapAsync } from "../util/map-async.js";
 
 /**
@@ -84,16 +85,7 @@ export interface EndpointStatus {
   error?: ConnectError;
 }
 
-/** TLS toward etcd's https endpoints. */
-export interface UpstreamTls {
-  /** CA bundle to verify etcd's certificates (--cacert); the system's when absent. */
-  ca?: Buffer;
-  /** Client certificate and key for etcd (--cert, --key). */
-  cert?: Buffer;
-  key?: Buffer;
-  /** False with --insecure-skip-tls-verify. */
-  rejectUnauthorized: boolean;
-}
+export type { UpstreamTls };
 
 export interface UpstreamOptions {
   endpoints: string[];
@@ -402,7 +394,7 @@ function pathOf(method: DescMethodUnary | DescMethodServerStreaming | DescMethod
 
 /** Refuses, with etcd's answer, a request over --max-send-bytes (which mirrors etcd's own limit). */
 function checkSendLimit(requestFrame: Uint8Array, maxSendBytes: number): void {
-  if (requestFrame.length - 5 > maxSendBytes) {
+  if (requestFrame.length - PREFIX_BYTES > maxSendBytes) {
     throw new ConnectError("etcdserver: request is too large", Code.InvalidArgument);
   }
 }
@@ -454,23 +446,4 @@ class UntouchedSource<T> implements AsyncIterable<T> {
       throw: async () => ({ done: true, value: undefined as T }),
     };
   }
-}
-
-/** Waits `ms`; resolves false instead if the signal aborts first. */
-function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve(false);
-    const timer = setTimeout(
-      () => {
-        signal.removeEventListener("abort", onAbort);
-        resolve(true);
-      },
-      Math.max(0, ms),
-    );
-    const onAbort = () => {
-      clearTimeout(timer);
-      resolve(false);
-    };
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
 }

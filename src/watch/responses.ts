@@ -7,6 +7,7 @@ import {
 } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
 import { EventSchema, Event_EventType, type Event } from "../gen/etcd/api/mvccpb/kv_pb.js";
 import { withFrameEncoder, type FrameEncoder } from "../grpc/pre-encoded.js";
+import { PREFIX_BYTES } from "../grpc/wire.js";
 
 /** What a client watcher asked for that shapes the events it gets. */
 export interface EventFilter {
@@ -238,12 +239,12 @@ export class EventBatch implements WatchResponse, FrameEncoder<WatchResponse> {
 function responseFrame(head: Uint8Array, watchId: bigint, tails: Uint8Array[], tailBytes: number): Uint8Array {
   const idLength = watchIdFieldLength(watchId);
   const length = head.length + idLength + tailBytes;
-  const out = Buffer.allocUnsafe(5 + length);
+  const out = Buffer.allocUnsafe(PREFIX_BYTES + length);
   out[0] = 0;
   out.writeUInt32BE(length, 1);
-  out.set(head, 5);
-  if (idLength > 0) writeWatchIdField(out, 5 + head.length, watchId);
-  let at = 5 + head.length + idLength;
+  out.set(head, PREFIX_BYTES);
+  if (idLength > 0) writeWatchIdField(out, PREFIX_BYTES + head.length, watchId);
+  let at = PREFIX_BYTES + head.length + idLength;
   for (const tail of tails) {
     out.set(tail, at);
     at += tail.length;
