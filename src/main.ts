@@ -168,9 +168,15 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
   });
 
   const observe = observeCalls(metrics, config.logLevel === "debug" ? () => log : () => undefined, upstream);
+  // The etcd in use, for the few answers etcd 3.4 and 3.5 word differently.
+  const etcdVersion = new EtcdVersion(() =>
+    fetchFromEtcd(upstream.endpoints(), "/version", config.upstreamTls, DEFAULTS.etcdHttpTimeoutMs),
+  );
+  etcdVersion.knownLine(); // asks etcd now, so the first clients already get their etcd's answers
   const lane = config.nativeLane
     ? createNativeLane({
         services,
+        etcdLine: () => etcdVersion.knownLine(),
         readMaxBytes: DEFAULTS.clientReadMaxBytes,
         onInternalError: (err, path) => log?.error({ err, path }, "native lane handler failed"),
         observe,
@@ -200,9 +206,7 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
     tls: config.tls,
     maxConcurrentStreams: config.maxConcurrentStreams,
     readMaxBytes: DEFAULTS.clientReadMaxBytes,
-    etcdVersion: new EtcdVersion(() =>
-      fetchFromEtcd(upstream.endpoints(), "/version", config.upstreamTls, DEFAULTS.etcdHttpTimeoutMs),
-    ),
+    etcdVersion,
     logger: { level: config.logLevel },
     onSessionError: (err) => log?.debug({ err: err.message }, "HTTP/2 session error"),
     nativeLane: lane,

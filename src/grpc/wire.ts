@@ -4,7 +4,10 @@
  * (server side) and the upstream client.
  */
 
-import { Code } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
+
+/** grpc-status 0, OK: the one status Connect's Code enum has no member for. */
+export const GRPC_OK = 0;
 
 /** The length of gRPC's message prefix: a compression flag, then the length in 4 bytes. */
 export const PREFIX_BYTES = 5;
@@ -135,14 +138,35 @@ export function singleFrame(body: Buffer, maxMessageBytes: number): Buffer {
   return body.subarray(PREFIX_BYTES);
 }
 
-const TIMEOUT_UNITS_MS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 1e-3, n: 1e-6 };
+const TIMEOUT_UNITS_MS: Partial<Record<string, number>> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 1e-3, n: 1e-6 };
 
-/** Parses a grpc-timeout header ("100m", "5S") into milliseconds. */
-export function parseGrpcTimeout(value: string | undefined): number | undefined {
+/**
+ * Reads a grpc-timeout header ("100m", "5S") as grpc-go does: milliseconds
+ * (whole: peers reject fractional values), or, for a value grpc-go refuses,
+ * its words for why, as a string.
+ */
+export function decodeGrpcTimeout(value: string): number | string {
+  if (value.length < 2) return `transport: timeout string is too short: ${goQuote(value)}`;
+  if (value.length > 9) return `transport: timeout string is too long: ${goQuote(value)}`;
+  const unitMs = TIMEOUT_UNITS_MS[value[value.length - 1]!];
+  if (unitMs === undefined) return `transport: timeout unit is not recognized: ${goQuote(value)}`;
+  const digits = value.slice(0, -1);
+  if (!/^\d+$/.test(digits)) return `strconv.ParseUint: parsing ${goQuote(digits)}: invalid syntax`;
+  return Math.ceil(Number(digits) * unitMs);
+}
+
+/** grpc-go's refusal of a grpc-timeout it cannot read, or undefined for a good one (or none). */
+export function malformedTimeout(value: string | undefined): ConnectError | undefined {
   if (value === undefined) return undefined;
-  const m = /^(\d{1,8})([HMSmun])$/.exec(value);
-  // Whole milliseconds: peers reject fractional grpc-timeout values ("2999.876m").
-  return m ? Math.ceil(Number(m[1]) * TIMEOUT_UNITS_MS[m[2]!]!) : undefined;
+  const decoded = decodeGrpcTimeout(value);
+  return typeof decoded === "string"
+    ? new ConnectError(`malformed grpc-timeout: ${decoded}`, Code.Internal)
+    : undefined;
+}
+
+/** Go's %q of a header value (printable ASCII: JSON's quoting is the same). */
+function goQuote(value: string): string {
+  return JSON.stringify(value);
 }
 
 /** Writes milliseconds as a grpc-timeout header value. */

@@ -7,7 +7,7 @@ import type { ServerTls } from "../config/config.js";
 import type { RpcObserver } from "../metrics.js";
 import type { ServiceBinding } from "../services/handlers.js";
 import { registerServices } from "./connect-adapter.js";
-import { registerGrpcMessageEncoding } from "./grpc-message.js";
+import { registerNativeGrpcWire } from "./connect-grpc-wire.js";
 import type { EtcdVersion } from "../upstream/etcd-http.js";
 import { registerGateway } from "./gateway.js";
 import { registerDashboard } from "./dashboard.js";
@@ -62,7 +62,7 @@ export async function createApp(
       maxAge: 7200,
     });
   }
-  registerGrpcMessageEncoding(app);
+  registerNativeGrpcWire(app, () => options.etcdVersion.knownLine());
   // What Connect serves on each RPC path: POST, and GET for methods declared
   // free of side effects (its handlers say which).
   const rpcMethods = new Map<string, string[]>();
@@ -84,7 +84,7 @@ export async function createApp(
       shutdownSignal: options.shutdownSignal,
     });
   });
-  await registerGateway(app, services, options.etcdVersion);
+  await registerGateway(app, services, options.etcdVersion, options.observe);
   if (!(await registerDashboard(app))) app.log.warn("the dashboard was not built (npm run build); / serves nothing");
   registerHttpEndpoints(app, endpoints, new Set(rpcMethods.keys()));
   return app;

@@ -1,8 +1,10 @@
 import { create, fromJson, toJson, type DescMethod, type JsonValue } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import type { CallContext } from "../call-context.js";
+import { forwardedMetadata, type CallContext } from "../call-context.js";
+import { GRPC_OK, decodeGrpcTimeout } from "../grpc/wire.js";
 import { GATEWAY_ROUTES } from "../gen/gateway-routes.js";
+import type { RpcObserver, RpcRecord } from "../metrics.js";
 import type { ServiceBinding } from "../services/handlers.js";
 import type { EtcdLine, EtcdVersion } from "../upstream/etcd-http.js";
 
@@ -66,6 +68,8 @@ export async function registerGateway(
   app: FastifyInstance,
   services: ServiceBinding[],
   etcd: EtcdVersion,
+  /** Hears about every call, as the gRPC lanes report theirs (metrics, debug logs). */
+  observe?: RpcObserver,
 ): Promise<void> {
   const handlers = new Map<string, { method: DescMethod; handler: Handler }>();
   for (const { service, handlers: impl } of services) {
@@ -97,7 +101,7 @@ export async function registerGateway(
     scope.addContentTypeParser("*", { parseAs: "string" }, (_req, body, done) => done(null, body));
     for (const [path, target] of routes) {
       scope.post(path, async (request, reply) =>
-        serve(target.method, target.handler, request, reply, await etcd.releaseLine()),
+        serve(target.method, target.handler, request, reply, await etcd.releaseLine(), observe?.(target.method)),
       );
     }
     // Anything else under the gateway's prefixes gets etcd's gateway's own answers.
@@ -128,28 +132,38 @@ async function serve(
   request: FastifyRequest,
   reply: FastifyReply,
   line: EtcdLine,
+  record: RpcRecord | undefined,
 ): Promise<unknown> {
   const abort = new AbortController();
   // The response closing before it was finished means the client left.
   reply.raw.once("close", () => {
     if (!reply.raw.writableEnded) abort.abort(new ConnectError("context canceled", Code.Canceled));
   });
-  const ctx = gatewayContext(request, abort.signal);
+  // Ends with the call's status; a client gone before the end is Canceled.
+  reply.raw.once("close", () => record?.end(Code.Canceled));
+  const call = gatewayContext(request, abort);
+  if (call instanceof ConnectError) return sendError(reply, call, line, record);
+  const { ctx } = call;
+  reply.raw.once("close", call.stop);
   let inputs: unknown[];
   try {
     inputs = parseBody(String(request.body ?? "")).map((json) => fromJson(method.input, json, PARSE_OPTIONS));
   } catch (err) {
     const error = new ConnectError(`invalid request body: ${(err as Error).message}`, Code.InvalidArgument);
-    return sendError(reply, error, line);
+    return sendError(reply, error, line, record);
   }
+  const messages = method.methodKind === "unary" ? 1 : inputs.length;
+  for (let i = 0; i < messages; i++) record?.received();
   if (method.methodKind === "unary") {
     try {
       const output = await handler(inputs[0] ?? create(method.input), ctx);
+      record?.sent();
+      record?.end(GRPC_OK);
       return reply
         .type("application/json")
         .send(toJson(method.output, create(method.output, output as never), JSON_OPTIONS));
     } catch (err) {
-      return sendError(reply, ConnectError.from(err), line);
+      return sendError(reply, ConnectError.from(err), line, record);
     }
   }
   const input = method.methodKind === "server_streaming" ? (inputs[0] ?? create(method.input)) : fromArray(inputs);
@@ -162,21 +176,50 @@ async function serve(
       raw.write(
         `${JSON.stringify({ result: toJson(method.output, create(method.output, output as never), JSON_OPTIONS) })}\n`,
       );
+      record?.sent();
     }
+    // A stream whose deadline passed ends with etcd's error line, not quietly.
+    const reason: unknown = abort.signal.reason;
+    if (reason instanceof ConnectError && reason.code === Code.DeadlineExceeded) throw reason;
+    record?.end(GRPC_OK);
   } catch (err) {
-    raw.write(`${JSON.stringify({ error: streamError(ConnectError.from(err), line) })}\n`);
+    const error = ConnectError.from(err);
+    record?.end(error.code);
+    raw.write(`${JSON.stringify({ error: streamError(error, line) })}\n`);
   }
   raw.end();
   abort.abort();
   return reply;
 }
 
-function gatewayContext(request: FastifyRequest, signal: AbortSignal): CallContext {
+/**
+ * The call's metadata and deadline, as etcd's gateway (grpc-gateway) reads
+ * them: `Grpc-Metadata-<key>` headers carry metadata (the token,
+ * `hasleader`, `client-api-version`), `Authorization` carries the token
+ * too, and `Grpc-Timeout` sets the deadline. A bad timeout is refused.
+ */
+function gatewayContext(
+  request: FastifyRequest,
+  abort: AbortController,
+): { ctx: CallContext; stop: () => void } | ConnectError {
   const headers = request.headers;
-  const forwardHeaders: Record<string, string> = {};
-  const token = headers["authorization"] ?? headers["token"];
-  if (typeof token === "string") forwardHeaders["token"] = token;
-  return { forwardHeaders, deadline: undefined, signal };
+  const header = (key: string) => {
+    const value = headers[key];
+    return typeof value === "string" ? value : undefined;
+  };
+  const forwardHeaders = forwardedMetadata(
+    (key) =>
+      header(`grpc-metadata-${key}`) ?? (key === "token" ? (header("authorization") ?? header("token")) : undefined),
+  );
+  const timeout = header("grpc-timeout");
+  const timeoutMs = timeout === undefined ? undefined : decodeGrpcTimeout(timeout);
+  if (typeof timeoutMs === "string") return new ConnectError(`invalid grpc-timeout: ${timeout}`, Code.InvalidArgument);
+  const timer =
+    timeoutMs === undefined
+      ? undefined
+      : setTimeout(() => abort.abort(new ConnectError("context deadline exceeded", Code.DeadlineExceeded)), timeoutMs);
+  const deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
+  return { ctx: { forwardHeaders, deadline, signal: abort.signal }, stop: () => clearTimeout(timer) };
 }
 
 /** A body holds one JSON message, or several in a row (streams). */
@@ -197,7 +240,8 @@ async function* fromArray<T>(items: T[]): AsyncIterable<T> {
   yield* items;
 }
 
-function sendError(reply: FastifyReply, err: ConnectError, line: EtcdLine): FastifyReply {
+function sendError(reply: FastifyReply, err: ConnectError, line: EtcdLine, record?: RpcRecord): FastifyReply {
+  record?.end(err.code);
   const status = HTTP_STATUS[err.code] ?? 500;
   const body =
     line === "3.4"

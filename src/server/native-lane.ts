@@ -13,7 +13,9 @@ import {
   FrameDecoder,
   FrameError,
   messagePrefix,
-  parseGrpcTimeout,
+  decodeGrpcTimeout,
+  GRPC_OK,
+  malformedTimeout,
   PREFIX_BYTES,
   singleFrame,
 } from "../grpc/wire.js";
@@ -28,7 +30,9 @@ import {
   type BytePath,
   type ServiceBinding,
 } from "../services/handlers.js";
+import { ErrorCode } from "../http2/frames.js";
 import { encodeHeaders } from "../http2/hpack.js";
+import type { EtcdLine } from "../upstream/etcd-http.js";
 import type { H2Stream } from "../http2/server.js";
 
 /**
@@ -76,6 +80,8 @@ export interface NativeLaneOptions {
   services: ServiceBinding[];
   /** Largest request message accepted from a client. */
   readMaxBytes: number;
+  /** The release line of the etcd in use, for answers etcd 3.4 and 3.5 give differently. */
+  etcdLine?: () => EtcdLine;
   /** Unexpected failures (bugs), for the log. */
   onInternalError?: (err: unknown, path: string) => void;
   /** Hears about every call (metrics, debug logs). */
@@ -121,6 +127,16 @@ export function createNativeLane(options: NativeLaneOptions): NativeLane {
       const record = options.observe?.(route.method);
       stream.call = { record, finished: false } satisfies CallState;
       if (record) stream.onClose(() => record.end(Code.Canceled)); // no-op if it already ended
+      const error = malformedTimeout(headers["grpc-timeout"]);
+      if (error) {
+        // grpc-go refuses the call before it starts: etcd 3.5's with HTTP
+        // 400 and Internal, etcd 3.4's with a PROTOCOL_ERROR reset.
+        if (options.etcdLine?.() === "3.4") {
+          finish(stream, error.code);
+          stream.reset(ErrorCode.PROTOCOL_ERROR);
+        } else respondError(stream, error, "400");
+        return true;
+      }
       if (route.kind === "unary") {
         serveUnary(stream, route, options);
       } else {
@@ -233,7 +249,8 @@ function callContext(stream: H2Stream): {
     abortedWith ??= reason;
     controller?.abort(reason);
   };
-  const timeoutMs = parseGrpcTimeout(headers["grpc-timeout"]);
+  const timeout = headers["grpc-timeout"];
+  const timeoutMs = timeout === undefined ? undefined : (decodeGrpcTimeout(timeout) as number);
   let timer: NodeJS.Timeout | undefined;
   if (timeoutMs !== undefined) {
     timer = setTimeout(() => {
@@ -286,8 +303,6 @@ const OK_HEADERS: ReadonlyArray<readonly [string, string]> = [
   ["content-type", "application/grpc"],
 ];
 const OK_HEADER_BLOCK = encodeHeaders(OK_HEADERS);
-/** grpc-status 0: the one status Connect's Code enum has no member for. */
-const GRPC_OK = 0;
 const OK_TRAILER_BLOCK = encodeHeaders([["grpc-status", "0"]]);
 const OK_TRAILERS_ONLY_BLOCK = encodeHeaders([...OK_HEADERS, ["grpc-status", "0"]]);
 
@@ -304,12 +319,13 @@ function respond(stream: H2Stream, message: Uint8Array): void {
  * sending (an oversized message) is then stopped with NO_ERROR, as gRPC
  * servers do, so the status is what it reports.
  */
-function respondError(stream: H2Stream, err: unknown): void {
+function respondError(stream: H2Stream, err: unknown, httpStatus = "200"): void {
   if (stream.closed || callOf(stream).finished) return;
   const status = statusTrailers(err);
   finish(stream, ConnectError.from(err).code);
   if (stream.headersSent) stream.end(encodeHeaders(status));
-  else stream.respond(encodeHeaders([...OK_HEADERS, ...status]), true);
+  else if (httpStatus === "200") stream.respond(encodeHeaders([...OK_HEADERS, ...status]), true);
+  else stream.respond(encodeHeaders([[":status", httpStatus], ["content-type", "application/grpc"], ...status]), true);
 }
 
 function statusTrailers(err: unknown): Array<[string, string]> {

@@ -85,6 +85,12 @@ export class EtcdVersion {
 
   async releaseLine(): Promise<EtcdLine> {
     if (Date.now() - this.askedAt >= this.maxAgeMs) await this.document().catch(() => undefined);
+    return this.knownLine();
+  }
+
+  /** The line as last known, without asking; asks in the background once it is stale. */
+  knownLine(): EtcdLine {
+    if (Date.now() - this.askedAt >= this.maxAgeMs) this.document().catch(() => undefined);
     return this.line ?? "3.5";
   }
 

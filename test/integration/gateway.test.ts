@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { describe, it } from "node:test";
-import { ETCD_VERSION } from "../helpers/etcd.js";
+import { ETCD_LINE, ETCD_VERSION } from "../helpers/etcd.js";
 import { ctl } from "../helpers/etcdctl.js";
 import { useProxy } from "../helpers/fixture.js";
 
@@ -56,6 +56,8 @@ describe("etcd's JSON gateway", () => {
     `curl -s $URL/v3beta/nope`,
     `curl -s $URL/v3/kv/range`,
     `curl -s $URL/nope`,
+    `curl -s $URL/v3/kv/range -X POST -H 'Grpc-Timeout: bogus' -d '{"key": "Zm9v"}'`,
+    `curl -s $URL/v3/kv/range -X POST -H 'Grpc-Timeout: 5S' -H 'Grpc-Metadata-Hasleader: true' -d '{"key": "Zm9v"}'`,
     `curl -s -L $URL/v3/kv/range -X POST -d 'not json'`,
   ].map((command) => `${command} -w '\\n%{http_code}'`);
 
@@ -85,6 +87,27 @@ describe("etcd's JSON gateway", () => {
     assert.equal(proxiedBad!.status, directBad!.status);
     assert.equal(proxiedBad!.body.code, directBad!.body.code);
     assert.deepEqual(proxied, direct);
+  });
+
+  it("a Grpc-Timeout ends a watch stream with etcd's error line", async () => {
+    const watch = `curl -s -m 5 $URL/v3/watch -X POST -H 'Grpc-Timeout: 1S' -d '{"create_request": {"key":"dGltZWQ="}}'`;
+    const lines = async (base: string) => {
+      const started = Date.now();
+      const out = (await curl(base, watch)).trim().split("\n");
+      return { took: Date.now() - started, lines: out.map((l) => normalize(JSON.parse(l), 0)) };
+    };
+    const [direct, proxied] = [await lines(f.etcd.members[0]!.clientUrl), await lines(`http://${f.proxy.address}`)];
+    assert.equal(direct.lines.length, 2, "Created, then the deadline's error line");
+    if (ETCD_LINE === "3.5") assert.deepEqual(proxied.lines, direct.lines);
+    else {
+      // etcd 3.4 words its expired deadline as DeadlineExceeded (4) or, when
+      // its own context ends first, Unknown (2); the proxy says 4.
+      const [created, error] = proxied.lines as [unknown, { error: { grpc_code: number; message: string } }];
+      assert.deepEqual(created, direct.lines[0]);
+      assert.equal(error.error.message, "context deadline exceeded");
+      assert.equal(error.error.grpc_code, 4);
+    }
+    assert.ok(proxied.took >= 900 && proxied.took < 4000, `ended after ${proxied.took} ms`);
   });
 
   it('streams a watch as {"result": ...} lines', async () => {

@@ -5,7 +5,7 @@ import { describe, it } from "node:test";
 import { KV, Lease, TxnRequestSchema } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.js";
 import { isConnectionFailure, neverReachedEtcd, toClientError } from "../../src/upstream/errors.js";
 import { isSafeToRepeat } from "../../src/upstream/retry-policy.js";
-import { encodeGrpcMessage, parseGrpcTimeout } from "../../src/grpc/wire.js";
+import { decodeGrpcTimeout, encodeGrpcMessage } from "../../src/grpc/wire.js";
 
 describe("isSafeToRepeat", () => {
   it("reads may be repeated, writes may not", () => {
@@ -86,12 +86,19 @@ describe("encodeGrpcMessage", () => {
 
 describe("grpc-timeout", () => {
   it("parses every unit into whole milliseconds", () => {
-    assert.equal(parseGrpcTimeout("2999876u"), 3000);
-    assert.equal(parseGrpcTimeout("5S"), 5000);
-    assert.equal(parseGrpcTimeout("1H"), 3_600_000);
-    assert.equal(parseGrpcTimeout("250m"), 250);
-    assert.equal(parseGrpcTimeout("1n"), 1);
-    assert.equal(parseGrpcTimeout("bogus"), undefined);
-    assert.equal(parseGrpcTimeout(undefined), undefined);
+    assert.equal(decodeGrpcTimeout("2999876u"), 3000);
+    assert.equal(decodeGrpcTimeout("5S"), 5000);
+    assert.equal(decodeGrpcTimeout("1H"), 3_600_000);
+    assert.equal(decodeGrpcTimeout("250m"), 250);
+    assert.equal(decodeGrpcTimeout("1n"), 1);
+  });
+
+  it("words a value grpc-go refuses as etcd 3.5 does", () => {
+    // Each string is what etcd 3.5.30 answered after "malformed grpc-timeout: ".
+    assert.equal(decodeGrpcTimeout("bogus"), 'transport: timeout unit is not recognized: "bogus"');
+    assert.equal(decodeGrpcTimeout("1x"), 'transport: timeout unit is not recognized: "1x"');
+    assert.equal(decodeGrpcTimeout("12345678901H"), 'transport: timeout string is too long: "12345678901H"');
+    assert.equal(decodeGrpcTimeout("-1S"), 'strconv.ParseUint: parsing "-1": invalid syntax');
+    assert.equal(decodeGrpcTimeout("S"), 'transport: timeout string is too short: "S"');
   });
 });
