@@ -8,7 +8,7 @@ import { H2_LIMITS } from "../http2/connection.js";
 import { ErrorCode } from "../http2/frames.js";
 import { encodeHeaders, type HeaderList } from "../http2/hpack.js";
 import { AsyncQueue } from "../util/async-queue.js";
-import { notSentError } from "./errors.js";
+import { upstreamFailure } from "./errors.js";
 
 /** The upstream watchdog (see H2Client.watch): a hung member is left within about two seconds. */
 const WATCHDOG_TICK_MS = 250;
@@ -336,10 +336,9 @@ function connectionError(
 ): ConnectError {
   const root = rootCause(failure);
   const message = root?.message ?? `http/2 stream closed with error code ${stream.rstCode ?? ErrorCode.INTERNAL_ERROR}`;
-  if (!connection.mayHaveSeen(stream)) return notSentError(message, failure);
+  if (!connection.mayHaveSeen(stream)) return upstreamFailure("not-sent", message, failure);
   // A call the connection was lost under gets grpc-go's words for it, not node's ("read ECONNRESET").
-  const told = failure ? LOST_CONNECTION : message;
-  return new ConnectError(told, Code.Unavailable, undefined, undefined, failure ?? new Error(message));
+  return upstreamFailure("connection-lost", failure ? LOST_CONNECTION : message, failure);
 }
 
 function rootCause(err: Error | undefined): Error | undefined {

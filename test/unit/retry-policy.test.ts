@@ -3,7 +3,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { KV, Lease, TxnRequestSchema } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.js";
-import { isConnectionFailure, neverReachedEtcd, toClientError } from "../../src/upstream/errors.js";
+import { isConnectionFailure, neverReachedEtcd, toClientError, upstreamFailure } from "../../src/upstream/errors.js";
 import { isSafeToRepeat } from "../../src/upstream/retry-policy.js";
 import { decodeGrpcTimeout, encodeGrpcMessage } from "../../src/grpc/wire.js";
 
@@ -32,30 +32,27 @@ describe("isSafeToRepeat", () => {
 });
 
 describe("error classification", () => {
-  const refused = Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:1"), {
-    code: "ECONNREFUSED",
-    syscall: "connect",
-  });
-  it("a refused connection never reached etcd and is a connection failure", () => {
-    const err = new ConnectError("connect ECONNREFUSED 127.0.0.1:1", Code.Unavailable, undefined, undefined, refused);
+  it("a call that never reached etcd is a connection failure any call may be re-sent after", () => {
+    const err = upstreamFailure("not-sent", "connect ECONNREFUSED 127.0.0.1:1", new Error("connect ECONNREFUSED"));
     assert.ok(neverReachedEtcd(err));
     assert.ok(isConnectionFailure(err));
   });
-  it("etcd's own errors are neither", () => {
-    const err = new ConnectError("etcdserver: leader changed", Code.Unavailable);
-    assert.ok(!neverReachedEtcd(err));
-    assert.ok(!isConnectionFailure(err));
+  it("etcd's own errors are neither, whatever their words", () => {
+    for (const message of ["etcdserver: leader changed", "transport is closing", "REFUSED_STREAM"]) {
+      const err = new ConnectError(message, Code.Unavailable);
+      assert.ok(!neverReachedEtcd(err), message);
+      assert.ok(!isConnectionFailure(err), message);
+    }
   });
-  it("a reset stream is a connection failure that may have reached etcd", () => {
-    const reset = Object.assign(new Error("read ECONNRESET"), { code: "ECONNRESET", syscall: "read" });
-    const err = new ConnectError("read ECONNRESET", Code.Aborted, undefined, undefined, reset);
+  it("a connection lost under a call is a connection failure that may have reached etcd", () => {
+    const err = upstreamFailure("connection-lost", "error reading from server: EOF", new Error("read ECONNRESET"));
     assert.ok(isConnectionFailure(err));
     assert.ok(!neverReachedEtcd(err));
   });
   it("cancellation is not the endpoint's fault", () => {
     assert.ok(!isConnectionFailure(new ConnectError("canceled", Code.Canceled)));
   });
-  it("toClientError keeps code and message and drops upstream metadata", () => {
+  it("toClientError keeps code and message, drops upstream metadata, and keeps the failure's kind", () => {
     const upstream = new ConnectError("etcdserver: key is not provided", Code.InvalidArgument, {
       "content-type": "application/grpc",
     });
@@ -63,13 +60,7 @@ describe("error classification", () => {
     assert.equal(mine.code, Code.InvalidArgument);
     assert.equal(mine.rawMessage, "etcdserver: key is not provided");
     assert.equal([...mine.metadata.keys()].length, 0);
-  });
-  it("an oversized request is answered with etcd's message", () => {
-    const mine = toClientError(
-      new ConnectError("message size 1700011 is larger than configured writeMaxBytes 1572864", Code.ResourceExhausted),
-    );
-    assert.equal(mine.code, Code.InvalidArgument);
-    assert.equal(mine.rawMessage, "etcdserver: request is too large");
+    assert.ok(neverReachedEtcd(toClientError(upstreamFailure("not-sent", "refused"))));
   });
 });
 

@@ -27,6 +27,7 @@ import {
 } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.js";
 import { EventSchema, Event_EventType, KeyValueSchema } from "../../src/gen/etcd/api/mvccpb/kv_pb.js";
 import { createMetrics } from "../../src/metrics.js";
+import { upstreamFailure } from "../../src/upstream/errors.js";
 import { AsyncQueue } from "../../src/util/async-queue.js";
 import type { WatchUpstream } from "../../src/watch/watch-channel.js";
 import { WatchHub } from "../../src/watch/watch-hub.js";
@@ -168,9 +169,8 @@ class FakeStream {
   }
 
   die(): void {
-    this.out.fail(
-      new ConnectError("connection reset", Code.Unavailable, undefined, undefined, new Error("ECONNRESET")),
-    );
+    // What the proxy's HTTP/2 client reports for a connection lost under a call.
+    this.out.fail(upstreamFailure("connection-lost", "error reading from server: EOF", new Error("read ECONNRESET")));
   }
 
   private response(watchId: bigint, events: Array<{ rev: bigint; key: string; value: string }>): WatchResponse {
