@@ -14,6 +14,7 @@ import type { HttpEndpointDeps } from "./server/http-endpoints.js";
 import { EtcdVersion, fetchFromEtcd } from "./upstream/etcd-http.js";
 import { createNativeLane } from "./server/native-lane.js";
 import { etcdServices } from "./services/index.js";
+import { rpcTable } from "./services/rpc-table.js";
 import { watchJoinCheck, watchUpstream } from "./services/watch.js";
 import { WatchHub } from "./watch/watch-hub.js";
 import { KvCache } from "./cache/kv-cache.js";
@@ -167,6 +168,7 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
     },
   });
 
+  const rpcs = rpcTable(services);
   const observe = observeCalls(metrics, config.logLevel === "debug" ? () => log : () => undefined, upstream);
   // The etcd in use, for the few answers etcd 3.4 and 3.5 word differently.
   const etcdVersion = new EtcdVersion(() =>
@@ -175,7 +177,7 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
   etcdVersion.knownLine(); // asks etcd now, so the first clients already get their etcd's answers
   const lane = config.nativeLane
     ? createNativeLane({
-        services,
+        rpcs,
         etcdLine: () => etcdVersion.knownLine(),
         readMaxBytes: DEFAULTS.clientReadMaxBytes,
         onInternalError: (err, path) => log?.error({ err, path }, "native lane handler failed"),
@@ -207,6 +209,7 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
     maxConcurrentStreams: config.maxConcurrentStreams,
     readMaxBytes: DEFAULTS.clientReadMaxBytes,
     etcdVersion,
+    rpcs,
     logger: { level: config.logLevel },
     onSessionError: (err) => log?.debug({ err: err.message }, "HTTP/2 session error"),
     nativeLane: lane,

@@ -6,6 +6,7 @@ import type * as http from "node:http";
 import type { ServerTls } from "../config/config.js";
 import type { RpcObserver } from "../metrics.js";
 import type { ServiceBinding } from "../services/handlers.js";
+import type { Rpc } from "../services/rpc-table.js";
 import { registerServices } from "./connect-adapter.js";
 import { registerNativeGrpcWire } from "./connect-grpc-wire.js";
 import type { EtcdVersion } from "../upstream/etcd-http.js";
@@ -17,6 +18,8 @@ import { createListener, type ListenerOptions, type RequestHandler } from "./lis
 export interface AppOptions extends ListenerOptions {
   /** Largest request message accepted from a client. */
   readMaxBytes: number;
+  /** Every RPC served, by gRPC path (services/rpc-table.ts). */
+  rpcs: ReadonlyMap<string, Rpc>;
   /** The etcd in use, whose HTTP answers the gateway matches. */
   etcdVersion: EtcdVersion;
   /** Aborting it ends the Connect lane's calls (graceful shutdown). */
@@ -63,30 +66,24 @@ export async function createApp(
     });
   }
   registerNativeGrpcWire(app, () => options.etcdVersion.knownLine());
-  // What Connect serves on each RPC path: POST, and GET for methods declared
-  // free of side effects (its handlers say which).
-  const rpcMethods = new Map<string, string[]>();
   await app.register(async (scope) => {
     // connect-fastify routes each procedure for all nine methods Fastify
-    // knows. Only those Connect serves are routed: the others would only
-    // cost router memory (find-my-way compiles matchers for each), and the
-    // not-found handler answers them 405, as Connect does.
+    // knows. Only those Connect serves are routed (POST, and GET for the
+    // read-only RPCs): the others would only cost router memory
+    // (find-my-way compiles matchers for each), and the not-found handler
+    // answers them 405, as Connect does.
     scope.addHook("onRoute", (route) => {
-      route.method = rpcMethods.get(route.url) ?? "POST";
+      route.method = options.rpcs.get(route.url)?.readOnly ? ["POST", "GET"] : "POST";
     });
     await scope.register(fastifyConnectPlugin, {
-      routes: (router) => {
-        registerServices(router, services, options.observe);
-        for (const handler of router.handlers)
-          rpcMethods.set(handler.requestPath, [...new Set(handler.allowedMethods)]);
-      },
+      routes: (router) => registerServices(router, services, options.observe),
       readMaxBytes: options.readMaxBytes,
       shutdownSignal: options.shutdownSignal,
     });
   });
-  await registerGateway(app, services, options.etcdVersion, options.observe);
+  await registerGateway(app, options.rpcs, options.etcdVersion, options.observe);
   if (!(await registerDashboard(app))) app.log.warn("the dashboard was not built (npm run build); / serves nothing");
-  registerHttpEndpoints(app, endpoints, new Set(rpcMethods.keys()));
+  registerHttpEndpoints(app, endpoints, new Set(options.rpcs.keys()));
   return app;
 }
 

@@ -5,7 +5,7 @@ import { forwardedMetadata, type CallContext } from "../call-context.js";
 import { GRPC_OK, decodeGrpcTimeout } from "../grpc/wire.js";
 import { GATEWAY_ROUTES } from "../gen/gateway-routes.js";
 import type { RpcObserver, RpcRecord } from "../metrics.js";
-import type { ServiceBinding } from "../services/handlers.js";
+import type { Rpc } from "../services/rpc-table.js";
 import type { EtcdLine, EtcdVersion } from "../upstream/etcd-http.js";
 
 /** etcd's gateway paths for its v3election and v3lock services, which our protos do not annotate. */
@@ -66,26 +66,17 @@ const PARSE_OPTIONS = { ignoreUnknownFields: true } as const;
  */
 export async function registerGateway(
   app: FastifyInstance,
-  services: ServiceBinding[],
+  rpcs: ReadonlyMap<string, Rpc>,
   etcd: EtcdVersion,
   /** Hears about every call, as the gRPC lanes report theirs (metrics, debug logs). */
   observe?: RpcObserver,
 ): Promise<void> {
-  const handlers = new Map<string, { method: DescMethod; handler: Handler }>();
-  for (const { service, handlers: impl } of services) {
-    for (const method of service.methods) {
-      handlers.set(`${service.typeName}/${method.name}`, {
-        method,
-        handler: (impl as Record<string, Handler>)[method.localName]!,
-      });
-    }
-  }
   // Later routes win on a shared path, as in grpc-gateway (Hash and HashKV share one).
   const routes = new Map<string, { method: DescMethod; handler: Handler }>();
   for (const [path, service, method] of [...GATEWAY_ROUTES, ...RECIPE_ROUTES]) {
-    const target = handlers.get(`${service}/${method}`);
+    const target = rpcs.get(`/${service}/${method}`);
     if (!target) continue;
-    for (const prefix of PREFIXES) routes.set(prefix + path.slice("/v3/".length), target);
+    for (const prefix of PREFIXES) routes.set(prefix + path.slice("/v3/".length), target as never);
   }
 
   app.get("/version", async (_req, reply) => {

@@ -1,10 +1,4 @@
-import {
-  create,
-  toBinary,
-  type DescMethodBiDiStreaming,
-  type DescMethodServerStreaming,
-  type DescMethodUnary,
-} from "@bufbuild/protobuf";
+import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { forwardedMetadata, type CallContext } from "../call-context.js";
 import {
@@ -23,13 +17,8 @@ import { preEncodedFrame } from "../grpc/pre-encoded.js";
 import { decodeRequest } from "../grpc/decode.js";
 import type { RpcObserver, RpcRecord } from "../metrics.js";
 import { AsyncQueue } from "../util/async-queue.js";
-import {
-  bidiBytePathOf,
-  bytePathOf,
-  type BidiBytePath,
-  type BytePath,
-  type ServiceBinding,
-} from "../services/handlers.js";
+import type { BidiBytePath } from "../services/handlers.js";
+import type { Rpc } from "../services/rpc-table.js";
 import { ErrorCode } from "../http2/frames.js";
 import { encodeHeaders } from "../http2/hpack.js";
 import type { EtcdLine } from "../upstream/etcd-http.js";
@@ -60,24 +49,9 @@ export interface NativeLane {
   shutdown(reason: ConnectError): void;
 }
 
-type Route =
-  | {
-      kind: "unary";
-      method: DescMethodUnary;
-      handler: (request: unknown, ctx: CallContext) => Promise<unknown>;
-      /** The handler's own byte-level implementation (forwards, the cache), when it has one. */
-      bytes: BytePath | undefined;
-    }
-  | {
-      kind: "stream";
-      method: DescMethodServerStreaming | DescMethodBiDiStreaming;
-      handler: (input: unknown, ctx: CallContext) => AsyncIterable<unknown>;
-      /** The handler's own byte-level implementation (lease keep-alives), when it has one. */
-      bytes: BidiBytePath | undefined;
-    };
-
 export interface NativeLaneOptions {
-  services: ServiceBinding[];
+  /** What it serves, by gRPC path. */
+  rpcs: ReadonlyMap<string, Rpc>;
   /** Largest request message accepted from a client. */
   readMaxBytes: number;
   /** The release line of the etcd in use, for answers etcd 3.4 and 3.5 give differently. */
@@ -89,29 +63,7 @@ export interface NativeLaneOptions {
 }
 
 export function createNativeLane(options: NativeLaneOptions): NativeLane {
-  const routes = new Map<string, Route>();
-  for (const { service, handlers } of options.services) {
-    for (const method of service.methods) {
-      const handler = (handlers as Record<string, unknown>)[method.localName] as never;
-      const path = `/${service.typeName}/${method.name}`;
-      if (method.methodKind === "unary") {
-        const unary = method as DescMethodUnary;
-        routes.set(path, {
-          kind: "unary",
-          method: unary,
-          handler,
-          bytes: bytePathOf(handler),
-        });
-      } else if (method.methodKind !== "client_streaming") {
-        routes.set(path, {
-          kind: "stream",
-          method: method as DescMethodServerStreaming | DescMethodBiDiStreaming,
-          handler,
-          bytes: bidiBytePathOf(handler),
-        });
-      }
-    }
-  }
+  const routes = options.rpcs;
 
   /** Open streaming calls and how to stop each; unary calls are left to finish. */
   const openStreams = new Map<H2Stream, (reason: ConnectError) => void>();
@@ -152,7 +104,7 @@ export function createNativeLane(options: NativeLaneOptions): NativeLane {
   };
 }
 
-function serveUnary(stream: H2Stream, route: Extract<Route, { kind: "unary" }>, options: NativeLaneOptions): void {
+function serveUnary(stream: H2Stream, route: Extract<Rpc, { kind: "unary" }>, options: NativeLaneOptions): void {
   const { ctx } = callContext(stream);
   // The request is held whole until the answer: the connection's window
   // gets its bytes back when the call closes, so a client's calls in
@@ -213,7 +165,7 @@ function serveUnary(stream: H2Stream, route: Extract<Route, { kind: "unary" }>, 
 function handle(
   body: Buffer,
   payload: Buffer,
-  route: Extract<Route, { kind: "unary" }>,
+  route: Extract<Rpc, { kind: "unary" }>,
   ctx: CallContext,
 ): Uint8Array | Promise<Uint8Array> {
   const { method, handler } = route;
@@ -344,7 +296,7 @@ function statusTrailers(err: unknown): Array<[string, string]> {
  */
 function serveStream(
   stream: H2Stream,
-  route: Extract<Route, { kind: "stream" }>,
+  route: Extract<Rpc, { kind: "stream" }>,
   options: NativeLaneOptions,
 ): (reason: ConnectError) => void {
   const { ctx, abort } = callContext(stream);

@@ -1,0 +1,51 @@
+import type { DescMethodBiDiStreaming, DescMethodServerStreaming, DescMethodUnary } from "@bufbuild/protobuf";
+import type { CallContext } from "../call-context.js";
+import { readsOnly } from "../grpc/method-effects.js";
+import { bidiBytePathOf, bytePathOf, type BidiBytePath, type BytePath, type ServiceBinding } from "./handlers.js";
+
+/** One RPC the proxy serves: its method, its handler, and what every surface needs to route to it. */
+export type Rpc =
+  | {
+      kind: "unary";
+      /** Its gRPC path, e.g. /etcdserverpb.KV/Range. */
+      path: string;
+      method: DescMethodUnary;
+      handler: (request: unknown, ctx: CallContext) => Promise<unknown>;
+      /** The handler's own byte-level implementation (forwards, the cache), when it has one. */
+      bytes: BytePath | undefined;
+      /** It only reads (its descriptor says NO_SIDE_EFFECTS): Connect serves it over GET too. */
+      readOnly: boolean;
+    }
+  | {
+      kind: "stream";
+      path: string;
+      method: DescMethodServerStreaming | DescMethodBiDiStreaming;
+      handler: (input: unknown, ctx: CallContext) => AsyncIterable<unknown>;
+      /** The handler's own byte-level implementation (lease keep-alives), when it has one. */
+      bytes: BidiBytePath | undefined;
+      readOnly: boolean;
+    };
+
+/**
+ * Every RPC the proxy serves, by gRPC path, built once from the service
+ * bindings: the native lane, the JSON gateway and the Connect lane's method
+ * rules all route from it. etcd has no client-streaming RPCs.
+ */
+export function rpcTable(services: readonly ServiceBinding[]): ReadonlyMap<string, Rpc> {
+  const table = new Map<string, Rpc>();
+  for (const { service, handlers } of services) {
+    for (const method of service.methods) {
+      const handler = (handlers as Record<string, unknown>)[method.localName] as never;
+      const path = `/${service.typeName}/${method.name}`;
+      const readOnly = readsOnly(method);
+      if (method.methodKind === "unary") {
+        const unary = method as DescMethodUnary;
+        table.set(path, { kind: "unary", path, method: unary, handler, bytes: bytePathOf(handler), readOnly });
+      } else if (method.methodKind !== "client_streaming") {
+        const streaming = method as DescMethodServerStreaming | DescMethodBiDiStreaming;
+        table.set(path, { kind: "stream", path, method: streaming, handler, bytes: bidiBytePathOf(handler), readOnly });
+      }
+    }
+  }
+  return table;
+}
