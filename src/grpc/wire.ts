@@ -175,6 +175,19 @@ export function encodeGrpcTimeout(ms: number): string {
 }
 
 /**
+ * The status fields of a call that ends with `err`: grpc-status, and
+ * grpc-message percent-encoded as gRPC specifies. Every surface that
+ * answers native gRPC writes its errors from here.
+ */
+export function statusFields(err: unknown): [["grpc-status", string], ["grpc-message", string]] {
+  const ce = ConnectError.from(err);
+  return [
+    ["grpc-status", String(ce.code)],
+    ["grpc-message", encodeGrpcMessage(ce.rawMessage)],
+  ];
+}
+
+/**
  * gRPC's percent-encoding of `grpc-message`: only bytes outside printable
  * ASCII, and '%' itself, are escaped.
  */

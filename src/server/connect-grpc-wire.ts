@@ -1,7 +1,7 @@
 import type { ServerHttp2Stream } from "node:http2";
 import { constants } from "node:http2";
 import type { FastifyInstance } from "fastify";
-import { decodeGrpcMessage, encodeGrpcMessage, malformedTimeout } from "../grpc/wire.js";
+import { decodeGrpcMessage, encodeGrpcMessage, malformedTimeout, statusFields } from "../grpc/wire.js";
 import type { EtcdLine } from "../upstream/etcd-http.js";
 
 /**
@@ -34,8 +34,7 @@ export function registerNativeGrpcWire(app: FastifyInstance, etcdLine: () => Etc
           {
             ":status": 400,
             "content-type": "application/grpc",
-            "grpc-status": String(refused.code),
-            "grpc-message": encodeGrpcMessage(refused.rawMessage),
+            ...Object.fromEntries(statusFields(refused)),
           },
           { endStream: true },
         );

@@ -1,8 +1,8 @@
-import { Code } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import type { ServerHttp2Stream } from "node:http2";
 import type { Registry } from "prom-client";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import { encodeGrpcMessage } from "../grpc/wire.js";
+import { statusFields } from "../grpc/wire.js";
 import type { HealthReport } from "../health/cluster-health.js";
 
 export interface HttpEndpointDeps {
@@ -91,8 +91,7 @@ function unimplemented(req: FastifyRequest, reply: FastifyReply, services: Reado
   reply.hijack();
   const headers = {
     "content-type": "application/grpc",
-    "grpc-status": String(Code.Unimplemented),
-    "grpc-message": encodeGrpcMessage(message),
+    ...Object.fromEntries(statusFields(new ConnectError(message, Code.Unimplemented))),
   };
   const h2stream = (req.raw as { stream?: ServerHttp2Stream }).stream;
   if (h2stream) {

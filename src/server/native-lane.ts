@@ -2,7 +2,6 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { forwardedMetadata, type CallContext } from "../call-context.js";
 import {
-  encodeGrpcMessage,
   frame,
   FrameDecoder,
   FrameError,
@@ -12,6 +11,7 @@ import {
   malformedTimeout,
   PREFIX_BYTES,
   singleFrame,
+  statusFields,
 } from "../grpc/wire.js";
 import { preEncodedFrame } from "../grpc/pre-encoded.js";
 import { decodeRequest } from "../grpc/decode.js";
@@ -273,19 +273,11 @@ function respond(stream: H2Stream, message: Uint8Array): void {
  */
 function respondError(stream: H2Stream, err: unknown, httpStatus = "200"): void {
   if (stream.closed || callOf(stream).finished) return;
-  const status = statusTrailers(err);
+  const status = statusFields(err);
   finish(stream, ConnectError.from(err).code);
   if (stream.headersSent) stream.end(encodeHeaders(status));
   else if (httpStatus === "200") stream.respond(encodeHeaders([...OK_HEADERS, ...status]), true);
   else stream.respond(encodeHeaders([[":status", httpStatus], ["content-type", "application/grpc"], ...status]), true);
-}
-
-function statusTrailers(err: unknown): Array<[string, string]> {
-  const ce = ConnectError.from(err);
-  return [
-    ["grpc-status", String(ce.code)],
-    ["grpc-message", encodeGrpcMessage(ce.rawMessage)],
-  ];
 }
 
 /**
