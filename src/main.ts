@@ -12,6 +12,7 @@ import { createApp, startMetricsListener } from "./server/app.js";
 import type { ClosableSession } from "./server/listener.js";
 import type { HttpEndpointDeps } from "./server/http-endpoints.js";
 import { EtcdVersion, fetchFromEtcd } from "./upstream/etcd-http.js";
+import { startAutoSync } from "./upstream/auto-sync.js";
 import { createNativeLane } from "./server/native-lane.js";
 import { etcdServices } from "./services/index.js";
 import { rpcTable } from "./services/rpc-table.js";
@@ -237,6 +238,13 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
   );
   registration?.start();
   directory?.start();
+  const stopAutoSync =
+    config.endpointsAutoSyncMs > 0
+      ? startAutoSync(etcd, identity, config.endpointsAutoSyncMs, {
+          changed: (change) => log?.info(change, "synced the etcd endpoints from the cluster's members"),
+          failed: (err) => problem("could not sync the etcd endpoints from the cluster's members; retrying", err),
+        })
+      : undefined;
   return {
     app,
     upstream,
@@ -252,6 +260,7 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
    */
   async function shutdown(): Promise<void> {
     // The record goes first, so clients stop being sent here.
+    stopAutoSync?.();
     directory?.stop();
     await registration?.stop();
     lane?.shutdown(SHUTTING_DOWN);

@@ -40,7 +40,7 @@ export const PROXY_FLAGS: readonly ProxyFlag[] = [
     type: "duration",
     default: "0s",
     help: "how often to sync the endpoint list from the cluster's members (0 disables)",
-    availability: planned("endpoint auto-sync"),
+    availability: "supported",
   },
   {
     name: "discovery-srv",
@@ -381,6 +381,8 @@ export interface ProxyConfig {
   maxSendBytes: number;
   maxRecvBytes: number;
   dialKeepaliveTimeMs: number;
+  /** --endpoints-auto-sync-interval; 0: the endpoints stay those given. */
+  endpointsAutoSyncMs: number;
   dialKeepaliveTimeoutMs: number;
   permitWithoutStream: boolean;
   maxConcurrentStreams: number;
@@ -525,6 +527,7 @@ export function buildConfig(argv: readonly string[]): ProxyConfig {
     maxSendBytes: num("max-send-bytes"),
     maxRecvBytes: num("max-recv-bytes"),
     dialKeepaliveTimeMs: num("dial-keepalive-time"),
+    endpointsAutoSyncMs: num("endpoints-auto-sync-interval"),
     dialKeepaliveTimeoutMs: num("dial-keepalive-timeout"),
     permitWithoutStream: bool("permit-without-stream"),
     maxConcurrentStreams: maxStreams,

@@ -32,7 +32,7 @@ export interface EndpointPoolOptions {
 const NONE_TRIED: ReadonlySet<never> = new Set();
 
 export class EndpointPool<C> {
-  readonly endpoints: ReadonlyArray<Endpoint<C>>;
+  private list: Array<Endpoint<C>>;
   private currentIndex: number;
   private readonly now: () => number;
 
@@ -41,14 +41,43 @@ export class EndpointPool<C> {
     private readonly options: EndpointPoolOptions,
   ) {
     if (members.length === 0) throw new Error("at least one endpoint is required");
-    this.endpoints = members.map((m) => ({ url: m.url, client: m.client, failures: 0, downUntil: 0 }));
+    this.list = members.map((m) => ({ url: m.url, client: m.client, failures: 0, downUntil: 0 }));
     this.now = options.now ?? Date.now;
     this.currentIndex = Math.floor((options.random ?? Math.random)() * members.length);
   }
 
+  get endpoints(): ReadonlyArray<Endpoint<C>> {
+    return this.list;
+  }
+
+  /**
+   * Makes `urls` the endpoints (--endpoints-auto-sync-interval): those kept
+   * keep their client and health, new ones get a client from `connect`, and
+   * the others are returned for their owner to retire. The current endpoint
+   * stays current if it is kept; otherwise the first kept or new one up
+   * takes over. An empty list changes nothing.
+   */
+  sync(urls: readonly string[], connect: (url: string) => C): Array<Endpoint<C>> {
+    if (urls.length === 0) return [];
+    const current = this.current;
+    const byUrl = new Map(this.list.map((e) => [e.url, e]));
+    const next = [...new Set(urls)].map(
+      (url) => byUrl.get(url) ?? { url, client: connect(url), failures: 0, downUntil: 0 },
+    );
+    const removed = this.list.filter((e) => !next.includes(e));
+    this.list = next;
+    const kept = next.indexOf(current);
+    if (kept >= 0) this.currentIndex = kept;
+    else {
+      this.currentIndex = 0;
+      this.currentIndex = next.indexOf(this.pick() ?? next[0]!);
+    }
+    return removed;
+  }
+
   /** The endpoint new calls go to while it is healthy. */
   get current(): Endpoint<C> {
-    return this.endpoints[this.currentIndex]!;
+    return this.list[this.currentIndex]!;
   }
 
   isUp(endpoint: Endpoint<C>): boolean {
@@ -61,10 +90,10 @@ export class EndpointPool<C> {
    * else the one that comes back soonest. Undefined when all were tried.
    */
   pick(tried: ReadonlySet<Endpoint<C>> = NONE_TRIED): Endpoint<C> | undefined {
-    const n = this.endpoints.length;
+    const n = this.list.length;
     let soonest: Endpoint<C> | undefined;
     for (let i = 0; i < n; i++) {
-      const candidate = this.endpoints[(this.currentIndex + i) % n]!;
+      const candidate = this.list[(this.currentIndex + i) % n]!;
       if (tried.has(candidate)) continue;
       if (this.isUp(candidate)) return candidate;
       if (!soonest || candidate.downUntil < soonest.downUntil) soonest = candidate;
@@ -82,7 +111,7 @@ export class EndpointPool<C> {
     endpoint.downUntil = this.now() + backoff;
     if (endpoint === this.current) {
       const next = this.pick(new Set([endpoint]));
-      if (next) this.currentIndex = this.endpoints.indexOf(next);
+      if (next) this.currentIndex = this.list.indexOf(next);
     }
   }
 
@@ -90,7 +119,7 @@ export class EndpointPool<C> {
   markHealthy(endpoint: Endpoint<C>): void {
     endpoint.failures = 0;
     endpoint.downUntil = 0;
-    if (!this.isUp(this.current)) this.currentIndex = this.endpoints.indexOf(endpoint);
+    if (!this.isUp(this.current) && this.list.includes(endpoint)) this.currentIndex = this.list.indexOf(endpoint);
   }
 }
 

@@ -220,6 +220,19 @@ export class H2Client {
     this.connection_ = undefined;
   }
 
+  /**
+   * Leaves an endpoint that left the pool (auto-sync): calls in flight
+   * finish (the connection closes with GOAWAY once they have), and streams
+   * still open after `graceMs` end as a lost connection, which the watch hub
+   * and the lease coalescer resume on another endpoint.
+   */
+  retire(graceMs: number): void {
+    const connection = this.connection_;
+    this.close();
+    if (!connection || connection.destroyed) return;
+    setTimeout(() => connection.destroy(new Error("the endpoint left the cluster")), graceMs).unref();
+  }
+
   private headerBlock(path: string, metadata: Readonly<Record<string, string>>): Buffer {
     let block = this.pathHeaders.get(path);
     if (!block) {

@@ -120,24 +120,38 @@ interface Attempt<T> {
   value: T;
 }
 
+/** How long streams may stay on an endpoint that left the cluster before they move (see H2Client.retire). */
+const RETIRE_GRACE_MS = 30_000;
+
 export class EtcdUpstream implements Upstream {
   private readonly pool: EndpointPool<EndpointClients>;
 
   constructor(private readonly options: UpstreamOptions) {
     this.pool = new EndpointPool(
-      options.endpoints.map((url) => ({
-        url,
-        client: {
-          h2: new H2Client(url, {
-            keepaliveTimeMs: options.keepaliveTimeMs,
-            keepaliveTimeoutMs: options.keepaliveTimeoutMs,
-            keepaliveWithoutStream: options.keepaliveWithoutStream,
-            tls: options.tls,
-          }),
-        },
-      })),
+      options.endpoints.map((url) => ({ url, client: this.connect(url) })),
       { backoffMinMs: options.backoffMinMs, backoffMaxMs: options.backoffMaxMs },
     );
+  }
+
+  /**
+   * Makes `urls` the endpoints (--endpoints-auto-sync-interval): new ones
+   * are connected, kept ones keep their connection and health, and those
+   * that left are retired without failing the calls in flight on them.
+   * Returns what changed.
+   */
+  syncEndpoints(urls: readonly string[]): { added: string[]; removed: string[] } {
+    const before = new Set(this.pool.endpoints.map((e) => e.url));
+    const removed = this.pool.sync(urls, (url) => this.connect(url));
+    for (const e of removed) e.client.h2.retire(RETIRE_GRACE_MS);
+    return {
+      added: this.pool.endpoints.map((e) => e.url).filter((url) => !before.has(url)),
+      removed: removed.map((e) => e.url),
+    };
+  }
+
+  private connect(url: string): EndpointClients {
+    const { keepaliveTimeMs, keepaliveTimeoutMs, keepaliveWithoutStream, tls } = this.options;
+    return { h2: new H2Client(url, { keepaliveTimeMs, keepaliveTimeoutMs, keepaliveWithoutStream, tls }) };
   }
 
   endpoints(): Array<{ url: string; up: boolean; current: boolean }> {

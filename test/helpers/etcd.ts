@@ -25,6 +25,10 @@ export interface EtcdCluster {
   kill(member: EtcdMember): Promise<void>;
   /** Restarts a killed member on its old ports and data. */
   restart(member: EtcdMember): Promise<void>;
+  /** Adds a member (etcd's MemberAdd, then the process, joining the running cluster). */
+  add(): Promise<EtcdMember>;
+  /** Removes a member from the cluster (MemberRemove through another member), then stops its process. */
+  remove(member: EtcdMember): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -103,6 +107,15 @@ export async function startEtcd(size = 1, tls?: EtcdTls, extraArgs: string[] = [
   members.forEach(launch);
   await Promise.all(members.map((m) => waitHealthy(m.clientUrl, tls)));
 
+  /** Runs etcdctl against a live member other than `except`; returns its stdout. */
+  const ctlVia = (args: string[], except?: EtcdMember) => {
+    const via = members.find((m) => m !== except && m.process)!;
+    return execFileSync("etcdctl", [`--endpoints=${via.endpoint}`, ...args], {
+      encoding: "utf8",
+      env: { ...process.env, ETCDCTL_API: "3" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+  };
   const cluster: EtcdCluster = {
     members,
     endpoints: members.map((m) => m.endpoint).join(","),
@@ -117,6 +130,69 @@ export async function startEtcd(size = 1, tls?: EtcdTls, extraArgs: string[] = [
     async restart(member) {
       launch(member);
       await waitHealthy(member.clientUrl, tls);
+    },
+    async add() {
+      const [clientPort, peerPort] = [await freePort(), await freePort()];
+      const name = `m${members.length}`;
+      const peerUrl = `http://127.0.0.1:${peerPort}`;
+      const clientUrl = `http://127.0.0.1:${clientPort}`;
+      // etcd takes a member only once every member has been connected a while (strict reconfig check).
+      let added = "";
+      for (let attempt = 0; !added; attempt++) {
+        try {
+          added = ctlVia(["member", "add", name, `--peer-urls=${peerUrl}`]);
+        } catch (err) {
+          if (attempt > 100) throw err;
+          await sleep(100);
+        }
+      }
+      const initial = /ETCD_INITIAL_CLUSTER="([^"]+)"/.exec(added)![1]!;
+      const member: EtcdMember = {
+        name,
+        endpoint: `127.0.0.1:${clientPort}`,
+        clientUrl,
+        dataDir: join(root, name),
+        logFile: join(root, `${name}.log`),
+        process: undefined,
+        args: [
+          `--name=${name}`,
+          `--data-dir=${join(root, name)}`,
+          `--listen-client-urls=${clientUrl}`,
+          `--advertise-client-urls=${clientUrl}`,
+          `--listen-peer-urls=${peerUrl}`,
+          `--initial-advertise-peer-urls=${peerUrl}`,
+          `--initial-cluster=${initial}`,
+          `--initial-cluster-token=${token}`,
+          "--initial-cluster-state=existing",
+          "--heartbeat-interval=50",
+          "--election-timeout=500",
+          "--logger=zap",
+          "--log-outputs=stderr",
+          ...extraArgs,
+        ],
+      };
+      members.push(member);
+      launch(member);
+      await waitHealthy(member.clientUrl, tls);
+      return member;
+    },
+    async remove(member) {
+      // The table, not JSON: etcdctl prints IDs in JSON as numbers, which lose precision.
+      const hex = ctlVia(["member", "list"], member)
+        .split("\n")
+        .find((line) => line.split(", ")[2] === member.name)
+        ?.split(", ")[0];
+      if (!hex) throw new Error(`${member.name} is not a member`);
+      for (let attempt = 0; ; attempt++) {
+        try {
+          ctlVia(["member", "remove", hex], member);
+          break;
+        } catch (err) {
+          if (attempt > 100) throw err;
+          await sleep(100);
+        }
+      }
+      await cluster.kill(member);
     },
     async stop() {
       await Promise.all(members.map((m) => cluster.kill(m)));

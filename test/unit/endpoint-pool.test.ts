@@ -12,6 +12,47 @@ function pool(n: number, start = 0) {
 }
 
 describe("EndpointPool", () => {
+  it("sync keeps the endpoints still listed (client, health, current), adds new ones and returns those that left", () => {
+    const { p } = pool(3, 1);
+    p.markFailed(p.endpoints[2]!);
+    const kept = p.endpoints[2]!;
+    let made = 0;
+    const removed = p.sync(["e1", "e2", "e9"], () => 100 + made++);
+    assert.deepEqual(
+      removed.map((e) => e.url),
+      ["e0"],
+    );
+    assert.deepEqual(
+      p.endpoints.map((e) => [e.url, e.client]),
+      [
+        ["e1", 1],
+        ["e2", 2],
+        ["e9", 100],
+      ],
+    );
+    assert.equal(p.current.url, "e1", "the current endpoint stays current");
+    assert.equal(p.endpoints[1], kept, "a kept endpoint keeps its health");
+    assert.ok(!p.isUp(kept));
+  });
+
+  it("sync moves off a current endpoint that left, to one that is up; an empty list changes nothing", () => {
+    const { p } = pool(2, 0);
+    p.sync(["e1", "e5"], () => 5);
+    assert.equal(p.current.url, "e1");
+    p.markFailed(p.current);
+    assert.equal(p.current.url, "e5");
+    assert.deepEqual(
+      p.sync([], () => 0),
+      [],
+    );
+    assert.deepEqual(
+      p.endpoints.map((e) => e.url),
+      ["e1", "e5"],
+    );
+    p.sync(["e7", "e1"], () => 7);
+    assert.equal(p.current.url, "e7", "e1 is still backing off");
+  });
+
   it("starts on the randomly chosen endpoint and stays there", () => {
     const { p } = pool(3, 2);
     assert.equal(p.current.url, "e2");
