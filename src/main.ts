@@ -15,6 +15,7 @@ import { EtcdVersion, fetchFromEtcd } from "./upstream/etcd-http.js";
 import { startAutoSync } from "./upstream/auto-sync.js";
 import { createNativeLane } from "./server/native-lane.js";
 import { etcdServices } from "./services/index.js";
+import { withPayloadLogging } from "./services/payload-log.js";
 import { rpcTable } from "./services/rpc-table.js";
 import { watchJoinCheck, watchUpstream } from "./services/watch.js";
 import { WatchHub } from "./watch/watch-hub.js";
@@ -169,7 +170,11 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
     },
   });
 
-  const rpcs = rpcTable(services);
+  // What every surface serves: the services, their payloads logged when asked.
+  const served = config.payloadLogging
+    ? withPayloadLogging(services, (fields, message) => log?.info(fields, message))
+    : services;
+  const rpcs = rpcTable(served);
   const observe = observeCalls(metrics, config.logLevel === "debug" ? () => log : () => undefined, upstream);
   // The etcd in use, for the few answers etcd 3.4 and 3.5 word differently.
   const etcdVersion = new EtcdVersion(() =>
@@ -203,7 +208,7 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
     etcdMetrics: () => fetchFromEtcd(upstream.endpoints(), "/metrics", config.upstreamTls, DEFAULTS.etcdHttpTimeoutMs),
     grpcServices: new Set(services.map((s) => s.service.typeName)),
   };
-  const app = await createApp(services, httpDeps, {
+  const app = await createApp(served, httpDeps, {
     corsAllowedOrigins: config.corsAllowedOrigins,
     keepalive: config.serverKeepalive,
     tls: config.tls,

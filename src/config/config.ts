@@ -280,7 +280,7 @@ export const PROXY_FLAGS: readonly ProxyFlag[] = [
     type: "bool",
     default: "false",
     help: "logging all grpc requests and responses",
-    availability: planned("per-request payload logging"),
+    availability: "supported",
   },
   { name: "debug", type: "bool", default: "false", help: "enable debug-level logging", availability: "supported" },
   {
@@ -391,6 +391,8 @@ export interface ProxyConfig {
   /** Server TLS for the client port; absent means cleartext. */
   tls: ServerTls | undefined;
   logLevel: "debug" | "info" | "warn" | "error" | "silent";
+  /** --experimental-enable-grpc-logging: every request and response payload, at info level, secrets redacted. */
+  payloadLogging: boolean;
   /** --metrics-addr: a second listener for the HTTP paths (health, metrics). */
   metricsAddr: { host: string; port: number; https: boolean } | undefined;
   /** Serve native gRPC calls in the fast lane (see server/native-lane.ts). */
@@ -535,6 +537,7 @@ export function buildConfig(argv: readonly string[]): ProxyConfig {
       upstreamTls ?? (endpoints.some((e) => e.startsWith("https:")) ? { rejectUnauthorized: true } : undefined),
     tls,
     logLevel: logLevel as ProxyConfig["logLevel"],
+    payloadLogging: bool("experimental-enable-grpc-logging"),
     nativeLane: lane === "native",
     watchBufferBytes: num("watch-buffer-bytes"),
     corsAllowedOrigins: (parsed.values.get("cors-allowed-origins") as string[]).filter((o) => o !== ""),
