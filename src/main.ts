@@ -12,7 +12,8 @@ import { createApp, startMetricsListener } from "./server/app.js";
 import type { ClosableSession } from "./server/listener.js";
 import type { HttpEndpointDeps } from "./server/http-endpoints.js";
 import { EtcdVersion, fetchFromEtcd } from "./upstream/etcd-http.js";
-import { startAutoSync } from "./upstream/auto-sync.js";
+import { memberEndpoints, syncEndpointsEvery } from "./upstream/endpoint-sync.js";
+import { discoverEndpoints } from "./upstream/srv-discovery.js";
 import { createNativeLane } from "./server/native-lane.js";
 import { etcdServices } from "./services/index.js";
 import { withPayloadLogging } from "./services/payload-log.js";
@@ -62,6 +63,8 @@ export const DEFAULTS = {
   cacheWatchRetryMs: 10_000,
   /** How long in-flight unary calls get to finish on shutdown before connections are closed. */
   shutdownGraceMs: 5000,
+  /** How often --discovery-srv's records are read again. */
+  srvRefreshMs: 10_000,
 } as const;
 
 export interface RunningProxy {
@@ -77,8 +80,10 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
   let boundAddress = `${config.listen.host}:${config.listen.port}`;
   let log: FastifyInstance["log"] | undefined;
 
+  // --discovery-srv: the endpoints come from DNS, when it names any (else --endpoints).
+  const discovered = config.discovery ? await discoverEndpoints(config.discovery, config.upstreamTls) : undefined;
   const etcd = new EtcdUpstream({
-    endpoints: config.endpoints,
+    endpoints: discovered?.endpoints.length ? discovered.endpoints : config.endpoints,
     maxSendBytes: config.maxSendBytes,
     maxRecvBytes: config.maxRecvBytes,
     keepaliveTimeMs: config.dialKeepaliveTimeMs,
@@ -243,13 +248,32 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
   );
   registration?.start();
   directory?.start();
-  const stopAutoSync =
-    config.endpointsAutoSyncMs > 0
-      ? startAutoSync(etcd, identity, config.endpointsAutoSyncMs, {
-          changed: (change) => log?.info(change, "synced the etcd endpoints from the cluster's members"),
-          failed: (err) => problem("could not sync the etcd endpoints from the cluster's members; retrying", err),
-        })
-      : undefined;
+  const stopSyncs: Array<() => void> = [];
+  if (discovered) log?.info({ endpoints: discovered.endpoints }, "discovered cluster from SRV");
+  if (discovered?.rejected.length)
+    log?.warn({ rejected: discovered.rejected }, "discovered SRV endpoints that failed validation are not used");
+  if (config.endpointsAutoSyncMs > 0) {
+    stopSyncs.push(
+      syncEndpointsEvery(etcd, config.endpointsAutoSyncMs, memberEndpoints(etcd, identity), {
+        changed: (change) => log?.info(change, "synced the etcd endpoints from the cluster's members"),
+        failed: (err) => problem("could not sync the etcd endpoints from the cluster's members; retrying", err),
+      }),
+    );
+  } else if (config.discovery) {
+    // Unlike etcd's proxy, which reads the records once, follow them.
+    const discovery = config.discovery;
+    stopSyncs.push(
+      syncEndpointsEvery(
+        etcd,
+        DEFAULTS.srvRefreshMs,
+        async () => (await discoverEndpoints(discovery, config.upstreamTls)).endpoints,
+        {
+          changed: (change) => log?.info(change, "the SRV records changed; endpoints updated"),
+          failed: (err) => problem("could not read the SRV records again; keeping the endpoints", err),
+        },
+      ),
+    );
+  }
   return {
     app,
     upstream,
@@ -265,7 +289,7 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
    */
   async function shutdown(): Promise<void> {
     // The record goes first, so clients stop being sent here.
-    stopAutoSync?.();
+    for (const stop of stopSyncs) stop();
     directory?.stop();
     await registration?.stop();
     lane?.shutdown(SHUTTING_DOWN);

@@ -47,21 +47,21 @@ export const PROXY_FLAGS: readonly ProxyFlag[] = [
     type: "string",
     default: "",
     help: "domain name to query for SRV records describing cluster endpoints",
-    availability: planned("DNS SRV discovery"),
+    availability: "supported",
   },
   {
     name: "discovery-srv-name",
     type: "string",
     default: "",
     help: "service name to query when using DNS discovery",
-    availability: planned("DNS SRV discovery"),
+    availability: "supported",
   },
   {
     name: "insecure-discovery",
     type: "bool",
     default: "false",
     help: "accept insecure SRV records",
-    availability: planned("DNS SRV discovery"),
+    availability: "supported",
   },
   {
     name: "metrics-addr",
@@ -381,6 +381,8 @@ export interface ProxyConfig {
   maxSendBytes: number;
   maxRecvBytes: number;
   dialKeepaliveTimeMs: number;
+  /** --discovery-srv and its companions: find the endpoints in DNS SRV records. */
+  discovery: { domain: string; serviceName: string; insecure: boolean } | undefined;
   /** --endpoints-auto-sync-interval; 0: the endpoints stay those given. */
   endpointsAutoSyncMs: number;
   dialKeepaliveTimeoutMs: number;
@@ -530,6 +532,14 @@ export function buildConfig(argv: readonly string[]): ProxyConfig {
     maxRecvBytes: num("max-recv-bytes"),
     dialKeepaliveTimeMs: num("dial-keepalive-time"),
     endpointsAutoSyncMs: num("endpoints-auto-sync-interval"),
+    discovery:
+      str("discovery-srv") === ""
+        ? undefined
+        : {
+            domain: str("discovery-srv"),
+            serviceName: str("discovery-srv-name"),
+            insecure: bool("insecure-discovery"),
+          },
     dialKeepaliveTimeoutMs: num("dial-keepalive-timeout"),
     permitWithoutStream: bool("permit-without-stream"),
     maxConcurrentStreams: maxStreams,

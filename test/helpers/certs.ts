@@ -68,7 +68,12 @@ export function makePki(): TestPki {
     dir,
     ca: p("ca.pem"),
     otherCa: p("other-ca.pem"),
-    server: signed("server", "/CN=etcd", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"),
+    // DNS names for SRV discovery tests: targets are "localhost", validation is against the domain.
+    server: signed(
+      "server",
+      "/CN=etcd",
+      "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:srv.test\nextendedKeyUsage=serverAuth\n",
+    ),
     client: signed("client", "/O=etcd-connect-proxy", "extendedKeyUsage=clientAuth\n"),
     clientWithCn: signed("client-cn", "/CN=root", "extendedKeyUsage=clientAuth\n"),
     revoke(cert: string) {

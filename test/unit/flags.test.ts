@@ -128,11 +128,26 @@ describe("buildConfig", () => {
       () => buildConfig(["--experimental-serializable-ordering"]),
       /--experimental-serializable-ordering is not supported yet/,
     );
-    assert.throws(() => buildConfig(["--discovery-srv=example.com"]), /--discovery-srv is not supported yet/);
+    assert.throws(
+      () => buildConfig(["--experimental-leasing-prefix=l/"]),
+      /--experimental-leasing-prefix is not supported/,
+    );
     assert.throws(() => buildConfig(["--enable-pprof"]), /--enable-pprof is not supported: pprof is Go's profiler/);
   });
   it("accepts a planned flag given at its default value", () => {
     assert.doesNotThrow(() => buildConfig(["--grpc-keepalive-interval=2h", "--auto-tls=false"]));
+  });
+  it("reads the endpoint sources: DNS SRV discovery and member auto-sync", () => {
+    const c = buildConfig([
+      "--discovery-srv=example.com",
+      "--discovery-srv-name=blue",
+      "--insecure-discovery",
+      "--endpoints-auto-sync-interval=30s",
+    ]);
+    assert.deepEqual(c.discovery, { domain: "example.com", serviceName: "blue", insecure: true });
+    assert.equal(c.endpointsAutoSyncMs, 30_000);
+    assert.equal(buildConfig([]).discovery, undefined);
+    assert.equal(buildConfig(["--experimental-enable-grpc-logging"]).payloadLogging, true);
   });
   it("reads --namespace and the registration flags", () => {
     const c = buildConfig(["--namespace=app/", "--resolver-prefix=p", "--resolver-ttl=5"]);
