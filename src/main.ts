@@ -15,6 +15,7 @@ import { EtcdVersion, fetchFromEtcd } from "./upstream/etcd-http.js";
 import { memberEndpoints, syncEndpointsEvery } from "./upstream/endpoint-sync.js";
 import { discoverEndpoints } from "./upstream/srv-discovery.js";
 import { createNativeLane } from "./server/native-lane.js";
+import { KV } from "./gen/etcd/api/etcdserverpb/rpc_pb.js";
 import { etcdServices } from "./services/index.js";
 import { withPayloadLogging } from "./services/payload-log.js";
 import { rpcTable } from "./services/rpc-table.js";
@@ -93,6 +94,7 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
     retryWindowMs: DEFAULTS.retryWindowMs,
     backoffMinMs: DEFAULTS.backoffMinMs,
     backoffMaxMs: DEFAULTS.backoffMaxMs,
+    serializableOrdering: config.serializableOrdering,
     onEndpointDown: (url, err) => log?.warn({ endpoint: url, err: err.rawMessage }, "etcd endpoint failed; switching"),
     onEndpointUp: (url) => log?.info({ endpoint: url }, "etcd endpoint is back"),
   });
@@ -137,6 +139,7 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
             ...config.cache,
             identity,
             watchRetryMs: DEFAULTS.cacheWatchRetryMs,
+            revisionFloor: config.serializableOrdering ? () => etcd.revisionFloor() : undefined,
             onWatchProblem: (reason) => problem(reason),
           },
           metrics.cache,
@@ -248,6 +251,15 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
   );
   registration?.start();
   directory?.start();
+  if (config.serializableOrdering) {
+    // As etcd's proxy does: a linearizable read sets the floor at the cluster's revision now.
+    void identity
+      .context(DEFAULTS.healthTimeoutMs)
+      .then((ctx) => upstream.unary(KV.method.range, { key: Buffer.from("_"), keysOnly: true }, ctx))
+      .catch((err: unknown) =>
+        problem("could not read the cluster's revision for --experimental-serializable-ordering", err),
+      );
+  }
   const stopSyncs: Array<() => void> = [];
   if (discovered) log?.info({ endpoints: discovered.endpoints }, "discovered cluster from SRV");
   if (discovered?.rejected.length)

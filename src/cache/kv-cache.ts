@@ -12,7 +12,7 @@ import type { Metrics } from "../metrics.js";
 import type { ProxyIdentity } from "../upstream/proxy-identity.js";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { internalWatch, type WatchOpener } from "../watch/internal-watch.js";
-import { headerRevision } from "./header-revision.js";
+import { headerRevision } from "../grpc/header-revision.js";
 import { bytesToString, keyInterval, type KeyInterval } from "./key-range.js";
 import { RangeCache, type RangeCacheLimits } from "./range-cache.js";
 
@@ -25,6 +25,11 @@ export interface KvCacheOptions extends RangeCacheLimits {
   /** How long to wait before reopening the invalidation watch after etcd refused or ended it. */
   watchRetryMs: number;
   onWatchProblem?: (reason: string) => void;
+  /**
+   * --experimental-serializable-ordering: the highest store revision seen;
+   * a hit from below it is not served (etcd is asked instead).
+   */
+  revisionFloor?: () => bigint;
 }
 
 const WHOLE_KEYSPACE = new Uint8Array([0]);
@@ -101,7 +106,8 @@ export class KvCache {
     if (request.revision !== 0n) return fetch();
     if (request.serializable) {
       const hit = this.cache.lookup(id, Date.now(), (ms) => this.metrics.hitAge.observe(ms / 1000));
-      if (hit) {
+      const floor = this.options.revisionFloor;
+      if (hit && (!floor || headerRevision(hit) >= floor())) {
         this.metrics.hits.inc();
         return hit;
       }

@@ -17,8 +17,6 @@ interface ProxyFlag extends FlagSpec {
   availability: Availability;
 }
 
-const planned = (what: string): Availability => ({ planned: what });
-
 /** Every flag of `etcd grpc-proxy start` (etcd main, spec §1.1), same names and defaults, plus our own. */
 export const PROXY_FLAGS: readonly ProxyFlag[] = [
   {
@@ -264,7 +262,7 @@ export const PROXY_FLAGS: readonly ProxyFlag[] = [
     type: "bool",
     default: "false",
     help: "ensure serializable reads have monotonically increasing store revisions across endpoints",
-    availability: planned("serializable ordering"),
+    availability: "supported",
   },
   {
     name: "experimental-leasing-prefix",
@@ -383,6 +381,8 @@ export interface ProxyConfig {
   dialKeepaliveTimeMs: number;
   /** --discovery-srv and its companions: find the endpoints in DNS SRV records. */
   discovery: { domain: string; serviceName: string; insecure: boolean } | undefined;
+  /** --experimental-serializable-ordering: serializable reads never go back in revision. */
+  serializableOrdering: boolean;
   /** --endpoints-auto-sync-interval; 0: the endpoints stay those given. */
   endpointsAutoSyncMs: number;
   dialKeepaliveTimeoutMs: number;
@@ -532,6 +532,7 @@ export function buildConfig(argv: readonly string[]): ProxyConfig {
     maxRecvBytes: num("max-recv-bytes"),
     dialKeepaliveTimeMs: num("dial-keepalive-time"),
     endpointsAutoSyncMs: num("endpoints-auto-sync-interval"),
+    serializableOrdering: bool("experimental-serializable-ordering"),
     discovery:
       str("discovery-srv") === ""
         ? undefined

@@ -11,8 +11,10 @@ import {
 } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { CallContext } from "../call-context.js";
-import { Maintenance } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
-import { PREFIX_BYTES, encodeGrpcTimeout, frame } from "../grpc/wire.js";
+import { KV, Maintenance } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
+import { headerRevision } from "../grpc/header-revision.js";
+import { int64Field } from "../grpc/scan.js";
+import { PREFIX_BYTES, encodeGrpcTimeout, frame, messageOf } from "../grpc/wire.js";
 import { EndpointPool, type Endpoint } from "./endpoint-pool.js";
 import { H2Client, type UpstreamTls } from "./h2-client.js";
 import { isConnectionFailure, neverReachedEtcd, toClientError } from "./errors.js";
@@ -105,6 +107,11 @@ export interface UpstreamOptions {
   retryWindowMs: number;
   backoffMinMs: number;
   backoffMaxMs: number;
+  /**
+   * --experimental-serializable-ordering: a serializable Range is never
+   * answered from a store older than any Range answer the proxy has seen.
+   */
+  serializableOrdering?: boolean;
   onEndpointDown?: (url: string, err: ConnectError) => void;
   onEndpointUp?: (url: string) => void;
 }
@@ -120,11 +127,17 @@ interface Attempt<T> {
   value: T;
 }
 
+/** etcd's ordering client's words when no member has caught up with what was already seen. */
+const NO_GREATER_REVISION =
+  "etcdclient: no cluster members have a revision higher than the previously received revision";
+
 /** How long streams may stay on an endpoint that left the cluster before they move (see H2Client.retire). */
 const RETIRE_GRACE_MS = 30_000;
 
 export class EtcdUpstream implements Upstream {
   private readonly pool: EndpointPool<EndpointClients>;
+  /** --experimental-serializable-ordering: the highest store revision a Range answer has shown. */
+  private floor = 0n;
 
   constructor(private readonly options: UpstreamOptions) {
     this.pool = new EndpointPool(
@@ -176,10 +189,47 @@ export class EtcdUpstream implements Upstream {
     safeToRepeat: () => boolean,
   ): Promise<Buffer> {
     checkSendLimit(requestFrame, this.options.maxSendBytes);
+    if (this.options.serializableOrdering && method === KV.method.range) return this.orderedRange(requestFrame, ctx);
     const { value } = await this.attempt(ctx, new LazyRepeatPolicy(safeToRepeat), (clients) =>
       this.send(clients.h2, method, requestFrame, ctx),
     );
     return value;
+  }
+
+  /** The highest store revision a Range answer has shown (--experimental-serializable-ordering). */
+  revisionFloor(): bigint {
+    return this.floor;
+  }
+
+  /**
+   * A Range under --experimental-serializable-ordering, as etcd's ordering
+   * client keeps it: every answer raises the floor to its store revision,
+   * and a serializable answer from below the floor (a member that lags, met
+   * after a switch) is not used: the next endpoint is asked. When every
+   * endpoint lags or is down, the call fails with etcd's ordering error
+   * rather than going back in revision.
+   */
+  private async orderedRange(requestFrame: Buffer, ctx: CallContext): Promise<Buffer> {
+    const serializable = int64Field(messageOf(requestFrame), 7) !== 0n;
+    const floor = this.floor;
+    const lagging = new Set<Endpoint<EndpointClients>>();
+    for (;;) {
+      const { endpoint, value } = await this.attempt(
+        ctx,
+        repeatPolicy(true),
+        (clients) => this.send(clients.h2, KV.method.range, requestFrame, ctx),
+        lagging,
+      );
+      const revision = headerRevision(value);
+      if (!serializable || revision >= floor) {
+        if (revision > this.floor) this.floor = revision;
+        return value;
+      }
+      lagging.add(endpoint);
+      if (this.pool.endpoints.every((e) => lagging.has(e) || !this.pool.isUp(e))) {
+        throw new ConnectError(NO_GREATER_REVISION, Code.Unknown);
+      }
+    }
   }
 
   close(): void {
@@ -322,11 +372,13 @@ export class EtcdUpstream implements Upstream {
     ctx: CallContext,
     policy: RepeatPolicy,
     call: (clients: EndpointClients) => Promise<T>,
+    /** Endpoints not to ask while others remain (ordering's lagging members). */
+    avoid?: ReadonlySet<Endpoint<EndpointClients>>,
   ): Promise<Attempt<T>> {
     // Like gRPC's wait-for-ready: a call with a deadline may wait for an
     // endpoint until then; one without waits for the retry window.
     const giveUpAt = ctx.deadline ?? Date.now() + this.options.retryWindowMs;
-    let tried: Set<Endpoint<EndpointClients>> | undefined; // made on the first failure only
+    let tried: Set<Endpoint<EndpointClients>> | undefined = avoid?.size ? new Set(avoid) : undefined; // made on the first failure only
     let lastError: unknown;
     let round = 0;
     for (;;) {

@@ -123,11 +123,7 @@ describe("buildConfig", () => {
   it("keeps an explicitly empty advertise URL (MemberList then goes to etcd)", () => {
     assert.equal(buildConfig(["--advertise-client-url="]).advertiseClientUrl, "");
   });
-  it("rejects a flag whose feature is planned, and says so", () => {
-    assert.throws(
-      () => buildConfig(["--experimental-serializable-ordering"]),
-      /--experimental-serializable-ordering is not supported yet/,
-    );
+  it("rejects a flag whose feature is not built, and says so", () => {
     assert.throws(
       () => buildConfig(["--experimental-leasing-prefix=l/"]),
       /--experimental-leasing-prefix is not supported/,
@@ -148,6 +144,7 @@ describe("buildConfig", () => {
     assert.equal(c.endpointsAutoSyncMs, 30_000);
     assert.equal(buildConfig([]).discovery, undefined);
     assert.equal(buildConfig(["--experimental-enable-grpc-logging"]).payloadLogging, true);
+    assert.equal(buildConfig(["--experimental-serializable-ordering"]).serializableOrdering, true);
   });
   it("reads --namespace and the registration flags", () => {
     const c = buildConfig(["--namespace=app/", "--resolver-prefix=p", "--resolver-ttl=5"]);

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { keyInterval, overlaps } from "../../src/cache/key-range.js";
 import { RangeCache } from "../../src/cache/range-cache.js";
-import { headerRevision } from "../../src/cache/header-revision.js";
+import { headerRevision } from "../../src/grpc/header-revision.js";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { RangeResponseSchema } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.js";
 

@@ -1,4 +1,4 @@
-import { bytesField, int64Field } from "../grpc/scan.js";
+import { bytesField, int64Field } from "./scan.js";
 
 /**
  * The header revision of an encoded etcd response (field 1, ResponseHeader,
