@@ -215,6 +215,7 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
     metrics: metrics.registry,
     etcdMetrics: () => fetchFromEtcd(upstream.endpoints(), "/metrics", config.upstreamTls, DEFAULTS.etcdHttpTimeoutMs),
     grpcServices: new Set(services.map((s) => s.service.typeName)),
+    pprof: config.pprof,
   };
   const app = await createApp(served, httpDeps, {
     corsAllowedOrigins: config.corsAllowedOrigins,

@@ -100,8 +100,8 @@ export const PROXY_FLAGS: readonly ProxyFlag[] = [
     name: "enable-pprof",
     type: "bool",
     default: "false",
-    help: "Go's pprof; not applicable to this proxy",
-    availability: { never: "pprof is Go's profiler; profile this proxy with node --cpu-prof instead" },
+    help: 'Enable runtime profiling data via HTTP server. Address is at client URL + "/debug/pprof/"',
+    availability: "supported",
   },
   {
     name: "data-dir",
@@ -381,6 +381,8 @@ export interface ProxyConfig {
   dialKeepaliveTimeMs: number;
   /** --discovery-srv and its companions: find the endpoints in DNS SRV records. */
   discovery: { domain: string; serviceName: string; insecure: boolean } | undefined;
+  /** --enable-pprof: /debug/pprof/ on the client port and --metrics-addr. */
+  pprof: boolean;
   /** --experimental-serializable-ordering: serializable reads never go back in revision. */
   serializableOrdering: boolean;
   /** --endpoints-auto-sync-interval; 0: the endpoints stay those given. */
@@ -533,6 +535,7 @@ export function buildConfig(argv: readonly string[]): ProxyConfig {
     dialKeepaliveTimeMs: num("dial-keepalive-time"),
     endpointsAutoSyncMs: num("endpoints-auto-sync-interval"),
     serializableOrdering: bool("experimental-serializable-ordering"),
+    pprof: bool("enable-pprof"),
     discovery:
       str("discovery-srv") === ""
         ? undefined

@@ -4,6 +4,7 @@ import type { Registry } from "prom-client";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { statusFields } from "../grpc/wire.js";
 import type { HealthReport } from "../health/cluster-health.js";
+import { registerPprof } from "./pprof.js";
 
 export interface HttpEndpointDeps {
   /** The cluster's health as seen through the upstream (etcd's /health). */
@@ -16,6 +17,8 @@ export interface HttpEndpointDeps {
   metrics: Registry;
   /** An etcd member's metrics, served at /metrics as etcd's proxy does. */
   etcdMetrics: () => Promise<string>;
+  /** --enable-pprof: serve /debug/pprof/ too. */
+  pprof?: boolean;
 }
 
 /**
@@ -60,6 +63,8 @@ export function registerHttpEndpoints(
   app.get("/proxy/metrics", async (_req, reply) =>
     reply.type(deps.metrics.contentType).send(await deps.metrics.metrics()),
   );
+
+  if (deps.pprof) registerPprof(app);
 
   app.get("/livez", async (_req, reply) => reply.type("text/plain").send("ok\n"));
 

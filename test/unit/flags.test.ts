@@ -128,7 +128,6 @@ describe("buildConfig", () => {
       () => buildConfig(["--experimental-leasing-prefix=l/"]),
       /--experimental-leasing-prefix is not supported/,
     );
-    assert.throws(() => buildConfig(["--enable-pprof"]), /--enable-pprof is not supported: pprof is Go's profiler/);
   });
   it("accepts a planned flag given at its default value", () => {
     assert.doesNotThrow(() => buildConfig(["--grpc-keepalive-interval=2h", "--auto-tls=false"]));
@@ -145,6 +144,7 @@ describe("buildConfig", () => {
     assert.equal(buildConfig([]).discovery, undefined);
     assert.equal(buildConfig(["--experimental-enable-grpc-logging"]).payloadLogging, true);
     assert.equal(buildConfig(["--experimental-serializable-ordering"]).serializableOrdering, true);
+    assert.equal(buildConfig(["--enable-pprof"]).pprof, true);
   });
   it("reads --namespace and the registration flags", () => {
     const c = buildConfig(["--namespace=app/", "--resolver-prefix=p", "--resolver-ttl=5"]);
