@@ -61,32 +61,34 @@ function wrap(
         return response;
       };
     case "server_streaming":
-      return async function* (request: unknown, ctx: CallContext) {
+      return (request: unknown, ctx: CallContext) => {
         received(request);
-        try {
-          for await (const response of handler(request, ctx) as AsyncIterable<unknown>) {
-            returned(response);
-            yield response;
-          }
-        } catch (err) {
-          failed(err);
-        }
+        return relay(handler(request, ctx) as AsyncIterable<unknown>, returned, failed);
       };
-    default:
-      return async function* (requests: AsyncIterable<unknown>, ctx: CallContext) {
-        const logged = mapAsync(requests, (request) => {
-          received(request);
-          return request;
-        });
-        try {
-          for await (const response of handler(logged, ctx) as AsyncIterable<unknown>) {
-            returned(response);
-            yield response;
-          }
-        } catch (err) {
-          failed(err);
-        }
+    default: {
+      const log = (request: unknown) => {
+        received(request);
+        return request;
       };
+      return (requests: AsyncIterable<unknown>, ctx: CallContext) =>
+        relay(handler(mapAsync(requests, log), ctx) as AsyncIterable<unknown>, returned, failed);
+    }
+  }
+}
+
+/** Yields a handler's responses, logging each, and its failure. */
+async function* relay(
+  responses: AsyncIterable<unknown>,
+  returned: (m: unknown) => void,
+  failed: (err: unknown) => never,
+): AsyncIterable<unknown> {
+  try {
+    for await (const response of responses) {
+      returned(response);
+      yield response;
+    }
+  } catch (err) {
+    failed(err);
   }
 }
 

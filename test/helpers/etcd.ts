@@ -71,33 +71,34 @@ export async function startEtcd(size = 1, tls?: EtcdTls, extraArgs: string[] = [
     };
   });
   const initialCluster = members.map((m, i) => `${m.name}=http://127.0.0.1:${ports[2 * i + 1]}`).join(",");
+  /** A member's etcd flags: its URLs, the cluster it starts in or joins, and the test tuning. */
+  const memberArgs = (m: EtcdMember, peerUrl: string, cluster: string, state: "new" | "existing") => [
+    `--name=${m.name}`,
+    `--data-dir=${m.dataDir}`,
+    `--listen-client-urls=${m.clientUrl}`,
+    `--advertise-client-urls=${m.clientUrl}`,
+    `--listen-peer-urls=${peerUrl}`,
+    `--initial-advertise-peer-urls=${peerUrl}`,
+    `--initial-cluster=${cluster}`,
+    `--initial-cluster-token=${token}`,
+    `--initial-cluster-state=${state}`,
+    "--heartbeat-interval=50",
+    "--election-timeout=500",
+    "--logger=zap",
+    "--log-outputs=stderr",
+    // With TLS, clients must present a certificate signed by the CA.
+    ...(tls
+      ? [
+          `--cert-file=${tls.server.cert}`,
+          `--key-file=${tls.server.key}`,
+          `--trusted-ca-file=${tls.ca}`,
+          "--client-cert-auth",
+        ]
+      : []),
+    ...extraArgs,
+  ];
   members.forEach((m, i) => {
-    const peerUrl = `http://127.0.0.1:${ports[2 * i + 1]}`;
-    m.args = [
-      `--name=${m.name}`,
-      `--data-dir=${m.dataDir}`,
-      `--listen-client-urls=${m.clientUrl}`,
-      `--advertise-client-urls=${m.clientUrl}`,
-      `--listen-peer-urls=${peerUrl}`,
-      `--initial-advertise-peer-urls=${peerUrl}`,
-      `--initial-cluster=${initialCluster}`,
-      `--initial-cluster-token=${token}`,
-      "--initial-cluster-state=new",
-      "--heartbeat-interval=50",
-      "--election-timeout=500",
-      "--logger=zap",
-      "--log-outputs=stderr",
-      // With TLS, clients must present a certificate signed by the CA.
-      ...(tls
-        ? [
-            `--cert-file=${tls.server.cert}`,
-            `--key-file=${tls.server.key}`,
-            `--trusted-ca-file=${tls.ca}`,
-            "--client-cert-auth",
-          ]
-        : []),
-      ...extraArgs,
-    ];
+    m.args = memberArgs(m, `http://127.0.0.1:${ports[2 * i + 1]}`, initialCluster, "new");
   });
 
   const launch = (m: EtcdMember) => {
@@ -135,7 +136,6 @@ export async function startEtcd(size = 1, tls?: EtcdTls, extraArgs: string[] = [
       const [clientPort, peerPort] = [await freePort(), await freePort()];
       const name = `m${members.length}`;
       const peerUrl = `http://127.0.0.1:${peerPort}`;
-      const clientUrl = `http://127.0.0.1:${clientPort}`;
       // etcd takes a member only once every member has been connected a while (strict reconfig check).
       let added = "";
       for (let attempt = 0; !added; attempt++) {
@@ -150,27 +150,13 @@ export async function startEtcd(size = 1, tls?: EtcdTls, extraArgs: string[] = [
       const member: EtcdMember = {
         name,
         endpoint: `127.0.0.1:${clientPort}`,
-        clientUrl,
+        clientUrl: `${tls ? "https" : "http"}://127.0.0.1:${clientPort}`,
         dataDir: join(root, name),
         logFile: join(root, `${name}.log`),
         process: undefined,
-        args: [
-          `--name=${name}`,
-          `--data-dir=${join(root, name)}`,
-          `--listen-client-urls=${clientUrl}`,
-          `--advertise-client-urls=${clientUrl}`,
-          `--listen-peer-urls=${peerUrl}`,
-          `--initial-advertise-peer-urls=${peerUrl}`,
-          `--initial-cluster=${initial}`,
-          `--initial-cluster-token=${token}`,
-          "--initial-cluster-state=existing",
-          "--heartbeat-interval=50",
-          "--election-timeout=500",
-          "--logger=zap",
-          "--log-outputs=stderr",
-          ...extraArgs,
-        ],
+        args: [],
       };
+      member.args = memberArgs(member, peerUrl, initial, "existing");
       members.push(member);
       launch(member);
       await waitHealthy(member.clientUrl, tls);
