@@ -50,8 +50,8 @@ describe("etcd-connect-proxy command line", () => {
     ],
     [["start", "--bogus"], /^etcd-connect-proxy: unknown flag: --bogus\n$/],
     [
-      ["start", "--experimental-serializable-ordering"],
-      /^etcd-connect-proxy: --experimental-serializable-ordering is not supported yet: .+\n$/,
+      ["start", "--experimental-leasing-prefix=leases/"],
+      /^etcd-connect-proxy: --experimental-leasing-prefix is not supported: .+\n$/,
     ],
     [
       ["start", "--dial-keepalive-time=soon"],
