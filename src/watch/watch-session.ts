@@ -315,12 +315,26 @@ export class WatchSession implements ChannelMember {
   private rejoin(): void {
     const aside = this.setAside ?? [];
     this.setAside = undefined;
-    for (const w of aside) {
-      if (this.watchers.get(w.id) !== w) continue; // cancelled meanwhile
-      const from = w.nextRev;
-      const joined = this.channel.join(w, w.key, w.rangeEnd, from);
-      if (joined.kind === "joined" && from < joined.watch.nextRev) this.channel.replay(joined.watch, w, from);
+    for (const w of aside) if (this.watchers.get(w.id) === w) void this.rejoinOne(w);
+  }
+
+  /**
+   * Rejoins one watcher that was set aside. If its next revision would come
+   * from a shared watch's history, etcd is asked first whether that
+   * revision is compacted meanwhile: then the watcher gets a watch of its
+   * own, and etcd's compaction cancel, as a slow watcher direct would.
+   */
+  private async rejoinOne(w: ClientWatcher): Promise<void> {
+    const from = w.nextRev;
+    const joinable = this.channel.findJoinable(w.key, w.rangeEnd, from);
+    let own = false;
+    if (joinable?.state === "live" && from < joinable.nextRev) {
+      const verdict = await this.checkJoin(w.key, w.rangeEnd, from, this.ctx);
+      if (this.closed || this.watchers.get(w.id) !== w || w.shared) return;
+      own = verdict.kind !== "join"; // a refusal too: etcd answers the watcher itself
     }
+    const joined = this.channel.join(w, w.key, w.rangeEnd, from, own);
+    if (joined.kind === "joined" && from < joined.watch.nextRev) this.channel.replay(joined.watch, w, from);
   }
 
   /** Takes `watcher` off its shared watch and out of this stream. */

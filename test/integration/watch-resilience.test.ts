@@ -289,6 +289,46 @@ describe("slow consumers", () => {
     slow.close();
     fast.close();
   });
+
+  it("watchers set aside whose next revision is compacted meanwhile get etcd's compaction cancel, as slow watchers direct do", async () => {
+    const key = "slow/compacted";
+    const watchers = 10;
+    const fast = new WatchStream(f.client);
+    fast.create({ key });
+    await fast.next();
+    const slow = new RawWatch(f.proxy.address);
+    for (let i = 0; i < watchers; i++) slow.send({ key: Buffer.from(key) });
+    for (let i = 0; i < watchers; i++) await slow.next(); // Created
+    slow.pause();
+    // As above: past the stream's buffer (set aside), within the history, which could replay them.
+    const value = Buffer.alloc(1024, "v");
+    const puts: number[] = [];
+    for (let i = 0; i < 60; i++) {
+      puts.push(Number(((await f.direct.unary("KV", "Put", { key: Buffer.from(key), value })) as any).header.revision));
+    }
+    await fast.until((r) => revisions(r).length === puts.length);
+    // The history still holds these events, but etcd no longer does.
+    const compactedAt = puts.at(-1)!;
+    await f.direct.unary("KV", "Compact", { revision: compactedAt, physical: true });
+
+    slow.resume();
+    const seen = new Map<string, number[]>();
+    const canceled = new Map<string, number>();
+    while (canceled.size < watchers) {
+      const r = await slow.next();
+      const id = String(r.watchId);
+      seen.set(id, [...(seen.get(id) ?? []), ...r.events.map((e) => Number(e.kv!.modRevision))]);
+      if (r.canceled) canceled.set(id, Number(r.compactRevision));
+    }
+    for (const [id, compactRevision] of canceled) {
+      assert.equal(compactRevision, compactedAt, `watcher ${id}: etcd's compaction cancel`);
+      const revs = seen.get(id) ?? [];
+      assert.ok(revs.length < puts.length, `watcher ${id}: only what reached the stream before it was set aside`);
+      assert.deepEqual(revs, puts.slice(0, revs.length), `watcher ${id}: in order, without a gap, before the cancel`);
+    }
+    slow.close();
+    fast.close();
+  });
 });
 
 /** A counter's value from the proxy's own metrics. */
