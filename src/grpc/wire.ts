@@ -155,13 +155,14 @@ export function decodeGrpcTimeout(value: string): number | string {
   return Math.ceil(Number(digits) * unitMs);
 }
 
-/** grpc-go's refusal of a grpc-timeout it cannot read, or undefined for a good one (or none). */
-export function malformedTimeout(value: string | undefined): ConnectError | undefined {
+/**
+ * A call's grpc-timeout header as grpc-go reads it: milliseconds, undefined
+ * when absent, or grpc-go's refusal of a value it cannot read.
+ */
+export function readGrpcTimeout(value: string | undefined): number | undefined | ConnectError {
   if (value === undefined) return undefined;
   const decoded = decodeGrpcTimeout(value);
-  return typeof decoded === "string"
-    ? new ConnectError(`malformed grpc-timeout: ${decoded}`, Code.Internal)
-    : undefined;
+  return typeof decoded === "string" ? new ConnectError(`malformed grpc-timeout: ${decoded}`, Code.Internal) : decoded;
 }
 
 /** Go's %q of a header value (printable ASCII: JSON's quoting is the same). */

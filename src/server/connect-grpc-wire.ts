@@ -1,7 +1,8 @@
 import type { ServerHttp2Stream } from "node:http2";
 import { constants } from "node:http2";
+import { ConnectError } from "@connectrpc/connect";
 import type { FastifyInstance } from "fastify";
-import { decodeGrpcMessage, encodeGrpcMessage, malformedTimeout, statusFields } from "../grpc/wire.js";
+import { decodeGrpcMessage, encodeGrpcMessage, readGrpcTimeout, statusFields } from "../grpc/wire.js";
 import type { EtcdLine } from "../upstream/etcd-http.js";
 
 /**
@@ -24,9 +25,9 @@ export function registerNativeGrpcWire(app: FastifyInstance, etcdLine: () => Etc
       return done();
     }
     const timeout = req.headers["grpc-timeout"];
-    const refused = malformedTimeout(typeof timeout === "string" ? timeout : undefined);
+    const refused = readGrpcTimeout(typeof timeout === "string" ? timeout : undefined);
     const stream = (req.raw as { stream?: ServerHttp2Stream }).stream;
-    if (refused && stream) {
+    if (refused instanceof ConnectError && stream) {
       reply.hijack();
       if (etcdLine() === "3.4") stream.close(constants.NGHTTP2_PROTOCOL_ERROR);
       else {

@@ -6,9 +6,8 @@ import {
   FrameDecoder,
   FrameError,
   messagePrefix,
-  decodeGrpcTimeout,
   GRPC_OK,
-  malformedTimeout,
+  readGrpcTimeout,
   PREFIX_BYTES,
   singleFrame,
   statusFields,
@@ -77,10 +76,11 @@ export function createNativeLane(options: NativeLaneOptions): NativeLane {
       const encoding = headers["grpc-encoding"];
       if (encoding !== undefined && encoding !== "identity") return false;
       const record = options.observe?.(route.method);
-      stream.call = { record, finished: false } satisfies CallState;
+      const timeoutMs = readGrpcTimeout(headers["grpc-timeout"]);
+      stream.call = { record, finished: false, timeoutMs } satisfies CallState;
       if (record) stream.onClose(() => record.end(Code.Canceled)); // no-op if it already ended
-      const error = malformedTimeout(headers["grpc-timeout"]);
-      if (error) {
+      if (timeoutMs instanceof ConnectError) {
+        const error = timeoutMs;
         // grpc-go refuses the call before it starts: etcd 3.5's with HTTP
         // 400 and Internal, etcd 3.4's with a PROTOCOL_ERROR reset.
         if (options.etcdLine?.() === "3.4") {
@@ -201,8 +201,7 @@ function callContext(stream: H2Stream): {
     abortedWith ??= reason;
     controller?.abort(reason);
   };
-  const timeout = headers["grpc-timeout"];
-  const timeoutMs = timeout === undefined ? undefined : (decodeGrpcTimeout(timeout) as number);
+  const timeoutMs = callOf(stream).timeoutMs as number | undefined; // read, and refused if bad, by handle()
   let timer: NodeJS.Timeout | undefined;
   if (timeoutMs !== undefined) {
     timer = setTimeout(() => {
@@ -237,6 +236,8 @@ interface CallState {
   record: RpcRecord | undefined;
   /** It has given its final answer (status sent). */
   finished: boolean;
+  /** Its grpc-timeout, read once when the call starts. */
+  timeoutMs: number | undefined | ConnectError;
 }
 
 function callOf(stream: H2Stream): CallState {
