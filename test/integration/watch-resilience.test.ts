@@ -203,6 +203,18 @@ describe("compaction while the upstream watch was away", () => {
 describe("slow consumers", () => {
   const f = useProxy(1, { proxyArgs: ["--watch-buffer-bytes=65536"] });
 
+  /** One watcher on `key` read at once, and a raw stream with `watchers` watchers on it, all created. */
+  async function fastAndSlow(key: string, watchers: number) {
+    const fast = new WatchStream(f.client);
+    fast.create({ key });
+    await fast.next();
+    const slow = new RawWatch(f.proxy.address);
+    for (let i = 0; i < watchers; i++) slow.send({ key: Buffer.from(key) });
+    const ids: string[] = [];
+    for (let i = 0; i < watchers; i++) ids.push(String((await slow.next()).watchId));
+    return { fast, slow, ids };
+  }
+
   it("a client that stops reading holds up nobody and, once it reads again, catches up on every event", async () => {
     const key = "slow/k";
     const fast = new WatchStream(f.client);
@@ -249,13 +261,7 @@ describe("slow consumers", () => {
   it("a stream's watchers set aside together all catch up from the history: every event, once, in order, batched", async () => {
     const key = "slow/many";
     const watchers = 10;
-    const fast = new WatchStream(f.client);
-    fast.create({ key });
-    await fast.next();
-    const slow = new RawWatch(f.proxy.address);
-    for (let i = 0; i < watchers; i++) slow.send({ key: Buffer.from(key) });
-    const ids: string[] = [];
-    for (let i = 0; i < watchers; i++) ids.push(String((await slow.next()).watchId));
+    const { fast, slow, ids } = await fastAndSlow(key, watchers);
     slow.pause();
     const replaysBefore = await metric(f.proxy.address, "etcd_grpc_proxy_watch_history_replays_total");
 
@@ -293,12 +299,7 @@ describe("slow consumers", () => {
   it("watchers set aside whose next revision is compacted meanwhile get etcd's compaction cancel, as slow watchers direct do", async () => {
     const key = "slow/compacted";
     const watchers = 10;
-    const fast = new WatchStream(f.client);
-    fast.create({ key });
-    await fast.next();
-    const slow = new RawWatch(f.proxy.address);
-    for (let i = 0; i < watchers; i++) slow.send({ key: Buffer.from(key) });
-    for (let i = 0; i < watchers; i++) await slow.next(); // Created
+    const { fast, slow } = await fastAndSlow(key, watchers);
     slow.pause();
     // As above: past the stream's buffer (set aside), within the history, which could replay them.
     const value = Buffer.alloc(1024, "v");
