@@ -132,6 +132,11 @@ export function createMetrics() {
         name: "etcd_grpc_proxy_lease_renewals_sent_total",
         help: "Keep-alive requests sent to etcd.",
       }),
+      stalledStreams: new Counter({
+        name: "etcd_grpc_proxy_lease_keepalive_stalled_total",
+        help: "Upstream LeaseKeepAlive streams abandoned because etcd left their renewals unanswered, their renewals re-sent on a new stream.",
+        ...metric,
+      }),
       answers: new HotCounter(registry, {
         name: "etcd_grpc_proxy_lease_keepalive_answers_total",
         help: "Keep-alive answers given to clients.",

@@ -26,6 +26,19 @@ export interface KeepAliveWaiter {
 const MAX_REOPENS_WITHOUT_ANSWER = 3;
 
 /**
+ * How long renewals may wait with no answer at all before their stream is
+ * taken for stuck. etcd answers a renewal within a heartbeat or so; one that
+ * waits longer is usually held by a follower forwarding to a leader that
+ * hung, which etcd gives up on only after its request timeout (5 s plus two
+ * election timeouts), longer than short leases live. A stuck stream is
+ * abandoned (etcd drops the forward) and its renewals re-sent on a new one,
+ * at most MAX_STALL_REOPENS times in a row; past that, etcd's own answer
+ * decides.
+ */
+export const RENEWAL_STALL_MS = 1_000;
+const MAX_STALL_REOPENS = 3;
+
+/**
  * How long the upstream keep-alive stream stays open with no renewal in
  * flight: past it, it is closed, as the watch hub closes a watch its last
  * watcher left, and the next renewal opens a new one.
@@ -101,7 +114,11 @@ class SharedKeepAliveStream {
   private requests: AsyncQueue<Uint8Array> | undefined;
   private abort: AbortController | undefined;
   private failuresWithoutAnswer = 0;
+  private stallReopens = 0;
   private idleTimer: NodeJS.Timeout | undefined;
+  private stallTimer: NodeJS.Timeout | undefined;
+  /** When etcd last answered on this identity's stream, or the stream was (re)opened. */
+  private progressAt = 0;
 
   constructor(
     private readonly upstream: Upstream,
@@ -123,6 +140,7 @@ class SharedKeepAliveStream {
 
   close(): void {
     clearTimeout(this.idleTimer);
+    clearTimeout(this.stallTimer);
     this.abort?.abort(new ConnectError("the proxy is shutting down", Code.Unavailable));
   }
 
@@ -143,6 +161,32 @@ class SharedKeepAliveStream {
     clearTimeout(this.idleTimer);
     this.open().push(keepAliveRequestFrame(id));
     this.metrics.renewalsSent.inc();
+    this.watchForStall();
+  }
+
+  /** Arms the stall check while renewals are in flight (one timer, re-armed from the last progress). */
+  private watchForStall(): void {
+    if (this.stallTimer) return;
+    const due = Math.max(0, this.progressAt + RENEWAL_STALL_MS - Date.now());
+    this.stallTimer = setTimeout(() => {
+      this.stallTimer = undefined;
+      if (this.inflight.size === 0 || !this.requests) return;
+      if (Date.now() - this.progressAt < RENEWAL_STALL_MS) return this.watchForStall();
+      if (this.stallReopens >= MAX_STALL_REOPENS) return; // etcd's answer, or a failure, ends the wait
+      this.stallReopens++;
+      this.metrics.stalledStreams.inc();
+      this.abandon();
+      for (const id of this.inflight.keys()) this.send(id);
+    }, due);
+    this.stallTimer.unref();
+  }
+
+  /** Gives up the open upstream stream; its pump ends quietly (it is no longer the current one). */
+  private abandon(): void {
+    const requests = this.requests;
+    this.requests = undefined;
+    requests?.end();
+    this.abort?.abort(new ConnectError("the renewals on this stream stalled", Code.Canceled));
   }
 
   private open(): AsyncQueue<Uint8Array> {
@@ -151,6 +195,7 @@ class SharedKeepAliveStream {
     const abort = new AbortController();
     this.requests = requests;
     this.abort = abort;
+    this.progressAt = Date.now();
     const ctx: CallContext = {
       forwardHeaders: this.identity.forwardHeaders,
       deadline: undefined,
@@ -165,6 +210,8 @@ class SharedKeepAliveStream {
     try {
       for await (const answer of this.upstream.bidiStreamBytes(Lease.method.leaseKeepAlive, requests, ctx)) {
         this.failuresWithoutAnswer = 0;
+        this.stallReopens = 0;
+        this.progressAt = Date.now();
         const id = leaseIdOfResponse(answer);
         const waiters = this.inflight.get(id);
         if (!waiters) continue;

@@ -55,6 +55,27 @@ export function memberInUse(proxy: RunningProxy, etcd: EtcdCluster): EtcdMember 
   return etcd.members.find((m) => m.clientUrl === current.url)!;
 }
 
+/** The member that leads the cluster now, by each member's own Status. */
+export async function leaderMember(etcd: EtcdCluster): Promise<EtcdMember> {
+  const statuses = await Promise.all(
+    etcd.members.map(async (member) => {
+      const probe = new EtcdGrpcClient(member.endpoint);
+      try {
+        const status = (await probe.unary("Maintenance", "Status", {})) as {
+          leader: string;
+          header: { member_id: string };
+        };
+        return { member, leads: status.leader === status.header.member_id };
+      } finally {
+        probe.close();
+      }
+    }),
+  );
+  const leader = statuses.find((s) => s.leads);
+  if (!leader) throw new Error("no member leads the cluster");
+  return leader.member;
+}
+
 /**
  * Kills every member but the last and waits until that survivor knows it
  * has no leader (its Status reports leader 0). Returns the survivor.

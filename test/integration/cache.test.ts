@@ -6,15 +6,10 @@ import { describe, it } from "node:test";
 import { ctl } from "../helpers/etcdctl.js";
 import { useProxy } from "../helpers/fixture.js";
 import { login, outcome, type EtcdGrpcClient } from "../helpers/grpc-client.js";
+import { proxyMetric } from "../helpers/metrics.js";
 import { eventually } from "../helpers/watch.js";
 
 type Plain = Record<string, any>;
-
-async function metric(address: string, name: string): Promise<number> {
-  const text = await (await fetch(`http://${address}/proxy/metrics`)).text();
-  const line = text.split("\n").find((l) => l.startsWith(`${name} `));
-  return line ? Number(line.slice(name.length + 1)) : NaN;
-}
 
 const get = (client: EtcdGrpcClient, key: string, extra: Plain = {}, md?: grpc.Metadata) =>
   client.unary("KV", "Range", { key: Buffer.from(key), serializable: true, ...extra }, md) as Promise<Plain>;
@@ -28,15 +23,15 @@ describe("range cache", () => {
 
   it("answers serializable reads from the cache, with etcd's header of the read it saved", async () => {
     await put(f.client, "c/k", "v1");
-    const hits = await metric(f.proxy.address, "etcd_grpc_proxy_cache_hits_total");
+    const hits = await proxyMetric(f.proxy.address, "etcd_grpc_proxy_cache_hits_total");
     const first = await get(f.client, "c/k");
     const second = await get(f.client, "c/k");
     assert.deepEqual(values(second), ["v1"]);
     assert.deepEqual(second.header, first.header, "a cached answer keeps the header of the read it came from");
-    assert.equal(await metric(f.proxy.address, "etcd_grpc_proxy_cache_hits_total"), hits + 1);
+    assert.equal(await proxyMetric(f.proxy.address, "etcd_grpc_proxy_cache_hits_total"), hits + 1);
     await get(f.client, "c/k", { serializable: false });
     assert.equal(
-      await metric(f.proxy.address, "etcd_grpc_proxy_cache_hits_total"),
+      await proxyMetric(f.proxy.address, "etcd_grpc_proxy_cache_hits_total"),
       hits + 1,
       "linearizable reads go to etcd",
     );
@@ -95,13 +90,13 @@ describe("range cache", () => {
   it("writes by other routes reach the cache through its watch", async () => {
     await put(f.client, "c/ext", "before");
     assert.deepEqual(values(await get(f.client, "c/ext")), ["before"]);
-    const seen = await metric(f.proxy.address, "etcd_grpc_proxy_cache_watch_invalidations_total");
+    const seen = await proxyMetric(f.proxy.address, "etcd_grpc_proxy_cache_watch_invalidations_total");
     await put(f.direct, "c/ext", "after");
     await eventually(
       async () => values(await get(f.client, "c/ext"))[0] === "after",
       "the direct write through the proxy",
     );
-    assert.ok((await metric(f.proxy.address, "etcd_grpc_proxy_cache_watch_invalidations_total")) > seen);
+    assert.ok((await proxyMetric(f.proxy.address, "etcd_grpc_proxy_cache_watch_invalidations_total")) > seen);
 
     // Lease expiry is another route: its deletes arrive the same way.
     const lease = (await f.direct.unary("Lease", "LeaseGrant", { TTL: 1 })) as Plain;
@@ -119,10 +114,10 @@ describe("range cache", () => {
       code: grpc.status.OUT_OF_RANGE,
       details: "etcdserver: mvcc: required revision has been compacted",
     });
-    const hits = await metric(f.proxy.address, "etcd_grpc_proxy_cache_hits_total");
+    const hits = await proxyMetric(f.proxy.address, "etcd_grpc_proxy_cache_hits_total");
     await get(f.client, "c/compact");
     assert.deepEqual(values(await get(f.client, "c/compact")), ["2"]);
-    assert.equal(await metric(f.proxy.address, "etcd_grpc_proxy_cache_hits_total"), hits + 1);
+    assert.equal(await proxyMetric(f.proxy.address, "etcd_grpc_proxy_cache_hits_total"), hits + 1);
   });
 
   it("a Txn with an empty operation gets etcd's InvalidArgument, and the proxy keeps serving", async () => {
@@ -132,8 +127,8 @@ describe("range cache", () => {
   });
 
   it("exports its size", async () => {
-    assert.ok((await metric(f.proxy.address, "etcd_grpc_proxy_cache_keys_total")) > 0);
-    assert.ok((await metric(f.proxy.address, "etcd_grpc_proxy_cache_bytes")) > 0);
+    assert.ok((await proxyMetric(f.proxy.address, "etcd_grpc_proxy_cache_keys_total")) > 0);
+    assert.ok((await proxyMetric(f.proxy.address, "etcd_grpc_proxy_cache_bytes")) > 0);
   });
 });
 
@@ -195,7 +190,7 @@ describe("range cache turned off", () => {
     await get(f.client, "off/k");
     await put(f.direct, "off/k", "2");
     assert.deepEqual(values(await get(f.client, "off/k")), ["2"]);
-    assert.equal(await metric(f.proxy.address, "etcd_grpc_proxy_cache_hits_total"), 0);
-    assert.equal(await metric(f.proxy.address, "etcd_grpc_proxy_cache_keys_total"), 0);
+    assert.equal(await proxyMetric(f.proxy.address, "etcd_grpc_proxy_cache_hits_total"), 0);
+    assert.equal(await proxyMetric(f.proxy.address, "etcd_grpc_proxy_cache_keys_total"), 0);
   });
 });

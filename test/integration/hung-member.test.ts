@@ -5,8 +5,10 @@
 import * as grpc from "@grpc/grpc-js";
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { memberInUse, useProxy } from "../helpers/fixture.js";
+import { leaderMember, memberInUse, useProxy } from "../helpers/fixture.js";
 import { EtcdGrpcClient } from "../helpers/grpc-client.js";
+import { proxyMetric } from "../helpers/metrics.js";
+import { startTestProxy } from "../helpers/proxy.js";
 import { WatchStream } from "../helpers/watch.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -42,7 +44,7 @@ describe("a hung member, default flags", () => {
         call.on("data", () => {});
         call.on("error", (err: grpc.ServiceError) => {
           if (!keeping) return;
-          reopenedFor.push(err.details);
+          reopenedFor.push(`${err.code} ${JSON.stringify(err.details)}`);
           keepAlive = openKeepAlive();
         });
         return call;
@@ -169,6 +171,61 @@ describe("a hung member, default flags", () => {
       assert.ok(Date.now() - t0 < 5_000, `the put took ${Date.now() - t0} ms`);
     } finally {
       frozen.process!.kill("SIGCONT");
+    }
+  });
+
+  it("a hung leader while the proxy talks to a follower: renewals the follower holds are sent again, no lease expires", async () => {
+    // etcd's follower forwards each renewal to the leader and gives up only
+    // after its request timeout (6 s with these election settings); a client
+    // straight on that follower loses its TTL-5 leases meanwhile.
+    const leader = await leaderMember(f.etcd);
+    const followers = f.etcd.members.filter((m) => m !== leader);
+    const proxy = await startTestProxy(followers.map((m) => m.clientUrl).join(","));
+    const client = new EtcdGrpcClient(proxy.address);
+    const direct = new EtcdGrpcClient(followers[1]!.endpoint);
+    const errors: string[] = [];
+    let keeping = true;
+    const openKeepAlive = () => {
+      const call = client.stream("Lease", "LeaseKeepAlive");
+      call.on("data", () => {});
+      call.on("error", (err: grpc.ServiceError) => {
+        if (!keeping) return;
+        errors.push(`${err.code} ${JSON.stringify(err.details)}`);
+        keepAlive = openKeepAlive();
+      });
+      return call;
+    };
+    let keepAlive = openKeepAlive();
+    let keeper: NodeJS.Timeout | undefined;
+    try {
+      const leases: string[] = [];
+      for (let i = 0; i < 10; i++) {
+        leases.push(((await client.unary("Lease", "LeaseGrant", { TTL: 5 })) as { ID: string }).ID);
+      }
+      keeper = setInterval(() => {
+        for (const id of leases) keepAlive.write({ ID: id });
+      }, 1_000);
+      await sleep(1_000);
+      leader.process!.kill("SIGSTOP");
+      try {
+        await sleep(7_000);
+      } finally {
+        leader.process!.kill("SIGCONT");
+      }
+      for (const id of leases) {
+        const ttl = (await direct.unary("Lease", "LeaseTimeToLive", { ID: id })) as { TTL: string };
+        assert.ok(Number(ttl.TTL) > 0, `lease ${id} expired (keep-alive stream errors: ${errors.join("; ")})`);
+      }
+      assert.deepEqual(errors, [], "no keep-alive stream failed");
+      const stalled = await proxyMetric(proxy.address, "etcd_grpc_proxy_lease_keepalive_stalled_total");
+      assert.ok(stalled >= 1, `the stuck stream was abandoned (${stalled})`);
+    } finally {
+      keeping = false;
+      clearInterval(keeper);
+      keepAlive.cancel();
+      client.close();
+      direct.close();
+      await proxy.close();
     }
   });
 });

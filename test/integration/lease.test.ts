@@ -3,10 +3,10 @@
 import * as grpc from "@grpc/grpc-js";
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import type { RunningProxy } from "../../src/main.js";
 import { openStreams } from "../helpers/etcd.js";
 import { loseQuorum, memberInUse, useProxy } from "../helpers/fixture.js";
 import { EtcdGrpcClient } from "../helpers/grpc-client.js";
+import { proxyMetric } from "../helpers/metrics.js";
 
 type Answer = { ID: string; TTL: string };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -62,12 +62,6 @@ async function grant(client: EtcdGrpcClient, ttl: number, count = 1): Promise<st
   return ids;
 }
 
-async function proxyMetric(proxy: RunningProxy, name: string): Promise<number> {
-  const text = await (await fetch(`http://${proxy.address}/proxy/metrics`)).text();
-  const line = text.split("\n").find((l) => l.startsWith(`${name} `));
-  return line ? Number(line.split(" ")[1]) : NaN;
-}
-
 describe("lease keep-alive coalescing, single member", () => {
   const f = useProxy(1);
 
@@ -85,8 +79,8 @@ describe("lease keep-alive coalescing, single member", () => {
         assert.ok(Number(a.TTL) > 0 && Number(a.TTL) <= 60);
       });
       assert.equal(await openStreams(etcdUrl, "LeaseKeepAlive"), baseline + 1, "etcd sees one keep-alive stream");
-      assert.equal(await proxyMetric(f.proxy, "etcd_grpc_proxy_lease_keepalive_client_streams"), 1000);
-      assert.equal(await proxyMetric(f.proxy, "etcd_grpc_proxy_lease_keepalive_upstream_streams"), 1);
+      assert.equal(await proxyMetric(f.proxy.address, "etcd_grpc_proxy_lease_keepalive_client_streams"), 1000);
+      assert.equal(await proxyMetric(f.proxy.address, "etcd_grpc_proxy_lease_keepalive_upstream_streams"), 1);
     } finally {
       streams.forEach((s) => s.cancel());
       clients.forEach((c) => c.close());
@@ -110,7 +104,7 @@ describe("lease keep-alive coalescing, single member", () => {
       assert.ok(Date.now() < until, "the upstream keep-alive stream stayed open with no client");
       await new Promise((r) => setTimeout(r, 250));
     }
-    assert.equal(await proxyMetric(f.proxy, "etcd_grpc_proxy_lease_keepalive_upstream_streams"), 0);
+    assert.equal(await proxyMetric(f.proxy.address, "etcd_grpc_proxy_lease_keepalive_upstream_streams"), 0);
     const again = keepAliveStream(f.client);
     try {
       again.send(id!);
@@ -122,12 +116,12 @@ describe("lease keep-alive coalescing, single member", () => {
 
   it("a burst of keep-alives for one lease shares renewals, and every one is answered", async () => {
     const [id] = await grant(f.direct, 60);
-    const before = await proxyMetric(f.proxy, "etcd_grpc_proxy_lease_renewals_sent_total");
+    const before = await proxyMetric(f.proxy.address, "etcd_grpc_proxy_lease_renewals_sent_total");
     const stream = keepAliveStream(f.client);
     try {
       for (let i = 0; i < 200; i++) stream.send(id!);
       for (let i = 0; i < 200; i++) assert.equal((await stream.next()).ID, id);
-      const renewals = (await proxyMetric(f.proxy, "etcd_grpc_proxy_lease_renewals_sent_total")) - before;
+      const renewals = (await proxyMetric(f.proxy.address, "etcd_grpc_proxy_lease_renewals_sent_total")) - before;
       assert.ok(renewals >= 1 && renewals < 200, `${renewals} renewals for 200 keep-alives`);
     } finally {
       stream.cancel();
