@@ -24,6 +24,7 @@ import { WatchHub } from "./watch/watch-hub.js";
 import { KvCache } from "./cache/kv-cache.js";
 import { KeyPrefix } from "./namespace/prefix.js";
 import { NamespacedUpstream } from "./namespace/namespaced-upstream.js";
+import { LeasingKv } from "./leasing/leasing-kv.js";
 import { ProxyDirectory } from "./registry/proxy-directory.js";
 import { Registration } from "./registry/registration.js";
 import { ANONYMOUS, PasswordIdentity } from "./upstream/proxy-identity.js";
@@ -163,9 +164,18 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
     resolverPrefix && advertise() !== ""
       ? new ProxyDirectory(upstream, watches, resolverPrefix, identity, problem)
       : undefined;
+  // --experimental-leasing-prefix: records live inside the namespace, as with etcd's proxy.
+  const leasing = config.leasingPrefix
+    ? new LeasingKv(upstream, keepAlives, {
+        prefix: Buffer.from(config.leasingPrefix),
+        identity,
+        onProblem: problem,
+      })
+    : undefined;
   const services = etcdServices(upstream, {
     namespace: config.namespace,
     cache,
+    leasing,
     keepAlives,
     watches,
     metrics,
@@ -307,6 +317,7 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
     await registration?.stop();
     lane?.shutdown(SHUTTING_DOWN);
     shuttingDown.abort(SHUTTING_DOWN);
+    await leasing?.close(); // before the keep-alives: its revoke frees the keys it owns for other writers
     keepAlives.close();
     watches.close();
     cache?.close();

@@ -5,282 +5,231 @@ import type { UpstreamTls } from "../upstream/upstream.js";
 import { selfSignedCertificate } from "./self-signed.js";
 import { FlagError, parseFlags, type FlagSpec, type ParsedFlags } from "./flags.js";
 
-/**
- * Whether a flag works in this release. A flag whose feature is not built yet
- * still parses (scripts written for etcd keep working until they use it), but
- * giving it a non-default value stops startup with a clear message: it is
- * never silently ignored.
- */
-type Availability = "supported" | { planned: string } | { never: string };
-
-interface ProxyFlag extends FlagSpec {
-  availability: Availability;
-}
-
 /** Every flag of `etcd grpc-proxy start` (etcd main, spec §1.1), same names and defaults, plus our own. */
-export const PROXY_FLAGS: readonly ProxyFlag[] = [
+export const PROXY_FLAGS: readonly FlagSpec[] = [
   {
     name: "listen-addr",
     type: "string",
     default: "127.0.0.1:23790",
     help: "listen address (gRPC, gRPC-Web, Connect and HTTP on one port)",
-    availability: "supported",
   },
   {
     name: "endpoints",
     type: "list",
     default: "127.0.0.1:2379",
     help: "comma separated etcd cluster endpoints",
-    availability: "supported",
   },
   {
     name: "endpoints-auto-sync-interval",
     type: "duration",
     default: "0s",
     help: "how often to sync the endpoint list from the cluster's members (0 disables)",
-    availability: "supported",
   },
   {
     name: "discovery-srv",
     type: "string",
     default: "",
     help: "domain name to query for SRV records describing cluster endpoints",
-    availability: "supported",
   },
   {
     name: "discovery-srv-name",
     type: "string",
     default: "",
     help: "service name to query when using DNS discovery",
-    availability: "supported",
   },
   {
     name: "insecure-discovery",
     type: "bool",
     default: "false",
     help: "accept insecure SRV records",
-    availability: "supported",
   },
   {
     name: "metrics-addr",
     type: "string",
     default: "",
     help: "listen for endpoint /metrics requests on an additional interface",
-    availability: "supported",
   },
   {
     name: "advertise-client-url",
     type: "string",
     default: "127.0.0.1:23790",
     help: "advertise address to register (if --resolver-prefix) and answer in MemberList; defaults to --listen-addr when not given; empty forwards MemberList to etcd",
-    availability: "supported",
   },
   {
     name: "resolver-prefix",
     type: "string",
     default: "",
     help: "prefix to use for registering proxy (must be shared with other grpc-proxy members)",
-    availability: "supported",
   },
   {
     name: "resolver-ttl",
     type: "uint",
     default: "0",
     help: "specify TTL, in seconds, when registering proxy endpoints",
-    availability: "supported",
   },
   {
     name: "namespace",
     type: "string",
     default: "",
     help: "string to prefix to all keys for namespacing requests",
-    availability: "supported",
   },
   {
     name: "enable-pprof",
     type: "bool",
     default: "false",
     help: 'Enable runtime profiling data via HTTP server. Address is at client URL + "/debug/pprof/"',
-    availability: "supported",
   },
   {
     name: "data-dir",
     type: "string",
     default: "default.proxy",
     help: "data directory for proxy state (used by --auto-tls)",
-    availability: "supported",
   },
   {
     name: "max-send-bytes",
     type: "uint",
     default: "1572864",
     help: "message send limits in bytes toward etcd",
-    availability: "supported",
   },
   {
     name: "max-recv-bytes",
     type: "uint",
     default: "2147483647",
     help: "message receive limits in bytes from etcd",
-    availability: "supported",
   },
   {
     name: "dial-keepalive-time",
     type: "duration",
     default: "0s",
     help: "keepalive time for client (proxy to etcd) connections (0 disables)",
-    availability: "supported",
   },
   {
     name: "dial-keepalive-timeout",
     type: "duration",
     default: "20s",
     help: "keepalive timeout for client (proxy to etcd) connections",
-    availability: "supported",
   },
   {
     name: "permit-without-stream",
     type: "bool",
     default: "false",
     help: "keepalive pings toward etcd even without active streams",
-    availability: "supported",
   },
   {
     name: "grpc-keepalive-min-time",
     type: "duration",
     default: "5s",
     help: "minimum interval duration that a client should wait before pinging proxy",
-    availability: "supported",
   },
   {
     name: "grpc-keepalive-interval",
     type: "duration",
     default: "2h",
     help: "frequency duration of server-to-client ping to check if a connection is alive (0 to disable)",
-    availability: "supported",
   },
   {
     name: "grpc-keepalive-timeout",
     type: "duration",
     default: "20s",
     help: "additional duration of wait before closing a non-responsive connection (0 to disable)",
-    availability: "supported",
   },
   {
     name: "cert",
     type: "string",
     default: "",
     help: "identify secure connections with etcd servers using this TLS certificate file",
-    availability: "supported",
   },
   {
     name: "key",
     type: "string",
     default: "",
     help: "identify secure connections with etcd servers using this TLS key file",
-    availability: "supported",
   },
   {
     name: "cacert",
     type: "string",
     default: "",
     help: "verify certificates of TLS-enabled secure etcd servers using this CA bundle",
-    availability: "supported",
   },
   {
     name: "insecure-skip-tls-verify",
     type: "bool",
     default: "false",
     help: "skip authentication of etcd server TLS certificates (CAUTION: this option should be enabled only for testing purposes)",
-    availability: "supported",
   },
   {
     name: "cert-file",
     type: "string",
     default: "",
     help: "identify secure connections to the proxy using this TLS certificate file",
-    availability: "supported",
   },
   {
     name: "key-file",
     type: "string",
     default: "",
     help: "identify secure connections to the proxy using this TLS key file",
-    availability: "supported",
   },
   {
     name: "trusted-ca-file",
     type: "string",
     default: "",
     help: "verify certificates of TLS-enabled secure proxy using this CA bundle (client certificates become required)",
-    availability: "supported",
   },
   {
     name: "client-crl-file",
     type: "string",
     default: "",
     help: "path to the client certificate revocation list file",
-    availability: "supported",
   },
   {
     name: "auto-tls",
     type: "bool",
     default: "false",
     help: "proxy TLS using generated certificates",
-    availability: "supported",
   },
   {
     name: "self-signed-cert-validity",
     type: "uint",
     default: "1",
     help: "the validity period of the proxy certificates, unit is year",
-    availability: "supported",
   },
   {
     name: "listen-cipher-suites",
     type: "list",
     default: "",
     help: "comma-separated list of supported TLS cipher suites between client/proxy (empty will be auto-populated by Node)",
-    availability: "supported",
   },
   {
     name: "tls-min-version",
     type: "string",
     default: "TLS1.2",
     help: "minimum TLS version supported by grpc proxy (TLS1.2 or TLS1.3)",
-    availability: "supported",
   },
   {
     name: "tls-max-version",
     type: "string",
     default: "",
     help: "maximum TLS version supported by grpc proxy (TLS1.2 or TLS1.3; empty means Node's default)",
-    availability: "supported",
   },
   {
     name: "experimental-serializable-ordering",
     type: "bool",
     default: "false",
     help: "ensure serializable reads have monotonically increasing store revisions across endpoints",
-    availability: "supported",
   },
   {
     name: "experimental-leasing-prefix",
     type: "string",
     default: "",
     help: "leasing metadata prefix for disconnected linearized reads",
-    availability: {
-      never: "the client-side leasing recipe is not supported; the range cache serves serializable reads instead",
-    },
   },
   {
     name: "experimental-enable-grpc-logging",
     type: "bool",
     default: "false",
     help: "logging all grpc requests and responses",
-    availability: "supported",
   },
-  { name: "debug", type: "bool", default: "false", help: "enable debug-level logging", availability: "supported" },
+  { name: "debug", type: "bool", default: "false", help: "enable debug-level logging" },
   {
     name: "max-concurrent-streams",
     type: "uint",
@@ -288,7 +237,6 @@ export const PROXY_FLAGS: readonly ProxyFlag[] = [
     // can open (clients queue their streams past it, they are not refused).
     default: "1000",
     help: "maximum concurrent HTTP/2 streams per client connection",
-    availability: "supported",
   },
   // Ours, not etcd's.
   {
@@ -296,70 +244,60 @@ export const PROXY_FLAGS: readonly ProxyFlag[] = [
     type: "string",
     default: "native",
     help: "how native gRPC calls are served: native (the fast lane) or connect (Connect's handler, as for gRPC-Web)",
-    availability: "supported",
   },
   {
     name: "user",
     type: "string",
     default: "",
     help: "etcd user (name, or name:password) the proxy uses for its own calls (health, registration, cache watch) when etcd has auth on",
-    availability: "supported",
   },
   {
     name: "password",
     type: "string",
     default: "",
     help: "password of --user, when not given as name:password",
-    availability: "supported",
   },
   {
     name: "password-file",
     type: "string",
     default: "",
     help: "file holding the password of --user (its first line), so it stays out of the process list",
-    availability: "supported",
   },
   {
     name: "cors-allowed-origins",
     type: "list",
     default: "",
     help: "browser origins (scheme://host:port, or *) allowed to call the proxy from other sites; none means same-origin only",
-    availability: "supported",
   },
   {
     name: "cache-max-bytes",
     type: "uint",
     default: "67108864",
     help: "bytes the range cache may hold (0 turns the cache off)",
-    availability: "supported",
   },
   {
     name: "cache-max-entries",
     type: "uint",
     default: "65536",
     help: "entries the range cache may hold",
-    availability: "supported",
   },
   {
     name: "cache-ttl",
     type: "duration",
     default: "100ms",
     help: "longest a cached range answer is served after etcd produced it",
-    availability: "supported",
   },
   {
     name: "watch-buffer-bytes",
     type: "uint",
     default: "1048576",
     help: "unread watch responses a client stream may hold; past it, its watchers step off their shared watches and catch up once it drains",
-    availability: "supported",
   },
   {
     name: "log-level",
     type: "string",
     default: "info",
     help: "log level: debug, info, warn or error (--debug forces debug)",
-    availability: "supported",
   },
 ];
 
@@ -385,6 +323,8 @@ export interface ProxyConfig {
   pprof: boolean;
   /** --experimental-serializable-ordering: serializable reads never go back in revision. */
   serializableOrdering: boolean;
+  /** --experimental-leasing-prefix; empty: no leasing. */
+  leasingPrefix: string;
   /** --endpoints-auto-sync-interval; 0: the endpoints stay those given. */
   endpointsAutoSyncMs: number;
   dialKeepaliveTimeoutMs: number;
@@ -489,7 +429,6 @@ export function buildConfig(argv: readonly string[]): ProxyConfig {
   const parsed = parseFlags(PROXY_FLAGS, argv);
   if (parsed.positional.length > 0) throw new FlagError(`unexpected argument "${parsed.positional[0]}"`);
   validateRegistration(parsed);
-  rejectUnavailable(parsed);
   const str = (n: string) => parsed.values.get(n) as string;
   const num = (n: string) => parsed.values.get(n) as number;
   const bool = (n: string) => parsed.values.get(n) as boolean;
@@ -535,6 +474,7 @@ export function buildConfig(argv: readonly string[]): ProxyConfig {
     dialKeepaliveTimeMs: num("dial-keepalive-time"),
     endpointsAutoSyncMs: num("endpoints-auto-sync-interval"),
     serializableOrdering: bool("experimental-serializable-ordering"),
+    leasingPrefix: str("experimental-leasing-prefix"),
     pprof: bool("enable-pprof"),
     discovery:
       str("discovery-srv") === ""
@@ -566,22 +506,7 @@ export function buildConfig(argv: readonly string[]): ProxyConfig {
   };
 }
 
-function rejectUnavailable(parsed: ParsedFlags): void {
-  for (const flag of PROXY_FLAGS) {
-    if (flag.availability === "supported" || !parsed.given.has(flag.name)) continue;
-    const value = parsed.values.get(flag.name);
-    const isDefault = JSON.stringify(value) === JSON.stringify(parseFlags([flag], []).values.get(flag.name));
-    if (isDefault) continue;
-    if ("planned" in flag.availability) {
-      throw new FlagError(
-        `--${flag.name} is not supported yet: ${flag.availability.planned} is planned but not built; remove the flag to start`,
-      );
-    }
-    throw new FlagError(`--${flag.name} is not supported: ${flag.availability.never}`);
-  }
-}
-
-/** etcd's startup checks for registration flags, kept even before registration ships. */
+/** etcd's startup checks for the registration flags. */
 function validateRegistration(parsed: ParsedFlags): void {
   const prefix = parsed.values.get("resolver-prefix") as string;
   const ttl = parsed.values.get("resolver-ttl") as number;

@@ -1,4 +1,5 @@
 import {
+  create,
   fromBinary,
   toBinary,
   type DescMessage,
@@ -61,7 +62,8 @@ export class NamespacedUpstream implements Upstream {
   ): Promise<MessageShape<O>> {
     const t = this.translationOf(method);
     if (!t) return this.inner.unary(method, request, ctx);
-    return t.response(await this.inner.unary(method, t.request(request), ctx));
+    // Translations read whole messages; callers may pass partial ones.
+    return t.response(await this.inner.unary(method, t.request(create(method.input, request)), ctx));
   }
 
   async unaryBytes(
@@ -92,7 +94,9 @@ export class NamespacedUpstream implements Upstream {
   ): AsyncIterable<MessageShape<O>> {
     const t = this.translationOf(method);
     if (!t) return yield* this.inner.serverStream(method, request, ctx);
-    for await (const m of this.inner.serverStream(method, t.request(request), ctx)) yield t.response(m);
+    for await (const m of this.inner.serverStream(method, t.request(create(method.input, request)), ctx)) {
+      yield t.response(m);
+    }
   }
 
   async *bidiStream<I extends DescMessage, O extends DescMessage>(
@@ -102,7 +106,8 @@ export class NamespacedUpstream implements Upstream {
   ): AsyncIterable<MessageShape<O>> {
     const t = this.translationOf(method);
     if (!t) return yield* this.inner.bidiStream(method, requests, ctx);
-    for await (const m of this.inner.bidiStream(method, mapAsync(requests, t.request), ctx)) yield t.response(m);
+    const whole = mapAsync(requests, (r) => t.request(create(method.input, r)));
+    for await (const m of this.inner.bidiStream(method, whole, ctx)) yield t.response(m);
   }
 
   bidiStreamBytes(

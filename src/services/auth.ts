@@ -3,7 +3,7 @@ import { Auth } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
 import type { KvCache } from "../cache/kv-cache.js";
 import { readsOnly } from "../grpc/method-effects.js";
 import type { Upstream } from "../upstream/upstream.js";
-import { forwardAll } from "./forward.js";
+import { forwardAll, forwardBytes } from "./forward.js";
 import type { ServiceHandlers } from "./handlers.js";
 import { cacheWrite } from "./kv.js";
 
@@ -18,7 +18,11 @@ export function authService(upstream: Upstream, cache: KvCache | undefined): Ser
     for (const method of Auth.methods) {
       // Every Auth RPC but the reads and Authenticate may change who may read what.
       if (method.methodKind === "unary" && !readsOnly(method) && method !== Auth.method.authenticate) {
-        handlers[method.localName] = cacheWrite(method as DescMethodUnary, upstream, cache);
+        handlers[method.localName] = cacheWrite(
+          method as DescMethodUnary,
+          forwardBytes(method as DescMethodUnary, upstream),
+          cache,
+        );
       }
     }
   }

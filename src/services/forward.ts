@@ -7,7 +7,7 @@ import type {
 import type { Upstream } from "../upstream/upstream.js";
 import { decodeRequest } from "../grpc/decode.js";
 import { isSafeToRepeat, safetyDependsOnRequest } from "../upstream/retry-policy.js";
-import { unaryOverBytes, type ServiceHandlers } from "./handlers.js";
+import { unaryOverBytes, type AsyncBytePath, type ServiceHandlers } from "./handlers.js";
 
 /**
  * A unary method relayed to etcd as bytes: the request frame goes as it
@@ -15,11 +15,15 @@ import { unaryOverBytes, type ServiceHandlers } from "./handlers.js";
  * retry policy needs to look (Txn).
  */
 export function forwardUnary<M extends DescMethodUnary>(method: M, upstream: Upstream) {
-  return unaryOverBytes(method, (payload, requestFrame, ctx) =>
+  return unaryOverBytes(method, forwardBytes(method, upstream));
+}
+
+/** forwardUnary's byte path alone, for handlers that put something in front of it. */
+export function forwardBytes(method: DescMethodUnary, upstream: Upstream): AsyncBytePath {
+  return (payload, requestFrame, ctx) =>
     upstream.unaryBytes(method, requestFrame, ctx, () =>
       isSafeToRepeat(method, safetyDependsOnRequest(method) ? decodeRequest(method, payload) : undefined),
-    ),
-  );
+    );
 }
 
 /**

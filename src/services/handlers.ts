@@ -64,6 +64,9 @@ export function bind<S extends DescService>(service: S, handlers: ServiceHandler
  */
 export type BytePath = (payload: Uint8Array, frame: Buffer, ctx: CallContext) => Uint8Array | Promise<Uint8Array>;
 
+/** A byte path that always answers later (a call to etcd). */
+export type AsyncBytePath = (payload: Uint8Array, frame: Buffer, ctx: CallContext) => Promise<Uint8Array>;
+
 /**
  * A bidi method on wire bytes, for the native gRPC lane: called once per
  * call with where its answers go, it returns what the call does with each

@@ -16,12 +16,15 @@ import { authService } from "./auth.js";
 import { LeaseService, ProxyService, WatchService } from "../gen/etcdproxy/v1/proxy_pb.js";
 import { browserLeaseService, browserWatchService, proxyStatusService } from "./proxy-services.js";
 import type { KvCache } from "../cache/kv-cache.js";
+import type { LeasingKv } from "../leasing/leasing-kv.js";
 
 export interface ServiceOptions {
   /** --namespace, for the status page. */
   namespace: string;
   /** The range cache; undefined when turned off. */
   cache: KvCache | undefined;
+  /** --experimental-leasing-prefix's protocol; undefined without the flag. */
+  leasing?: LeasingKv;
   cluster: ClusterOptions;
   keepAlives: KeepAliveCoalescer;
   watches: WatchHub;
@@ -31,7 +34,7 @@ export interface ServiceOptions {
 /** Every etcd service the proxy serves, in the order etcd lists them, then the proxy's own. */
 export function etcdServices(upstream: Upstream, options: ServiceOptions): ServiceBinding[] {
   return [
-    bind(KV, kvService(upstream, options.cache)),
+    bind(KV, kvService(upstream, options.cache, options.leasing)),
     bind(Watch, watchService(options.watches)),
     bind(Lease, leaseService(upstream, options.keepAlives, options.metrics.lease, options.cache)),
     bind(Cluster, clusterService(upstream, options.cluster)),

@@ -3,35 +3,96 @@ import { deleteTouches, putTouches, txnTouches, type KvCache } from "../cache/kv
 import type { KeyInterval } from "../cache/key-range.js";
 import { KV } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
 import { decodeRequest } from "../grpc/decode.js";
-import { frame } from "../grpc/wire.js";
-import { isSafeToRepeat } from "../upstream/retry-policy.js";
+import { frame, messageOf } from "../grpc/wire.js";
+import type { CallContext } from "../call-context.js";
+import type { LeasingKv } from "../leasing/leasing-kv.js";
 import type { Upstream } from "../upstream/upstream.js";
-import { forwardAll } from "./forward.js";
-import { unaryOverBytes, withBytePath, type ServiceHandlers, type UnaryHandler } from "./handlers.js";
+import { forwardAll, forwardBytes } from "./forward.js";
+import {
+  unaryOverBytes,
+  withBytePath,
+  type AsyncBytePath,
+  type ServiceHandlers,
+  type UnaryHandler,
+} from "./handlers.js";
 
 /**
- * KV: forwarded to etcd, through the range cache when it is on. Every
- * handler works on bytes in the native lane, so a cache hit decodes nothing
- * but the request.
+ * KV: forwarded to etcd, through the range cache when it is on, and through
+ * the leasing protocol when --experimental-leasing-prefix is set (as etcd's
+ * proxy layers them: the cache in front, leasing behind it). Every handler
+ * works on bytes in the native lane, so a cache hit decodes nothing but the
+ * request.
  */
-export function kvService(upstream: Upstream, cache: KvCache | undefined): ServiceHandlers<typeof KV> {
+export function kvService(
+  upstream: Upstream,
+  cache: KvCache | undefined,
+  leasing?: LeasingKv,
+): ServiceHandlers<typeof KV> {
   const forward = forwardAll(KV, upstream);
-  if (!cache) return forward;
+  if (!cache && !leasing) return forward;
   const range = KV.method.range;
+  // How each KV call reaches etcd behind the cache.
+  const toEtcd = leasing ? leasingPaths(leasing) : forwardPaths(upstream);
+  if (!cache) return { ...forward, ...toEtcdHandlers(toEtcd) };
   return {
     ...forward,
     // The typed path (Connect lane) encodes the request only on a miss.
     range: withBytePath(
       async (request, ctx) => {
-        const fetch = () => upstream.unaryBytes(range, frame(toBinary(range.input, request)), ctx, () => true);
+        const fetch = () => {
+          const requestFrame = frame(toBinary(range.input, request));
+          return toEtcd.range(messageOf(requestFrame), requestFrame, ctx);
+        };
         return fromBinary(range.output, await cache.range(request, ctx, fetch));
       },
-      (payload, requestFrame, ctx) =>
-        cache.rangeBytes(payload, ctx, () => upstream.unaryBytes(range, requestFrame, ctx, () => true)),
+      (payload, requestFrame, ctx) => cache.rangeBytes(payload, ctx, () => toEtcd.range(payload, requestFrame, ctx)),
     ),
-    put: cacheWrite(KV.method.put, upstream, cache, putTouches),
-    deleteRange: cacheWrite(KV.method.deleteRange, upstream, cache, deleteTouches),
-    txn: cacheWrite(KV.method.txn, upstream, cache, txnTouches),
+    put: cacheWrite(KV.method.put, toEtcd.put, cache, putTouches),
+    deleteRange: cacheWrite(KV.method.deleteRange, toEtcd.deleteRange, cache, deleteTouches),
+    txn: cacheWrite(KV.method.txn, toEtcd.txn, cache, txnTouches),
+  };
+}
+
+/** How the KV calls that the cache stands in front of reach etcd, on bytes. */
+interface KvPaths {
+  range: AsyncBytePath;
+  put: AsyncBytePath;
+  deleteRange: AsyncBytePath;
+  txn: AsyncBytePath;
+}
+
+function forwardPaths(upstream: Upstream): KvPaths {
+  return {
+    range: forwardBytes(KV.method.range, upstream),
+    put: forwardBytes(KV.method.put, upstream),
+    deleteRange: forwardBytes(KV.method.deleteRange, upstream),
+    txn: forwardBytes(KV.method.txn, upstream),
+  };
+}
+
+/** The leasing protocol's calls, on bytes: decoded for it, its answers encoded. */
+function leasingPaths(leasing: LeasingKv): KvPaths {
+  const path =
+    <M extends DescMethodUnary>(
+      method: M,
+      call: (request: MessageShape<M["input"]>, ctx: CallContext) => Promise<MessageShape<M["output"]>>,
+    ): AsyncBytePath =>
+    async (payload, _frame, ctx) =>
+      toBinary(method.output, await call(decodeRequest(method, payload), ctx));
+  return {
+    range: path(KV.method.range, (r, ctx) => leasing.range(r, ctx)),
+    put: path(KV.method.put, (r, ctx) => leasing.put(r, ctx)),
+    deleteRange: path(KV.method.deleteRange, (r, ctx) => leasing.deleteRange(r, ctx)),
+    txn: path(KV.method.txn, (r, ctx) => leasing.txn(r, ctx)),
+  };
+}
+
+function toEtcdHandlers(paths: KvPaths): Partial<ServiceHandlers<typeof KV>> {
+  return {
+    range: unaryOverBytes(KV.method.range, paths.range),
+    put: unaryOverBytes(KV.method.put, paths.put),
+    deleteRange: unaryOverBytes(KV.method.deleteRange, paths.deleteRange),
+    txn: unaryOverBytes(KV.method.txn, paths.txn),
   };
 }
 
@@ -42,14 +103,13 @@ export function kvService(upstream: Upstream, cache: KvCache | undefined): Servi
  */
 export function cacheWrite<M extends DescMethodUnary>(
   method: M,
-  upstream: Upstream,
+  send: AsyncBytePath,
   cache: KvCache,
   touches?: (request: MessageShape<M["input"]>) => KeyInterval[],
 ): UnaryHandler<M> {
-  return unaryOverBytes(method, (payload, requestFrame, ctx) => {
-    const request = touches ? decodeRequest(method, payload) : undefined;
-    return cache.write(touches ? touches(request!) : "everything", () =>
-      upstream.unaryBytes(method, requestFrame, ctx, () => isSafeToRepeat(method, request)),
-    );
-  });
+  return unaryOverBytes(method, (payload, requestFrame, ctx) =>
+    cache.write(touches ? touches(decodeRequest(method, payload)) : "everything", () =>
+      send(payload, requestFrame, ctx),
+    ),
+  );
 }

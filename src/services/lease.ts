@@ -4,7 +4,7 @@ import type { KeepAliveCoalescer, KeepAliveWaiter } from "../lease/keepalive-coa
 import { leaseIdOfRequest } from "../lease/keepalive-wire.js";
 import type { Metrics } from "../metrics.js";
 import type { Upstream } from "../upstream/upstream.js";
-import { forwardAll } from "./forward.js";
+import { forwardAll, forwardBytes } from "./forward.js";
 import { cacheWrite } from "./kv.js";
 import type { KvCache } from "../cache/kv-cache.js";
 import { bidiOverBytes, type BidiCall, type FrameSink, type ServiceHandlers } from "./handlers.js";
@@ -22,7 +22,9 @@ export function leaseService(
   return {
     ...forwardAll(Lease, upstream),
     // Revoking a lease deletes its keys: a reader must not see them after.
-    ...(cache ? { leaseRevoke: cacheWrite(Lease.method.leaseRevoke, upstream, cache) } : {}),
+    ...(cache
+      ? { leaseRevoke: cacheWrite(Lease.method.leaseRevoke, forwardBytes(Lease.method.leaseRevoke, upstream), cache) }
+      : {}),
     leaseKeepAlive: bidiOverBytes(Lease.method.leaseKeepAlive, (out, ctx) =>
       keepAliveCall(out, ctx, coalescer, metrics),
     ),

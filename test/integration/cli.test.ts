@@ -50,10 +50,6 @@ describe("etcd-connect-proxy command line", () => {
     ],
     [["start", "--bogus"], /^etcd-connect-proxy: unknown flag: --bogus\n$/],
     [
-      ["start", "--experimental-leasing-prefix=leases/"],
-      /^etcd-connect-proxy: --experimental-leasing-prefix is not supported: .+\n$/,
-    ],
-    [
       ["start", "--dial-keepalive-time=soon"],
       /^etcd-connect-proxy: invalid value for --dial-keepalive-time: invalid duration "soon"/,
     ],

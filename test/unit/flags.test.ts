@@ -123,14 +123,9 @@ describe("buildConfig", () => {
   it("keeps an explicitly empty advertise URL (MemberList then goes to etcd)", () => {
     assert.equal(buildConfig(["--advertise-client-url="]).advertiseClientUrl, "");
   });
-  it("rejects a flag whose feature is not built, and says so", () => {
-    assert.throws(
-      () => buildConfig(["--experimental-leasing-prefix=l/"]),
-      /--experimental-leasing-prefix is not supported/,
-    );
-  });
-  it("accepts a planned flag given at its default value", () => {
-    assert.doesNotThrow(() => buildConfig(["--grpc-keepalive-interval=2h", "--auto-tls=false"]));
+  it("reads the leasing prefix (empty: no leasing)", () => {
+    assert.equal(buildConfig(["--experimental-leasing-prefix=l/"]).leasingPrefix, "l/");
+    assert.equal(buildConfig([]).leasingPrefix, "");
   });
   it("reads the endpoint sources: DNS SRV discovery and member auto-sync", () => {
     const c = buildConfig([

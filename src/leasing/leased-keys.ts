@@ -1,0 +1,161 @@
+import { create } from "@bufbuild/protobuf";
+import {
+  RangeResponseSchema,
+  type RangeRequest,
+  type RangeResponse,
+  type ResponseHeader,
+} from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
+import { KeyValueSchema, type KeyValue } from "../gen/etcd/api/mvccpb/kv_pb.js";
+import { bytesToString, keyInterval } from "../cache/key-range.js";
+
+/** After a key's ownership is lost, the proxy leaves it alone this long (as etcd's leasing client does). */
+export const REACQUIRE_BACKOFF_MS = 2_000;
+
+interface LeasedKey {
+  /** etcd's answer to a plain Get of the key, kept current by the proxy's own writes. */
+  answer: RangeResponse;
+  /** A revision at or after the creation of the proxy's ownership record: writes guard on it. */
+  recordRevision: bigint;
+  /** Writes of this key by the proxy in flight; reads wait for them. */
+  writes: Array<Promise<unknown>>;
+}
+
+/** Map keys: the key's bytes as latin1, whose order is etcd's byte order. */
+const mapKey = bytesToString;
+
+/**
+ * The keys this proxy owns under the leasing protocol, with what etcd held
+ * for each. Pure bookkeeping: the protocol (leasing-kv.ts) decides when a
+ * key is owned, written or given up.
+ */
+export class LeasedKeys {
+  private readonly keys = new Map<string, LeasedKey>();
+  /** Keys given up lately: when, and the revision at which etcd said so (0 when the proxy chose to). */
+  private readonly givenUp = new Map<string, { at: number; revision: bigint }>();
+
+  get size(): number {
+    return this.keys.size;
+  }
+
+  /** Whether the proxy may try to own `key` now (not given up within the backoff). */
+  mayAcquire(key: Uint8Array, now = Date.now()): boolean {
+    const given = this.givenUp.get(mapKey(key));
+    if (given === undefined) return true;
+    if (now - given.at < REACQUIRE_BACKOFF_MS) return false;
+    this.givenUp.delete(mapKey(key));
+    return true;
+  }
+
+  /**
+   * Takes ownership of `key`, with etcd's answer to a plain Get at
+   * `recordRevision`, unless etcd already took it back after that revision
+   * (a writer's request can be heard before the acquiring Txn's answer).
+   */
+  own(key: Uint8Array, answer: RangeResponse, recordRevision: bigint): void {
+    const given = this.givenUp.get(mapKey(key));
+    if (given && given.revision > recordRevision) return;
+    this.keys.set(mapKey(key), { answer, recordRevision, writes: [] });
+  }
+
+  owns(key: Uint8Array): boolean {
+    return this.keys.has(mapKey(key));
+  }
+
+  /** The revision writes of `key` guard on: 0 for a key the proxy does not own. */
+  recordRevision(key: Uint8Array): bigint {
+    return this.keys.get(mapKey(key))?.recordRevision ?? 0n;
+  }
+
+  /**
+   * The answer to `request` from what the proxy holds, once its own writes of
+   * the key are done; undefined when it does not own the key.
+   */
+  async answer(request: RangeRequest): Promise<RangeResponse | undefined> {
+    let leased = this.keys.get(mapKey(request.key));
+    while (leased && leased.writes.length > 0) {
+      await Promise.allSettled(leased.writes);
+      leased = this.keys.get(mapKey(request.key));
+    }
+    return leased && filtered(leased.answer, request);
+  }
+
+  /** Runs `write` with readers of the owned `keys` held until it is done. */
+  async writing<T>(keys: Uint8Array[], write: () => Promise<T>): Promise<T> {
+    const held = keys.map((k) => this.keys.get(mapKey(k))).filter((k) => k !== undefined);
+    const done = write();
+    for (const leased of held) leased.writes.push(done);
+    try {
+      return await done;
+    } finally {
+      for (const leased of held) leased.writes.splice(leased.writes.indexOf(done), 1);
+    }
+  }
+
+  /** The proxy's put of `value` at `header`'s revision (a plain put: no lease, nothing ignored). */
+  put(key: Uint8Array, value: Uint8Array, header: ResponseHeader): void {
+    const leased = this.keys.get(mapKey(key));
+    if (!leased || header.revision < leased.answer.header!.revision) return;
+    const old = leased.answer.kvs[0];
+    const kv = create(KeyValueSchema, {
+      key,
+      value,
+      createRevision: old?.createRevision ?? header.revision,
+      modRevision: header.revision,
+      version: (old?.version ?? 0n) + 1n,
+      lease: 0n,
+    });
+    leased.answer = create(RangeResponseSchema, { header, kvs: [kv], count: 1n });
+  }
+
+  /** The proxy's delete of `key` at `header`'s revision. */
+  deleted(key: Uint8Array, header: ResponseHeader): void {
+    const leased = this.keys.get(mapKey(key));
+    if (!leased || header.revision < leased.answer.header!.revision) return;
+    leased.answer = create(RangeResponseSchema, { header, kvs: [], count: 0n });
+  }
+
+  /**
+   * Gives up `key`: nothing is served from it any more, and it is not taken
+   * again within the backoff. `revision`: when etcd took it back (a writer's
+   * request, the record's deletion), so an older acquisition cannot own it.
+   */
+  giveUp(key: Uint8Array, revision = 0n, now = Date.now()): void {
+    const k = mapKey(key);
+    this.keys.delete(k);
+    this.givenUp.set(k, { at: now, revision });
+  }
+
+  /** Keys owned within the range etcd reads from `key` and `rangeEnd`. */
+  ownedIn(key: Uint8Array, rangeEnd: Uint8Array): Uint8Array[] {
+    const range = keyInterval(key, rangeEnd);
+    const owned: Uint8Array[] = [];
+    for (const k of this.keys.keys()) {
+      if (k >= range.lo && (range.hi === null || k < range.hi)) owned.push(new Uint8Array(Buffer.from(k, "latin1")));
+    }
+    return owned;
+  }
+
+  /** Forgets everything (the ownership records are gone with the session's lease). */
+  clear(): void {
+    this.keys.clear();
+    this.givenUp.clear();
+  }
+}
+
+/**
+ * `request`'s view of a plain Get's answer, as etcd would give it: keys-only
+ * and count-only, and the revision filters (which, like etcd's, leave the
+ * count as it was).
+ */
+export function filtered(answer: RangeResponse, request: RangeRequest): RangeResponse {
+  const kv: KeyValue | undefined = answer.kvs[0];
+  const dropped =
+    !kv ||
+    request.countOnly ||
+    (request.minModRevision > 0n && kv.modRevision < request.minModRevision) ||
+    (request.maxModRevision > 0n && kv.modRevision > request.maxModRevision) ||
+    (request.minCreateRevision > 0n && kv.createRevision < request.minCreateRevision) ||
+    (request.maxCreateRevision > 0n && kv.createRevision > request.maxCreateRevision);
+  const kvs = dropped ? [] : [request.keysOnly ? create(KeyValueSchema, { ...kv, value: new Uint8Array() }) : kv];
+  return create(RangeResponseSchema, { header: answer.header, kvs, count: answer.count });
+}
