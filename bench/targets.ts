@@ -18,12 +18,22 @@ function baseCheckout(): string {
 }
 
 /**
+ * A target name ending so runs that proxy with --experimental-leasing-prefix
+ * (`ecp-leasing`, `go-proxy-3.5-leasing`), each under its own prefix: on one
+ * etcd, proxies sharing a prefix would take the hot key from each other.
+ */
+const LEASING_SUFFIX = "-leasing";
+const leasingArgs = (name: string) =>
+  name.endsWith(LEASING_SUFFIX) ? [`--experimental-leasing-prefix=/leasing/${name}/`] : [];
+
+/**
  * The `etcd` binary whose `grpc-proxy start` a Go-proxy target runs:
  * `go-proxy` is the etcd on PATH (the one the lab's etcd runs too);
  * `go-proxy-3.4` is Debian's etcd 3.4; `go-proxy-3.5` is the etcd 3.5 that
  * scripts/ensure-etcd35.sh fetched (ETCD35_BIN).
  */
 function goProxyBinary(name: string): string {
+  name = name.replace(LEASING_SUFFIX, "");
   if (name === "go-proxy") return "etcd";
   if (name === "go-proxy-3.4") return "/usr/bin/etcd";
   return join(process.env.ETCD35_BIN ?? join(root, ".cache", "etcd-3.5", "root", "usr", "bin"), "etcd");
@@ -112,6 +122,7 @@ async function startTarget(name: string, etcd: EtcdCluster, children: ChildProce
           `--endpoints=${etcd.endpoints}`,
           `--listen-addr=${address}`,
           `--advertise-client-url=${address}`,
+          ...leasingArgs(name),
         ],
         { stdio: "ignore" },
       )
@@ -126,6 +137,7 @@ async function startTarget(name: string, etcd: EtcdCluster, children: ChildProce
           `--listen-addr=${address}`,
           "--log-level=warn",
           `--grpc-lane=${name === "ecp-connect" ? "connect" : "native"}`,
+          ...leasingArgs(name),
           ...(process.env.BENCH_PROXY_ARGS ? process.env.BENCH_PROXY_ARGS.split(" ") : []),
         ],
         { stdio: ["ignore", "ignore", "inherit"] },

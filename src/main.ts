@@ -7,7 +7,7 @@ import type { ProxyConfig } from "./config/config.js";
 import { checkClusterHealth } from "./health/cluster-health.js";
 import { checkProxyHealth } from "./health/proxy-health.js";
 import { KeepAliveCoalescer } from "./lease/keepalive-coalescer.js";
-import { createMetrics, observeEndpoints, recordRpc, type RpcObserver } from "./metrics.js";
+import { createMetrics, observeEndpoints, observeLeasing, recordRpc, type RpcObserver } from "./metrics.js";
 import { createApp, startMetricsListener } from "./server/app.js";
 import type { ClosableSession } from "./server/listener.js";
 import type { HttpEndpointDeps } from "./server/http-endpoints.js";
@@ -166,11 +166,16 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
       : undefined;
   // --experimental-leasing-prefix: records live inside the namespace, as with etcd's proxy.
   const leasing = config.leasingPrefix
-    ? new LeasingKv(upstream, keepAlives, {
-        prefix: Buffer.from(config.leasingPrefix),
-        identity,
-        onProblem: problem,
-      })
+    ? new LeasingKv(
+        upstream,
+        keepAlives,
+        {
+          prefix: Buffer.from(config.leasingPrefix),
+          identity,
+          onProblem: problem,
+        },
+        metrics.leasing,
+      )
     : undefined;
   const services = etcdServices(upstream, {
     namespace: config.namespace,
@@ -213,6 +218,7 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
   // Every open Connect call listens to it; hundreds at once are normal.
   setMaxListeners(0, shuttingDown.signal);
   observeEndpoints(metrics, () => upstream.endpoints());
+  if (leasing) observeLeasing(metrics, () => leasing.owned);
   const httpDeps: HttpEndpointDeps = {
     clusterHealth: () => checkClusterHealth(upstream, DEFAULTS.healthTimeoutMs, identity),
     proxyHealth: () =>

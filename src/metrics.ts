@@ -117,6 +117,17 @@ export function createMetrics() {
         ...metric,
       }),
     },
+    leasing: {
+      localReads: new HotCounter(registry, {
+        name: "etcd_grpc_proxy_leasing_local_reads_total",
+        help: "Range requests answered from keys the proxy owns, without asking etcd.",
+      }),
+      revoked: new Counter({
+        name: "etcd_grpc_proxy_leasing_revoked_total",
+        help: "Owned keys given up because a writer asked for them.",
+        ...metric,
+      }),
+    },
     lease: {
       clientStreams: new Gauge({
         name: "etcd_grpc_proxy_lease_keepalive_client_streams",
@@ -156,6 +167,18 @@ export function observeEndpoints(metrics: Metrics, endpoints: () => Array<{ url:
     registers: [metrics.registry],
     collect() {
       for (const e of endpoints()) this.set({ endpoint: e.url }, e.up ? 1 : 0);
+    },
+  });
+}
+
+/** Reports how many keys leasing owns at every scrape. */
+export function observeLeasing(metrics: Metrics, owned: () => number): void {
+  new Gauge({
+    name: "etcd_grpc_proxy_leasing_owned_keys",
+    help: "Keys this proxy owns under --experimental-leasing-prefix.",
+    registers: [metrics.registry],
+    collect() {
+      this.set(owned());
     },
   });
 }

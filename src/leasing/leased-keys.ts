@@ -11,6 +11,12 @@ import { bytesToString, keyInterval } from "../cache/key-range.js";
 /** After a key's ownership is lost, the proxy leaves it alone this long (as etcd's leasing client does). */
 export const REACQUIRE_BACKOFF_MS = 2_000;
 
+/** What the proxy holds at most (etcd's client holds without bound): past it, new keys are read from etcd. */
+export const MAX_OWNED_KEYS = 65_536;
+export const MAX_OWNED_BYTES = 64 * 1024 * 1024;
+/** Past this many given-up keys remembered, those out of their backoff are forgotten. */
+const GIVEN_UP_SWEEP_AT = 4_096;
+
 interface LeasedKey {
   /** etcd's answer to a plain Get of the key, kept current by the proxy's own writes. */
   answer: RangeResponse;
@@ -32,9 +38,16 @@ export class LeasedKeys {
   private readonly keys = new Map<string, LeasedKey>();
   /** Keys given up lately: when, and the revision at which etcd said so (0 when the proxy chose to). */
   private readonly givenUp = new Map<string, { at: number; revision: bigint }>();
+  /** Keys and values held, in bytes. */
+  private heldBytes = 0;
 
   get size(): number {
     return this.keys.size;
+  }
+
+  /** Whether one more key may be owned within MAX_OWNED_KEYS and MAX_OWNED_BYTES. */
+  get hasRoom(): boolean {
+    return this.keys.size < MAX_OWNED_KEYS && this.heldBytes < MAX_OWNED_BYTES;
   }
 
   /** Whether the proxy may try to own `key` now (not given up within the backoff). */
@@ -54,7 +67,9 @@ export class LeasedKeys {
   own(key: Uint8Array, answer: RangeResponse, recordRevision: bigint): void {
     const given = this.givenUp.get(mapKey(key));
     if (given && given.revision > recordRevision) return;
+    this.forget(mapKey(key));
     this.keys.set(mapKey(key), { answer, recordRevision, writes: [] });
+    this.heldBytes += sizeOf(answer);
   }
 
   owns(key: Uint8Array): boolean {
@@ -104,14 +119,26 @@ export class LeasedKeys {
       version: (old?.version ?? 0n) + 1n,
       lease: 0n,
     });
-    leased.answer = create(RangeResponseSchema, { header, kvs: [kv], count: 1n });
+    this.replace(leased, create(RangeResponseSchema, { header, kvs: [kv], count: 1n }));
   }
 
   /** The proxy's delete of `key` at `header`'s revision. */
   deleted(key: Uint8Array, header: ResponseHeader): void {
     const leased = this.keys.get(mapKey(key));
     if (!leased || header.revision < leased.answer.header!.revision) return;
-    leased.answer = create(RangeResponseSchema, { header, kvs: [], count: 0n });
+    this.replace(leased, create(RangeResponseSchema, { header, kvs: [], count: 0n }));
+  }
+
+  private replace(leased: LeasedKey, answer: RangeResponse): void {
+    this.heldBytes += sizeOf(answer) - sizeOf(leased.answer);
+    leased.answer = answer;
+  }
+
+  private forget(k: string): void {
+    const leased = this.keys.get(k);
+    if (!leased) return;
+    this.heldBytes -= sizeOf(leased.answer);
+    this.keys.delete(k);
   }
 
   /**
@@ -121,7 +148,10 @@ export class LeasedKeys {
    */
   giveUp(key: Uint8Array, revision = 0n, now = Date.now()): void {
     const k = mapKey(key);
-    this.keys.delete(k);
+    this.forget(k);
+    if (this.givenUp.size >= GIVEN_UP_SWEEP_AT) {
+      for (const [g, given] of this.givenUp) if (now - given.at >= REACQUIRE_BACKOFF_MS) this.givenUp.delete(g);
+    }
     this.givenUp.set(k, { at: now, revision });
   }
 
@@ -139,7 +169,13 @@ export class LeasedKeys {
   clear(): void {
     this.keys.clear();
     this.givenUp.clear();
+    this.heldBytes = 0;
   }
+}
+
+function sizeOf(answer: RangeResponse): number {
+  const kv = answer.kvs[0];
+  return kv ? kv.key.length + kv.value.length : 0;
 }
 
 /**

@@ -22,7 +22,9 @@ import {
 } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
 import { Event_EventType, type KeyValue } from "../gen/etcd/api/mvccpb/kv_pb.js";
 import type { KeepAliveCoalescer } from "../lease/keepalive-coalescer.js";
+import type { Metrics } from "../metrics.js";
 import { KeyPrefix } from "../namespace/prefix.js";
+import { bytesToString } from "../cache/key-range.js";
 import type { ProxyIdentity } from "../upstream/proxy-identity.js";
 import type { Upstream } from "../upstream/upstream.js";
 import { sleep } from "../util/abortable-sleep.js";
@@ -95,6 +97,7 @@ export class LeasingKv {
     private readonly upstream: Upstream,
     private readonly keepAlives: KeepAliveCoalescer,
     private readonly options: LeasingOptions,
+    private readonly metrics: Metrics["leasing"],
   ) {
     this.records = new KeyPrefix(options.prefix);
   }
@@ -110,11 +113,22 @@ export class LeasingKv {
     const session = servable ? this.liveSession() : undefined;
     if (!session) return this.upstream.unary(KV.method.range, request, ctx);
     const held = await this.keys.answer(request);
-    if (held) return held;
-    if (request.serializable || !this.keys.mayAcquire(request.key)) {
+    if (held) {
+      this.metrics.localReads.inc();
+      return held;
+    }
+    if (request.serializable || !this.keys.hasRoom || !this.keys.mayAcquire(request.key)) {
       return this.upstream.unary(KV.method.range, request, ctx);
     }
-    return filtered(await this.acquire(request.key, session, ctx), request);
+    let acquired: RangeResponse;
+    try {
+      acquired = await this.acquire(request.key, session, ctx);
+    } catch {
+      // Leasing never fails a read: if the record was made after all, a writer's REVOKE still reaches the watch.
+      this.keys.giveUp(request.key);
+      return this.upstream.unary(KV.method.range, request, ctx);
+    }
+    return filtered(acquired, request);
   }
 
   put(request: PutRequest, ctx: CallContext): Promise<PutResponse> {
@@ -381,7 +395,8 @@ export class LeasingKv {
           if (!this.records.owns(record.key)) continue;
           const key = record.key.subarray(this.options.prefix.length);
           if (event.type === Event_EventType.DELETE) {
-            this.keys.giveUp(key, record.modRevision); // the record is gone: writers no longer ask the proxy
+            // The record is gone (its lease ended, or a client deleted it): writers no longer ask the proxy.
+            if (this.keys.owns(key)) this.keys.giveUp(key, record.modRevision);
           } else if (REVOKE.equals(record.value) && record.lease === session.leaseId) {
             void this.rescind(key, record, session);
           }
@@ -399,6 +414,7 @@ export class LeasingKv {
   private async rescind(key: Uint8Array, revoked: KeyValue, session: Session): Promise<void> {
     // Ownership taken after the writer asked (a record made anew) stays.
     if (this.keys.recordRevision(key) > revoked.modRevision) return;
+    if (this.keys.owns(key)) this.metrics.revoked.inc();
     this.keys.giveUp(key, revoked.modRevision);
     while (!session.abort.signal.aborted) {
       try {
@@ -437,14 +453,18 @@ function sameRecord(record: KeyValue): CompareInit {
   };
 }
 
-/** Every key and range the ops (nested Txns included, both branches) may write. */
+/** Every key and range the ops (nested Txns included, both branches) may write, each once. */
 function writesOf(ops: RequestOp[]): Written[] {
-  const written: Written[] = [];
-  for (const op of ops) {
-    const r = op.request;
-    if (r.case === "requestPut") written.push({ key: r.value.key, rangeEnd: new Uint8Array() });
-    else if (r.case === "requestDeleteRange") written.push(r.value);
-    else if (r.case === "requestTxn") written.push(...writesOf([...r.value.success, ...r.value.failure]));
-  }
-  return written;
+  const written = new Map<string, Written>();
+  const add = (w: Written) => written.set(`${w.key.length}:${bytesToString(w.key)}${bytesToString(w.rangeEnd)}`, w);
+  const visit = (ops: RequestOp[]) => {
+    for (const op of ops) {
+      const r = op.request;
+      if (r.case === "requestPut") add({ key: r.value.key, rangeEnd: new Uint8Array() });
+      else if (r.case === "requestDeleteRange") add(r.value);
+      else if (r.case === "requestTxn") visit([...r.value.success, ...r.value.failure]);
+    }
+  };
+  visit(ops);
+  return [...written.values()];
 }

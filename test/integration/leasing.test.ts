@@ -8,6 +8,7 @@ import { after, before, describe, it } from "node:test";
 import type { RunningProxy } from "../../src/main.js";
 import { startEtcd, type EtcdCluster } from "../helpers/etcd.js";
 import { EtcdGrpcClient } from "../helpers/grpc-client.js";
+import { proxyMetric } from "../helpers/metrics.js";
 import { freePort } from "../helpers/ports.js";
 import { startTestProxy } from "../helpers/proxy.js";
 
@@ -106,20 +107,25 @@ describe("leasing, two proxies with the same prefix", () => {
     // A write that bypasses every leasing client is not seen by the owner:
     // the proof that the answer is the proxy's own (and the documented limit).
     await put(direct, "k1", "bypassed");
+    const local = await proxyMetric(a.address, "etcd_grpc_proxy_leasing_local_reads_total");
     assert.equal(await get(viaA, "k1"), "v1");
     assert.equal(await get(viaB, "k1"), "bypassed");
+    assert.equal(await proxyMetric(a.address, "etcd_grpc_proxy_leasing_local_reads_total"), local + 1);
+    assert.ok((await proxyMetric(a.address, "etcd_grpc_proxy_leasing_owned_keys")) >= 1);
   });
 
   it("a write through the other proxy revokes ownership first, and every reader sees it", async () => {
     await put(direct, "k2", "v1");
     await ownThroughA("k2");
     assert.equal(await get(viaA, "k2"), "v1");
+    const revoked = await proxyMetric(a.address, "etcd_grpc_proxy_leasing_revoked_total");
     const written = await put(viaB, "k2", "v2");
     assert.ok(Number(written.header.revision) > 0);
+    // B's write went through once A gave the key up and deleted its record.
+    assert.equal(await record(direct, "k2"), undefined);
     assert.equal(await get(viaA, "k2"), "v2");
     assert.equal(await get(viaB, "k2"), "v2");
-    // A gave the key up: its record is gone (deleted by A, at B's request).
-    assert.equal(await record(direct, "k2"), undefined);
+    assert.equal(await proxyMetric(a.address, "etcd_grpc_proxy_leasing_revoked_total"), revoked + 1);
   });
 
   it("the owner's own writes keep its answers current, and reach the other proxy", async () => {
