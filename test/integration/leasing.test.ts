@@ -7,7 +7,8 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import type { RunningProxy } from "../../src/main.js";
 import { startEtcd, type EtcdCluster } from "../helpers/etcd.js";
-import { EtcdGrpcClient } from "../helpers/grpc-client.js";
+import { ctl } from "../helpers/etcdctl.js";
+import { EtcdGrpcClient, login, outcome } from "../helpers/grpc-client.js";
 import { proxyMetric } from "../helpers/metrics.js";
 import { freePort } from "../helpers/ports.js";
 import { startTestProxy } from "../helpers/proxy.js";
@@ -316,5 +317,63 @@ describe("leasing with etcd's own proxy (grpc-proxy --experimental-leasing-prefi
     await put(viaOurs, "g2", "v3");
     assert.equal(await get(viaGo, "g2"), "v3");
     assert.equal(await get(viaOurs, "g2"), "v3");
+  });
+});
+
+describe("leasing on a cluster with auth on", () => {
+  let etcd: EtcdCluster;
+  let proxy: RunningProxy;
+  let via: EtcdGrpcClient;
+  let root: EtcdGrpcClient;
+  before(async () => {
+    etcd = await startEtcd(1);
+    const at = etcd.members[0]!.endpoint;
+    await ctl(at, ["user", "add", "root", "--new-user-password=rootpw"]);
+    // The proxy's own user holds the session; alice may write her keys and their records, bob only his keys.
+    for (const [user, prefixes] of [
+      ["leaser", [PREFIX]],
+      ["alice", ["a/", `${PREFIX}a/`]],
+      ["bob", ["b/"]],
+    ] as const) {
+      await ctl(at, ["role", "add", `${user}-role`]);
+      for (const p of prefixes) await ctl(at, ["role", "grant-permission", `${user}-role`, "readwrite", p, "--prefix"]);
+      await ctl(at, ["user", "add", user, `--new-user-password=${user}pw`]);
+      await ctl(at, ["user", "grant-role", user, `${user}-role`]);
+    }
+    await ctl(at, ["auth", "enable"]);
+    proxy = await startTestProxy(etcd.endpoints, [`--experimental-leasing-prefix=${PREFIX}`, "--user=leaser:leaserpw"]);
+    via = new EtcdGrpcClient(proxy.address);
+    root = new EtcdGrpcClient(at);
+  });
+  after(async () => {
+    via?.close();
+    root?.close();
+    await proxy?.close();
+    await etcd?.stop();
+  });
+
+  it("a caller with a token is never answered from owned keys, and takes no ownership", async () => {
+    const rootMd = await login(root, "root", "rootpw");
+    const alice = await login(via, "alice", "alicepw");
+    await root.unary("KV", "Put", { key: Buffer.from("a/k"), value: Buffer.from("v1") }, rootMd);
+    for (let i = 0; i < 3; i++) {
+      const r = (await via.unary("KV", "Range", { key: Buffer.from("a/k") }, alice)) as Plain;
+      assert.equal(r.kvs[0].value.toString(), "v1");
+    }
+    const records = (await root.unary("KV", "Range", { key: Buffer.from(`${PREFIX}a/k`) }, rootMd)) as Plain;
+    assert.deepEqual(records.kvs, []);
+    assert.equal(await proxyMetric(proxy.address, "etcd_grpc_proxy_leasing_local_reads_total"), 0);
+  });
+
+  it("writes follow the protocol as the caller: etcd checks the caller's rights on the key and on its record", async () => {
+    const alice = await login(via, "alice", "alicepw");
+    const bob = await login(via, "bob", "bobpw");
+    const write = (md: typeof alice, key: string) =>
+      outcome(via.unary("KV", "Put", { key: Buffer.from(key), value: Buffer.from("x") }, md));
+    assert.deepEqual(await write(alice, "a/k2"), { code: 0, details: "" }, "alice may write a/ and its records");
+    const denied = { code: 7, details: "etcdserver: permission denied" };
+    assert.deepEqual(await write(bob, "a/k2"), denied);
+    // bob may write b/ straight to etcd, but not the records a leasing proxy guards on.
+    assert.deepEqual(await write(bob, "b/k"), denied);
   });
 });
