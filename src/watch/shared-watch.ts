@@ -34,6 +34,16 @@ export class SharedWatch {
   readonly receivers = new Set<Receiver>();
   state: SharedWatchState = "pending";
   nextRev: bigint;
+  /**
+   * The revision after the last event etcd sent on this watch (or where the
+   * watch started): events before it are duplicates (a re-created watch
+   * replays them). Only events and the watch's own progress notifications
+   * move it. etcd before 3.4.24 and 3.5.8 can answer a stream's progress
+   * request before sending events it already owes (etcd issue 15220): such
+   * an answer moves nextRev, and an event below nextRev but at or after
+   * eventsUpTo is one etcd still owed, so it is delivered, not dropped.
+   */
+  eventsUpTo: bigint;
   /** The last header etcd sent on this watch. */
   header: ResponseHeader | undefined;
   /** Its ID on the current upstream stream; 0 when not open there. */
@@ -62,6 +72,7 @@ export class SharedWatch {
     historyLimits: HistoryLimits,
   ) {
     this.nextRev = startRevision;
+    this.eventsUpTo = startRevision;
     this.history = new EventHistory(historyLimits);
   }
 
@@ -81,7 +92,7 @@ export class SharedWatch {
     // have their Created.
     if (this.state !== "pending") return;
     this.state = "live";
-    if (this.nextRev === 0n) this.nextRev = header.revision + 1n;
+    if (this.nextRev === 0n) this.nextRev = this.eventsUpTo = header.revision + 1n;
     this.history.startAt(this.nextRev);
     for (const r of this.receivers) r.upstreamCreated(header);
   }
@@ -97,19 +108,22 @@ export class SharedWatch {
     this.header = header;
     this.vouched = true;
     const last = events[events.length - 1]!.kv!.modRevision;
-    if (last < this.nextRev) return 0; // already delivered before a failover
-    this.nextRev = last + 1n;
+    if (last < this.eventsUpTo) return 0; // already delivered before a failover
+    this.eventsUpTo = last + 1n;
+    if (this.nextRev < this.eventsUpTo) this.nextRev = this.eventsUpTo;
     const delivery = new EventDelivery(header, events);
     this.history.append(delivery);
     for (const r of this.receivers) r.deliver(delivery);
     return Math.max(0, this.receivers.size - 1);
   }
 
+  /** The watch's own progress notification: it comes in order with its events, on every etcd. */
   onProgress(header: ResponseHeader): void {
     this.header = header;
     this.synced = true;
     this.vouched = true;
     this.advanceTo(header.revision + 1n);
+    if (this.state === "live" && this.eventsUpTo < this.nextRev) this.eventsUpTo = this.nextRev;
     for (const r of this.receivers) r.progress(header);
   }
 
@@ -130,6 +144,7 @@ export class SharedWatch {
     if (this.state !== "live" || this.receivers.size === 0) return;
     let lowest: bigint | undefined;
     for (const r of this.receivers) if (lowest === undefined || r.nextRev < lowest) lowest = r.nextRev;
+    if (lowest! > this.eventsUpTo) this.eventsUpTo = lowest!;
     if (lowest! <= this.nextRev) return;
     this.nextRev = lowest!;
     this.history.restartAt(lowest!);

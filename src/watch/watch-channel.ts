@@ -208,7 +208,8 @@ export class WatchChannel {
   private sendCreate(conn: Connection, watch: SharedWatch): void {
     const id = conn.nextId++;
     watch.upstreamId = id;
-    watch.createdFrom = watch.nextRev;
+    // From the last event etcd sent, not from a progress answer that may have overtaken owed events.
+    watch.createdFrom = watch.eventsUpTo;
     watch.synced = false;
     watch.vouched = false;
     conn.byId.set(id, watch);
@@ -218,7 +219,7 @@ export class WatchChannel {
         value: {
           key: watch.key,
           rangeEnd: watch.rangeEnd,
-          startRevision: watch.nextRev,
+          startRevision: watch.createdFrom,
           prevKv: true,
           progressNotify: true,
           watchId: id,
@@ -402,8 +403,9 @@ export class WatchChannel {
    * etcd's answer to a progress request on the stream. etcd 3.4 answers with
    * its current revision even while it is still catching up a watcher
    * created from the past, whose older events then follow: only watches
-   * known to be synced may move past the answer, or those events would be
-   * dropped as delivered.
+   * known to be synced may move past the answer. Before 3.4.24 and 3.5.8 it
+   * may also answer ahead of events it already owes a synced watch; those
+   * still arrive, and are delivered (SharedWatch.eventsUpTo).
    */
   private progressAnswered(conn: Connection, header: ResponseHeader): void {
     for (const w of conn.byId.values()) if (w.synced) w.advanceTo(header.revision + 1n);
@@ -441,11 +443,13 @@ export class WatchChannel {
       if (!fits) continue;
       const moving = [...from.receivers];
       from.receivers.clear();
+      // Between from's last event and its position, etcd may still owe events (see eventsUpTo): into brings them.
+      const owedFrom = into.history.covers(from.eventsUpTo) ? from.eventsUpTo : from.nextRev;
       for (const r of moving) {
-        if (r.nextRev < from.nextRev) r.nextRev = from.nextRev;
+        if (r.nextRev < owedFrom) r.nextRev = owedFrom;
         into.receivers.add(r);
         r.shared = into;
-        if (into.nextRev > from.nextRev) this.events.replayed(into.replay(r, from.nextRev));
+        if (into.nextRev > owedFrom) this.events.replayed(into.replay(r, owedFrom));
       }
       this.stop(from);
       return;

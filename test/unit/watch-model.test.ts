@@ -7,8 +7,9 @@
 //
 // Like etcd, the fake catches up a watcher created from the past later, in
 // a sync pass, and answers a progress request either at once with its
-// current revision (etcd 3.4, even while a watcher is still catching up) or
-// only once every watcher of the stream is synced (etcd 3.5). It compacts
+// current revision (etcd 3.4, even while a watcher is still catching up, and
+// ahead of events it already owes synced watchers, as 3.4.23 does) or only
+// once every watcher of the stream is synced (etcd 3.5). It compacts
 // too: its sync pass cancels a watcher from before the compacted revision,
 // and a Range at such a revision (the proxy's join check) says so. A
 // watcher asked for from a revision compacted before it asked must get
@@ -91,6 +92,12 @@ class FakeStream {
   private readonly watchers = new Map<bigint, { key: string; next: bigint; synced: boolean }>();
   /** A progress request waits for every watcher to be synced (etcd 3.5). */
   private progressDeferred = false;
+  /**
+   * etcd 3.4 before 3.4.24: events for synced watchers wait in their
+   * channel, and a progress answer (sent on another) may overtake them
+   * (etcd issue 15220); the sync pass sends them.
+   */
+  private owed: WatchResponse[] = [];
 
   constructor(
     private readonly etcd: FakeEtcd,
@@ -130,12 +137,16 @@ class FakeStream {
     for (const [id, w] of this.watchers) {
       if (!w.synced) continue; // its sync pass will bring this event too
       const events = this.etcd.eventsFor(w.key, rev, rev);
-      if (events.length > 0) this.out.push(this.response(id, events));
+      if (events.length > 0) {
+        if (this.etcd.line === "3.4") this.owed.push(this.response(id, events));
+        else this.out.push(this.response(id, events));
+      }
       w.next = rev + 1n;
     }
   }
 
   sync(): void {
+    for (const response of this.owed.splice(0)) if (this.watchers.has(response.watchId)) this.out.push(response);
     for (const [id, w] of this.watchers) {
       if (w.synced) continue;
       if (w.next < this.etcd.compactRevision) {
