@@ -32,11 +32,14 @@ const MAX_REOPENS_WITHOUT_ANSWER = 3;
  * hung, which etcd gives up on only after its request timeout (5 s plus two
  * election timeouts), longer than short leases live. A stuck stream is
  * abandoned (etcd drops the forward) and its renewals re-sent on a new one,
- * at most MAX_STALL_REOPENS times in a row; past that, etcd's own answer
- * decides.
+ * again every RENEWAL_STALL_MS while nothing is answered: a new stream
+ * forwards to whichever leader the member knows by then, so renewals reach
+ * a new leader within about a second of its election, however long that
+ * takes. Leases cannot expire while there is no leader (a new one extends
+ * them all), so nothing is lost by waiting; a client that requires a leader
+ * gets etcd's "no leader" on the next stream.
  */
 export const RENEWAL_STALL_MS = 1_000;
-const MAX_STALL_REOPENS = 3;
 
 /**
  * How long the upstream keep-alive stream stays open with no renewal in
@@ -114,7 +117,6 @@ class SharedKeepAliveStream {
   private requests: AsyncQueue<Uint8Array> | undefined;
   private abort: AbortController | undefined;
   private failuresWithoutAnswer = 0;
-  private stallReopens = 0;
   private idleTimer: NodeJS.Timeout | undefined;
   private stallTimer: NodeJS.Timeout | undefined;
   /** When etcd last answered on this identity's stream, or the stream was (re)opened. */
@@ -172,8 +174,6 @@ class SharedKeepAliveStream {
       this.stallTimer = undefined;
       if (this.inflight.size === 0 || !this.requests) return;
       if (Date.now() - this.progressAt < RENEWAL_STALL_MS) return this.watchForStall();
-      if (this.stallReopens >= MAX_STALL_REOPENS) return; // etcd's answer, or a failure, ends the wait
-      this.stallReopens++;
       this.metrics.stalledStreams.inc();
       this.abandon();
       for (const id of this.inflight.keys()) this.send(id);
@@ -210,7 +210,6 @@ class SharedKeepAliveStream {
     try {
       for await (const answer of this.upstream.bidiStreamBytes(Lease.method.leaseKeepAlive, requests, ctx)) {
         this.failuresWithoutAnswer = 0;
-        this.stallReopens = 0;
         this.progressAt = Date.now();
         const id = leaseIdOfResponse(answer);
         const waiters = this.inflight.get(id);
