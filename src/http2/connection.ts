@@ -102,14 +102,31 @@ export class ConnectionError extends Error {
  */
 type ClosedBy = "peer" | "local-reset";
 
+/** RFC 9113 §5.1 for a stream this side knows (idle and reserved streams are never objects). */
+export type StreamState = "open" | "half-closed (local)" | "half-closed (remote)" | "closed";
+
+/**
+ * A connection's life: "closing" once either side sent GOAWAY (open streams
+ * finish, no new ones), "destroyed" once its socket is ended or gone.
+ */
+export type ConnectionState = "open" | "closing" | "destroyed";
+
 /**
  * One HTTP/2 connection. Events: "error" (a protocol error that closed it),
  * "ping" (the peer pinged), "close". goaway, close, destroy and ping mirror
  * node's Http2Session.
  */
 export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extends EventEmitter {
-  closed = false;
-  destroyed = false;
+  state: ConnectionState = "open";
+
+  /** No new streams: closing or destroyed (node's Http2Session.closed). */
+  get closed(): boolean {
+    return this.state !== "open";
+  }
+
+  get destroyed(): boolean {
+    return this.state === "destroyed";
+  }
 
   protected readonly streams = new Map<number, S>();
   protected readonly hpack = new HpackDecoder(H2_LIMITS.headerTableSize, H2_LIMITS.maxHeaderListSize);
@@ -240,7 +257,7 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
   /** Graceful close: GOAWAY, then the socket closes once the open streams are done. */
   close(): void {
     if (this.closed) return;
-    this.closed = true;
+    this.state = "closing";
     this.goaway();
     this.closeIfIdle();
   }
@@ -248,8 +265,7 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
   /** Closes at once: every open stream ends as reset. */
   destroy(err?: Error): void {
     if (this.destroyed) return;
-    this.destroyed = true;
-    this.closed = true;
+    this.state = "destroyed";
     clearTimeout(this.handshakeTimer);
     this.flush();
     const failure = err ?? new Error("connection closed");
@@ -487,7 +503,7 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
     this.streams.delete(stream.id);
     this.waiting.delete(stream);
     this.ready.delete(stream);
-    if (this.guarded) this.rememberClosed(stream.id, stream.closedByPeer ? "peer" : "local-reset");
+    if (this.guarded) this.rememberClosed(stream.id, stream.closedBy);
     this.closeIfIdle();
   }
 
@@ -549,7 +565,7 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
       clearTimeout(this.handshakeTimer);
       this.flush();
       this.socket.end();
-      this.destroyed = true;
+      this.state = "destroyed";
       this.emit("close");
     }
   }
@@ -671,7 +687,7 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
       case FrameType.GOAWAY:
         if (streamId !== 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "GOAWAY on a stream");
         if (payload.length < 8) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "bad GOAWAY");
-        this.closed = true;
+        if (this.state === "open") this.state = "closing";
         this.onGoaway(payload.readUInt32BE(0) & MAX_WINDOW, payload.readUInt32BE(4));
         this.closeIfIdle();
         return;
@@ -849,15 +865,12 @@ export type FlowCredit = "receipt" | "close" | "consumed" | "paced";
 export abstract class H2StreamBase {
   /** The peer's body bytes, as they come. */
   onBody: ((chunk: Buffer) => void) | undefined;
-  closed = false;
-  /** The peer has sent END_STREAM. */
-  remoteEnded = false;
-  /** This side has queued its END_STREAM. */
-  localEnded = false;
+  /** Where the stream stands (the diagram above); "half-closed (local)" once this side's END_STREAM is queued. */
+  state: StreamState = "open";
   /** The RST_STREAM code that closed the stream, if one did. */
   rstCode: number | undefined;
-  /** The peer ended or reset the stream (else this side reset it): what late frames mean. */
-  closedByPeer = false;
+  /** Who closed the stream: what late frames on it mean. */
+  closedBy: ClosedBy = "local-reset";
   /** The connection's send window for this stream. */
   sendWindow: number;
   /** When received bytes are credited back (see FlowCredit). */
@@ -893,6 +906,20 @@ export abstract class H2StreamBase {
   /** Response bytes queued and not yet sent. */
   get queuedBytes(): number {
     return this.queued;
+  }
+
+  get closed(): boolean {
+    return this.state === "closed";
+  }
+
+  /** The peer has sent END_STREAM and this side has not. */
+  get remoteEnded(): boolean {
+    return this.state === "half-closed (remote)";
+  }
+
+  /** This side has queued its END_STREAM and the peer has not. */
+  get localEnded(): boolean {
+    return this.state === "half-closed (local)";
   }
 
   /**
@@ -1045,7 +1072,8 @@ export abstract class H2StreamBase {
       if (this.expectedLength !== undefined && this.bodyReceived !== this.expectedLength) {
         return this.connection.streamError(this.id, ErrorCode.PROTOCOL_ERROR);
       }
-      this.remoteEnded = true;
+      // Half-closed (local) stays so until endedRemotely closes the stream.
+      if (this.state === "open") this.state = "half-closed (remote)";
       this.endedRemotely();
     }
   }
@@ -1100,16 +1128,17 @@ export abstract class H2StreamBase {
   receiveReset(code: number): void {
     if (this.closed) return;
     this.rstCode = code;
-    this.closedByPeer = true;
+    this.closedBy = "peer";
     this.close(undefined);
   }
 
   /** This side's END_STREAM has been queued. */
   protected endedLocally(): void {
-    this.localEnded = true;
     if (this.remoteEnded) {
-      this.closedByPeer = true;
+      this.closedBy = "peer";
       this.close(undefined);
+    } else {
+      this.state = "half-closed (local)";
     }
   }
 
@@ -1126,7 +1155,7 @@ export abstract class H2StreamBase {
   /** Marks the stream closed and tells its listeners, once (the connection calls it when it dies). */
   terminate(err: Error | undefined): void {
     if (this.closed) return;
-    this.closed = true;
+    this.state = "closed";
     this.connection.largeSlot(this, false);
     this.connection.addBacklog(-this.queued);
     this.queue = [];

@@ -200,12 +200,12 @@ export class H2Stream extends H2StreamBase {
 
   protected override endedLocally(): void {
     // The answer is complete: a client still sending is told to stop.
-    this.closedByPeer = this.remoteEnded;
-    if (!this.remoteEnded) {
+    if (this.remoteEnded) {
+      this.closedBy = "peer";
+    } else {
       this.connection.send(frame32(FrameType.RST_STREAM, this.id, ErrorCode.NO_ERROR));
       this.rstCode = ErrorCode.NO_ERROR;
     }
-    this.localEnded = true;
     this.close(undefined);
   }
 

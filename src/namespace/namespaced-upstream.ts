@@ -1,14 +1,10 @@
 import {
-  create,
   fromBinary,
   toBinary,
-  type DescMessage,
   type DescMethod,
   type DescMethodBiDiStreaming,
   type DescMethodServerStreaming,
   type DescMethodUnary,
-  type MessageInitShape,
-  type MessageShape,
 } from "@bufbuild/protobuf";
 import type { CallContext } from "../call-context.js";
 import {
@@ -25,7 +21,7 @@ import { Election, type LeaderKey } from "../gen/etcd/api/v3electionpb/v3electio
 import { Lock } from "../gen/etcd/api/v3lockpb/v3lock_pb.js";
 import { decodeRequest } from "../grpc/decode.js";
 import { frame, messageOf } from "../grpc/wire.js";
-import type { EndpointStatus, Upstream } from "../upstream/upstream.js";
+import { UpstreamBase, type EndpointStatus, type Upstream } from "../upstream/upstream.js";
 import { mapAsync } from "../util/map-async.js";
 import type { KeyPrefix } from "./prefix.js";
 
@@ -45,25 +41,15 @@ interface Translation {
  * translated (etcd's proxy leaves Election and Lock outside); Cluster,
  * Maintenance, Auth and Compact are global, as in etcd.
  */
-export class NamespacedUpstream implements Upstream {
+export class NamespacedUpstream extends UpstreamBase {
   private readonly translations: Map<string, Translation>;
 
   constructor(
     private readonly inner: Upstream,
     prefix: KeyPrefix,
   ) {
+    super();
     this.translations = translationsFor(prefix);
-  }
-
-  async unary<I extends DescMessage, O extends DescMessage>(
-    method: DescMethodUnary<I, O>,
-    request: MessageInitShape<I>,
-    ctx: CallContext,
-  ): Promise<MessageShape<O>> {
-    const t = this.translationOf(method);
-    if (!t) return this.inner.unary(method, request, ctx);
-    // Translations read whole messages; callers may pass partial ones.
-    return t.response(await this.inner.unary(method, t.request(create(method.input, request)), ctx));
   }
 
   async unaryBytes(
@@ -74,40 +60,26 @@ export class NamespacedUpstream implements Upstream {
   ): Promise<Buffer> {
     const t = this.translationOf(method);
     if (!t) return this.inner.unaryBytes(method, requestFrame, ctx, safeToRepeat);
-    const request = t.request(decodeRequest(method, messageOf(requestFrame)));
-    const answer = await this.inner.unaryBytes(method, frame(toBinary(method.input, request)), ctx, safeToRepeat);
+    const answer = await this.inner.unaryBytes(method, translated(method, t, requestFrame), ctx, safeToRepeat);
     return Buffer.from(toBinary(method.output, t.response(fromBinary(method.output, answer))));
   }
 
-  unaryOnLeader<I extends DescMessage, O extends DescMessage>(
-    method: DescMethodUnary<I, O>,
-    request: MessageInitShape<I>,
-    ctx: CallContext,
-  ): Promise<MessageShape<O>> {
-    return this.inner.unaryOnLeader(method, request, ctx);
+  unaryOnLeaderBytes(method: DescMethodUnary, requestFrame: Buffer, ctx: CallContext): Promise<Buffer> {
+    return this.inner.unaryOnLeaderBytes(method, requestFrame, ctx);
   }
 
-  async *serverStream<I extends DescMessage, O extends DescMessage>(
-    method: DescMethodServerStreaming<I, O>,
-    request: MessageInitShape<I>,
+  serverStreamBytes(
+    method: DescMethodServerStreaming,
+    requestFrame: Buffer,
     ctx: CallContext,
-  ): AsyncIterable<MessageShape<O>> {
+    safeToRepeat: () => boolean,
+  ): AsyncIterable<Buffer> {
     const t = this.translationOf(method);
-    if (!t) return yield* this.inner.serverStream(method, request, ctx);
-    for await (const m of this.inner.serverStream(method, t.request(create(method.input, request)), ctx)) {
-      yield t.response(m);
-    }
-  }
-
-  async *bidiStream<I extends DescMessage, O extends DescMessage>(
-    method: DescMethodBiDiStreaming<I, O>,
-    requests: AsyncIterable<MessageInitShape<I>>,
-    ctx: CallContext,
-  ): AsyncIterable<MessageShape<O>> {
-    const t = this.translationOf(method);
-    if (!t) return yield* this.inner.bidiStream(method, requests, ctx);
-    const whole = mapAsync(requests, (r) => t.request(create(method.input, r)));
-    for await (const m of this.inner.bidiStream(method, whole, ctx)) yield t.response(m);
+    if (!t) return this.inner.serverStreamBytes(method, requestFrame, ctx, safeToRepeat);
+    const answers = this.inner.serverStreamBytes(method, translated(method, t, requestFrame), ctx, safeToRepeat);
+    return mapAsync(answers, (answer) =>
+      Buffer.from(toBinary(method.output, t.response(fromBinary(method.output, answer)))),
+    );
   }
 
   bidiStreamBytes(
@@ -117,10 +89,8 @@ export class NamespacedUpstream implements Upstream {
   ): AsyncIterable<Buffer> {
     const t = this.translationOf(method);
     if (!t) return this.inner.bidiStreamBytes(method, requestFrames, ctx);
-    const translated = mapAsync(requestFrames, (requestFrame) =>
-      frame(toBinary(method.input, t.request(decodeRequest(method, messageOf(requestFrame))))),
-    );
-    return mapAsync(this.inner.bidiStreamBytes(method, translated, ctx), (answer) =>
+    const requests = mapAsync(requestFrames, (requestFrame) => translated(method, t, requestFrame));
+    return mapAsync(this.inner.bidiStreamBytes(method, requests, ctx), (answer) =>
       Buffer.from(toBinary(method.output, t.response(fromBinary(method.output, answer)))),
     );
   }
@@ -140,6 +110,11 @@ export class NamespacedUpstream implements Upstream {
   private translationOf(method: DescMethod): Translation | undefined {
     return this.translations.get(`${method.parent.typeName}/${method.name}`);
   }
+}
+
+/** A client's request frame as etcd must see it. */
+function translated(method: DescMethod, t: Translation, requestFrame: Uint8Array): Buffer {
+  return frame(toBinary(method.input, t.request(decodeRequest(method, messageOf(requestFrame)))));
 }
 
 function translationsFor(p: KeyPrefix): Map<string, Translation> {

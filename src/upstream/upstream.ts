@@ -24,10 +24,12 @@ import { mapAsync } from "../util/map-async.js";
 
 /**
  * The proxy's only door to etcd. Services and features call it with typed
- * messages; which endpoint answers, and how failures are hidden, is its
- * business alone.
+ * messages or, on plain forwards, with the bytes a client sent; which
+ * endpoint answers, and how failures are hidden, is its business alone.
+ * Implementations move bytes (ByteCalls); the typed calls are made from
+ * those once, in UpstreamBase.
  */
-export interface Upstream {
+export interface Upstream extends ByteCalls {
   unary<I extends DescMessage, O extends DescMessage>(
     method: DescMethodUnary<I, O>,
     request: MessageInitShape<I>,
@@ -44,15 +46,6 @@ export interface Upstream {
     ctx: CallContext,
   ): AsyncIterable<MessageShape<O>>;
   /**
-   * A bidi call on bytes: `requestFrames` are framed request messages, the
-   * result etcd's response messages (without their frame prefix).
-   */
-  bidiStreamBytes(
-    method: DescMethodBiDiStreaming,
-    requestFrames: AsyncIterable<Uint8Array>,
-    ctx: CallContext,
-  ): AsyncIterable<Buffer>;
-  /**
    * A unary call that only etcd's leader can serve (MoveLeader). It goes to
    * the endpoint whose member leads; if none can be found, to the current one,
    * whose answer then says why.
@@ -62,17 +55,34 @@ export interface Upstream {
     request: MessageInitShape<I>,
     ctx: CallContext,
   ): Promise<MessageShape<O>>;
-  /**
-   * A unary call on bytes, for the native gRPC lane: `requestFrame` is the
-   * client's framed request, the result the response message. `safeToRepeat`
-   * is asked only if an attempt fails after it may have reached etcd.
-   */
+}
+
+/**
+ * Calls on bytes: a request frame is a framed request message as a client
+ * sends it; answers are etcd's response messages (without their frame
+ * prefix). `safeToRepeat` is asked only if an attempt fails after it may
+ * have reached etcd.
+ */
+export interface ByteCalls {
   unaryBytes(
     method: DescMethodUnary,
     requestFrame: Buffer,
     ctx: CallContext,
     safeToRepeat: () => boolean,
   ): Promise<Buffer>;
+  serverStreamBytes(
+    method: DescMethodServerStreaming,
+    requestFrame: Buffer,
+    ctx: CallContext,
+    safeToRepeat: () => boolean,
+  ): AsyncIterable<Buffer>;
+  bidiStreamBytes(
+    method: DescMethodBiDiStreaming,
+    requestFrames: AsyncIterable<Uint8Array>,
+    ctx: CallContext,
+  ): AsyncIterable<Buffer>;
+  /** See Upstream.unaryOnLeader. */
+  unaryOnLeaderBytes(method: DescMethodUnary, requestFrame: Buffer, ctx: CallContext): Promise<Buffer>;
   /** Endpoint URLs with their health, for status pages and logs. */
   endpoints(): Array<{ url: string; up: boolean; current: boolean }>;
   /** etcd's Status from every endpoint at once, each with its own outcome (dashboards, MoveLeader). */
@@ -80,7 +90,71 @@ export interface Upstream {
   close(): void;
 }
 
-/** One endpoint's answer to Status, or why it gave none. */
+/** The typed calls, made once from an implementation's byte calls. */
+export abstract class UpstreamBase implements Upstream {
+  abstract unaryBytes(
+    method: DescMethodUnary,
+    requestFrame: Buffer,
+    ctx: CallContext,
+    safeToRepeat: () => boolean,
+  ): Promise<Buffer>;
+  abstract serverStreamBytes(
+    method: DescMethodServerStreaming,
+    requestFrame: Buffer,
+    ctx: CallContext,
+    safeToRepeat: () => boolean,
+  ): AsyncIterable<Buffer>;
+  abstract bidiStreamBytes(
+    method: DescMethodBiDiStreaming,
+    requestFrames: AsyncIterable<Uint8Array>,
+    ctx: CallContext,
+  ): AsyncIterable<Buffer>;
+  abstract unaryOnLeaderBytes(method: DescMethodUnary, requestFrame: Buffer, ctx: CallContext): Promise<Buffer>;
+  abstract endpoints(): Array<{ url: string; up: boolean; current: boolean }>;
+  abstract statusOfEach(ctx: CallContext): Promise<EndpointStatus[]>;
+  abstract close(): void;
+
+  async unary<I extends DescMessage, O extends DescMessage>(
+    method: DescMethodUnary<I, O>,
+    request: MessageInitShape<I>,
+    ctx: CallContext,
+  ): Promise<MessageShape<O>> {
+    const message = create(method.input, request);
+    const safe = isSafeToRepeat(method, message);
+    const answer = await this.unaryBytes(method, frame(toBinary(method.input, message)), ctx, () => safe);
+    return fromBinary(method.output, answer);
+  }
+
+  async *serverStream<I extends DescMessage, O extends DescMessage>(
+    method: DescMethodServerStreaming<I, O>,
+    request: MessageInitShape<I>,
+    ctx: CallContext,
+  ): AsyncIterable<MessageShape<O>> {
+    const message = create(method.input, request);
+    const safe = isSafeToRepeat(method, message);
+    const answers = this.serverStreamBytes(method, frame(toBinary(method.input, message)), ctx, () => safe);
+    for await (const answer of answers) yield fromBinary(method.output, answer);
+  }
+
+  bidiStream<I extends DescMessage, O extends DescMessage>(
+    method: DescMethodBiDiStreaming<I, O>,
+    requests: AsyncIterable<MessageInitShape<I>>,
+    ctx: CallContext,
+  ): AsyncIterable<MessageShape<O>> {
+    const frames = mapAsync(requests, (request) => frame(toBinary(method.input, create(method.input, request))));
+    return mapAsync(this.bidiStreamBytes(method, frames, ctx), (answer) => fromBinary(method.output, answer));
+  }
+
+  async unaryOnLeader<I extends DescMessage, O extends DescMessage>(
+    method: DescMethodUnary<I, O>,
+    request: MessageInitShape<I>,
+    ctx: CallContext,
+  ): Promise<MessageShape<O>> {
+    const requestFrame = frame(toBinary(method.input, create(method.input, request)));
+    return fromBinary(method.output, await this.unaryOnLeaderBytes(method, requestFrame, ctx));
+  }
+}
+
 export interface EndpointStatus {
   url: string;
   status?: MessageShape<typeof Maintenance.method.status.output>;
@@ -134,12 +208,13 @@ const NO_GREATER_REVISION =
 /** How long streams may stay on an endpoint that left the cluster before they move (see H2Client.retire). */
 const RETIRE_GRACE_MS = 30_000;
 
-export class EtcdUpstream implements Upstream {
+export class EtcdUpstream extends UpstreamBase {
   private readonly pool: EndpointPool<EndpointClients>;
   /** --experimental-serializable-ordering: the highest store revision a Range answer has shown. */
   private floor = 0n;
 
   constructor(private readonly options: UpstreamOptions) {
+    super();
     this.pool = new EndpointPool(
       options.endpoints.map((url) => ({ url, client: this.connect(url) })),
       { backoffMinMs: options.backoffMinMs, backoffMaxMs: options.backoffMaxMs },
@@ -169,17 +244,6 @@ export class EtcdUpstream implements Upstream {
 
   endpoints(): Array<{ url: string; up: boolean; current: boolean }> {
     return this.pool.endpoints.map((e) => ({ url: e.url, up: this.pool.isUp(e), current: e === this.pool.current }));
-  }
-
-  async unary<I extends DescMessage, O extends DescMessage>(
-    method: DescMethodUnary<I, O>,
-    request: MessageInitShape<I>,
-    ctx: CallContext,
-  ): Promise<MessageShape<O>> {
-    const message = create(method.input, request);
-    const safe = isSafeToRepeat(method, message);
-    const bytes = await this.unaryBytes(method, frame(toBinary(method.input, message)), ctx, () => safe);
-    return fromBinary(method.output, bytes);
   }
 
   async unaryBytes(
@@ -248,17 +312,12 @@ export class EtcdUpstream implements Upstream {
     );
   }
 
-  async unaryOnLeader<I extends DescMessage, O extends DescMessage>(
-    method: DescMethodUnary<I, O>,
-    request: MessageInitShape<I>,
-    ctx: CallContext,
-  ): Promise<MessageShape<O>> {
+  async unaryOnLeaderBytes(method: DescMethodUnary, requestFrame: Buffer, ctx: CallContext): Promise<Buffer> {
     const leader = await this.findLeader(ctx);
-    if (!leader) return this.unary(method, request, ctx);
-    const requestFrame = frame(toBinary(method.input, create(method.input, request)));
+    if (!leader) return this.unaryBytes(method, requestFrame, ctx, () => isSafeToRepeat(method, undefined));
     checkSendLimit(requestFrame, this.options.maxSendBytes);
     try {
-      return fromBinary(method.output, await this.send(leader.client.h2, method, requestFrame, ctx));
+      return await this.send(leader.client.h2, method, requestFrame, ctx);
     } catch (err) {
       throw toClientError(err);
     }
@@ -292,50 +351,31 @@ export class EtcdUpstream implements Upstream {
     return undefined;
   }
 
-  async *serverStream<I extends DescMessage, O extends DescMessage>(
-    method: DescMethodServerStreaming<I, O>,
-    request: MessageInitShape<I>,
+  async *serverStreamBytes(
+    method: DescMethodServerStreaming,
+    requestFrame: Buffer,
     ctx: CallContext,
-  ): AsyncIterable<MessageShape<O>> {
-    const requestFrame = frame(toBinary(method.input, create(method.input, request)));
+    safeToRepeat: () => boolean,
+  ): AsyncIterable<Buffer> {
     checkSendLimit(requestFrame, this.options.maxSendBytes);
-    const opened = await this.attempt(ctx, repeatPolicy(isSafeToRepeat(method, request)), ({ h2 }) =>
+    const opened = await this.attempt(ctx, new LazyRepeatPolicy(safeToRepeat), ({ h2 }) =>
       this.openStream(h2, method, single(requestFrame), ctx),
     );
-    yield* this.relay(opened, ctx, (message) => fromBinary(method.output, message));
+    yield* this.relay(opened, ctx);
   }
 
-  bidiStream<I extends DescMessage, O extends DescMessage>(
-    method: DescMethodBiDiStreaming<I, O>,
-    requests: AsyncIterable<MessageInitShape<I>>,
-    ctx: CallContext,
-  ): AsyncIterable<MessageShape<O>> {
-    const frames = mapAsync(requests, (request) => frame(toBinary(method.input, create(method.input, request))));
-    return this.bidi(method, frames, ctx, (message) => fromBinary(method.output, message));
-  }
-
-  bidiStreamBytes(
+  async *bidiStreamBytes(
     method: DescMethodBiDiStreaming,
     requestFrames: AsyncIterable<Uint8Array>,
     ctx: CallContext,
   ): AsyncIterable<Buffer> {
-    return this.bidi(method, requestFrames, ctx, (message) => message);
-  }
-
-  /** A bidi call on request frames; each response message goes through `decode` as it is relayed. */
-  private async *bidi<T>(
-    method: DescMethodBiDiStreaming,
-    requestFrames: AsyncIterable<Uint8Array>,
-    ctx: CallContext,
-    decode: (message: Buffer) => T,
-  ): AsyncIterable<T> {
     // A request stream can be re-sent elsewhere only while no message of it
     // has been taken: etcd cannot have seen any of it then.
     const limit = this.options.maxSendBytes;
     const source = new UntouchedSource(requestFrames, (requestFrame) => checkSendLimit(requestFrame, limit));
     const policy = { safe: false, mayResend: (err: unknown) => source.untouched && neverReachedEtcd(err) };
     const opened = await this.attempt(ctx, policy, ({ h2 }) => this.openStream(h2, method, source, ctx));
-    yield* this.relay(opened, ctx, decode);
+    yield* this.relay(opened, ctx);
   }
 
   /** Opens a streaming call on one endpoint's lean client, with the call's metadata and deadline. */
@@ -348,14 +388,10 @@ export class EtcdUpstream implements Upstream {
     return h2.stream(pathOf(method), frames, callMetadata(ctx), ctx.signal, this.options.maxRecvBytes);
   }
 
-  /** A call's response messages, each through `decode`; a failure on the way tells the pool about the endpoint. */
-  private async *relay<T>(
-    opened: Attempt<AsyncIterable<Buffer>>,
-    ctx: CallContext,
-    decode: (message: Buffer) => T,
-  ): AsyncIterable<T> {
+  /** A call's response messages; a failure on the way tells the pool about the endpoint. */
+  private async *relay(opened: Attempt<AsyncIterable<Buffer>>, ctx: CallContext): AsyncIterable<Buffer> {
     try {
-      for await (const message of opened.value) yield decode(message);
+      yield* opened.value;
     } catch (err) {
       if (!ctx.signal.aborted && isConnectionFailure(err)) this.endpointFailed(opened.endpoint, err);
       throw toClientError(err);
