@@ -39,6 +39,8 @@ const SESSION_TTL_SECONDS = 60;
 const SESSION_MARGIN_MS = 2_000;
 const SESSION_RETRY_MS = 1_000;
 const OWN_CALL_TIMEOUT_MS = 5_000;
+/** Owners one write asks to give their keys up at once (each wait is a watch on etcd). */
+const REVOKES_AT_ONCE = 64;
 
 export interface LeasingOptions {
   /** --experimental-leasing-prefix: where ownership records live (inside --namespace, as with etcd's proxy). */
@@ -211,17 +213,21 @@ export class LeasingKv {
         throw err;
       }
       if (done.succeeded) return done;
-      const revokes: Array<Promise<void>> = [];
+      const owners: KeyValue[] = [];
       done.responses.forEach((r, i) => {
         for (const record of (r.response.value as RangeResponse).kvs) {
           if (this.session && record.lease === this.session.leaseId) {
             if (record.createRevision > floors[i]!) floors[i] = record.createRevision;
           } else {
-            revokes.push(this.revoke(record, done.header!.revision, ctx));
+            owners.push(record);
           }
         }
       });
-      await Promise.all(revokes);
+      // Each wait holds a watch: a range write over many owned keys asks a batch of owners at a time.
+      for (let at = 0; at < owners.length; at += REVOKES_AT_ONCE) {
+        const batch = owners.slice(at, at + REVOKES_AT_ONCE);
+        await Promise.all(batch.map((record) => this.revoke(record, done.header!.revision, ctx)));
+      }
     }
   }
 

@@ -119,10 +119,8 @@ export abstract class UpstreamBase implements Upstream {
     request: MessageInitShape<I>,
     ctx: CallContext,
   ): Promise<MessageShape<O>> {
-    const message = create(method.input, request);
-    const safe = isSafeToRepeat(method, message);
-    const answer = await this.unaryBytes(method, frame(toBinary(method.input, message)), ctx, () => safe);
-    return fromBinary(method.output, answer);
+    const { requestFrame, safe } = framed(method, request);
+    return fromBinary(method.output, await this.unaryBytes(method, requestFrame, ctx, () => safe));
   }
 
   async *serverStream<I extends DescMessage, O extends DescMessage>(
@@ -130,9 +128,8 @@ export abstract class UpstreamBase implements Upstream {
     request: MessageInitShape<I>,
     ctx: CallContext,
   ): AsyncIterable<MessageShape<O>> {
-    const message = create(method.input, request);
-    const safe = isSafeToRepeat(method, message);
-    const answers = this.serverStreamBytes(method, frame(toBinary(method.input, message)), ctx, () => safe);
+    const { requestFrame, safe } = framed(method, request);
+    const answers = this.serverStreamBytes(method, requestFrame, ctx, () => safe);
     for await (const answer of answers) yield fromBinary(method.output, answer);
   }
 
@@ -150,9 +147,18 @@ export abstract class UpstreamBase implements Upstream {
     request: MessageInitShape<I>,
     ctx: CallContext,
   ): Promise<MessageShape<O>> {
-    const requestFrame = frame(toBinary(method.input, create(method.input, request)));
+    const { requestFrame } = framed(method, request);
     return fromBinary(method.output, await this.unaryOnLeaderBytes(method, requestFrame, ctx));
   }
+}
+
+/** A typed request as the frame to send, and whether sending it again is safe. */
+function framed<I extends DescMessage>(
+  method: DescMethodUnary<I> | DescMethodServerStreaming<I>,
+  request: MessageInitShape<I>,
+): { requestFrame: Buffer; safe: boolean } {
+  const message = create(method.input, request);
+  return { requestFrame: frame(toBinary(method.input, message)), safe: isSafeToRepeat(method, message) };
 }
 
 export interface EndpointStatus {

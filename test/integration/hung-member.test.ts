@@ -13,6 +13,48 @@ import { WatchStream } from "../helpers/watch.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * Keeps `leases` alive through `client` as clientv3's lease keeper does: a
+ * keep-alive for each every second, on one stream opened again if it fails.
+ */
+function keepRenewing(client: EtcdGrpcClient, leases: string[]) {
+  const streamErrors: string[] = [];
+  // Each lease's last answer: when, and the TTL it gave (to explain a lease that expires anyway).
+  const lastAnswer = new Map<string, { at: number; ttl: string }>();
+  let keeping = true;
+  const openKeepAlive = () => {
+    const call = client.stream("Lease", "LeaseKeepAlive");
+    call.on("data", (d: { ID: string; TTL: string }) => lastAnswer.set(d.ID, { at: Date.now(), ttl: d.TTL }));
+    call.on("error", (err: grpc.ServiceError) => {
+      if (!keeping) return;
+      streamErrors.push(`${err.code} ${JSON.stringify(err.details)}`);
+      keepAlive = openKeepAlive();
+    });
+    return call;
+  };
+  let keepAlive = openKeepAlive();
+  const keeper = setInterval(() => {
+    for (const id of leases) keepAlive.write({ ID: id });
+  }, 1_000);
+  return {
+    streamErrors,
+    lastAnswer,
+    stop() {
+      keeping = false;
+      clearInterval(keeper);
+      keepAlive.cancel();
+    },
+  };
+}
+
+/** How many of `leases` etcd has let expire, asked through `direct`. */
+async function expiredOf(direct: EtcdGrpcClient, leases: string[]): Promise<{ expired: string[]; ttls: string[] }> {
+  const ttls = await Promise.all(
+    leases.map(async (id) => ((await direct.unary("Lease", "LeaseTimeToLive", { ID: id })) as { TTL: string }).TTL),
+  );
+  return { expired: leases.filter((_, i) => Number(ttls[i]) <= 0), ttls };
+}
+
 describe("a hung member, default flags", () => {
   const f = useProxy(3);
 
@@ -36,30 +78,7 @@ describe("a hung member, default flags", () => {
       for (let i = 0; i < 20; i++) {
         leases.push(((await f.client.unary("Lease", "LeaseGrant", { TTL: 5 })) as { ID: string }).ID);
       }
-      // Like clientv3's lease keeper: a stream that fails is opened again.
-      const reopenedFor: string[] = [];
-      // Each lease's last answer: when, and the TTL it gave (to explain a lease that expires anyway).
-      const lastAnswer = new Map<string, { at: number; ttl: string }>();
-      let keeping = true;
-      const openKeepAlive = () => {
-        const call = f.client.stream("Lease", "LeaseKeepAlive");
-        call.on("data", (d: { ID: string; TTL: string }) => lastAnswer.set(d.ID, { at: Date.now(), ttl: d.TTL }));
-        call.on("error", (err: grpc.ServiceError) => {
-          if (!keeping) return;
-          reopenedFor.push(`${err.code} ${JSON.stringify(err.details)}`);
-          keepAlive = openKeepAlive();
-        });
-        return call;
-      };
-      let keepAlive = openKeepAlive();
-      const keeper = setInterval(() => {
-        for (const id of leases) keepAlive.write({ ID: id });
-      }, 1_000);
-      const stopKeeping = () => {
-        keeping = false;
-        clearInterval(keeper);
-        keepAlive.cancel();
-      };
+      const keeper = keepRenewing(f.client, leases);
       try {
         // Puts go straight to a healthy member, so events exist whatever the proxy does.
         const putAt = new Map<number, number>();
@@ -156,15 +175,15 @@ describe("a hung member, default flags", () => {
             ttls,
             frozenLed,
             lastAnswers: expired.map((id) => {
-              const a = lastAnswer.get(id);
+              const a = keeper.lastAnswer.get(id);
               return a && { msAfterFreeze: a.at - frozenAt, msAgo: Date.now() - a.at, ttl: a.ttl };
             }),
-            streamErrors: reopenedFor,
+            streamErrors: keeper.streamErrors,
             endpoints: f.proxy.upstream.endpoints(),
           });
         assert.equal(expired.length, 0, `leases expired: ${story()}`);
       } finally {
-        stopKeeping();
+        keeper.stop();
         for (const w of watchers) w.close();
       }
     } finally {
@@ -202,28 +221,13 @@ describe("a hung member, default flags", () => {
     const proxy = await startTestProxy(followers.map((m) => m.clientUrl).join(","));
     const client = new EtcdGrpcClient(proxy.address);
     const direct = new EtcdGrpcClient(followers[1]!.endpoint);
-    const errors: string[] = [];
-    let keeping = true;
-    const openKeepAlive = () => {
-      const call = client.stream("Lease", "LeaseKeepAlive");
-      call.on("data", () => {});
-      call.on("error", (err: grpc.ServiceError) => {
-        if (!keeping) return;
-        errors.push(`${err.code} ${JSON.stringify(err.details)}`);
-        keepAlive = openKeepAlive();
-      });
-      return call;
-    };
-    let keepAlive = openKeepAlive();
-    let keeper: NodeJS.Timeout | undefined;
+    let keeper: ReturnType<typeof keepRenewing> | undefined;
     try {
       const leases: string[] = [];
       for (let i = 0; i < 10; i++) {
         leases.push(((await client.unary("Lease", "LeaseGrant", { TTL: 5 })) as { ID: string }).ID);
       }
-      keeper = setInterval(() => {
-        for (const id of leases) keepAlive.write({ ID: id });
-      }, 1_000);
+      keeper = keepRenewing(client, leases);
       await sleep(1_000);
       leader.process!.kill("SIGSTOP");
       try {
@@ -231,17 +235,13 @@ describe("a hung member, default flags", () => {
       } finally {
         leader.process!.kill("SIGCONT");
       }
-      for (const id of leases) {
-        const ttl = (await direct.unary("Lease", "LeaseTimeToLive", { ID: id })) as { TTL: string };
-        assert.ok(Number(ttl.TTL) > 0, `lease ${id} expired (keep-alive stream errors: ${errors.join("; ")})`);
-      }
-      assert.deepEqual(errors, [], "no keep-alive stream failed");
+      const { expired } = await expiredOf(direct, leases);
+      assert.deepEqual(expired, [], `keep-alive stream errors: ${keeper.streamErrors.join("; ")}`);
+      assert.deepEqual(keeper.streamErrors, [], "no keep-alive stream failed");
       const stalled = await proxyMetric(proxy.address, "etcd_grpc_proxy_lease_keepalive_stalled_total");
       assert.ok(stalled >= 1, `the stuck stream was abandoned (${stalled})`);
     } finally {
-      keeping = false;
-      clearInterval(keeper);
-      keepAlive.cancel();
+      keeper?.stop();
       client.close();
       direct.close();
       await proxy.close();
