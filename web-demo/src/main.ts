@@ -1,4 +1,5 @@
 // The dashboard: served by the proxy at /, talking to it over Connect.
+import { setupAuthAdmin } from "./auth-admin.js";
 import { auth, loggedIn, setToken } from "./client.js";
 import { setupKeys } from "./keys.js";
 import { setupCluster, setupLeases, setupProxy, setupWatch } from "./panels.js";
@@ -48,3 +49,4 @@ setupWatch();
 setupLeases();
 setupCluster();
 setupProxy();
+setupAuthAdmin();
