@@ -24,13 +24,38 @@ export interface CallContext {
 const FORWARDED_METADATA = ["token", "hasleader", "client-api-version"] as const;
 
 /** The metadata to forward, read from a client's request headers by `get`. */
-export function forwardedMetadata(get: (key: string) => string | null | undefined): Record<string, string> {
+function forwardedMetadata(get: (key: string) => string | null | undefined): Record<string, string> {
   const picked: Record<string, string> = {};
   for (const key of FORWARDED_METADATA) {
     const value = get(key);
     if (typeof value === "string") picked[key] = value;
   }
   return picked;
+}
+
+/**
+ * How every lane starts a call: the metadata etcd must see, read from the
+ * client's headers by `header` (each lane knows its own wire format), and
+ * the deadline `timeoutMs` from now. `signal` may be a getter, for lanes
+ * that make the signal only if a handler asks for it.
+ */
+export function startCall(
+  header: (key: string) => string | null | undefined,
+  timeoutMs: number | undefined,
+  signal: AbortSignal | (() => AbortSignal),
+  answers?: AnswerGate,
+): CallContext {
+  const forwardHeaders = forwardedMetadata(header);
+  const deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
+  if (typeof signal !== "function") return { forwardHeaders, deadline, signal, answers };
+  return {
+    forwardHeaders,
+    deadline,
+    answers,
+    get signal() {
+      return signal();
+    },
+  };
 }
 
 /**

@@ -1,18 +1,12 @@
 import type { DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ConnectRouter, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
-import { forwardedMetadata, type CallContext } from "../call-context.js";
+import { startCall, type CallContext } from "../call-context.js";
 import type { RpcObserver, RpcRecord } from "../metrics.js";
 import type { ServiceBinding } from "../services/handlers.js";
 
 /** Translates Connect's per-call context into the proxy's transport-free one. */
 function callContextOf(ctx: HandlerContext): CallContext {
-  const forwardHeaders = forwardedMetadata((key) => ctx.requestHeader.get(key));
-  const timeoutMs = ctx.timeoutMs();
-  return {
-    forwardHeaders,
-    deadline: timeoutMs === undefined ? undefined : Date.now() + timeoutMs,
-    signal: ctx.signal,
-  };
+  return startCall((key) => ctx.requestHeader.get(key), ctx.timeoutMs(), ctx.signal);
 }
 
 /** Adapts the proxy's handlers to a Connect ServiceImpl for the router, reporting each call to `observe`. */

@@ -1,7 +1,7 @@
 import { create, fromJson, toJson, type DescMethod, type JsonValue } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import { forwardedMetadata, type CallContext } from "../call-context.js";
+import { startCall, type CallContext } from "../call-context.js";
 import { GRPC_OK, decodeGrpcTimeout } from "../grpc/wire.js";
 import { GATEWAY_ROUTES } from "../gen/gateway-routes.js";
 import type { RpcObserver, RpcRecord } from "../metrics.js";
@@ -198,10 +198,8 @@ function gatewayContext(
     const value = headers[key];
     return typeof value === "string" ? value : undefined;
   };
-  const forwardHeaders = forwardedMetadata(
-    (key) =>
-      header(`grpc-metadata-${key}`) ?? (key === "token" ? (header("authorization") ?? header("token")) : undefined),
-  );
+  const metadata = (key: string) =>
+    header(`grpc-metadata-${key}`) ?? (key === "token" ? (header("authorization") ?? header("token")) : undefined);
   const timeout = header("grpc-timeout");
   const timeoutMs = timeout === undefined ? undefined : decodeGrpcTimeout(timeout);
   if (typeof timeoutMs === "string") return new ConnectError(`invalid grpc-timeout: ${timeout}`, Code.InvalidArgument);
@@ -209,8 +207,7 @@ function gatewayContext(
     timeoutMs === undefined
       ? undefined
       : setTimeout(() => abort.abort(new ConnectError("context deadline exceeded", Code.DeadlineExceeded)), timeoutMs);
-  const deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
-  return { ctx: { forwardHeaders, deadline, signal: abort.signal }, stop: () => clearTimeout(timer) };
+  return { ctx: startCall(metadata, timeoutMs, abort.signal), stop: () => clearTimeout(timer) };
 }
 
 /** A body holds one JSON message, or several in a row (streams). */

@@ -1,6 +1,6 @@
 import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { forwardedMetadata, type CallContext } from "../call-context.js";
+import { startCall, type CallContext } from "../call-context.js";
 import {
   frame,
   FrameDecoder,
@@ -192,7 +192,6 @@ function callContext(stream: H2Stream): {
   abort: (reason: ConnectError) => void;
 } {
   const headers = stream.headers;
-  const forwardHeaders = forwardedMetadata((key) => headers[key]);
   // The signal is made only if someone asks for it: a call answered from
   // the cache never does.
   let controller: AbortController | undefined;
@@ -213,21 +212,14 @@ function callContext(stream: H2Stream): {
     clearTimeout(timer);
     if (!callOf(stream).finished) abort(CLIENT_GONE);
   });
-  return {
-    ctx: {
-      forwardHeaders,
-      answers: stream.answerGate,
-      deadline: timeoutMs === undefined ? undefined : Date.now() + timeoutMs,
-      get signal() {
-        if (!controller) {
-          controller = new AbortController();
-          if (abortedWith) controller.abort(abortedWith);
-        }
-        return controller.signal;
-      },
-    },
-    abort,
+  const signal = () => {
+    if (!controller) {
+      controller = new AbortController();
+      if (abortedWith) controller.abort(abortedWith);
+    }
+    return controller.signal;
   };
+  return { ctx: startCall((key) => headers[key], timeoutMs, signal, stream.answerGate), abort };
 }
 
 /** What the lane keeps of each call, on its stream (one object, where weak maps made GC work per call). */
