@@ -42,6 +42,25 @@ function setupLogin(): void {
   show();
 }
 
+/** Light, dark, or the system's choice (the default); kept in the browser. */
+function setupTheme(): void {
+  const button = $<HTMLButtonElement>("#theme");
+  const themes = ["system", "light", "dark"] as const;
+  const apply = (theme: string) => {
+    if (theme === "system") delete document.documentElement.dataset["theme"];
+    else document.documentElement.dataset["theme"] = theme;
+    button.textContent = `theme: ${theme}`;
+  };
+  let current = localStorage.getItem("etcd-theme") ?? "system";
+  apply(current);
+  button.addEventListener("click", () => {
+    current = themes[(themes.indexOf(current as (typeof themes)[number]) + 1) % themes.length]!;
+    localStorage.setItem("etcd-theme", current);
+    apply(current);
+  });
+}
+
+setupTheme();
 setupTabs();
 setupLogin();
 setupKeys();
