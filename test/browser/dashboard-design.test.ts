@@ -9,7 +9,7 @@ import { useProxy } from "../helpers/fixture.js";
 
 /** The page background's luminance, 0 (black) to 1 (white). */
 async function backgroundLuminance(page: Page): Promise<number> {
-  const rgb = await page.evaluate(() => getComputedStyle(document.documentElement).backgroundColor);
+  const rgb = await page.evaluate<string>("getComputedStyle(document.documentElement).backgroundColor");
   const [r, g, b] = rgb.match(/\d+/g)!.map(Number) as [number, number, number];
   return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255;
 }

@@ -2,6 +2,7 @@
 // compare-and-swap on the revision the user saw.
 import { Compare_CompareResult, Compare_CompareTarget } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.js";
 import { bytes, kv, prefixEnd, text } from "./client.js";
+import { describeKubernetesObject, isKubernetesObject } from "./k8s.js";
 import { $, el, showError } from "./ui.js";
 
 const PAGE = 1000;
@@ -137,6 +138,10 @@ async function open(key: string): Promise<void> {
     $("#editor-status").textContent = "";
     $("#editor-status").className = "";
     $("#history").replaceChildren();
+    // Kubernetes' protobuf objects are shown decoded; anything else keeps the chosen view.
+    const format = $<HTMLSelectElement>("#format");
+    if (isKubernetesObject(item.value)) format.value = "kubernetes";
+    else if (format.value === "kubernetes") format.value = "text";
     render(selected);
   } catch (err) {
     showError(err);
@@ -161,6 +166,8 @@ function formatValue(value: Uint8Array, format: string): string {
       return [...value].map((b) => b.toString(16).padStart(2, "0")).join(" ");
     case "base64":
       return btoa(String.fromCharCode(...value));
+    case "kubernetes":
+      return isKubernetesObject(value) ? describeKubernetesObject(value) : text(value);
     default:
       return text(value);
   }
@@ -174,6 +181,8 @@ function parseValue(input: string, format: string): Uint8Array {
       return new Uint8Array((input.match(/[0-9a-f]{2}/gi) ?? []).map((h) => parseInt(h, 16)));
     case "base64":
       return Uint8Array.from(atob(input.trim()), (c) => c.charCodeAt(0));
+    case "kubernetes":
+      throw new Error("the Kubernetes view is read-only: show the value as base64 or hex to edit it");
     default:
       return bytes(input);
   }
