@@ -2,6 +2,7 @@
 // playwright-core), served by the proxy and talking only to it. Screenshots
 // of each step go to test-results/dashboard/.
 import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
 import { after, before, describe, it } from "node:test";
 import type { Browser, Page } from "playwright-core";
 import { SCREENSHOTS, launchChromium } from "../helpers/browser.js";
@@ -21,6 +22,10 @@ describe("the dashboard in chromium", () => {
   after(async () => {
     await browser?.close();
   });
+  /** A key's mod revision, straight from etcd. */
+  const revOf = async (key: string) =>
+    ((await f.direct.unary("KV", "Range", { key: Buffer.from(key) })) as { kvs: Array<{ mod_revision: string }> })
+      .kvs[0]!.mod_revision;
   const shot = (name: string) => page.screenshot({ path: `${SHOTS}/${name}.png`, fullPage: true });
 
   it("creates a key and shows it in the tree", async () => {
@@ -106,6 +111,31 @@ describe("the dashboard in chromium", () => {
     await page.fill("#browse input[name=separator]", "/");
   });
 
+  it("bookmarks a key across reloads, and copies a key or value in one click", async () => {
+    await page.context().grantPermissions(["clipboard-read", "clipboard-write"], {
+      origin: `http://${f.proxy.address}`,
+    });
+    await page.click('#tabs button[data-tab="keys"]');
+    await page.click("#browse button[type=submit]");
+    await page.locator('#tree .leaf[data-key="plain"]').click();
+    await page.locator("#editor-key", { hasText: "plain" }).waitFor();
+    await page.click("#bookmark");
+    await page.locator('#bookmarks li[data-bookmark="plain"]').waitFor();
+    assert.equal(await page.textContent("#bookmark"), "Remove bookmark");
+    await page.reload();
+    await page.locator('#bookmarks li[data-bookmark="plain"]').click();
+    await page.locator("#editor-key", { hasText: "plain" }).waitFor();
+    await page.click("#copy-key");
+    await page.locator("#editor-status", { hasText: "key copied" }).waitFor();
+    assert.equal(await page.evaluate<string>("navigator.clipboard.readText()"), "plain");
+    await page.click("#copy-value");
+    await page.locator("#editor-status", { hasText: "value copied" }).waitFor();
+    assert.equal(await page.evaluate<string>("navigator.clipboard.readText()"), await page.inputValue("#value"));
+    await shot("11-bookmarks");
+    await page.click("#bookmark");
+    assert.equal(await page.locator("#bookmarks li").count(), 0);
+  });
+
   it("shows a live watch event when etcdctl writes straight to etcd", async () => {
     await page.click('#tabs button[data-tab="watch"]');
     await page.fill("#watch-form input[name=prefix]", "dash/");
@@ -114,6 +144,51 @@ describe("the dashboard in chromium", () => {
     await ctl(f.etcd.members[0]!.endpoint, ["put", "dash/live", "from-etcdctl"]);
     await page.locator("#events li", { hasText: "PUT dash/live = from-etcdctl" }).waitFor();
     await shot("4-watch");
+  });
+
+  it("filters watch events, holds them while paused, and exports what it shows", async () => {
+    const at = f.etcd.members[0]!.endpoint;
+    await page.click('#tabs button[data-tab="watch"]');
+    await page.fill("#watch-form input[name=prefix]", "flt/");
+    await page.click("#watch-start");
+    await page.locator("#watch-state", { hasText: "watching from revision" }).waitFor();
+    await ctl(at, ["put", "flt/a", "1"]);
+    await ctl(at, ["put", "flt/b", "2"]);
+    await ctl(at, ["del", "flt/a"]);
+    await page.locator("#events li", { hasText: "DELETE flt/a" }).waitFor();
+    assert.equal(await page.locator("#events li").count(), 3);
+    await page.uncheck("#watch-filter input[name=deletes]");
+    assert.equal(await page.locator("#events li").count(), 2);
+    await page.locator("#watch-filter-state", { hasText: "1 hidden by the filters" }).waitFor();
+    await page.fill("#watch-filter input[name=pattern]", "b");
+    assert.deepEqual(await page.locator("#events li").allTextContents(), ["PUT flt/b = 2 @" + (await revOf("flt/b"))]);
+    const [download] = await Promise.all([page.waitForEvent("download"), page.click("#watch-export")]);
+    const exported = (await readFile(await download.path(), "utf8"))
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    assert.deepEqual(
+      exported.map((e: { type: string; key: string; value: string }) => [e.type, e.key, e.value]),
+      [["PUT", "flt/b", "2"]],
+    );
+    await page.fill("#watch-filter input[name=pattern]", "");
+    await page.check("#watch-filter input[name=deletes]");
+    await page.click("#watch-pause");
+    await ctl(at, ["put", "flt/c", "3"]);
+    await page.locator("#watch-filter-state", { hasText: "1 held while paused" }).waitFor();
+    assert.equal(await page.locator("#events li", { hasText: "flt/c" }).count(), 0);
+    await page.click("#watch-pause");
+    await page.locator("#events li", { hasText: "PUT flt/c = 3" }).waitFor();
+    await shot("12-watch-filters");
+
+    // Changes to a bookmarked key notify, once the browser allows it.
+    await page.context().grantPermissions(["notifications"], { origin: `http://${f.proxy.address}` });
+    await page.evaluate(`localStorage.setItem("etcd-bookmarks", '["flt/b"]')`);
+    await page.click("#notify");
+    await page.locator("#notify-state", { hasText: "notifying on changes to 1 bookmarked key" }).waitFor();
+    await ctl(at, ["put", "flt/b", "4"]);
+    await page.locator("#notified li", { hasText: "changed: flt/b" }).waitFor();
+    await page.evaluate(`localStorage.removeItem("etcd-bookmarks")`);
   });
 
   it("grants a lease and counts its TTL down", async () => {

@@ -43,7 +43,39 @@ export function setupKeys(): void {
   $("#delete").addEventListener("click", () => void remove());
   $("#history-btn").addEventListener("click", () => void history());
   $<HTMLSelectElement>("#format").addEventListener("change", () => selected && render(selected));
+  $("#bookmark").addEventListener("click", () => selected && toggleBookmark(text(selected.key)));
+  $("#copy-key").addEventListener("click", () => selected && copy(text(selected.key), "key"));
+  $("#copy-value").addEventListener("click", () => copy($<HTMLTextAreaElement>("#value").value, "value"));
+  showBookmarks();
   void startBrowse("", "/");
+}
+
+/** Bookmarked keys, kept in this browser. */
+export const bookmarks = (): string[] => JSON.parse(localStorage.getItem("etcd-bookmarks") ?? "[]") as string[];
+
+function toggleBookmark(key: string): void {
+  const marked = bookmarks();
+  const next = marked.includes(key) ? marked.filter((k) => k !== key) : [...marked, key].sort();
+  localStorage.setItem("etcd-bookmarks", JSON.stringify(next));
+  showBookmarks();
+  document.dispatchEvent(new CustomEvent("bookmarks"));
+}
+
+function showBookmarks(): void {
+  const marked = bookmarks();
+  $("#bookmarks").replaceChildren(
+    ...marked.map((key) => {
+      const item = el("li", { class: "leaf", "data-bookmark": key }, key);
+      item.addEventListener("click", () => void open(key));
+      return item;
+    }),
+  );
+  if (selected) $("#bookmark").textContent = marked.includes(text(selected.key)) ? "Remove bookmark" : "Bookmark";
+}
+
+/** Copies `what` to the clipboard, saying so. */
+function copy(what: string, name: string): void {
+  navigator.clipboard.writeText(what).then(() => ($("#editor-status").textContent = `${name} copied`), showError);
 }
 
 async function startBrowse(prefix: string, separator: string): Promise<void> {
@@ -138,6 +170,7 @@ async function open(key: string): Promise<void> {
     $("#editor-status").textContent = "";
     $("#editor-status").className = "";
     $("#history").replaceChildren();
+    showBookmarks();
     // Kubernetes' protobuf objects are shown decoded; anything else keeps the chosen view.
     const format = $<HTMLSelectElement>("#format");
     if (isKubernetesObject(item.value)) format.value = "kubernetes";

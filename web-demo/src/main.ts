@@ -2,7 +2,10 @@
 import { setupAuthAdmin } from "./auth-admin.js";
 import { auth, loggedIn, setToken } from "./client.js";
 import { setupKeys } from "./keys.js";
-import { setupCluster, setupLeases, setupProxy, setupWatch } from "./panels.js";
+import { setupMaintenance } from "./maintenance.js";
+import { setupTransfer } from "./transfer.js";
+import { setupCluster, setupLeases, setupProxy } from "./panels.js";
+import { setupWatch } from "./watch-view.js";
 import { $, showError } from "./ui.js";
 
 function setupTabs(): void {
@@ -64,8 +67,10 @@ setupTheme();
 setupTabs();
 setupLogin();
 setupKeys();
+setupTransfer();
 setupWatch();
 setupLeases();
 setupCluster();
 setupProxy();
 setupAuthAdmin();
+setupMaintenance();
