@@ -2,24 +2,15 @@
 // permissions made from the page, auth turned on from it, and a user with a
 // read-only prefix role refused a write elsewhere with etcd's own message.
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
-import type { Browser, Page } from "playwright-core";
-import { SCREENSHOTS, launchChromium } from "../helpers/browser.js";
+import { describe, it } from "node:test";
+import { SCREENSHOTS, usePage } from "../helpers/browser.js";
 import { ETCD_LINE } from "../helpers/etcd.js";
 import { useProxy } from "../helpers/fixture.js";
 import { login } from "../helpers/grpc-client.js";
 
 describe("the dashboard's auth administration", () => {
   const f = useProxy(1);
-  let browser: Browser;
-  let page: Page;
-  before(async () => {
-    browser = await launchChromium();
-    page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
-  });
-  after(async () => {
-    await browser?.close();
-  });
+  const page = usePage();
 
   const addUser = async (name: string, password: string) => {
     await page.fill("#user-add input[name=name]", name);

@@ -5,9 +5,8 @@ import assert from "node:assert/strict";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, describe, it } from "node:test";
-import type { Browser, Page } from "playwright-core";
-import { SCREENSHOTS, launchChromium } from "../helpers/browser.js";
+import { describe, it } from "node:test";
+import { SCREENSHOTS, usePage } from "../helpers/browser.js";
 import { ctl } from "../helpers/etcdctl.js";
 import { login } from "../helpers/grpc-client.js";
 import { useProxy } from "../helpers/fixture.js";
@@ -34,18 +33,7 @@ describe("the dashboard over https, with auth on", () => {
       await ctl(via, ["auth", "enable"]);
     },
   });
-  let browser: Browser;
-  let page: Page;
-  before(async () => {
-    browser = await launchChromium();
-    // The certificate is self-signed: trusted for this test only.
-    page = await (
-      await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 800 } })
-    ).newPage();
-  });
-  after(async () => {
-    await browser?.close();
-  });
+  const page = usePage({ ignoreHTTPSErrors: true });
 
   it("refuses the anonymous browse with etcd's reason, then logs in and pages through 100k keys", async () => {
     await page.goto(`https://${f.proxy.address}/`);

@@ -2,9 +2,9 @@
 // choice by default, or the page's theme button, remembered), and no
 // stretched buttons.
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
-import type { Browser, Page } from "playwright-core";
-import { SCREENSHOTS, launchChromium } from "../helpers/browser.js";
+import { describe, it } from "node:test";
+import type { Page } from "playwright-core";
+import { SCREENSHOTS, usePage } from "../helpers/browser.js";
 import { useProxy } from "../helpers/fixture.js";
 
 /** The page background's luminance, 0 (black) to 1 (white). */
@@ -16,15 +16,7 @@ async function backgroundLuminance(page: Page): Promise<number> {
 
 describe("the dashboard's themes and layout", () => {
   const f = useProxy(1);
-  let browser: Browser;
-  let page: Page;
-  before(async () => {
-    browser = await launchChromium();
-    page = await browser.newPage({ viewport: { width: 1280, height: 720 } });
-  });
-  after(async () => {
-    await browser?.close();
-  });
+  const page = usePage({ viewport: { width: 1280, height: 720 } });
 
   it("follows the system's colour scheme, and the theme button overrides it across reloads", async () => {
     await page.emulateMedia({ colorScheme: "light" });

@@ -5,9 +5,8 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
-import { after, before, describe, it } from "node:test";
-import type { Browser, Page } from "playwright-core";
-import { SCREENSHOTS, launchChromium } from "../helpers/browser.js";
+import { before, describe, it } from "node:test";
+import { SCREENSHOTS, usePage } from "../helpers/browser.js";
 import { useProxy } from "../helpers/fixture.js";
 import { outcome } from "../helpers/grpc-client.js";
 
@@ -15,19 +14,13 @@ type Plain = Record<string, any>;
 
 describe("the dashboard's maintenance page", () => {
   const f = useProxy(1);
-  let browser: Browser;
-  let page: Page;
+  const page = usePage();
   const asked: string[] = [];
-  before(async () => {
-    browser = await launchChromium();
-    page = await (await browser.newContext({ acceptDownloads: true })).newPage();
+  before(() => {
     page.on("dialog", (dialog) => {
       asked.push(dialog.message());
       void dialog.accept();
     });
-  });
-  after(async () => {
-    await browser?.close();
   });
 
   const put = (i: number) =>

@@ -3,9 +3,8 @@
 // compared with what was there.
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
-import { after, before, describe, it } from "node:test";
-import type { Browser, Page } from "playwright-core";
-import { SCREENSHOTS, launchChromium } from "../helpers/browser.js";
+import { describe, it } from "node:test";
+import { SCREENSHOTS, usePage } from "../helpers/browser.js";
 import { useProxy } from "../helpers/fixture.js";
 
 const KEYS = 10_000;
@@ -25,15 +24,7 @@ describe("the dashboard's export and import", () => {
       }
     },
   });
-  let browser: Browser;
-  let page: Page;
-  before(async () => {
-    browser = await launchChromium();
-    page = await (await browser.newContext({ acceptDownloads: true })).newPage();
-  });
-  after(async () => {
-    await browser?.close();
-  });
+  const page = usePage();
 
   /** Every key and value under imp/, straight from etcd. */
   const snapshot = async () => {

@@ -3,9 +3,8 @@
 // of each step go to test-results/dashboard/.
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
-import { after, before, describe, it } from "node:test";
-import type { Browser, Page } from "playwright-core";
-import { SCREENSHOTS, launchChromium } from "../helpers/browser.js";
+import { describe, it } from "node:test";
+import { SCREENSHOTS, usePage } from "../helpers/browser.js";
 import { ctl } from "../helpers/etcdctl.js";
 import { useProxy } from "../helpers/fixture.js";
 
@@ -13,15 +12,7 @@ const SHOTS = SCREENSHOTS;
 
 describe("the dashboard in chromium", () => {
   const f = useProxy(1);
-  let browser: Browser;
-  let page: Page;
-  before(async () => {
-    browser = await launchChromium();
-    page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
-  });
-  after(async () => {
-    await browser?.close();
-  });
+  const page = usePage();
   /** A key's mod revision, straight from etcd. */
   const revOf = async (key: string) =>
     ((await f.direct.unary("KV", "Range", { key: Buffer.from(key) })) as { kvs: Array<{ mod_revision: string }> })

@@ -1,5 +1,6 @@
 import { mkdirSync } from "node:fs";
-import { chromium, type Browser } from "playwright-core";
+import { after, before } from "node:test";
+import { chromium, type Browser, type BrowserContextOptions, type Page } from "playwright-core";
 
 /** Where browser tests keep their screenshots (git-ignored). */
 export const SCREENSHOTS = "test-results/dashboard";
@@ -10,5 +11,34 @@ export function launchChromium(): Promise<Browser> {
   return chromium.launch({
     executablePath: "/usr/bin/chromium",
     args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+  });
+}
+
+/**
+ * A chromium page for the current suite: opened before its tests (after
+ * the hooks registered earlier), closed after them. The returned object
+ * stands for the page once it is open.
+ */
+export function usePage(options: BrowserContextOptions = {}): Page {
+  let browser: Browser | undefined;
+  let page: Page | undefined;
+  before(async () => {
+    browser = await launchChromium();
+    const context = await browser.newContext({
+      viewport: { width: 1280, height: 800 },
+      acceptDownloads: true,
+      ...options,
+    });
+    page = await context.newPage();
+  });
+  after(async () => {
+    await browser?.close();
+  });
+  return new Proxy({} as Page, {
+    get(_target, property) {
+      if (!page) throw new Error("the page opens in the suite's before hook");
+      const value = Reflect.get(page, property, page) as unknown;
+      return typeof value === "function" ? value.bind(page) : value;
+    },
   });
 }
