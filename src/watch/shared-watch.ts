@@ -38,7 +38,7 @@ export class SharedWatch {
    * The revision after the last event etcd sent on this watch (or where the
    * watch started): events before it are duplicates (a re-created watch
    * replays them). Only events and the watch's own progress notifications
-   * move it. etcd before 3.4.24 and 3.5.8 can answer a stream's progress
+   * move it. etcd before 3.4.25 and 3.5.8 can answer a stream's progress
    * request before sending events it already owes (etcd issue 15220): such
    * an answer moves nextRev, and an event below nextRev but at or after
    * eventsUpTo is one etcd still owed, so it is delivered, not dropped.

@@ -403,7 +403,7 @@ export class WatchChannel {
    * etcd's answer to a progress request on the stream. etcd 3.4 answers with
    * its current revision even while it is still catching up a watcher
    * created from the past, whose older events then follow: only watches
-   * known to be synced may move past the answer. Before 3.4.24 and 3.5.8 it
+   * known to be synced may move past the answer. Before 3.4.25 and 3.5.8 it
    * may also answer ahead of events it already owes a synced watch; those
    * still arrive, and are delivered (SharedWatch.eventsUpTo).
    */

@@ -93,7 +93,7 @@ class FakeStream {
   /** A progress request waits for every watcher to be synced (etcd 3.5). */
   private progressDeferred = false;
   /**
-   * etcd 3.4 before 3.4.24: events for synced watchers wait in their
+   * etcd 3.4 before 3.4.25: events for synced watchers wait in their
    * channel, and a progress answer (sent on another) may overtake them
    * (etcd issue 15220); the sync pass sends them.
    */
