@@ -6,6 +6,7 @@ import * as grpc from "@grpc/grpc-js";
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { leaderMember, memberInUse, useProxy } from "../helpers/fixture.js";
+import type { EtcdMember } from "../helpers/etcd.js";
 import { EtcdGrpcClient } from "../helpers/grpc-client.js";
 import { proxyMetric } from "../helpers/metrics.js";
 import { startTestProxy } from "../helpers/proxy.js";
@@ -45,6 +46,17 @@ function keepRenewing(client: EtcdGrpcClient, leases: string[]) {
       keepAlive.cancel();
     },
   };
+}
+
+/** Freezes `member` (SIGSTOP: a hang without closed sockets) for `ms`, runs `look` while it still hangs, then lets it go on. */
+async function whileHung<T>(member: EtcdMember, ms: number, look: () => Promise<T>): Promise<T> {
+  member.process!.kill("SIGSTOP");
+  try {
+    await sleep(ms);
+    return await look();
+  } finally {
+    member.process!.kill("SIGCONT");
+  }
 }
 
 /** How many of `leases` etcd has let expire, asked through `direct`. */
@@ -119,14 +131,7 @@ describe("a hung member, default flags", () => {
         await sleep(1_000);
         const frozenLed = (await leaderMember(f.etcd)) === frozen;
         const frozenAt = Date.now();
-        frozen.process!.kill("SIGSTOP");
-        let whileFrozen: { expired: string[]; ttls: string[] };
-        try {
-          await sleep(8_000);
-          whileFrozen = await expiredOf(direct, leases);
-        } finally {
-          frozen.process!.kill("SIGCONT");
-        }
+        const whileFrozen = await whileHung(frozen, 8_000, () => expiredOf(direct, leases));
         getting = false;
         await getLoop;
         putting = false;
@@ -168,7 +173,7 @@ describe("a hung member, default flags", () => {
         // etcd 3.4 before 3.4.31 (and 3.5 before 3.5.13) lets a leader that hung revoke, once it
         // resumes, every lease that expired by its own clock, etcd issue
         // 15247; clients straight to etcd lose them as well.)
-        const { expired, ttls } = whileFrozen!;
+        const { expired, ttls } = whileFrozen;
         const story = () =>
           JSON.stringify({
             expired: expired.length,
@@ -232,16 +237,8 @@ describe("a hung member, default flags", () => {
       keeper = keepRenewing(client, leases);
       await sleep(1_000);
       const frozenAt = Date.now();
-      leader.process!.kill("SIGSTOP");
-      let whileFrozen: { expired: string[]; ttls: string[] };
-      try {
-        await sleep(7_000);
-        // Asked while the leader still hangs (see the first test for why).
-        whileFrozen = await expiredOf(direct, leases);
-      } finally {
-        leader.process!.kill("SIGCONT");
-      }
-      const { expired, ttls } = whileFrozen!;
+      // Asked while the leader still hangs (see the first test for why).
+      const { expired, ttls } = await whileHung(leader, 7_000, () => expiredOf(direct, leases));
       const story = async () =>
         JSON.stringify({
           ttls,
