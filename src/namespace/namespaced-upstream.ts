@@ -68,6 +68,10 @@ export class NamespacedUpstream extends UpstreamBase {
     return this.inner.unaryOnLeaderBytes(method, requestFrame, ctx);
   }
 
+  unaryOnEndpointBytes(url: string, method: DescMethodUnary, requestFrame: Buffer, ctx: CallContext): Promise<Buffer> {
+    return this.inner.unaryOnEndpointBytes(url, method, requestFrame, ctx);
+  }
+
   serverStreamBytes(
     method: DescMethodServerStreaming,
     requestFrame: Buffer,

@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import type { KvCache } from "../cache/kv-cache.js";
 import type { WatchRequest as EtcdWatchRequest } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
-import { WatchCreateRequestSchema } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
+import { Maintenance, WatchCreateRequestSchema } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
 import { LeaseService, ProxyService, StatusResponseSchema, WatchService } from "../gen/etcdproxy/v1/proxy_pb.js";
 import type { KeepAliveCoalescer } from "../lease/keepalive-coalescer.js";
 import type { Metrics } from "../metrics.js";
@@ -58,8 +58,11 @@ export function proxyStatusService(s: StatusSources): ServiceHandlers<typeof Pro
         url: e.url,
         status: e.status,
         error: e.error?.rawMessage ?? "",
+        quotaBytes: BigInt(e.quotaBytes ?? 0),
       })),
     }),
+    defragmentEndpoint: (request, ctx) =>
+      s.upstream.unaryOnEndpoint(request.url, Maintenance.method.defragment, {}, ctx),
     status: async () => {
       const watch = s.watches.stats();
       const cache = s.cache?.stats;

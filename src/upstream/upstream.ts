@@ -17,6 +17,7 @@ import { int64Field } from "../grpc/scan.js";
 import { PREFIX_BYTES, encodeGrpcTimeout, frame, messageOf } from "../grpc/wire.js";
 import { EndpointPool, type Endpoint } from "./endpoint-pool.js";
 import { H2Client, type UpstreamTls } from "./h2-client.js";
+import { MemberQuotas } from "./member-quota.js";
 import { isConnectionFailure, neverReachedEtcd, toClientError } from "./errors.js";
 import { isSafeToRepeat } from "./retry-policy.js";
 import { sleep } from "../util/abortable-sleep.js";
@@ -55,6 +56,17 @@ export interface Upstream extends ByteCalls {
     request: MessageInitShape<I>,
     ctx: CallContext,
   ): Promise<MessageShape<O>>;
+  /**
+   * A unary call to one named endpoint of --endpoints (the dashboard's
+   * defragment per member), never moved elsewhere; an unknown URL is refused
+   * with NotFound, so a client can reach only the members the proxy was given.
+   */
+  unaryOnEndpoint<I extends DescMessage, O extends DescMessage>(
+    url: string,
+    method: DescMethodUnary<I, O>,
+    request: MessageInitShape<I>,
+    ctx: CallContext,
+  ): Promise<MessageShape<O>>;
 }
 
 /**
@@ -83,6 +95,8 @@ export interface ByteCalls {
   ): AsyncIterable<Buffer>;
   /** See Upstream.unaryOnLeader. */
   unaryOnLeaderBytes(method: DescMethodUnary, requestFrame: Buffer, ctx: CallContext): Promise<Buffer>;
+  /** See Upstream.unaryOnEndpoint. */
+  unaryOnEndpointBytes(url: string, method: DescMethodUnary, requestFrame: Buffer, ctx: CallContext): Promise<Buffer>;
   /** Endpoint URLs with their health, for status pages and logs. */
   endpoints(): Array<{ url: string; up: boolean; current: boolean }>;
   /** etcd's Status from every endpoint at once, each with its own outcome (dashboards, MoveLeader). */
@@ -110,6 +124,12 @@ export abstract class UpstreamBase implements Upstream {
     ctx: CallContext,
   ): AsyncIterable<Buffer>;
   abstract unaryOnLeaderBytes(method: DescMethodUnary, requestFrame: Buffer, ctx: CallContext): Promise<Buffer>;
+  abstract unaryOnEndpointBytes(
+    url: string,
+    method: DescMethodUnary,
+    requestFrame: Buffer,
+    ctx: CallContext,
+  ): Promise<Buffer>;
   abstract endpoints(): Array<{ url: string; up: boolean; current: boolean }>;
   abstract statusOfEach(ctx: CallContext): Promise<EndpointStatus[]>;
   abstract close(): void;
@@ -150,6 +170,16 @@ export abstract class UpstreamBase implements Upstream {
     const { requestFrame } = framed(method, request);
     return fromBinary(method.output, await this.unaryOnLeaderBytes(method, requestFrame, ctx));
   }
+
+  async unaryOnEndpoint<I extends DescMessage, O extends DescMessage>(
+    url: string,
+    method: DescMethodUnary<I, O>,
+    request: MessageInitShape<I>,
+    ctx: CallContext,
+  ): Promise<MessageShape<O>> {
+    const { requestFrame } = framed(method, request);
+    return fromBinary(method.output, await this.unaryOnEndpointBytes(url, method, requestFrame, ctx));
+  }
 }
 
 /** A typed request as the frame to send, and whether sending it again is safe. */
@@ -165,6 +195,8 @@ export interface EndpointStatus {
   url: string;
   status?: MessageShape<typeof Maintenance.method.status.output>;
   error?: ConnectError;
+  /** The member's --quota-backend-bytes, when its /metrics tells it. */
+  quotaBytes?: number;
 }
 
 export type { UpstreamTls };
@@ -218,9 +250,11 @@ export class EtcdUpstream extends UpstreamBase {
   private readonly pool: EndpointPool<EndpointClients>;
   /** --experimental-serializable-ordering: the highest store revision a Range answer has shown. */
   private floor = 0n;
+  private readonly quotas: MemberQuotas;
 
   constructor(private readonly options: UpstreamOptions) {
     super();
+    this.quotas = new MemberQuotas(options.tls);
     this.pool = new EndpointPool(
       options.endpoints.map((url) => ({ url, client: this.connect(url) })),
       { backoffMinMs: options.backoffMinMs, backoffMaxMs: options.backoffMaxMs },
@@ -329,8 +363,31 @@ export class EtcdUpstream extends UpstreamBase {
     }
   }
 
+  async unaryOnEndpointBytes(
+    url: string,
+    method: DescMethodUnary,
+    requestFrame: Buffer,
+    ctx: CallContext,
+  ): Promise<Buffer> {
+    const endpoint = this.pool.endpoints.find((e) => e.url === url);
+    if (!endpoint) throw new ConnectError(`no endpoint ${url} among --endpoints`, Code.NotFound);
+    checkSendLimit(requestFrame, this.options.maxSendBytes);
+    try {
+      return await this.send(endpoint.client.h2, method, requestFrame, ctx);
+    } catch (err) {
+      throw toClientError(err);
+    }
+  }
+
   async statusOfEach(ctx: CallContext): Promise<EndpointStatus[]> {
-    return (await this.askEach(ctx)).map(({ endpoint, status, error }) => ({ url: endpoint.url, status, error }));
+    return Promise.all(
+      (await this.askEach(ctx)).map(async ({ endpoint, status, error }) => ({
+        url: endpoint.url,
+        status,
+        error,
+        quotaBytes: status ? await this.quotas.of(endpoint.url) : undefined,
+      })),
+    );
   }
 
   /** Status from every endpoint at once, each with its own outcome. */

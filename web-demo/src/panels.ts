@@ -1,4 +1,5 @@
 // Leases, cluster and proxy panels.
+import { AlarmType } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.js";
 import { cluster, lease, leaseService, maintenance, proxyService, text } from "./client.js";
 import { $, el, showError, sparkline } from "./ui.js";
 
@@ -84,22 +85,46 @@ export function setupCluster(): void {
       const rows = each.endpoints.map((e) => {
         const s = e.status;
         const isLeader = s?.header && s.leader !== 0n && s.header.memberId === s.leader;
+        const defrag = el("button", { type: "button", "aria-label": `Defragment ${e.url}` }, "Defragment");
+        defrag.addEventListener("click", () => void defragment(e.url).then(refresh, showError));
         return el(
           "tr",
-          {},
+          { "data-endpoint": e.url },
           el("td", {}, e.url),
-          el("td", {}, s ? s.header!.memberId.toString(16) + (isLeader ? " (leader)" : "") : "–"),
+          el(
+            "td",
+            {},
+            s ? s.header!.memberId.toString(16) + (isLeader ? " (leader)" : s.isLearner ? " (learner)" : "") : "–",
+          ),
           el("td", {}, s ? s.version : "–"),
           el("td", {}, s ? String(s.header!.revision) : "–"),
           el("td", {}, s ? String(s.raftTerm) : "–"),
-          el("td", {}, s ? `${(Number(s.dbSize) / 1024 / 1024).toFixed(2)} MiB` : "–"),
+          el("td", { class: "raft-index" }, s ? String(s.raftIndex) : "–"),
+          el(
+            "td",
+            { class: "raft-applied" },
+            s ? (s.raftAppliedIndex ? String(s.raftAppliedIndex) : "– (etcd 3.4)") : "–",
+          ),
+          el("td", { class: "db" }, s ? databaseCell(s.dbSize, s.dbSizeInUse, e.quotaBytes) : "–"),
           el("td", {}, e.error || "ok"),
+          el("td", {}, s ? defrag : ""),
         );
       });
       const head = el(
         "tr",
         {},
-        ...["endpoint", "member", "etcd", "revision", "raft term", "database", "state"].map((h) => el("th", {}, h)),
+        ...[
+          "endpoint",
+          "member",
+          "etcd",
+          "revision",
+          "raft term",
+          "raft index",
+          "applied index",
+          "database (size, in use, quota)",
+          "state",
+          "",
+        ].map((h) => el("th", {}, h)),
       );
       $("#cluster-info").replaceChildren(
         el("table", { id: "endpoint-table" }, el("thead", {}, head), el("tbody", {}, ...rows)),
@@ -111,7 +136,7 @@ export function setupCluster(): void {
             "dd",
             {},
             alarms.alarms.length
-              ? alarms.alarms.map((a) => `${a.memberID.toString(16)}: ${a.alarm}`).join(", ")
+              ? alarms.alarms.map((a) => `${a.memberID.toString(16)}: ${AlarmType[a.alarm] ?? a.alarm}`).join(", ")
               : "none",
           ),
           el("dt", {}, "members (as MemberList answers through the proxy)"),
@@ -124,6 +149,41 @@ export function setupCluster(): void {
   };
   $("#cluster-refresh").addEventListener("click", () => void refresh());
   document.addEventListener("tab", (e) => (e as CustomEvent).detail === "cluster" && void refresh());
+}
+
+/** Defragments one member, after saying what it costs. */
+async function defragment(url: string): Promise<void> {
+  const ok = confirm(
+    `Defragment the member at ${url}?\n\nIt rewrites its database to give free pages back to the disk. ` +
+      "While it runs, that member answers no reads or writes (clients on it wait), so do one member at a time.",
+  );
+  if (!ok) return;
+  await proxyService.defragmentEndpoint({ url });
+}
+
+const MiB = 1024 * 1024;
+
+/** Size on disk, the part in use, and a meter of the size against the member's quota. */
+function databaseCell(size: bigint, inUse: bigint, quota: bigint): HTMLElement {
+  const mib = (n: bigint) => `${(Number(n) / MiB).toFixed(2)} MiB`;
+  const cell = el("span", {}, `${mib(size)}, ${mib(inUse)} in use`);
+  if (quota > 0n) {
+    const used = Number(size) / Number(quota);
+    cell.append(
+      ` of ${mib(quota)} `,
+      el("meter", {
+        min: "0",
+        max: "1",
+        low: "0.7",
+        high: "0.9",
+        optimum: "0",
+        value: String(used),
+        title: `${(used * 100).toFixed(1)}% of the quota`,
+      }),
+      ` ${(used * 100).toFixed(1)}%`,
+    );
+  } else cell.append(" (quota unknown: the member's /metrics did not answer)");
+  return cell;
 }
 
 export function setupProxy(): void {
