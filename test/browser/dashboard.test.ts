@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { describe, it } from "node:test";
-import { SCREENSHOTS, usePage } from "../helpers/browser.js";
+import { SCREENSHOTS, editorText, typeInEditor, usePage, waitForEditorText } from "../helpers/browser.js";
 import { ctl } from "../helpers/etcdctl.js";
 import { useProxy } from "../helpers/fixture.js";
 
@@ -26,7 +26,7 @@ describe("the dashboard in chromium", () => {
     await page.click("#create button[type=submit]");
     await page.locator('.leaf[data-key="dash/hello"]').waitFor();
     // The editor opens the new key once etcd has answered for it.
-    await page.waitForFunction('document.querySelector("#value").value === "world"');
+    await waitForEditorText(page, "world");
     assert.equal(await page.textContent("#editor-key"), "dash/hello");
     assert.equal(await ctl(f.proxy.address, ["get", "dash/hello", "--print-value-only"]), "world\n");
     await shot("1-created");
@@ -34,7 +34,7 @@ describe("the dashboard in chromium", () => {
 
   it("an edit after etcdctl changed the key is a conflict, and nothing is overwritten", async () => {
     await ctl(f.etcd.members[0]!.endpoint, ["put", "dash/hello", "changed-elsewhere"]);
-    await page.fill("#value", "mine");
+    await typeInEditor(page, "mine");
     await page.click("#save");
     await page.locator("#editor-status.conflict").waitFor();
     assert.match((await page.textContent("#editor-status")) ?? "", /Conflict/);
@@ -52,9 +52,10 @@ describe("the dashboard in chromium", () => {
     await page.locator('.leaf[data-key="plain"]').click();
     await page.locator("#editor-key", { hasText: "plain" }).waitFor();
     await page.selectOption("#format", "json");
-    assert.equal(await page.inputValue("#value"), '{\n  "a": 2\n}');
+    assert.equal(await page.inputValue("#format"), "json", "detected");
+    await waitForEditorText(page, '{\n  "a": 2\n}');
     await page.selectOption("#format", "hex");
-    assert.equal(await page.inputValue("#value"), "7b 22 61 22 3a 32 7d");
+    await waitForEditorText(page, "7b 22 61 22 3a 32 7d");
     await page.click("#history-btn");
     await page.locator("#history li", { hasText: '{"a":1}' }).waitFor();
     await page.selectOption("#format", "text");
@@ -85,7 +86,7 @@ describe("the dashboard in chromium", () => {
     await page.locator('.leaf[data-key="registry/configmaps/default/demo"]').click();
     await page.locator("#editor-key", { hasText: "registry/configmaps/default/demo" }).waitFor();
     assert.equal(await page.inputValue("#format"), "kubernetes", "chosen for a Kubernetes value");
-    const shown = await page.inputValue("#value");
+    const shown = await editorText(page);
     for (const line of ["apiVersion: v1", "kind: ConfigMap", "contentType: application/vnd.kubernetes.protobuf"]) {
       assert.ok(shown.includes(line), `${line} in:\n${shown}`);
     }
@@ -121,7 +122,7 @@ describe("the dashboard in chromium", () => {
     assert.equal(await page.evaluate<string>("navigator.clipboard.readText()"), "plain");
     await page.click("#copy-value");
     await page.locator("#editor-status", { hasText: "value copied" }).waitFor();
-    assert.equal(await page.evaluate<string>("navigator.clipboard.readText()"), await page.inputValue("#value"));
+    assert.equal(await page.evaluate<string>("navigator.clipboard.readText()"), await editorText(page));
     await shot("11-bookmarks");
     await page.click("#bookmark");
     assert.equal(await page.locator("#bookmarks li").count(), 0);
@@ -202,7 +203,8 @@ describe("the dashboard in chromium", () => {
     const text = (await row.textContent()) ?? "";
     assert.match(text, new RegExp(f.etcd.members[0]!.clientUrl.replace(/[.:/]/g, "\\$&")));
     assert.match(text, /\(leader\)/);
-    assert.match(text, /ok$/);
+    assert.equal(await row.locator("td.state").textContent(), "ok");
+    assert.match(text, /of 2048\.00 MiB/, "the default quota, read from the member");
     await shot("6-cluster");
   });
 

@@ -42,3 +42,26 @@ export function usePage(options: BrowserContextOptions = {}): Page {
     },
   });
 }
+
+/** The text of the CodeMirror editor inside `selector`, line by line as it shows it. */
+export async function editorText(page: Page, selector = "#value"): Promise<string> {
+  const lines = await page.locator(`${selector} .cm-content .cm-line`).allTextContents();
+  return lines.join("\n");
+}
+
+/** Waits until the editor inside `selector` shows `expected`, and says what it showed if it never does. */
+export async function waitForEditorText(page: Page, expected: string, selector = "#value"): Promise<void> {
+  const end = Date.now() + 10_000;
+  let shown = "";
+  while ((shown = await editorText(page, selector)) !== expected) {
+    if (Date.now() > end) throw new Error(`the editor shows ${JSON.stringify(shown)}, not ${JSON.stringify(expected)}`);
+    await page.waitForTimeout(50);
+  }
+}
+
+/** Replaces the text of the editor inside `selector` as a user would: select all, then type. */
+export async function typeInEditor(page: Page, text: string, selector = "#value"): Promise<void> {
+  await page.click(`${selector} .cm-content`);
+  await page.keyboard.press("Control+a");
+  await page.keyboard.insertText(text);
+}

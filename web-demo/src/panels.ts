@@ -106,7 +106,7 @@ export function setupCluster(): void {
             s ? (s.raftAppliedIndex ? String(s.raftAppliedIndex) : "– (etcd 3.4)") : "–",
           ),
           el("td", { class: "db" }, s ? databaseCell(s.dbSize, s.dbSizeInUse, e.quotaBytes) : "–"),
-          el("td", {}, e.error || "ok"),
+          el("td", { class: "state" }, e.error || "ok"),
           el("td", {}, s ? defrag : ""),
         );
       });
