@@ -25,4 +25,5 @@ await build({
   logLevel: "warning",
 });
 for (const file of ["index.html", "style.css"]) copyFileSync(join(root, "web-demo", file), join(out, file));
+copyFileSync(join(root, "node_modules", "uplot", "dist", "uPlot.min.css"), join(out, "uplot.css"));
 console.log("built the dashboard into build/web-demo");

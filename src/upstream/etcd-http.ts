@@ -32,13 +32,20 @@ export async function fetchFromEtcd(
   throw lastError;
 }
 
-function get(url: string, tls: UpstreamTls | undefined, timeoutMs: number): Promise<string> {
+/** etcd's /metrics is a few hundred KiB; a member that sends more is cut off. */
+const MAX_BODY_BYTES = 16 << 20;
+
+/** GETs one path of one member (its URL with the path), with the proxy's TLS toward etcd. */
+export function get(url: string, tls: UpstreamTls | undefined, timeoutMs: number): Promise<string> {
   return new Promise((resolve, reject) => {
     const options = { timeout: timeoutMs, ...(url.startsWith("https:") ? tls : {}) };
     const req = (url.startsWith("https:") ? https : http).get(url, options, (res) => {
       let body = "";
       res.setEncoding("utf8");
-      res.on("data", (d: string) => (body += d));
+      res.on("data", (d: string) => {
+        body += d;
+        if (body.length > MAX_BODY_BYTES) req.destroy(new Error(`${url}: answer over ${MAX_BODY_BYTES} bytes`));
+      });
       res.on("end", () =>
         res.statusCode === 200 ? resolve(body) : reject(new Error(`${url}: HTTP ${res.statusCode}`)),
       );

@@ -53,7 +53,11 @@ function setupTheme(): void {
     if (theme === "system") delete document.documentElement.dataset["theme"];
     else document.documentElement.dataset["theme"] = theme;
     button.textContent = `theme: ${theme}`;
+    document.dispatchEvent(new CustomEvent("theme"));
   };
+  matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () =>
+    document.dispatchEvent(new CustomEvent("theme")),
+  );
   let current = localStorage.getItem("etcd-theme") ?? "system";
   apply(current);
   button.addEventListener("click", () => {

@@ -1,7 +1,8 @@
 // Leases, cluster and proxy panels.
 import { AlarmType } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.js";
 import { cluster, lease, leaseService, maintenance, proxyService, text } from "./client.js";
-import { $, el, showError, sparkline } from "./ui.js";
+import { parseMetrics } from "./prometheus.js";
+import { $, el, showError } from "./ui.js";
 
 interface LeaseRow {
   id: bigint;
@@ -187,27 +188,23 @@ function databaseCell(size: bigint, inUse: bigint, quota: bigint): HTMLElement {
 }
 
 export function setupProxy(): void {
-  const clients: number[] = [];
-  const upstreams: number[] = [];
-  const hitRates: number[] = [];
-  let last: { hits: bigint; misses: bigint } | undefined;
+  let charts: Promise<import("./charts.js").ProxyCharts> | undefined;
+  const chartsReady = () =>
+    (charts ??= import("./charts.js").then(({ ProxyCharts }) => {
+      const c = new ProxyCharts($("#charts"));
+      const range = $<HTMLSelectElement>("#chart-range");
+      range.addEventListener("change", () => c.setRange(Number(range.value)));
+      c.setRange(Number(range.value));
+      document.addEventListener("theme", () => c.redraw());
+      return c;
+    }));
   const poll = async () => {
     if ($("#proxy").hidden) return;
     try {
-      const s = await proxyService.status({});
+      const [s, page] = await Promise.all([proxyService.status({}), fetch("/proxy/metrics").then((r) => r.text())]);
+      (await chartsReady()).add({ at: Date.now() / 1000, samples: parseMetrics(page) });
       const w = s.watch!;
       const c = s.cache!;
-      const dh = last ? Number(c.hits - last.hits) : 0;
-      const dm = last ? Number(c.misses - last.misses) : 0;
-      last = { hits: c.hits, misses: c.misses };
-      for (const [series, v] of [
-        [clients, Number(w.clientWatchers)],
-        [upstreams, Number(w.upstreamWatchers)],
-        [hitRates, dh + dm ? (100 * dh) / (dh + dm) : 0],
-      ] as const) {
-        series.push(v);
-        if (series.length > 60) series.shift();
-      }
       $("#proxy-info").replaceChildren(
         el(
           "dl",
@@ -234,8 +231,6 @@ export function setupProxy(): void {
           ),
         ),
       );
-      sparkline($("#chart-watch") as unknown as SVGSVGElement, [clients, upstreams], ["#4f8ff7", "#e0782f"]);
-      sparkline($("#chart-cache") as unknown as SVGSVGElement, [hitRates], ["#1a6b2f"]);
     } catch (err) {
       showError(err);
     }

@@ -21,16 +21,3 @@ export function showError(err: unknown): void {
   box.hidden = false;
   setTimeout(() => (box.hidden = true), 8000);
 }
-
-/** A line chart of the last values of one or more series, in an <svg>. */
-export function sparkline(svg: SVGSVGElement, series: number[][], colors: string[]): void {
-  const max = Math.max(1, ...series.flat());
-  const paths = series.map((values, i) => {
-    const step = 300 / Math.max(1, values.length - 1);
-    const d = values
-      .map((v, j) => `${j ? "L" : "M"}${(j * step).toFixed(1)},${(58 - (v / max) * 56).toFixed(1)}`)
-      .join(" ");
-    return `<path d="${d}" fill="none" stroke="${colors[i]}" stroke-width="2"/>`;
-  });
-  svg.innerHTML = paths.join("");
-}
