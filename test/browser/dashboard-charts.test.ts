@@ -83,7 +83,7 @@ describe("the dashboard's proxy charts", () => {
       ["chart-cache", "%"],
       ["chart-keepalive", "streams"],
       ["chart-endpoints", "up"],
-    ]) {
+    ] as const) {
       assert.ok(((await page.textContent(`#${id} figcaption`)) ?? "").length > 5, `${id} has a title`);
       assert.equal(await page.locator(`#${id} canvas`).count(), 1, `${id} drawn`);
       assert.equal(await page.locator(`#${id} .u-axis`).count(), 2, `${id} has two axes`);
