@@ -6,6 +6,7 @@ import { bytes, kv, prefixEnd, text } from "./client.js";
 import type { Language } from "./documents.js";
 import type { ValueEditor } from "./editor.js";
 import { describeKubernetesObject, isKubernetesObject } from "./k8s.js";
+import { setupSearch } from "./search.js";
 import { $, el, showError } from "./ui.js";
 
 const PAGE = 1000;
@@ -59,6 +60,7 @@ export function setupKeys(): void {
   $("#copy-key").addEventListener("click", () => selected && copy(text(selected.key), "key"));
   $("#copy-value").addEventListener("click", () => editor && copy(editor.text, "value"));
   $("#diff-show").addEventListener("click", () => void compareRevisions());
+  setupSearch((key) => void open(key));
   showBookmarks();
   void startBrowse("", "/");
 }

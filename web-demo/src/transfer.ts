@@ -1,6 +1,6 @@
 // Export a prefix to a JSON file, and import one: a dry run first, then
 // Txn batches with a progress bar.
-import { kv, prefixEnd } from "./client.js";
+import { kv, pagesUnder } from "./client.js";
 import { $, el, showError } from "./ui.js";
 
 /** One key of an export file: text where it is UTF-8, else base64 (said by the encoding field). */
@@ -34,20 +34,12 @@ const currentPrefix = () => String(new FormData($<HTMLFormElement>("#browse")).g
 
 /** Every key under the prefix in the browse box, read at one revision, as a file download. */
 async function exportPrefix(): Promise<void> {
-  const prefix = new TextEncoder().encode(currentPrefix());
-  const end = prefix.length ? prefixEnd(prefix) : new Uint8Array([0]);
   const keys: Entry[] = [];
-  let from = prefix.length ? prefix : new Uint8Array([0]);
   let revision = 0n;
-  for (;;) {
-    // Later pages read at the first page's revision: the file is one moment of the store.
-    const r = await kv.range({ key: from, rangeEnd: end, limit: BigInt(EXPORT_PAGE), revision });
-    if (revision === 0n) revision = r.header!.revision;
-    for (const kvp of r.kvs) keys.push(entryOf(kvp.key, kvp.value));
+  for await (const page of pagesUnder(new TextEncoder().encode(currentPrefix()), { pageSize: EXPORT_PAGE })) {
+    if (revision === 0n) revision = page.header!.revision; // later pages answer with the current revision
+    for (const kvp of page.kvs) keys.push(entryOf(kvp.key, kvp.value));
     $("#transfer-state").textContent = `exported ${keys.length} keys…`;
-    if (!r.more || r.kvs.length === 0) break;
-    const last = r.kvs[r.kvs.length - 1]!.key;
-    from = new Uint8Array([...last, 0]);
   }
   const file: ExportFile = {
     format: "etcd-connect-proxy export 1",
