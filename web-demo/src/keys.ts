@@ -7,7 +7,7 @@ import type { Language } from "./documents.js";
 import type { ValueEditor } from "./editor.js";
 import { describeKubernetesObject, isKubernetesObject } from "./k8s.js";
 import { setupSearch } from "./search.js";
-import { $, el, showError } from "./ui.js";
+import { $, el, keyLink, showError } from "./ui.js";
 
 const PAGE = 1000;
 
@@ -80,9 +80,7 @@ function showBookmarks(): void {
   const marked = bookmarks();
   $("#bookmarks").replaceChildren(
     ...marked.map((key) => {
-      const item = el("li", { class: "leaf", "data-bookmark": key }, key);
-      item.addEventListener("click", () => void open(key));
-      return item;
+      return keyLink("li", { "data-bookmark": key }, key, () => void open(key));
     }),
   );
   if (selected) $("#bookmark").textContent = marked.includes(text(selected.key)) ? "Remove bookmark" : "Bookmark";
@@ -152,17 +150,15 @@ function renderNodes(node: Node, depth: number): HTMLElement[] {
   const out: HTMLElement[] = [];
   for (const [label, child] of node.children) {
     if (child.children.size === 0 && child.key !== undefined) {
-      const leaf = el("a", { class: "leaf", "data-key": child.key, title: child.key }, label || "(empty)");
-      leaf.addEventListener("click", () => void open(child.key!));
-      out.push(leaf);
+      out.push(
+        keyLink("a", { "data-key": child.key, title: child.key }, label || "(empty)", () => void open(child.key!)),
+      );
       continue;
     }
     const details = el("details", depth < 1 ? { open: "" } : {});
     details.append(el("summary", {}, label), ...renderNodes(child, depth + 1));
     if (child.key !== undefined) {
-      const leaf = el("a", { class: "leaf", "data-key": child.key }, "(this key)");
-      leaf.addEventListener("click", () => void open(child.key!));
-      details.append(leaf);
+      details.append(keyLink("a", { "data-key": child.key }, "(this key)", () => void open(child.key!)));
     }
     out.push(details);
   }

@@ -3,7 +3,7 @@
 // search stops the last); and key path completion, which asks etcd for one
 // key per suggestion and jumps over everything under it.
 import { bytes, kv, pagesUnder, prefixEnd, text } from "./client.js";
-import { $, el, showError } from "./ui.js";
+import { $, el, keyLink, showError } from "./ui.js";
 
 /** Keys per page of the scan: large pages, because only keys travel. */
 const SCAN_PAGE = 5000;
@@ -53,9 +53,7 @@ async function search(needle: string, prefix: string, open: (key: string) => voi
       if (!name.toLowerCase().includes(lower)) continue;
       found++;
       if (found > SHOWN) continue;
-      const item = el("li", { class: "leaf", "data-key": name }, name);
-      item.addEventListener("click", () => open(name));
-      list.append(item);
+      list.append(keyLink("li", { "data-key": name }, name, () => open(name)));
     }
     scanned += page.kvs.length;
     state.textContent = `${found} keys contain "${needle}" among ${scanned} scanned…`;

@@ -21,3 +21,15 @@ export function showError(err: unknown): void {
   box.hidden = false;
   setTimeout(() => (box.hidden = true), 8000);
 }
+
+/** A key in a list: opened by a click, or by Enter or Space once the keyboard reaches it. */
+export function keyLink(tag: string, attrs: Record<string, string>, caption: string, onOpen: () => void): HTMLElement {
+  const link = el(tag, { class: "leaf", role: "link", tabindex: "0", ...attrs }, caption);
+  link.addEventListener("click", onOpen);
+  link.addEventListener("keydown", (e) => {
+    if (e.key !== "Enter" && e.key !== " ") return;
+    e.preventDefault();
+    onOpen();
+  });
+  return link;
+}
