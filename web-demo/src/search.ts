@@ -28,7 +28,11 @@ export function setupSearch(open: (key: string) => void): void {
   const prefix = $<HTMLInputElement>("#browse input[name=prefix]");
   prefix.addEventListener("input", () => {
     clearTimeout(completing);
-    completing = setTimeout(() => void complete(prefix.value, separatorBox()).catch(showError), 150);
+    // Suggestions are a convenience: a refusal (a prefix the user may not read) just offers none.
+    completing = setTimeout(
+      () => void complete(prefix.value, separatorBox()).catch(() => $("#paths").replaceChildren()),
+      150,
+    );
   });
 }
 
