@@ -1,9 +1,10 @@
 // The proxy's own services for clients without bidi streams (browsers),
 // over gRPC-Web and Connect, and its status for the dashboard.
-import { createClient } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import { LeaseService, ProxyService, WatchService } from "../../src/gen/etcdproxy/v1/proxy_pb.js";
 import { useProxy } from "../helpers/fixture.js";
@@ -92,6 +93,32 @@ describe("services for browsers", () => {
     );
     assert.equal(status.cache?.enabled, true);
     assert.ok(status.watch !== undefined);
+  });
+
+  it("endpoint status: each member's Status, and its quota read from the member's /metrics", async () => {
+    const client = createClient(ProxyService, transports()["Connect JSON"]);
+    const { endpoints } = await client.endpointStatus({});
+    assert.equal(endpoints.length, 1);
+    assert.equal(endpoints[0]!.url, f.etcd.members[0]!.clientUrl);
+    assert.equal(endpoints[0]!.error, "");
+    assert.ok(endpoints[0]!.status!.raftIndex > 0n);
+    assert.equal(endpoints[0]!.quotaBytes, 2n * 1024n * 1024n * 1024n, "etcd's default quota, 2 GiB");
+  });
+
+  it("defragments one named endpoint, and refuses a URL that is not among --endpoints", async () => {
+    const client = createClient(ProxyService, transports()["gRPC-Web"]);
+    const member = f.etcd.members[0]!;
+    const defragmentsLogged = () =>
+      (readFileSync(member.logFile, "utf8").match(/finished defragment/g) ?? []).length;
+    const before = defragmentsLogged();
+    await client.defragmentEndpoint({ url: member.clientUrl });
+    assert.ok(defragmentsLogged() > before, "the member's log says it defragmented");
+    const elsewhere = await client.defragmentEndpoint({ url: "http://169.254.169.254:2379" }).then(
+      () => undefined,
+      (err: ConnectError) => err,
+    );
+    assert.equal(elsewhere?.code, Code.NotFound);
+    assert.equal(elsewhere?.rawMessage, "no endpoint http://169.254.169.254:2379 among --endpoints");
   });
 
   it("status answers curl with Connect JSON over GET", async () => {
