@@ -16,9 +16,17 @@ function toServiceImpl<S extends DescService>(binding: ServiceBinding<S>, observ
     const handler = (binding.handlers as Record<string, (input: unknown, ctx: CallContext) => unknown>)[
       method.localName
     ]!;
-    if (!observe) {
+    if (method.methodKind !== "unary") {
+      impl[method.localName] = (input: unknown, ctx: HandlerContext) => {
+        const run = (i: unknown) =>
+          endingAsAborted(handler(i, callContextOf(ctx)) as AsyncIterable<unknown>, ctx.signal);
+        return observe
+          ? recordedStream(observe(method), method.methodKind === "server_streaming", input, run)
+          : run(input);
+      };
+    } else if (!observe) {
       impl[method.localName] = (input: unknown, ctx: HandlerContext) => handler(input, callContextOf(ctx));
-    } else if (method.methodKind === "unary") {
+    } else {
       impl[method.localName] = async (input: unknown, ctx: HandlerContext) => {
         const record = observe(method);
         record.received();
@@ -32,17 +40,20 @@ function toServiceImpl<S extends DescService>(binding: ServiceBinding<S>, observ
           throw err;
         }
       };
-    } else {
-      impl[method.localName] = (input: unknown, ctx: HandlerContext) =>
-        recordedStream(
-          observe(method),
-          method.methodKind === "server_streaming",
-          input,
-          (i) => handler(i, callContextOf(ctx)) as AsyncIterable<unknown>,
-        );
     }
   }
   return impl as ServiceImpl<S>;
+}
+
+/**
+ * A stream the proxy ended because its call was aborted (the proxy shutting
+ * down, with Connect's shutdown signal) ends with the abort's reason, as the
+ * native lane ends it (UNAVAILABLE "etcd-connect-proxy is shutting down"),
+ * never with OK.
+ */
+async function* endingAsAborted(stream: AsyncIterable<unknown>, signal: AbortSignal): AsyncIterable<unknown> {
+  yield* stream;
+  if (signal.aborted) throw ConnectError.from(signal.reason);
 }
 
 /** A streaming call whose messages in and out, and final status, are recorded. */

@@ -1,3 +1,4 @@
+import { ConnectError } from "@connectrpc/connect";
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import type {
   DescMethod,
@@ -140,6 +141,10 @@ export function bidiOverBytes<M extends DescMethodBiDiStreaming>(method: M, path
       },
       ctx,
     );
+    // A call aborted while waiting on its client (the proxy shutting down) ends with the abort's reason.
+    const aborted = () => answers.fail(ConnectError.from(ctx.signal.reason));
+    if (ctx.signal.aborted) aborted();
+    else ctx.signal.addEventListener("abort", aborted, { once: true });
     void (async () => {
       try {
         for await (const request of requests) call.message(toBinary(method.input, request));
@@ -151,6 +156,7 @@ export function bidiOverBytes<M extends DescMethodBiDiStreaming>(method: M, path
     try {
       yield* answers;
     } finally {
+      ctx.signal.removeEventListener("abort", aborted);
       call.close();
     }
   }

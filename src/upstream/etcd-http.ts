@@ -1,6 +1,6 @@
 import * as http from "node:http";
 import * as https from "node:https";
-import type { UpstreamTls } from "./upstream.js";
+import type { UpstreamTls } from "./h2-client.js";
 
 /** An endpoint as the upstream pool lists it. */
 export interface EtcdHttpEndpoint {

@@ -5,8 +5,8 @@
 // member at a time (only that member shrinks), disarms the alarms, and
 // moves the leader.
 import assert from "node:assert/strict";
-import { before, describe, it } from "node:test";
-import { SCREENSHOTS, usePage } from "../helpers/browser.js";
+import { describe, it } from "node:test";
+import { SCREENSHOTS, useDialogs, usePage } from "../helpers/browser.js";
 import { leaderMember, useProxy } from "../helpers/fixture.js";
 import { EtcdGrpcClient, outcome } from "../helpers/grpc-client.js";
 
@@ -17,13 +17,7 @@ const QUOTA = 4 * 1024 * 1024;
 describe("the dashboard's cluster and maintenance pages on a full database", () => {
   const f = useProxy(3, { etcdArgs: [`--quota-backend-bytes=${QUOTA}`] });
   const page = usePage();
-  const asked: string[] = [];
-  before(() => {
-    page.on("dialog", (dialog) => {
-      asked.push(dialog.message());
-      void dialog.accept();
-    });
-  });
+  const asked = useDialogs(page);
 
   const status = async (endpoint: string) => {
     const probe = new EtcdGrpcClient(endpoint);

@@ -3,8 +3,8 @@
 // after a warning, two revisions compared side by side, and a write
 // conflict merged in the three-way view instead of refused.
 import assert from "node:assert/strict";
-import { before, describe, it } from "node:test";
-import { SCREENSHOTS, editorText, typeInEditor, usePage, waitForEditorText } from "../helpers/browser.js";
+import { describe, it } from "node:test";
+import { SCREENSHOTS, editorText, typeInEditor, useDialogs, usePage, waitForEditorText } from "../helpers/browser.js";
 import { useProxy } from "../helpers/fixture.js";
 
 type Plain = Record<string, any>;
@@ -12,14 +12,8 @@ type Plain = Record<string, any>;
 describe("the dashboard's value editor", () => {
   const f = useProxy(1);
   const page = usePage();
-  const asked: string[] = [];
   let answer = true;
-  before(() => {
-    page.on("dialog", (dialog) => {
-      asked.push(dialog.message());
-      void (answer ? dialog.accept() : dialog.dismiss());
-    });
-  });
+  const asked = useDialogs(page, () => answer);
 
   const put = (key: string, value: string) =>
     f.direct.unary("KV", "Put", { key: Buffer.from(key), value: Buffer.from(value) }) as Promise<Plain>;

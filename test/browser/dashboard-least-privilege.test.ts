@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { describe, it } from "node:test";
-import { typeInEditor, usePage, waitForEditorText } from "../helpers/browser.js";
+import { typeInEditor, useDialogs, usePage, waitForEditorText } from "../helpers/browser.js";
 import { ctl } from "../helpers/etcdctl.js";
 import { useProxy } from "../helpers/fixture.js";
 import { login } from "../helpers/grpc-client.js";
@@ -41,7 +41,7 @@ describe("the dashboard as users with only the permissions they need", () => {
     },
   });
   const page = usePage();
-  const asked: string[] = [];
+  useDialogs(page);
   const logIn = async (user: string, password: string) => {
     await page.goto(`http://${f.proxy.address}/`);
     await page.fill("#login input[name=user]", user);
@@ -62,10 +62,6 @@ describe("the dashboard as users with only the permissions they need", () => {
   };
 
   it("lets a user with readwrite on app/ do its work there", async () => {
-    page.on("dialog", (dialog) => {
-      asked.push(dialog.message());
-      void dialog.accept();
-    });
     await logIn("alice", "alicepw");
     // Browse and complete within the prefix.
     await page.fill("#browse input[name=prefix]", "app/");

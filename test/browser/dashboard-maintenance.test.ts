@@ -5,8 +5,8 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
-import { before, describe, it } from "node:test";
-import { SCREENSHOTS, usePage } from "../helpers/browser.js";
+import { describe, it } from "node:test";
+import { SCREENSHOTS, useDialogs, usePage } from "../helpers/browser.js";
 import { useProxy } from "../helpers/fixture.js";
 import { outcome } from "../helpers/grpc-client.js";
 
@@ -15,13 +15,7 @@ type Plain = Record<string, any>;
 describe("the dashboard's maintenance page", () => {
   const f = useProxy(1);
   const page = usePage();
-  const asked: string[] = [];
-  before(() => {
-    page.on("dialog", (dialog) => {
-      asked.push(dialog.message());
-      void dialog.accept();
-    });
-  });
+  const asked = useDialogs(page);
 
   const put = (i: number) =>
     f.direct.unary("KV", "Put", { key: Buffer.from("m/k"), value: Buffer.from(`${i}`) }) as Promise<Plain>;

@@ -65,3 +65,19 @@ export async function typeInEditor(page: Page, text: string, selector = "#value"
   await page.keyboard.press("Control+a");
   await page.keyboard.insertText(text);
 }
+
+/**
+ * Answers every dialog the suite's page raises (confirm, prompt, alert):
+ * accepted unless `accept` says otherwise at that moment. Returns the
+ * messages asked, in order. Call after usePage, in the same suite.
+ */
+export function useDialogs(page: Page, accept: () => boolean = () => true): string[] {
+  const asked: string[] = [];
+  before(() => {
+    page.on("dialog", (dialog) => {
+      asked.push(dialog.message());
+      void (accept() ? dialog.accept() : dialog.dismiss());
+    });
+  });
+  return asked;
+}

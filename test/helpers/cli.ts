@@ -6,12 +6,19 @@ import { freePort } from "./ports.js";
 
 const bin = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "bin", "etcd-connect-proxy.js");
 
-/** Starts the built `etcd-connect-proxy start` as its own process and waits for its startup line. */
+/**
+ * Starts the built `etcd-connect-proxy start` as its own process and waits
+ * for its startup line; in the lane the suite runs in (PROXY_LANE), unless
+ * the test names one.
+ */
 export async function startCli(endpoints: string, extraArgs: string[] = []) {
   const address = `127.0.0.1:${await freePort()}`;
+  const lane = extraArgs.some((a) => a.startsWith("--grpc-lane"))
+    ? []
+    : [`--grpc-lane=${process.env.PROXY_LANE ?? "native"}`];
   const child = spawn(
     process.execPath,
-    [bin, "start", `--endpoints=${endpoints}`, `--listen-addr=${address}`, ...extraArgs],
+    [bin, "start", `--endpoints=${endpoints}`, `--listen-addr=${address}`, ...lane, ...extraArgs],
     {
       stdio: ["ignore", "pipe", "pipe"],
     },

@@ -108,8 +108,7 @@ describe("services for browsers", () => {
   it("defragments one named endpoint, and refuses a URL that is not among --endpoints", async () => {
     const client = createClient(ProxyService, transports()["gRPC-Web"]);
     const member = f.etcd.members[0]!;
-    const defragmentsLogged = () =>
-      (readFileSync(member.logFile, "utf8").match(/finished defragment/g) ?? []).length;
+    const defragmentsLogged = () => (readFileSync(member.logFile, "utf8").match(/finished defragment/g) ?? []).length;
     const before = defragmentsLogged();
     await client.defragmentEndpoint({ url: member.clientUrl });
     assert.ok(defragmentsLogged() > before, "the member's log says it defragmented");

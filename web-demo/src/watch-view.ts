@@ -3,7 +3,7 @@
 // and a notification on every change to a bookmarked key.
 import { Event_EventType } from "../../src/gen/etcd/api/mvccpb/kv_pb.js";
 import { bytes, prefixEnd, text, watchService } from "./client.js";
-import { bookmarks } from "./keys.js";
+import { bookmarks } from "./bookmarks.js";
 import { $, el, showError } from "./ui.js";
 
 /** Events the page keeps (the oldest go first), and how many of the newest it lists. */
