@@ -243,6 +243,9 @@ interface Attempt<T> {
 const NO_GREATER_REVISION =
   "etcdclient: no cluster members have a revision higher than the previously received revision";
 
+/** StatusResponse.dbSizeQuota, etcd 3.6 and later. */
+const STATUS_DB_SIZE_QUOTA = 12;
+
 /** How long streams may stay on an endpoint that left the cluster before they move (see H2Client.retire). */
 const RETIRE_GRACE_MS = 30_000;
 
@@ -381,11 +384,11 @@ export class EtcdUpstream extends UpstreamBase {
 
   async statusOfEach(ctx: CallContext): Promise<EndpointStatus[]> {
     return Promise.all(
-      (await this.askEach(ctx)).map(async ({ endpoint, status, error }) => ({
+      (await this.askEach(ctx)).map(async ({ endpoint, status, error, quota }) => ({
         url: endpoint.url,
         status,
         error,
-        quotaBytes: status ? await this.quotas.of(endpoint.url) : undefined,
+        quotaBytes: quota || (status ? await this.quotas.of(endpoint.url) : undefined),
       })),
     );
   }
@@ -397,7 +400,9 @@ export class EtcdUpstream extends UpstreamBase {
       this.pool.endpoints.map(async (endpoint) => {
         try {
           const bytes = await this.send(endpoint.client.h2, Maintenance.method.status, statusFrame, ctx);
-          return { endpoint, status: fromBinary(Maintenance.method.status.output, bytes) };
+          // etcd 3.6 tells its quota in Status (dbSizeQuota, field 12), which the 3.5 schema lacks.
+          const quota = Number(int64Field(bytes, STATUS_DB_SIZE_QUOTA));
+          return { endpoint, status: fromBinary(Maintenance.method.status.output, bytes), quota };
         } catch (err) {
           return { endpoint, error: toClientError(err) };
         }

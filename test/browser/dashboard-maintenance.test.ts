@@ -15,7 +15,9 @@ type Plain = Record<string, any>;
 describe("the dashboard's maintenance page", () => {
   const f = useProxy(1);
   const page = usePage();
-  const asked = useDialogs(page);
+  const asked = useDialogs(page, (message) =>
+    message.startsWith("Peer URLs of member") ? "http://127.0.0.1:2" : true,
+  );
 
   const put = (i: number) =>
     f.direct.unary("KV", "Put", { key: Buffer.from("m/k"), value: Buffer.from(`${i}`) }) as Promise<Plain>;
@@ -44,7 +46,7 @@ describe("the dashboard's maintenance page", () => {
     assert.deepEqual(createHash("sha256").update(body).digest(), data.subarray(data.length - 32));
   });
 
-  it("adds a learner, shows it, and removes it", async () => {
+  it("adds a learner, shows it, changes its peer URLs, and removes it", async () => {
     await page.fill("#member-add input[name=peer]", "http://127.0.0.1:1");
     await page.click("#member-add button[type=submit]");
     const learnerRow = page.locator("#member-table tbody tr", { hasText: "http://127.0.0.1:1" });
@@ -53,10 +55,50 @@ describe("the dashboard's maintenance page", () => {
     const listed = (await f.direct.unary("Cluster", "MemberList", {})) as Plain;
     assert.equal(listed.members.filter((m: Plain) => m.isLearner).length, 1);
     await page.screenshot({ path: `${SCREENSHOTS}/13-maintenance.png`, fullPage: true });
-    await learnerRow.getByRole("button", { name: /^Remove member/ }).click();
-    await learnerRow.waitFor({ state: "detached" });
+    // Its peer URLs changed from the page (a prompt with the current ones).
+    await learnerRow.getByRole("button", { name: /^Change the peer URLs of / }).click();
+    const moved = page.locator("#member-table tbody tr", { hasText: "http://127.0.0.1:2" });
+    await moved.waitFor();
+    assert.match(asked.at(-1)!, /^Peer URLs of member [0-9a-f]+, comma separated$/);
+    const updated = (await f.direct.unary("Cluster", "MemberList", {})) as Plain;
+    assert.deepEqual(updated.members.find((m: Plain) => m.isLearner).peerURLs, ["http://127.0.0.1:2"]);
+    await moved.getByRole("button", { name: /^Remove member/ }).click();
+    await moved.waitFor({ state: "detached" });
     assert.match(asked.at(-1)!, /^Remove member [0-9a-f]+ \(unstarted\)\?/);
     const after = (await f.direct.unary("Cluster", "MemberList", {})) as Plain;
     assert.equal(after.members.length, 1);
+  });
+
+  it("promotes a learner once it has caught up", async () => {
+    const learner = await f.etcd.add({ learner: true });
+    const { members } = (await f.direct.unary("Cluster", "MemberList", {})) as Plain;
+    const id = BigInt(
+      members.find((m: Plain) => m.name === learner.name || m.clientURLs.includes(learner.clientUrl)).ID,
+    ).toString(16);
+    await page.click("#tabs button[data-tab=cluster]");
+    await page.click("#tabs button[data-tab=maintenance]");
+    const row = page.locator(`#member-table tr[data-member="${id}"]`);
+    await row.locator("td", { hasText: "learner" }).waitFor();
+    // etcd promotes a learner only once its log is in step with the leader's; until then the page shows etcd's refusal.
+    for (let attempt = 0; ; attempt++) {
+      await row.getByRole("button", { name: `Promote member ${id}` }).click();
+      const outcome = await Promise.race([
+        row
+          .locator("td", { hasText: "voter" })
+          .waitFor({ timeout: 2000 })
+          .then(() => "promoted"),
+        page
+          .locator("#error", { hasText: "in sync with leader" })
+          .waitFor({ timeout: 2000 })
+          .then(() => "not yet"),
+      ]).catch(() => "no answer");
+      if (outcome === "promoted") break;
+      assert.ok(attempt < 20, `not promoted: ${outcome}`);
+      await page.evaluate('document.querySelector("#error").hidden = true');
+      await page.waitForTimeout(500);
+    }
+    assert.equal(asked.at(-1), `Promote learner ${id} to a voting member?`);
+    const after = (await f.direct.unary("Cluster", "MemberList", {})) as Plain;
+    assert.equal(after.members.find((m: Plain) => BigInt(m.ID).toString(16) === id).isLearner, false);
   });
 });

@@ -67,16 +67,18 @@ export async function typeInEditor(page: Page, text: string, selector = "#value"
 }
 
 /**
- * Answers every dialog the suite's page raises (confirm, prompt, alert):
- * accepted unless `accept` says otherwise at that moment. Returns the
- * messages asked, in order. Call after usePage, in the same suite.
+ * Answers every dialog the suite's page raises (confirm, prompt, alert) as
+ * `reply` says at that moment: true accepts, false dismisses, a string is
+ * typed into a prompt and accepted. Returns the messages asked, in order.
+ * Call after usePage, in the same suite.
  */
-export function useDialogs(page: Page, accept: () => boolean = () => true): string[] {
+export function useDialogs(page: Page, reply: (message: string) => boolean | string = () => true): string[] {
   const asked: string[] = [];
   before(() => {
     page.on("dialog", (dialog) => {
       asked.push(dialog.message());
-      void (accept() ? dialog.accept() : dialog.dismiss());
+      const answer = reply(dialog.message());
+      void (answer === false ? dialog.dismiss() : dialog.accept(answer === true ? undefined : answer));
     });
   });
   return asked;

@@ -25,8 +25,8 @@ export interface EtcdCluster {
   kill(member: EtcdMember): Promise<void>;
   /** Restarts a killed member on its old ports and data. */
   restart(member: EtcdMember): Promise<void>;
-  /** Adds a member (etcd's MemberAdd, then the process, joining the running cluster). */
-  add(): Promise<EtcdMember>;
+  /** Adds a member (etcd's MemberAdd, then the process, joining the running cluster); a learner if asked. */
+  add(options?: { learner?: boolean }): Promise<EtcdMember>;
   /** Removes a member from the cluster (MemberRemove through another member), then stops its process. */
   remove(member: EtcdMember): Promise<void>;
   stop(): Promise<void>;
@@ -132,7 +132,7 @@ export async function startEtcd(size = 1, tls?: EtcdTls, extraArgs: string[] = [
       launch(member);
       await waitHealthy(member.clientUrl, tls);
     },
-    async add() {
+    async add(options = {}) {
       const [clientPort, peerPort] = [await freePort(), await freePort()];
       const name = `m${members.length}`;
       const peerUrl = `http://127.0.0.1:${peerPort}`;
@@ -140,7 +140,7 @@ export async function startEtcd(size = 1, tls?: EtcdTls, extraArgs: string[] = [
       let added = "";
       for (let attempt = 0; !added; attempt++) {
         try {
-          added = ctlVia(["member", "add", name, `--peer-urls=${peerUrl}`]);
+          added = ctlVia(["member", "add", name, `--peer-urls=${peerUrl}`, ...(options.learner ? ["--learner"] : [])]);
         } catch (err) {
           if (attempt > 100) throw err;
           await sleep(100);

@@ -6,6 +6,7 @@ import {
   LeaseKeepAliveRequestSchema,
   LeaseKeepAliveResponseSchema,
   LeaseTimeToLiveRequestSchema,
+  StatusResponseSchema,
 } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.js";
 import { bytesField, int64Field } from "../../src/grpc/scan.js";
 import { keepAliveRequestFrame, leaseIdOfRequest, leaseIdOfResponse } from "../../src/lease/keepalive-wire.js";
@@ -79,4 +80,22 @@ describe("reading fields from encoded messages", () => {
         err.code === Code.Internal && err.rawMessage.startsWith("grpc: failed to unmarshal the received message "),
     );
   });
+
+  it("reads etcd 3.6's dbSizeQuota (field 12) from a Status answer, which the 3.5 schema cannot name", () => {
+    const status = toBinary(
+      StatusResponseSchema,
+      create(StatusResponseSchema, { version: "3.6.7", dbSize: 1n << 20n, raftIndex: 42n }),
+    );
+    const quota = 8n << 30n; // 8 GiB
+    const withQuota = Buffer.concat([Buffer.from(status), Buffer.from([12 << 3]), varint(quota)]);
+    assert.equal(int64Field(withQuota, 12), quota);
+    assert.equal(int64Field(status, 12), 0n, "absent before 3.6");
+  });
 });
+
+function varint(n: bigint): Buffer {
+  const out: number[] = [];
+  for (; n >= 0x80n; n >>= 7n) out.push(Number(n & 0x7fn) | 0x80);
+  out.push(Number(n));
+  return Buffer.from(out);
+}
