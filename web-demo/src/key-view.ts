@@ -106,7 +106,12 @@ const languageOfFormat = (format: string): Language =>
 async function render(s: Selected): Promise<void> {
   const format = $<HTMLSelectElement>("#format").value;
   const { ValueEditor } = await loadEditor();
-  editor ??= new ValueEditor($("#value"), () => void showValidity());
+  // The status line follows typing at the lint marks' pace, not every keystroke (a large document parses slowly).
+  let pending: ReturnType<typeof setTimeout> | undefined;
+  editor ??= new ValueEditor($("#value"), () => {
+    clearTimeout(pending);
+    pending = setTimeout(() => void showValidity(), 250);
+  });
   editor.show(formatValue(s.value, format), languageOfFormat(format), format === "kubernetes");
   await showValidity();
 }
