@@ -119,6 +119,16 @@ function memberRow(m: Member): HTMLElement {
   }
   const update = el("button", { type: "button", "aria-label": `Change the peer URLs of ${id}` }, "Peer URLs");
   update.addEventListener("click", () => {
+    // etcd's MemberUpdate replaces the member's raft attributes whole, learner flag included (3.4 to 3.6).
+    if (
+      m.isLearner &&
+      !confirm(
+        `Member ${id} is a learner, and etcd's MemberUpdate does not keep that: after it, etcd lists the member ` +
+          "as a voting member, counted toward quorum. To move a learner, remove it and add it again as a learner.\n\n" +
+          "Change its peer URLs anyway?",
+      )
+    )
+      return;
     const urls = prompt(`Peer URLs of member ${id}, comma separated`, m.peerURLs.join(","));
     if (urls === null) return;
     cluster.memberUpdate({ ID: m.ID, peerURLs: urls.split(",").map((u) => u.trim()) }).then(reload, showError);
