@@ -195,7 +195,7 @@ export interface EndpointStatus {
   url: string;
   status?: MessageShape<typeof Maintenance.method.status.output>;
   error?: ConnectError;
-  /** The member's --quota-backend-bytes, when its /metrics tells it. */
+  /** The member's --quota-backend-bytes, when its Status (3.6) or its /metrics tells it. */
   quotaBytes?: number;
 }
 
@@ -358,12 +358,7 @@ export class EtcdUpstream extends UpstreamBase {
   async unaryOnLeaderBytes(method: DescMethodUnary, requestFrame: Buffer, ctx: CallContext): Promise<Buffer> {
     const leader = await this.findLeader(ctx);
     if (!leader) return this.unaryBytes(method, requestFrame, ctx, () => isSafeToRepeat(method, undefined));
-    checkSendLimit(requestFrame, this.options.maxSendBytes);
-    try {
-      return await this.send(leader.client.h2, method, requestFrame, ctx);
-    } catch (err) {
-      throw toClientError(err);
-    }
+    return this.sendOnlyTo(leader, method, requestFrame, ctx);
   }
 
   async unaryOnEndpointBytes(
@@ -374,6 +369,16 @@ export class EtcdUpstream extends UpstreamBase {
   ): Promise<Buffer> {
     const endpoint = this.pool.endpoints.find((e) => e.url === url);
     if (!endpoint) throw new ConnectError(`no endpoint ${url} among --endpoints`, Code.NotFound);
+    return this.sendOnlyTo(endpoint, method, requestFrame, ctx);
+  }
+
+  /** One unary call on one chosen endpoint, never moved elsewhere; its failure is the client's. */
+  private async sendOnlyTo(
+    endpoint: Endpoint<EndpointClients>,
+    method: DescMethodUnary,
+    requestFrame: Buffer,
+    ctx: CallContext,
+  ): Promise<Buffer> {
     checkSendLimit(requestFrame, this.options.maxSendBytes);
     try {
       return await this.send(endpoint.client.h2, method, requestFrame, ctx);
