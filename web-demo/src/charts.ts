@@ -2,6 +2,7 @@
 // each chart with a title, a time axis, a value axis with its unit, a
 // legend, and a line that says the latest values in words.
 import uPlot from "uplot";
+import { debounce } from "./ui.js";
 import { methodOf, quantilesBetween, ratesBetween, sumBy, type Reading } from "./prometheus.js";
 
 /** One line of a chart at one reading (undefined: no value then). */
@@ -132,11 +133,10 @@ export class ProxyCharts {
   private range = 300;
 
   constructor(private readonly host: HTMLElement) {
-    let pending: ReturnType<typeof setTimeout> | undefined;
-    addEventListener("resize", () => {
-      clearTimeout(pending);
-      pending = setTimeout(() => this.redraw(), 200);
-    });
+    addEventListener(
+      "resize",
+      debounce(() => this.redraw(), 200),
+    );
   }
 
   setRange(seconds: number): void {

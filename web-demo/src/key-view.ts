@@ -8,7 +8,7 @@ import { bytes, kv, text } from "./client.js";
 import type { Language } from "./documents.js";
 import type { ValueEditor } from "./editor.js";
 import { describeKubernetesObject, isKubernetesObject } from "./k8s.js";
-import { $, el, showError } from "./ui.js";
+import { $, debounce, el, showError } from "./ui.js";
 
 interface Selected {
   key: Uint8Array;
@@ -107,11 +107,10 @@ async function render(s: Selected): Promise<void> {
   const format = $<HTMLSelectElement>("#format").value;
   const { ValueEditor } = await loadEditor();
   // The status line follows typing at the lint marks' pace, not every keystroke (a large document parses slowly).
-  let pending: ReturnType<typeof setTimeout> | undefined;
-  editor ??= new ValueEditor($("#value"), () => {
-    clearTimeout(pending);
-    pending = setTimeout(() => void showValidity(), 250);
-  });
+  editor ??= new ValueEditor(
+    $("#value"),
+    debounce(() => void showValidity(), 250),
+  );
   editor.show(formatValue(s.value, format), languageOfFormat(format), format === "kubernetes");
   await showValidity();
 }

@@ -3,7 +3,7 @@
 // search stops the last); and key path completion, which asks etcd for one
 // key per suggestion and jumps over everything under it.
 import { bytes, kv, pagesUnder, prefixEnd, text } from "./client.js";
-import { $, el, keyLink, showError } from "./ui.js";
+import { $, debounce, el, keyLink, showError } from "./ui.js";
 
 /** Keys per page of the scan: large pages, because only keys travel. */
 const SCAN_PAGE = 5000;
@@ -24,16 +24,12 @@ export function setupSearch(open: (key: string) => void): void {
     });
   });
 
-  let completing: ReturnType<typeof setTimeout> | undefined;
   const prefix = $<HTMLInputElement>("#browse input[name=prefix]");
-  prefix.addEventListener("input", () => {
-    clearTimeout(completing);
-    // Suggestions are a convenience: a refusal (a prefix the user may not read) just offers none.
-    completing = setTimeout(
-      () => void complete(prefix.value, separatorBox()).catch(() => $("#paths").replaceChildren()),
-      150,
-    );
-  });
+  // Suggestions are a convenience: a refusal (a prefix the user may not read) just offers none.
+  prefix.addEventListener(
+    "input",
+    debounce(() => void complete(prefix.value, separatorBox()).catch(() => $("#paths").replaceChildren()), 150),
+  );
 }
 
 const prefixBox = () => $<HTMLInputElement>("#browse input[name=prefix]").value;

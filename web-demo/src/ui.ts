@@ -33,3 +33,12 @@ export function keyLink(tag: string, attrs: Record<string, string>, caption: str
   });
   return link;
 }
+
+/** `run`, once `ms` have passed without another call: typing and resizing settle before the work. */
+export function debounce(run: () => void, ms: number): () => void {
+  let pending: ReturnType<typeof setTimeout> | undefined;
+  return () => {
+    clearTimeout(pending);
+    pending = setTimeout(run, ms);
+  };
+}
