@@ -2,7 +2,9 @@ import { cors as connectCors } from "@connectrpc/connect";
 import { fastifyConnectPlugin } from "@connectrpc/connect-fastify";
 import fastifyCors from "@fastify/cors";
 import { fastify, LogController, type FastifyInstance, type FastifyServerOptions } from "fastify";
-import type * as http from "node:http";
+import * as http from "node:http";
+import * as https from "node:https";
+import type { Admission } from "./admission.js";
 import type { ServerTls } from "../config/config.js";
 import type { RpcObserver } from "../metrics.js";
 import type { ServiceBinding } from "../services/handlers.js";
@@ -13,7 +15,7 @@ import type { EtcdVersion } from "../upstream/etcd-http.js";
 import { registerGateway } from "./gateway.js";
 import { registerDashboard } from "./dashboard.js";
 import { registerHttpEndpoints, type HttpEndpointDeps } from "./http-endpoints.js";
-import { createListener, type ListenerOptions, type RequestHandler } from "./listener.js";
+import { admitted, createListener, type ListenerOptions, type RequestHandler } from "./listener.js";
 
 export interface AppOptions extends ListenerOptions {
   /** Largest request message accepted from a client. */
@@ -69,11 +71,11 @@ export async function createApp(
   await app.register(async (scope) => {
     // connect-fastify routes each procedure for all nine methods Fastify
     // knows. Only those Connect serves are routed (POST, and GET for the
-    // read-only RPCs): the others would only cost router memory
+    // cheap read-only RPCs): the others would only cost router memory
     // (find-my-way compiles matchers for each), and the not-found handler
     // answers them 405, as Connect does.
     scope.addHook("onRoute", (route) => {
-      route.method = options.rpcs.get(route.url)?.readOnly ? ["POST", "GET"] : "POST";
+      route.method = options.rpcs.get(route.url)?.servedOverGet ? ["POST", "GET"] : "POST";
     });
     await scope.register(fastifyConnectPlugin, {
       routes: (router) => registerServices(router, services, options.observe),
@@ -95,8 +97,14 @@ export async function startMetricsListener(
   addr: { host: string; port: number; https: boolean },
   tls: ServerTls | undefined,
   deps: HttpEndpointDeps,
+  admission: Admission,
 ): Promise<FastifyInstance> {
-  const app = addr.https && tls ? fastify({ https: { ...tls } }) : fastify();
+  const app = fastify({
+    serverFactory: (handler) => {
+      const serve = admitted(handler as RequestHandler, admission) as http.RequestListener;
+      return addr.https && tls ? https.createServer({ ...tls }, serve) : http.createServer(serve);
+    },
+  });
   registerHttpEndpoints(app as unknown as FastifyInstance, deps);
   await app.listen({ host: addr.host, port: addr.port });
   return app as unknown as FastifyInstance;

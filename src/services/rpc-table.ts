@@ -1,6 +1,6 @@
 import type { DescMethodBiDiStreaming, DescMethodServerStreaming, DescMethodUnary } from "@bufbuild/protobuf";
 import type { CallContext } from "../call-context.js";
-import { readsOnly } from "../grpc/method-effects.js";
+import { servedOverGet } from "../grpc/method-effects.js";
 import { bidiBytePathOf, bytePathOf, type BidiBytePath, type BytePath, type ServiceBinding } from "./handlers.js";
 
 /** One RPC the proxy serves: its method, its handler, and what every surface needs to route to it. */
@@ -13,8 +13,8 @@ export type Rpc =
       handler: (request: unknown, ctx: CallContext) => Promise<unknown>;
       /** The handler's own byte-level implementation (forwards, the cache), when it has one. */
       bytes: BytePath | undefined;
-      /** It only reads (its descriptor says NO_SIDE_EFFECTS): Connect serves it over GET too. */
-      readOnly: boolean;
+      /** A cheap read (grpc/method-effects.ts): Connect serves it over GET too. */
+      servedOverGet: boolean;
     }
   | {
       kind: "stream";
@@ -23,7 +23,7 @@ export type Rpc =
       handler: (input: unknown, ctx: CallContext) => AsyncIterable<unknown>;
       /** The handler's own byte-level implementation (lease keep-alives), when it has one. */
       bytes: BidiBytePath | undefined;
-      readOnly: boolean;
+      servedOverGet: boolean;
     };
 
 /**
@@ -37,13 +37,27 @@ export function rpcTable(services: readonly ServiceBinding[]): ReadonlyMap<strin
     for (const method of service.methods) {
       const handler = (handlers as Record<string, unknown>)[method.localName] as never;
       const path = `/${service.typeName}/${method.name}`;
-      const readOnly = readsOnly(method);
+      const overGet = servedOverGet(method);
       if (method.methodKind === "unary") {
         const unary = method as DescMethodUnary;
-        table.set(path, { kind: "unary", path, method: unary, handler, bytes: bytePathOf(handler), readOnly });
+        table.set(path, {
+          kind: "unary",
+          path,
+          method: unary,
+          handler,
+          bytes: bytePathOf(handler),
+          servedOverGet: overGet,
+        });
       } else if (method.methodKind !== "client_streaming") {
         const streaming = method as DescMethodServerStreaming | DescMethodBiDiStreaming;
-        table.set(path, { kind: "stream", path, method: streaming, handler, bytes: bidiBytePathOf(handler), readOnly });
+        table.set(path, {
+          kind: "stream",
+          path,
+          method: streaming,
+          handler,
+          bytes: bidiBytePathOf(handler),
+          servedOverGet: overGet,
+        });
       }
     }
   }
