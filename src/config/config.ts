@@ -270,6 +270,12 @@ export const PROXY_FLAGS: readonly FlagSpec[] = [
     help: "browser origins (scheme://host:port, or *) allowed to call the proxy from other sites; none means same-origin only",
   },
   {
+    name: "host-whitelist",
+    type: "list",
+    default: "",
+    help: "host names requests may be addressed to (421 otherwise, against DNS rebinding), or * for any; by default localhost, IP addresses, this machine's name, the --listen-addr and --advertise-client-url hosts and the server certificate's names",
+  },
+  {
     name: "cache-max-bytes",
     type: "uint",
     default: "67108864",
@@ -347,6 +353,8 @@ export interface ProxyConfig {
   serverKeepalive: { minTimeMs: number; intervalMs: number; timeoutMs: number };
   /** --cors-allowed-origins; empty: browsers may only call from the proxy's own origin. */
   corsAllowedOrigins: string[];
+  /** --host-whitelist; undefined: the proxy's own names (server/admission.ts defaultHosts). */
+  hostWhitelist: string[] | undefined;
   /** The range cache (--cache-max-bytes, --cache-max-entries, --cache-ttl); maxBytes 0 turns it off. */
   cache: { maxBytes: number; maxEntries: number; ttlMs: number };
   /** Per client Watch stream: unread response bytes before its watchers step aside (--watch-buffer-bytes). */
@@ -495,6 +503,7 @@ export function buildConfig(argv: readonly string[]): ProxyConfig {
     nativeLane: lane === "native",
     watchBufferBytes: num("watch-buffer-bytes"),
     corsAllowedOrigins: (parsed.values.get("cors-allowed-origins") as string[]).filter((o) => o !== ""),
+    hostWhitelist: hostWhitelist(parsed),
     serverKeepalive: {
       minTimeMs: num("grpc-keepalive-min-time"),
       intervalMs: num("grpc-keepalive-interval"),
@@ -505,6 +514,33 @@ export function buildConfig(argv: readonly string[]): ProxyConfig {
     metricsAddr: parseMetricsAddr(str("metrics-addr"), tls !== undefined),
   };
 }
+
+/** --host-whitelist as etcd reads it: a list of names, where "*", or a given but empty list, admits any host. */
+function hostWhitelist(parsed: ParsedFlags): string[] | undefined {
+  if (!parsed.given.has("host-whitelist")) return undefined;
+  const hosts = (parsed.values.get("host-whitelist") as string[]).filter((h) => h !== "");
+  return hosts.length === 0 ? ["*"] : hosts;
+}
+
+/**
+ * The command line with its secrets hidden, for anyone who may read it
+ * (/debug/pprof/cmdline): --password's value, and the password of
+ * --user name:password. Both spellings, --flag=value and --flag value.
+ */
+export function redactCommandLine(argv: readonly string[]): string[] {
+  const out = [...argv];
+  const hide = (flag: string, value: string) =>
+    flag === "password" ? REDACTED : value.includes(":") ? `${value.slice(0, value.indexOf(":"))}:${REDACTED}` : value;
+  for (let i = 0; i < out.length; i++) {
+    const m = /^--(password|user)(=(.*))?$/s.exec(out[i]!);
+    if (!m) continue;
+    if (m[2] !== undefined) out[i] = `--${m[1]}=${hide(m[1]!, m[3]!)}`;
+    else if (i + 1 < out.length) out[i + 1] = hide(m[1]!, out[++i]!);
+  }
+  return out;
+}
+
+const REDACTED = "[redacted]";
 
 /** etcd's startup checks for the registration flags. */
 function validateRegistration(parsed: ParsedFlags): void {

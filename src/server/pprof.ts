@@ -1,5 +1,6 @@
 import * as pprof from "@datadog/pprof";
 import type { FastifyInstance, FastifyReply } from "fastify";
+import { redactCommandLine } from "../config/config.js";
 
 /** Heap sampling: one sample per 512 KiB allocated on average, 64 frames deep (pprof's defaults for Node). */
 const HEAP_INTERVAL_BYTES = 512 * 1024;
@@ -33,7 +34,7 @@ export function registerPprof(app: FastifyInstance): void {
       ),
   );
   app.get("/debug/pprof/cmdline", async (_req, reply) =>
-    reply.type("text/plain; charset=utf-8").send(process.argv.join("\x00")),
+    reply.type("text/plain; charset=utf-8").send(redactCommandLine(process.argv).join("\x00")),
   );
   app.get("/debug/pprof/heap", async (_req, reply) => send(reply, "heap", await pprof.encode(pprof.heap.profile())));
   app.get<{ Querystring: { seconds?: string } }>("/debug/pprof/profile", async (req, reply) => {

@@ -79,4 +79,16 @@ describe("--enable-pprof", () => {
     assert.equal((await fetch(`http://${plain.address}/debug/pprof/`)).status, 404);
     assert.equal((await fetch(`http://${plain.address}/debug/pprof/heap`)).status, 404);
   });
+
+  it("shows the command line with its passwords hidden", async () => {
+    const secret = await startCli(etcd.endpoints, ["--enable-pprof", "--user=root", "--password=hunter2-secret"]);
+    try {
+      const shown = (await (await fetch(`http://${secret.address}/debug/pprof/cmdline`)).text()).split("\0");
+      assert.ok(shown.includes("--password=[redacted]"), shown.join(" "));
+      assert.ok(shown.includes("--user=root"));
+      assert.ok(!shown.join(" ").includes("hunter2"));
+    } finally {
+      secret.child.kill("SIGKILL");
+    }
+  });
 });
