@@ -9,6 +9,8 @@ import { checkProxyHealth } from "./health/proxy-health.js";
 import { KeepAliveCoalescer } from "./lease/keepalive-coalescer.js";
 import { createMetrics, observeEndpoints, observeLeasing, recordRpc, type RpcObserver } from "./metrics.js";
 import { createApp, startMetricsListener } from "./server/app.js";
+import { Admission, defaultHosts } from "./server/admission.js";
+import { dashboardPaths } from "./server/dashboard.js";
 import type { ClosableSession } from "./server/listener.js";
 import type { HttpEndpointDeps } from "./server/http-endpoints.js";
 import { EtcdVersion, fetchFromEtcd } from "./upstream/etcd-http.js";
@@ -233,7 +235,21 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
     grpcServices: new Set(services.map((s) => s.service.typeName)),
     pprof: config.pprof,
   };
+  const publicPaths = dashboardPaths();
+  const admission = new Admission({
+    hosts:
+      config.hostWhitelist ??
+      defaultHosts({
+        listenHost: config.listen.host,
+        advertiseClientUrl: config.advertiseClientUrl,
+        machineName: hostname(),
+        certificate: config.tls?.cert,
+      }),
+    allowedOrigins: config.corsAllowedOrigins,
+    isPublicPath: (path) => publicPaths.has(path),
+  });
   const app = await createApp(served, httpDeps, {
+    admission,
     corsAllowedOrigins: config.corsAllowedOrigins,
     keepalive: config.serverKeepalive,
     tls: config.tls,
@@ -256,7 +272,7 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
     socket.once("close", () => sockets.delete(socket));
   });
   const metricsApp = config.metricsAddr
-    ? await startMetricsListener(config.metricsAddr, config.tls, httpDeps)
+    ? await startMetricsListener(config.metricsAddr, config.tls, httpDeps, admission)
     : undefined;
 
   await app.listen({ host: config.listen.host, port: config.listen.port });

@@ -132,6 +132,11 @@ async function serve(
   });
   // Ends with the call's status; a client gone before the end is Canceled.
   reply.raw.once("close", () => record?.end(Code.Canceled));
+  if (request.headers.origin !== undefined && !isJson(request.headers["content-type"])) {
+    const error = new ConnectError(BROWSER_BODY_REFUSED, Code.InvalidArgument);
+    record?.end(error.code);
+    return reply.code(415).type("application/json").send({ code: error.code, message: error.rawMessage });
+  }
   const call = gatewayContext(request, abort);
   if (call instanceof ConnectError) return sendError(reply, call, line, record);
   const { ctx } = call;
@@ -208,6 +213,17 @@ function gatewayContext(
       ? undefined
       : setTimeout(() => abort.abort(new ConnectError("context deadline exceeded", Code.DeadlineExceeded)), timeoutMs);
   return { ctx: startCall(metadata, timeoutMs, abort.signal), stop: () => clearTimeout(timer) };
+}
+
+/**
+ * A page can send text/plain, form and multipart bodies to any site without
+ * asking (no CORS preflight), so a browser's call (one with an Origin) must
+ * say it is JSON, which only a page the proxy allowed can.
+ */
+const BROWSER_BODY_REFUSED = "a browser's request to the gateway must have Content-Type: application/json";
+
+function isJson(contentType: string | undefined): boolean {
+  return contentType?.split(";", 1)[0]!.trim().toLowerCase() === "application/json";
 }
 
 /** A body holds one JSON message, or several in a row (streams). */

@@ -2,7 +2,9 @@ import * as http from "node:http";
 import * as http2 from "node:http2";
 import type { Socket } from "node:net";
 import type { ServerTls } from "../config/config.js";
-import { H2ServerConnection } from "../http2/server.js";
+import { encodeHeaders } from "../http2/hpack.js";
+import { H2ServerConnection, type H2Stream } from "../http2/server.js";
+import type { Admission, Refusal, RequestHead } from "./admission.js";
 import { createBridge } from "./h2-bridge.js";
 import type { NativeLane } from "./native-lane.js";
 
@@ -34,6 +36,8 @@ export interface ListenerOptions {
   sessions?: Set<ClosableSession>;
   /** gRPC keepalive toward clients (--grpc-keepalive-*). */
   keepalive?: ServerKeepalive;
+  /** Which requests are served at all (Host and cross-site checks), judged before anything else. */
+  admission?: Admission;
 }
 
 export interface ServerKeepalive {
@@ -59,12 +63,14 @@ export interface ClosableSession {
  * HTTP/2 preface means prior-knowledge h2c, anything else is HTTP/1.1. The
  * returned server is what Fastify's serverFactory expects.
  */
-export function createListener(handler: RequestHandler, options: ListenerOptions): http.Server {
+export function createListener(serve: RequestHandler, options: ListenerOptions): http.Server {
+  // Streams of the proxy's own HTTP/2 are admitted as they open; node's servers admit here.
+  const handler = options.admission ? admitted(serve, options.admission) : serve;
   const settings = { maxConcurrentStreams: options.maxConcurrentStreams };
   // node refuses new streams once a session holds 10 MB; a connection that
   // multiplexes thousands of watch or keep-alive streams needs more.
   const maxSessionMemory = SESSION_MEMORY_MB;
-  const ownH2 = options.nativeLane ? ownHttp2(handler, options.nativeLane, options) : undefined;
+  const ownH2 = options.nativeLane ? ownHttp2(serve, options.nativeLane, options) : undefined;
   const serveOwnH2 = ownH2?.serve;
   if (options.tls) {
     const secure = http2.createSecureServer(
@@ -200,7 +206,9 @@ function ownHttp2(
     const connection = new H2ServerConnection(socket, {
       maxConcurrentStreams: options.maxConcurrentStreams,
       onStream: (stream) => {
-        if (!lane.handle(stream)) bridge.forward(stream);
+        const refusal = options.admission?.check(streamHead(stream));
+        if (refusal) refuseStream(stream, refusal);
+        else if (!lane.handle(stream)) bridge.forward(stream);
       },
     });
     track(connection, options, () => connection.bytesWritten);
@@ -213,6 +221,50 @@ function ownHttp2(
     },
   };
 }
+
+/** Serves only what the admission lets through; the rest is answered before its body is read. */
+export function admitted(serve: RequestHandler, admission: Admission): RequestHandler {
+  return (req, res) => {
+    const headers = req.headers;
+    const refusal = admission.check({
+      method: req.method ?? "GET",
+      url: req.url ?? "/",
+      host: (headers[":authority"] as string | undefined) ?? headers.host,
+      origin: headers.origin,
+      fetchSite: headers["sec-fetch-site"] as string | undefined,
+    });
+    if (!refusal) return serve(req, res);
+    const body = Buffer.from(refusal.body);
+    (res as http.ServerResponse).writeHead(refusal.status, { ...REFUSAL_HEADERS, "content-length": body.length });
+    res.end(body);
+  };
+}
+
+function streamHead(stream: H2Stream): RequestHead {
+  const headers = stream.headers;
+  return {
+    method: headers[":method"] ?? "GET",
+    url: headers[":path"] ?? "/",
+    host: headers[":authority"] ?? headers.host,
+    origin: headers.origin,
+    fetchSite: headers["sec-fetch-site"],
+  };
+}
+
+function refuseStream(stream: H2Stream, refusal: Refusal): void {
+  const body = Buffer.from(refusal.body);
+  stream.respond(
+    encodeHeaders([
+      [":status", String(refusal.status)],
+      ...Object.entries(REFUSAL_HEADERS),
+      ["content-length", String(body.length)],
+    ]),
+  );
+  stream.write(body);
+  stream.end();
+}
+
+const REFUSAL_HEADERS = { "content-type": "text/plain; charset=utf-8", "x-content-type-options": "nosniff" };
 
 function watchSessions(server: http2.Http2Server | http2.Http2SecureServer, options: ListenerOptions): void {
   server.on("sessionError", (err) => options.onSessionError?.(err));
