@@ -9,6 +9,7 @@ import { describe, it } from "node:test";
 import { typeInEditor, useDialogs, usePage, waitForEditorText } from "../helpers/browser.js";
 import { ctl } from "../helpers/etcdctl.js";
 import { useProxy } from "../helpers/fixture.js";
+import { eventually } from "../helpers/watch.js";
 import { login } from "../helpers/grpc-client.js";
 
 type Plain = Record<string, any>;
@@ -69,7 +70,8 @@ describe("the dashboard as users with only the permissions they need", () => {
     await page.locator('.leaf[data-key="app/item-4"]').waitFor();
     await page.locator("#browse input[name=prefix]").press("End");
     await page.locator("#browse input[name=prefix]").pressSequentially("d");
-    await page.waitForFunction('document.querySelector("#paths option")?.value === "app/deep/"');
+    const firstPath = () => page.locator("#paths option").evaluateAll((o) => o[0]?.getAttribute("value"));
+    await eventually(async () => (await firstPath()) === "app/deep/", "app/deep/ suggested");
     await page.fill("#browse input[name=prefix]", "app/");
     // Search within it.
     await page.fill("#search input[name=contains]", "needle");

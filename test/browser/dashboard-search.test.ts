@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { before, describe, it } from "node:test";
 import { SCREENSHOTS, usePage } from "../helpers/browser.js";
 import { useProxy } from "../helpers/fixture.js";
+import { eventually } from "../helpers/watch.js";
 
 const GROUPS = 100;
 const PER_GROUP = 1000;
@@ -68,21 +69,21 @@ describe("the dashboard's key search on 100k keys", () => {
     const box = page.locator("#browse input[name=prefix]");
     await box.fill("");
     await box.pressSequentially("big/g0");
-    await page.waitForFunction('document.querySelectorAll("#paths option").length === 10');
+    await eventually(async () => (await options()).length === 10, "ten suggestions");
     assert.deepEqual(
       await options(),
       Array.from({ length: 10 }, (_, i) => `big/g0${i}/`),
     );
     // Deeper: leaves are offered whole; at most 20 suggestions.
     await box.pressSequentially("4/k0001");
-    await page.waitForFunction('document.querySelector("#paths option")?.value === "big/g04/k00010"');
+    await eventually(async () => (await options())[0] === "big/g04/k00010", "the leaves of big/g04/");
     assert.deepEqual(
       await options(),
       Array.from({ length: 10 }, (_, i) => `big/g04/k0001${i}`),
     );
     await box.fill("big/");
     await box.dispatchEvent("input");
-    await page.waitForFunction('document.querySelector("#paths option")?.value === "big/g00/"');
+    await eventually(async () => (await options())[0] === "big/g00/", "the segments of big/");
     assert.equal((await options()).length, 20);
   });
 });

@@ -1,3 +1,4 @@
+import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 import { after, before } from "node:test";
 import { chromium, type Browser, type BrowserContextOptions, type Page } from "playwright-core";
@@ -5,23 +6,25 @@ import { chromium, type Browser, type BrowserContextOptions, type Page } from "p
 /** Where browser tests keep their screenshots (git-ignored). */
 export const SCREENSHOTS = "test-results/dashboard";
 
-/** Debian's chromium, headless, as the browser tests drive it. */
-export function launchChromium(): Promise<Browser> {
+/** Debian's chromium, headless, as the browser tests drive it; `args` adds command-line switches. */
+export function launchChromium(args: string[] = []): Promise<Browser> {
   mkdirSync(SCREENSHOTS, { recursive: true });
   return chromium.launch({
     executablePath: "/usr/bin/chromium",
-    args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+    args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", ...args],
   });
 }
 
 /**
  * A chromium page for the current suite: opened before its tests (after
  * the hooks registered earlier), closed after them. The returned object
- * stands for the page once it is open.
+ * stands for the page once it is open. The dashboard runs under a strict
+ * Content-Security-Policy, and the suite fails if the page broke it.
  */
 export function usePage(options: BrowserContextOptions = {}): Page {
   let browser: Browser | undefined;
   let page: Page | undefined;
+  const violations: string[] = [];
   before(async () => {
     browser = await launchChromium();
     const context = await browser.newContext({
@@ -29,10 +32,25 @@ export function usePage(options: BrowserContextOptions = {}): Page {
       acceptDownloads: true,
       ...options,
     });
+    // Each violation is told by the page itself, with what broke the policy and where.
+    // One kind is chromium's, not the page's: typing over highlighted text in the editor, its editing engine
+    // tries to carry the old text's colour into a style attribute; it is refused and CodeMirror redraws anyway.
+    await context.addInitScript(`document.addEventListener("securitypolicyviolation", (e) => {
+      const target = e.target instanceof Element ? e.target : undefined;
+      const typingStyle = e.violatedDirective === "style-src-attr" && /^color: [^;]+;$/.test(e.sample) &&
+        target !== undefined && target.closest(".cm-content") !== null;
+      if (typingStyle) return;
+      const where = target ? target.outerHTML.slice(0, 160) : String(e.target);
+      console.error("CSP violation: " + e.violatedDirective + " by " + JSON.stringify(e.sample) + " in " + where);
+    })`);
     page = await context.newPage();
+    page.on("console", (message) => {
+      if (message.text().startsWith("CSP violation:")) violations.push(message.text());
+    });
   });
   after(async () => {
     await browser?.close();
+    assert.deepEqual(violations, [], "the dashboard broke its Content-Security-Policy");
   });
   return new Proxy({} as Page, {
     get(_target, property) {

@@ -9,9 +9,10 @@ import { toml } from "@codemirror/legacy-modes/mode/toml";
 import { linter, lintGutter, type Diagnostic } from "@codemirror/lint";
 import { MergeView } from "@codemirror/merge";
 import { Compartment, EditorState, type Extension } from "@codemirror/state";
-import { EditorView, keymap, lineNumbers } from "@codemirror/view";
+import { EditorView, highlightSpecialChars, keymap, lineNumbers } from "@codemirror/view";
 import { tags } from "@lezer/highlight";
 import { problemOf, type Language } from "./documents.js";
+import { BIDI_CONTROLS, visible } from "./ui.js";
 
 // The document checks load with the editor; the keys page reaches them here.
 export { detectLanguage, LANGUAGE_NAMES, problemOf } from "./documents.js";
@@ -26,8 +27,26 @@ const highlight = HighlightStyle.define([
   { tag: [tags.punctuation, tags.separator, tags.bracket], color: "var(--code-punctuation)" },
 ]);
 
+/** Bidi controls in a value are shown as their escapes (U+202E as `\u202E`), never obeyed; the text keeps them. */
+const bidiShown = highlightSpecialChars({
+  addSpecialChars: new RegExp(BIDI_CONTROLS.source),
+  render: (code, description, placeholder) => {
+    const mark = document.createElement("span");
+    mark.className = "cm-specialChar";
+    const char = String.fromCharCode(code);
+    mark.textContent = visible(char) !== char ? visible(char) : placeholder;
+    if (description) mark.title = description;
+    return mark;
+  },
+});
+
+/** The nonce the page was served with: the Content-Security-Policy admits the editor's <style> elements by it. */
+const styleNonce = document.querySelector<HTMLMetaElement>('meta[name="csp-nonce"]')?.content ?? "";
+
 const base: Extension = [
+  EditorView.cspNonce.of(styleNonce),
   syntaxHighlighting(highlight),
+  bidiShown,
   EditorView.lineWrapping,
   EditorView.theme({ "&": { backgroundColor: "var(--surface)", color: "var(--ink)" } }),
 ];

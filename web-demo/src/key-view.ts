@@ -8,7 +8,7 @@ import { bytes, kv, text } from "./client.js";
 import type { Language } from "./documents.js";
 import type { ValueEditor } from "./editor.js";
 import { describeKubernetesObject, isKubernetesObject } from "./k8s.js";
-import { $, debounce, el, showError } from "./ui.js";
+import { $, debounce, el, showError, visible } from "./ui.js";
 
 interface Selected {
   key: Uint8Array;
@@ -68,7 +68,7 @@ export async function openKey(key: string): Promise<void> {
     for (const a of document.querySelectorAll(".leaf.selected")) a.classList.remove("selected");
     document.querySelector(`.leaf[data-key="${CSS.escape(key)}"]`)?.classList.add("selected");
     $("#editor").hidden = false;
-    $("#editor-key").textContent = key;
+    $("#editor-key").textContent = visible(key);
     $("#editor-meta").textContent =
       `revision ${item.modRevision} (created at ${item.createRevision}), version ${item.version}` +
       (item.lease ? `, lease ${item.lease.toString(16)}` : "");

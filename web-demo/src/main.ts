@@ -6,7 +6,7 @@ import { setupMaintenance } from "./maintenance.js";
 import { setupTransfer } from "./transfer.js";
 import { setupCluster, setupLeases, setupProxy } from "./panels.js";
 import { setupWatch } from "./watch-view.js";
-import { $, showError } from "./ui.js";
+import { $, showError, visible } from "./ui.js";
 
 function setupTabs(): void {
   for (const button of document.querySelectorAll<HTMLButtonElement>("#tabs button")) {
@@ -25,7 +25,7 @@ function setupLogin(): void {
   const who = $("#who");
   const logout = $("#logout");
   const show = (name?: string) => {
-    who.textContent = name ? `logged in as ${name}` : loggedIn() ? "logged in" : "not logged in";
+    who.textContent = name ? `logged in as ${visible(name)}` : loggedIn() ? "logged in" : "not logged in";
     logout.hidden = !loggedIn();
   };
   form.addEventListener("submit", (e) => {

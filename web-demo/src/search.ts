@@ -3,7 +3,7 @@
 // search stops the last); and key path completion, which asks etcd for one
 // key per suggestion and jumps over everything under it.
 import { bytes, kv, pagesUnder, prefixEnd, text } from "./client.js";
-import { $, debounce, el, keyLink, showError } from "./ui.js";
+import { $, debounce, el, keyLink, showError, visible } from "./ui.js";
 
 /** Keys per page of the scan: large pages, because only keys travel. */
 const SCAN_PAGE = 5000;
@@ -56,12 +56,13 @@ async function search(needle: string, prefix: string, open: (key: string) => voi
       list.append(keyLink("li", { "data-key": name }, name, () => open(name)));
     }
     scanned += page.kvs.length;
-    state.textContent = `${found} keys contain "${needle}" among ${scanned} scanned…`;
+    state.textContent = visible(`${found} keys contain "${needle}" among ${scanned} scanned…`);
   }
   const seconds = ((performance.now() - started) / 1000).toFixed(2);
-  state.textContent =
+  state.textContent = visible(
     `${found} keys contain "${needle}" among ${scanned}${prefix ? ` under ${prefix}` : ""} (${seconds} s)` +
-    (found > SHOWN ? `; the first ${SHOWN} are listed` : "");
+      (found > SHOWN ? `; the first ${SHOWN} are listed` : ""),
+  );
 }
 
 /**

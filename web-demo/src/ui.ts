@@ -7,17 +7,30 @@ export function $<T extends HTMLElement = HTMLElement>(selector: string): T {
   return found;
 }
 
+/** Text that reorders what is shown around it: bidi embeddings, overrides, isolates and marks. */
+export const BIDI_CONTROLS = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+
+/**
+ * Text from etcd as it is, with its bidi controls written out (`\u202E`)
+ * rather than obeyed: a key named "rtl-\u202Egnp.exe" must not pass for
+ * "rtl-exe.png".
+ */
+export function visible(text: string): string {
+  return text.replace(BIDI_CONTROLS, (c) => `\\u${c.charCodeAt(0).toString(16).toUpperCase().padStart(4, "0")}`);
+}
+
+/** An element; its text children are shown `visible`, since most of them come from etcd. */
 export function el(tag: string, attrs: Record<string, string> = {}, ...children: Array<string | Node>): HTMLElement {
   const e = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
-  e.append(...children);
+  e.append(...children.map((child) => (typeof child === "string" ? visible(child) : child)));
   return e;
 }
 
 /** Shows an error etcd (or the proxy) gave, in etcd's words. */
 export function showError(err: unknown): void {
   const box = $("#error");
-  box.textContent = err instanceof ConnectError ? err.rawMessage : String((err as Error).message ?? err);
+  box.textContent = visible(err instanceof ConnectError ? err.rawMessage : String((err as Error).message ?? err));
   box.hidden = false;
   setTimeout(() => (box.hidden = true), 8000);
 }

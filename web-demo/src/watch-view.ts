@@ -4,7 +4,7 @@
 import { Event_EventType } from "../../src/gen/etcd/api/mvccpb/kv_pb.js";
 import { bytes, prefixEnd, text, watchService } from "./client.js";
 import { bookmarks } from "./bookmarks.js";
-import { $, el, showError } from "./ui.js";
+import { $, el, showError, visible } from "./ui.js";
 
 /** Events the page keeps (the oldest go first), and how many of the newest it lists. */
 const MAX_SEEN = 10_000;
@@ -141,7 +141,7 @@ function setupBookmarkNotifications(): void {
           for (const ev of r.events) {
             const what = `${ev.type === Event_EventType.DELETE ? "deleted" : "changed"}: ${text(ev.kv!.key)}`;
             try {
-              new Notification("etcd", { body: what });
+              new Notification("etcd", { body: visible(what) });
             } catch {
               // some browsers allow notifications only from a service worker: the list below still says it
             }
