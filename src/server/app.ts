@@ -10,6 +10,7 @@ import type { RpcObserver } from "../metrics.js";
 import type { ServiceBinding } from "../services/handlers.js";
 import type { Rpc } from "../services/rpc-table.js";
 import { registerServices } from "./connect-adapter.js";
+import { readJsonNumbersExactly } from "./connect-json.js";
 import { registerNativeGrpcWire } from "./connect-grpc-wire.js";
 import type { EtcdVersion } from "../upstream/etcd-http.js";
 import { registerGateway } from "./gateway.js";
@@ -78,12 +79,20 @@ export async function createApp(
       route.method = options.rpcs.get(route.url)?.servedOverGet ? ["POST", "GET"] : "POST";
     });
     await scope.register(fastifyConnectPlugin, {
-      routes: (router) => registerServices(router, services, options.observe),
+      routes: (router) => {
+        registerServices(router, services, options.observe);
+        readJsonNumbersExactly(router, options.readMaxBytes);
+      },
       readMaxBytes: options.readMaxBytes,
       shutdownSignal: options.shutdownSignal,
     });
   });
-  await registerGateway(app, options.rpcs, options.etcdVersion, options.observe);
+  await registerGateway(app, {
+    rpcs: options.rpcs,
+    etcd: options.etcdVersion,
+    shutdown: options.shutdownSignal,
+    observe: options.observe,
+  });
   if (!(await registerDashboard(app))) app.log.warn("the dashboard was not built (npm run build); / serves nothing");
   registerHttpEndpoints(app, endpoints, new Set(options.rpcs.keys()));
   return app;

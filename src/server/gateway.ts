@@ -1,8 +1,9 @@
-import { create, fromJson, toJson, type DescMethod, type JsonValue } from "@bufbuild/protobuf";
+import { create, fromJson, toJson, type DescMethod } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { startCall, type CallContext } from "../call-context.js";
 import { GRPC_OK, decodeGrpcTimeout } from "../grpc/wire.js";
+import { exact64BitFields, parseExactJson } from "../grpc/json-numbers.js";
 import { GATEWAY_ROUTES } from "../gen/gateway-routes.js";
 import type { RpcObserver, RpcRecord } from "../metrics.js";
 import type { Rpc } from "../services/rpc-table.js";
@@ -64,12 +65,19 @@ const PARSE_OPTIONS = { ignoreUnknownFields: true } as const;
  * paths and wrong methods are answered as the etcd in use answers them:
  * etcd 3.4's and 3.5's gateways word them differently.
  */
+export interface GatewayOptions {
+  rpcs: ReadonlyMap<string, Rpc>;
+  /** The etcd in use, whose answers and words the gateway matches. */
+  etcd: EtcdVersion;
+  /** Aborted when the proxy shuts down: open streams end at once, as etcd's do. */
+  shutdown: AbortSignal;
+  /** Hears about every call, as the gRPC lanes report theirs (metrics, debug logs). */
+  observe?: RpcObserver;
+}
+
 export async function registerGateway(
   app: FastifyInstance,
-  rpcs: ReadonlyMap<string, Rpc>,
-  etcd: EtcdVersion,
-  /** Hears about every call, as the gRPC lanes report theirs (metrics, debug logs). */
-  observe?: RpcObserver,
+  { rpcs, etcd, shutdown, observe }: GatewayOptions,
 ): Promise<void> {
   // Later routes win on a shared path, as in grpc-gateway (Hash and HashKV share one).
   const routes = new Map<string, { method: DescMethod; handler: Handler }>();
@@ -92,7 +100,11 @@ export async function registerGateway(
     scope.addContentTypeParser("*", { parseAs: "string" }, (_req, body, done) => done(null, body));
     for (const [path, target] of routes) {
       scope.post(path, async (request, reply) =>
-        serve(target.method, target.handler, request, reply, await etcd.releaseLine(), observe?.(target.method)),
+        serve(target.method, target.handler, request, reply, {
+          line: await etcd.releaseLine(),
+          record: observe?.(target.method),
+          shutdown,
+        }),
       );
     }
     // Anything else under the gateway's prefixes gets etcd's gateway's own answers.
@@ -117,13 +129,18 @@ function unrouted(reply: FastifyReply, knownPath: boolean, line: EtcdLine): Fast
     : reply.code(404).type("application/json").send({ code: Code.NotFound, message: "Not Found" });
 }
 
+interface GatewayCall {
+  line: EtcdLine;
+  record: RpcRecord | undefined;
+  shutdown: AbortSignal;
+}
+
 async function serve(
   method: DescMethod,
   handler: Handler,
   request: FastifyRequest,
   reply: FastifyReply,
-  line: EtcdLine,
-  record: RpcRecord | undefined,
+  { line, record, shutdown }: GatewayCall,
 ): Promise<unknown> {
   const abort = new AbortController();
   // The response closing before it was finished means the client left.
@@ -143,10 +160,13 @@ async function serve(
   reply.raw.once("close", call.stop);
   let inputs: unknown[];
   try {
-    inputs = parseBody(String(request.body ?? "")).map((json) => fromJson(method.input, json, PARSE_OPTIONS));
+    inputs = parseExactJson(String(request.body ?? "")).map((document) =>
+      fromJson(method.input, exact64BitFields(method.input, document, line), PARSE_OPTIONS),
+    );
   } catch (err) {
-    const error = new ConnectError(`invalid request body: ${(err as Error).message}`, Code.InvalidArgument);
-    return sendError(reply, error, line, record);
+    // A 64-bit value etcd would refuse is refused in its words; anything else keeps ours.
+    const message = err instanceof RangeError ? err.message : `invalid request body: ${(err as Error).message}`;
+    return sendError(reply, new ConnectError(message, Code.InvalidArgument), line, record);
   }
   const messages = method.methodKind === "unary" ? 1 : inputs.length;
   for (let i = 0; i < messages; i++) record?.received();
@@ -166,6 +186,10 @@ async function serve(
   reply.hijack();
   const raw = reply.raw;
   raw.writeHead(200, { "content-type": "application/json" });
+  // A shutdown ends the stream at once with etcd's error line, as etcd ends its own on SIGTERM.
+  const shuttingDown = () => abort.abort(shutdownError(line));
+  if (shutdown.aborted) shuttingDown();
+  else shutdown.addEventListener("abort", shuttingDown, { once: true });
   try {
     for await (const output of handler(input, ctx) as AsyncIterable<unknown>) {
       if (abort.signal.aborted) break;
@@ -174,18 +198,30 @@ async function serve(
       );
       record?.sent();
     }
-    // A stream whose deadline passed ends with etcd's error line, not quietly.
+    // A stream whose deadline passed, or that a shutdown ended, ends with etcd's error line, not quietly.
     const reason: unknown = abort.signal.reason;
-    if (reason instanceof ConnectError && reason.code === Code.DeadlineExceeded) throw reason;
+    if (reason instanceof ConnectError && ENDS_WITH_ERROR_LINE.has(reason.code)) throw reason;
     record?.end(GRPC_OK);
   } catch (err) {
     const error = ConnectError.from(err);
     record?.end(error.code);
     raw.write(`${JSON.stringify({ error: streamError(error, line) })}\n`);
+  } finally {
+    shutdown.removeEventListener("abort", shuttingDown);
   }
   raw.end();
   abort.abort();
   return reply;
+}
+
+const ENDS_WITH_ERROR_LINE = new Set([Code.DeadlineExceeded, Code.Unavailable]);
+
+/**
+ * What a gateway stream ends with when the server goes away: etcd 3.4's
+ * gateway sees its gRPC connection close, 3.5's sees the server's EOF.
+ */
+function shutdownError(line: EtcdLine): ConnectError {
+  return new ConnectError(line === "3.4" ? "transport is closing" : "error reading from server: EOF", Code.Unavailable);
 }
 
 /**
@@ -224,20 +260,6 @@ const BROWSER_BODY_REFUSED = "a browser's request to the gateway must have Conte
 
 function isJson(contentType: string | undefined): boolean {
   return contentType?.split(";", 1)[0]!.trim().toLowerCase() === "application/json";
-}
-
-/** A body holds one JSON message, or several in a row (streams). */
-function parseBody(body: string): JsonValue[] {
-  const text = body.trim();
-  if (text === "") return [];
-  try {
-    return [JSON.parse(text) as JsonValue];
-  } catch {
-    return text
-      .split(/\n+/)
-      .filter((l) => l.trim() !== "")
-      .map((l) => JSON.parse(l) as JsonValue);
-  }
 }
 
 async function* fromArray<T>(items: T[]): AsyncIterable<T> {

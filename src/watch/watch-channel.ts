@@ -173,7 +173,10 @@ export class WatchChannel {
           signal.removeEventListener("abort", onAbort);
           resolve(header);
         },
-        failed: reject,
+        failed: (err) => {
+          signal.removeEventListener("abort", onAbort);
+          reject(err);
+        },
       };
       const onAbort = () => {
         this.progressWaiters = this.progressWaiters.filter((w) => w !== waiter);

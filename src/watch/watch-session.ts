@@ -91,6 +91,8 @@ export class WatchSession implements ChannelMember {
   });
   private nextAutoId = 0n;
   private closed = false;
+  /** Progress requests not yet answered, and whether a question to the channel is out. */
+  private progress = { asked: 0, inFlight: false };
   /**
    * The sequence number of the last response that was not a watcher's
    * events: events are never batched into a response queued before it, so
@@ -208,8 +210,23 @@ export class WatchSession implements ChannelMember {
    */
   private requestProgress(): void {
     if (this.watchers.size === 0) return;
+    this.progress.asked++;
+    if (!this.progress.inFlight) this.askChannelForProgress();
+  }
+
+  /**
+   * One question to the channel at a time, answering every request asked
+   * before it went out. Requests that come while it waits (a client asking
+   * every 100 ms through a failover) wait for the next question, so each is
+   * answered by an etcd answer given after it was asked, and the client's
+   * signal holds one listener, not one per request.
+   */
+  private askChannelForProgress(): void {
+    const answering = this.progress.asked;
+    this.progress = { asked: 0, inFlight: true };
     this.channel.requestProgress(this.ctx.signal).then(
       (header) => {
+        this.progress.inFlight = false;
         if (this.closed) return;
         let revision = header.revision;
         for (const w of this.watchers.values()) {
@@ -219,9 +236,14 @@ export class WatchSession implements ChannelMember {
           const upTo = watch?.state === "live" ? watch.nextRev - 1n : w.nextRev - 1n;
           if (upTo < revision) revision = upTo;
         }
-        this.push(watchResponse({ header: { ...header, revision }, watchId: NO_WATCH_ID }));
+        for (let i = 0; i < answering; i++) {
+          this.push(watchResponse({ header: { ...header, revision }, watchId: NO_WATCH_ID }));
+        }
+        if (this.progress.asked > 0 && this.watchers.size > 0) this.askChannelForProgress();
       },
-      () => {}, // the stream ended first
+      () => {
+        this.progress.inFlight = false; // the stream ended first
+      },
     );
   }
 
