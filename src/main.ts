@@ -1,6 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { FastifyInstance } from "fastify";
 import { setMaxListeners } from "node:events";
+import type { Server as HttpServer } from "node:http";
 import { hostname } from "node:os";
 import type { AddressInfo, Socket } from "node:net";
 import type { ProxyConfig } from "./config/config.js";
@@ -67,6 +68,8 @@ export const DEFAULTS = {
   cacheWatchRetryMs: 10_000,
   /** How long in-flight unary calls get to finish on shutdown before connections are closed. */
   shutdownGraceMs: 5000,
+  /** How often, while shutting down, HTTP/1.1 connections that went idle are closed. */
+  shutdownIdleSweepMs: 50,
   /** How often --discovery-srv's records are read again. */
   srvRefreshMs: 10_000,
 } as const;
@@ -349,10 +352,15 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
       for (const session of sessions) session.destroy();
       for (const socket of sockets) socket.destroy();
     }, DEFAULTS.shutdownGraceMs);
+    // An HTTP/1.1 connection whose stream just ended goes idle after the listener closed its idle
+    // ones; closing them as they go idle lets the process exit now, not after the grace period.
+    const server = app.server as Partial<Pick<HttpServer, "closeIdleConnections">>;
+    const idleSweep = setInterval(() => server.closeIdleConnections?.(), DEFAULTS.shutdownIdleSweepMs);
     try {
       await Promise.all([app.close(), metricsApp?.close()]);
     } finally {
       clearTimeout(force);
+      clearInterval(idleSweep);
       upstream.close();
     }
   }
