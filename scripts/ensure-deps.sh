@@ -11,6 +11,8 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 # The DNS SRV discovery tests serve their records with dnsmasq.
 command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || missing+=(dnsmasq-base)
+# A JSON-gateway client nobody here wrote: OpenStack's etcd3gw, on Debian's python3.
+/usr/bin/python3 -c "import etcd3gw" >/dev/null 2>&1 || missing+=(python3-etcd3gw)
 # The dashboard's browser tests drive Debian's chromium.
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
