@@ -27,7 +27,7 @@ describe(`etcd3gw through the gateway, etcd ${ETCD_VERSION}`, () => {
   it("its lease and lock flow behaves through the proxy as against etcd", async () => {
     const direct = await flow(f.etcd.members[0]!.endpoint, "gw-direct/");
     const proxied = await flow(f.proxy.address, "gw-proxy/");
-    assert.deepEqual(proxied, { ...direct, keys: ["gw-proxy/k"] });
+    assert.deepEqual(proxied, { ...direct, keys: ["gw-proxy/k"] } as Record<string, unknown>);
     assert.deepEqual(direct.keys, ["gw-direct/k"]);
     assert.equal(proxied.acquired, true);
     assert.equal(proxied.refreshed, true);
