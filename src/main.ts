@@ -113,6 +113,11 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
   const identity = config.identity
     ? new PasswordIdentity(upstream, config.identity.name, config.identity.password)
     : ANONYMOUS;
+  // The etcd in use, for the few answers etcd 3.4 and 3.5 word differently, and its watch's progress order.
+  const etcdVersion = new EtcdVersion(() =>
+    fetchFromEtcd(upstream.endpoints(), "/version", config.upstreamTls, DEFAULTS.etcdHttpTimeoutMs),
+  );
+  etcdVersion.knownLine(); // asks etcd now, so the first clients already get their etcd's answers
   const metrics = createMetrics();
   const keepAlives = new KeepAliveCoalescer(upstream, metrics.lease);
   const watches = new WatchHub(
@@ -126,6 +131,7 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
       reconnectMinMs: DEFAULTS.backoffMinMs,
       reconnectMaxMs: DEFAULTS.backoffMaxMs,
       progressRetryMs: DEFAULTS.watchProgressRetryMs,
+      progressOrdered: () => etcdVersion.ordersProgress(),
       onReconnect: (err) => log?.warn({ err: String(err) }, "upstream watch stream lost; resuming on another endpoint"),
     },
     metrics.watch,
@@ -204,11 +210,6 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
     : services;
   const rpcs = rpcTable(served);
   const observe = observeCalls(metrics, config.logLevel === "debug" ? () => log : () => undefined, upstream);
-  // The etcd in use, for the few answers etcd 3.4 and 3.5 word differently.
-  const etcdVersion = new EtcdVersion(() =>
-    fetchFromEtcd(upstream.endpoints(), "/version", config.upstreamTls, DEFAULTS.etcdHttpTimeoutMs),
-  );
-  etcdVersion.knownLine(); // asks etcd now, so the first clients already get their etcd's answers
   const lane = config.nativeLane
     ? createNativeLane({
         rpcs,

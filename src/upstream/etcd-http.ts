@@ -68,6 +68,8 @@ export type EtcdLine = "3.4" | "3.5";
  */
 export class EtcdVersion {
   private line: EtcdLine | undefined;
+  /** The etcdserver version last read, e.g. "3.4.23". */
+  private server: string | undefined;
   private askedAt = -Infinity;
   private pending: Promise<string> | undefined;
 
@@ -101,9 +103,22 @@ export class EtcdVersion {
     return this.line ?? "3.5";
   }
 
+  /**
+   * Whether the etcd in use answers a watch stream's progress request only
+   * after the events it owes the stream: fixed in 3.4.25 and 3.5.8 (etcd
+   * issue 15220). False while its version is unknown.
+   */
+  ordersProgress(): boolean {
+    if (Date.now() - this.askedAt >= this.maxAgeMs) this.document().catch(() => undefined);
+    const [major = 0, minor = 0, patch = 0] = (this.server ?? "").split(".").map((n) => Number.parseInt(n, 10));
+    if (major !== 3) return major > 3;
+    return minor > 5 || (minor === 5 && patch >= 8) || (minor === 4 && patch >= 25);
+  }
+
   private remember(doc: string): void {
     const server = (JSON.parse(doc) as { etcdserver?: unknown }).etcdserver;
     if (typeof server !== "string") return;
+    this.server = server;
     this.line = /^3\.[0-4]\./.test(server) ? "3.4" : "3.5";
   }
 }

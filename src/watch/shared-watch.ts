@@ -119,12 +119,21 @@ export class SharedWatch {
 
   /** The watch's own progress notification: it comes in order with its events, on every etcd. */
   onProgress(header: ResponseHeader): void {
+    this.vouchedUpTo(header);
+    for (const r of this.receivers) r.progress(header);
+  }
+
+  /**
+   * etcd vouched that the watch has had every event up to the header's
+   * revision: its own progress notification, or a stream's progress answer
+   * from an etcd that answers only once every watcher is synced.
+   */
+  vouchedUpTo(header: ResponseHeader): void {
     this.header = header;
     this.synced = true;
     this.vouched = true;
     this.advanceTo(header.revision + 1n);
     if (this.state === "live" && this.eventsUpTo < this.nextRev) this.eventsUpTo = this.nextRev;
-    for (const r of this.receivers) r.progress(header);
   }
 
   /** etcd said nothing of the range happened before `revision`. */

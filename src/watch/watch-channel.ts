@@ -37,6 +37,20 @@ export interface ChannelOptions {
   reconnectMaxMs: number;
   /** How often an unanswered progress request is asked again (etcd ignores it while a watcher catches up). */
   progressRetryMs: number;
+  /**
+   * Whether etcd sends a progress answer only after the events it owes the
+   * stream (3.4.25+, 3.5.8+). When it may not, each answer is confirmed by
+   * the next before anyone is told (see progressAnswered).
+   */
+  progressOrdered?: () => boolean;
+}
+
+/** A progress answer from etcd that may have overtaken events it owed, held until the next answer confirms it. */
+interface HeldProgress {
+  conn: Connection;
+  header: ResponseHeader;
+  /** An event at or below the answer's revision came after it: the answer had overtaken it. */
+  overtook: boolean;
 }
 
 /** How a watcher joins: at once (with a made-up Created), or when etcd creates the watch. */
@@ -73,6 +87,7 @@ export class WatchChannel {
   private reconnectTimer: NodeJS.Timeout | undefined;
   private reconnectDelay: number;
   private progressWaiters: ProgressWaiter[] = [];
+  private heldProgress: HeldProgress | undefined;
   private progressTimer: NodeJS.Timeout | undefined;
   private closed = false;
 
@@ -369,6 +384,8 @@ export class WatchChannel {
       return;
     }
     if (response.events.length > 0) {
+      const held = this.heldProgress;
+      if (held?.conn === conn && response.events[0]!.kv!.modRevision <= held.header.revision) held.overtook = true;
       this.events.coalescedDeliveries(watch.onEvents(header, response.events));
       this.tryMerge(watch);
       return;
@@ -411,6 +428,26 @@ export class WatchChannel {
    * still arrive, and are delivered (SharedWatch.eventsUpTo).
    */
   private progressAnswered(conn: Connection, header: ResponseHeader): void {
+    if (this.options.progressOrdered?.() ?? false) {
+      // Such an etcd answers only once every watcher of the stream is synced, after what it owed them.
+      for (const w of conn.byId.values()) if (w.state === "live") w.vouchedUpTo(header);
+      return this.progressConfirmed(conn, header);
+    }
+    // etcd before 3.4.25 and 3.5.8 sends this answer on a path of its own,
+    // which can overtake events it already owes the stream. The events it
+    // owed when it answered were queued before the answer was made, so an
+    // answer asked for after this one came, with no such event in between,
+    // vouches for this one.
+    const held = this.heldProgress;
+    if (held?.conn === conn && !held.overtook) {
+      this.heldProgress = undefined;
+      return this.progressConfirmed(conn, held.header);
+    }
+    this.heldProgress = { conn, header, overtook: false };
+    conn.requests.push({ requestUnion: { case: "progressRequest", value: {} } });
+  }
+
+  private progressConfirmed(conn: Connection, header: ResponseHeader): void {
     for (const w of conn.byId.values()) if (w.synced) w.advanceTo(header.revision + 1n);
     clearTimeout(this.progressTimer);
     for (const waiter of this.progressWaiters.splice(0)) waiter.answered(header);

@@ -10,6 +10,8 @@ export interface WatchHubOptions extends SessionLimits {
   reconnectMinMs: number;
   reconnectMaxMs: number;
   progressRetryMs: number;
+  /** Whether etcd orders its progress answers after owed events (ChannelOptions.progressOrdered). */
+  progressOrdered?: () => boolean;
   onReconnect?: (err: unknown) => void;
 }
 

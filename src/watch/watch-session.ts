@@ -93,6 +93,10 @@ export class WatchSession implements ChannelMember {
   private closed = false;
   /** Progress requests not yet answered, and whether a question to the channel is out. */
   private progress = { asked: 0, inFlight: false };
+  /** The newest revision of any event sent on this stream: progress is never told behind it. */
+  private lastEventRevision = 0n;
+  private progressRetry: NodeJS.Timeout | undefined;
+  private progressDeferrals = 0;
   /**
    * The sequence number of the last response that was not a watcher's
    * events: events are never batched into a response queued before it, so
@@ -211,7 +215,7 @@ export class WatchSession implements ChannelMember {
   private requestProgress(): void {
     if (this.watchers.size === 0) return;
     this.progress.asked++;
-    if (!this.progress.inFlight) this.askChannelForProgress();
+    if (!this.progress.inFlight && this.progressRetry === undefined) this.askChannelForProgress();
   }
 
   /**
@@ -222,20 +226,40 @@ export class WatchSession implements ChannelMember {
    * signal holds one listener, not one per request.
    */
   private askChannelForProgress(): void {
+    clearTimeout(this.progressRetry);
+    this.progressRetry = undefined;
     const answering = this.progress.asked;
     this.progress = { asked: 0, inFlight: true };
     this.channel.requestProgress(this.ctx.signal).then(
       (header) => {
         this.progress.inFlight = false;
         if (this.closed) return;
-        let revision = header.revision;
+        // What every watcher of the stream has been sent: a watcher on a live
+        // shared watch is owed nothing before the watch's position (etcd's
+        // answer moved it); one set aside, nothing before its own.
+        // Never past etcd's own revision: its answer's, or that of an event it already sent.
+        let revision = header.revision > this.lastEventRevision ? header.revision : this.lastEventRevision;
         for (const w of this.watchers.values()) {
-          // A watcher on a live shared watch is owed nothing before the
-          // watch's position; one set aside, nothing before its own.
           const watch = w.shared;
           const upTo = watch?.state === "live" ? watch.nextRev - 1n : w.nextRev - 1n;
           if (upTo < revision) revision = upTo;
         }
+        // A notification behind an event this stream was already sent would
+        // be true but useless, and clients take it as going back (etcd's
+        // robustness rules forbid it): ask again, a little later, until an
+        // answer covers it. On etcd before 3.4.25 a watch from the past on a
+        // quiet range may never be vouched for again; after a few tries the
+        // answer goes out as it is.
+        if (revision < this.lastEventRevision && this.progressDeferrals < MAX_PROGRESS_DEFERRALS) {
+          this.progressDeferrals++;
+          this.progress.asked += answering;
+          clearTimeout(this.progressRetry);
+          this.progressRetry = setTimeout(() => {
+            if (!this.closed && !this.progress.inFlight && this.progress.asked > 0) this.askChannelForProgress();
+          }, PROGRESS_REASK_MS);
+          return;
+        }
+        this.progressDeferrals = 0;
         for (let i = 0; i < answering; i++) {
           this.push(watchResponse({ header: { ...header, revision }, watchId: NO_WATCH_ID }));
         }
@@ -260,6 +284,8 @@ export class WatchSession implements ChannelMember {
   }
 
   sendEvents(watcher: ClientWatcher, variant: Variant): void {
+    const last = variant.events[variant.events.length - 1]?.kv?.modRevision ?? 0n;
+    if (last > this.lastEventRevision) this.lastEventRevision = last;
     if (watcher.fragment && variant.events.length > 1 && variant.encodedSize(watcher.id) >= this.limits.fragmentBytes) {
       const pieces = fragmentResponse(variant.responseFor(watcher.id), this.limits.fragmentBytes);
       for (const piece of pieces) this.push(piece, variant.bytes / pieces.length);
@@ -377,6 +403,7 @@ export class WatchSession implements ChannelMember {
   private close(): void {
     if (this.closed) return;
     this.closed = true;
+    clearTimeout(this.progressRetry);
     for (const w of [...this.watchers.values()]) this.remove(w);
     this.channel.removeMember(this);
     this.output.end();
@@ -462,6 +489,10 @@ class ClientWatcher implements Receiver, EventFilter {
 }
 
 const ZERO_KEY = new Uint8Array([0]);
+/** How soon a progress request is asked again when etcd's answer did not yet cover what the stream was sent. */
+const PROGRESS_REASK_MS = 50;
+/** How often it is asked again before the answer goes out behind the stream's events. */
+const MAX_PROGRESS_DEFERRALS = 10;
 
 /** etcd's rule: no end, the "\0" end (every key from `key`), or an end after the key. */
 function isValidRange(key: Uint8Array, rangeEnd: Uint8Array): boolean {

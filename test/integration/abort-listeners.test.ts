@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { memberInUse, useProxy } from "../helpers/fixture.js";
+import { eventually } from "../helpers/watch.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -51,9 +52,12 @@ describe("abort listeners through failovers", () => {
         frozen.process!.kill("SIGCONT");
         await sleep(500);
       }
+      // etcd 3.5.8 and later defer a progress answer while any watch of the stream starts past the
+      // current revision; the proxy resumes a quiet watch after a failover from the revision after the
+      // last it saw, which is such a watch until something is written. One write lets etcd answer.
+      await f.client.unary("KV", "Put", { key: Buffer.from("elsewhere"), value: Buffer.from("v") });
       const before = progress;
-      await sleep(1000);
-      assert.ok(progress > before, "progress is still answered after the last failover");
+      await eventually(() => progress > before, "progress answered after the last failover", 15_000);
     } finally {
       running = false;
       await asking;

@@ -44,10 +44,18 @@ export type EtcdResponse =
   /** etcd refused it (a lease not found, ...): such an answer changes nothing. */
   | { type: "error"; message: string };
 
-const EMPTY: StoreState = { revision: 1, keys: new Map(), leases: new Set() };
+/** The store as a new cluster has it, or a prefix nobody has written to yet at `revision`. */
+export function emptyStore(revision = 1): StoreState {
+  return { revision, keys: new Map(), leases: new Set() };
+}
+
+/** The model, starting from `initial`. */
+export function storeModel(initial: StoreState): Model<StoreState, EtcdRequest, EtcdResponse> {
+  return { ...etcdModel, init: () => initial };
+}
 
 export const etcdModel: Model<StoreState, EtcdRequest, EtcdResponse> = {
-  init: () => EMPTY,
+  init: () => emptyStore(),
   step(state, request, response) {
     const [next, expected] = apply(state, request);
     // No answer came: it may have taken effect, or not. Reads never change anything.

@@ -241,6 +241,8 @@ async function runModel(seed: number): Promise<{ progressAnswers: number; batche
       reconnectMinMs: 1,
       reconnectMaxMs: 5,
       progressRetryMs: 10,
+      // The 3.5 model answers progress in order with owed events; the 3.4 one may overtake them.
+      progressOrdered: () => etcd.line === "3.5",
     },
     metrics.watch,
   );
@@ -325,6 +327,20 @@ async function runModel(seed: number): Promise<{ progressAnswers: number; batche
       });
     },
     "the final puts at every open watcher",
+    etcd,
+  );
+  // Progress is still answered at the end, on every stream with watchers: on the 3.4 model only once
+  // a second answer confirms the first, and never behind an event the stream was sent.
+  const answersBefore = streams.map((s) => s.replies.filter((r) => r.watchId === -1n && !r.created).length);
+  const watching = streams.filter((s) => open_().some((o) => o.s === s));
+  for (const s of watching)
+    s.requests.push(create(WatchRequestSchema, { requestUnion: { case: "progressRequest", value: {} } }));
+  await waitFor(
+    () =>
+      watching.every(
+        (s) => s.replies.filter((r) => r.watchId === -1n && !r.created).length > answersBefore[streams.indexOf(s)]!,
+      ),
+    "a final progress answer on every stream with watchers",
     etcd,
   );
 
