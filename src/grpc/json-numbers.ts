@@ -177,77 +177,62 @@ export type JsonDialect = "3.4" | "3.5";
  * Throws a RangeError with etcd's message when etcd would refuse.
  */
 export function exact64BitFields(schema: DescMessage, document: ExactJson, dialect: JsonDialect): JsonValue {
-  normalizeMessage(schema, document.value, [], document, dialect);
+  new SixtyFourBitWalk(document, dialect).message(schema, document.value);
   return document.value;
 }
 
-function normalizeMessage(
-  schema: DescMessage,
-  json: JsonValue,
-  path: Array<string | number>,
-  document: ExactJson,
-  dialect: JsonDialect,
-): void {
-  if (json === null || typeof json !== "object" || Array.isArray(json)) return;
-  const object = json as JsonObject;
-  for (const key of Object.keys(object)) {
-    const field = schema.fields.find((f) => f.jsonName === key || f.name === key);
-    if (!field) continue;
-    path.push(key);
-    normalizeField(field, object, key, path, document, dialect);
-    path.pop();
-  }
-}
+/** One walk of a document along its schema, keeping the path it stands on (the literals are found by it). */
+class SixtyFourBitWalk {
+  private readonly path: Array<string | number> = [];
 
-function normalizeField(
-  field: DescField,
-  holder: JsonObject | JsonValue[],
-  key: string | number,
-  path: Array<string | number>,
-  document: ExactJson,
-  dialect: JsonDialect,
-): void {
-  const value = (holder as Record<string | number, JsonValue>)[key]!;
-  if (field.fieldKind === "list" && Array.isArray(value)) {
-    value.forEach((_item, index) => {
-      path.push(index);
-      normalizeElement(field, value, index, path, document, dialect);
-      path.pop();
-    });
-    return;
-  }
-  normalizeElement(field, holder, key, path, document, dialect);
-}
+  constructor(
+    private readonly document: ExactJson,
+    private readonly dialect: JsonDialect,
+  ) {}
 
-function normalizeElement(
-  field: DescField,
-  holder: JsonObject | JsonValue[],
-  key: string | number,
-  path: Array<string | number>,
-  document: ExactJson,
-  dialect: JsonDialect,
-): void {
-  const slot = holder as Record<string | number, JsonValue>;
-  const message =
-    field.fieldKind === "message" || (field.fieldKind === "list" && field.listKind === "message")
-      ? field.message
-      : undefined;
-  if (message) return normalizeMessage(message, slot[key]!, path, document, dialect);
-  const scalar =
-    field.fieldKind === "scalar" || (field.fieldKind === "list" && field.listKind === "scalar")
-      ? field.scalar
-      : undefined;
-  if (scalar === undefined || !SIXTY_FOUR_BIT.has(scalar) || slot[key] === null) return;
-  const literal = document.literals.get(pathKey(path));
-  if (!literal) return; // a long string: protobuf-es refuses it in its own words
-  const unsigned = UNSIGNED.has(scalar);
-  const integer = dialect === "3.4" ? plainInteger(literal.raw) : wholeNumber(literal.raw);
-  const min = unsigned ? 0n : -(2n ** 63n);
-  const max = unsigned ? 2n ** 64n - 1n : 2n ** 63n - 1n;
-  if (integer === undefined || integer < min || integer > max) {
-    throw new RangeError(refusal(field, literal, unsigned, document.text, dialect));
+  message(schema: DescMessage, json: JsonValue): void {
+    if (json === null || typeof json !== "object" || Array.isArray(json)) return;
+    for (const key of Object.keys(json)) {
+      const field = schema.fields.find((f) => f.jsonName === key || f.name === key);
+      if (!field) continue;
+      this.at(key, () => {
+        const value = json[key]!;
+        if (field.fieldKind === "list" && Array.isArray(value)) {
+          value.forEach((_item, index) => this.at(index, () => this.element(field, value, index)));
+        } else this.element(field, json, key);
+      });
+    }
   }
-  slot[key] = integer.toString();
+
+  private at(step: string | number, visit: () => void): void {
+    this.path.push(step);
+    visit();
+    this.path.pop();
+  }
+
+  private element(field: DescField, holder: JsonObject | JsonValue[], key: string | number): void {
+    const slot = holder as Record<string | number, JsonValue>;
+    const message =
+      field.fieldKind === "message" || (field.fieldKind === "list" && field.listKind === "message")
+        ? field.message
+        : undefined;
+    if (message) return this.message(message, slot[key]!);
+    const scalar =
+      field.fieldKind === "scalar" || (field.fieldKind === "list" && field.listKind === "scalar")
+        ? field.scalar
+        : undefined;
+    if (scalar === undefined || !SIXTY_FOUR_BIT.has(scalar) || slot[key] === null) return;
+    const literal = this.document.literals.get(pathKey(this.path));
+    if (!literal) return; // a long string: protobuf-es refuses it in its own words
+    const unsigned = UNSIGNED.has(scalar);
+    const integer = this.dialect === "3.4" ? plainInteger(literal.raw) : wholeNumber(literal.raw);
+    const min = unsigned ? 0n : -(2n ** 63n);
+    const max = unsigned ? 2n ** 64n - 1n : 2n ** 63n - 1n;
+    if (integer === undefined || integer < min || integer > max) {
+      throw new RangeError(refusal(field, literal, unsigned, this.document.text, this.dialect));
+    }
+    slot[key] = integer.toString();
+  }
 }
 
 function plainInteger(raw: string): bigint | undefined {

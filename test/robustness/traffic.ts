@@ -9,6 +9,7 @@ import type { Operation } from "./linearizability.js";
 import type { EtcdRequest, EtcdResponse, KeyValue } from "./etcd-model.js";
 import type { WatchResponseShape, WatchedEvent } from "./watch-validation.js";
 import { EtcdGrpcClient, type GrpcError } from "../helpers/grpc-client.js";
+import { seededRandom } from "../helpers/random.js";
 
 export type Recorded = Operation<EtcdRequest, EtcdResponse>;
 
@@ -39,7 +40,7 @@ export async function runTraffic(options: TrafficOptions): Promise<Recorded[]> {
   await Promise.all(
     Array.from({ length: options.clients }, async (_, client) => {
       const etcd = new EtcdGrpcClient(options.target);
-      const random = mulberry32(options.seed * 1000 + client);
+      const random = seededRandom(options.seed * 1000 + client);
       const knownMod = new Map<string, number>();
       let n = 0;
       try {
@@ -219,17 +220,5 @@ function watchedEvent(e: RawWatchResponse["events"][number], prefix: string): Wa
     value: e.type === "DELETE" ? "" : e.kv.value.toString(),
     modRevision: Number(e.kv.mod_revision),
     prevValue: e.prev_kv ? e.prev_kv.value.toString() : undefined,
-  };
-}
-
-/** A small seeded generator (mulberry32), so that traffic can be replayed from its seed. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }

@@ -18,6 +18,7 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { seededRandom } from "../helpers/random.js";
 import type { CallContext } from "../../src/call-context.js";
 import {
   ResponseHeaderSchema,
@@ -199,18 +200,6 @@ class FakeStream {
   }
 }
 
-/** A small deterministic PRNG, so a failing seed can be replayed. */
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
-
 interface ClientStream {
   requests: AsyncQueue<WatchRequest>;
   abort: AbortController;
@@ -225,7 +214,7 @@ const tick = () => new Promise<void>((r) => setImmediate(r));
 
 /** Runs one random history and checks it; says how many progress answers and batched responses it checked. */
 async function runModel(seed: number): Promise<{ progressAnswers: number; batched: number; compacted: number }> {
-  const random = prng(seed);
+  const random = seededRandom(seed);
   const pick = <T>(xs: T[]): T => xs[Math.floor(random() * xs.length)]!;
   const etcd = new FakeEtcd(seed % 2 === 1 ? "3.4" : "3.5");
   for (let i = 0; i < 5; i++) etcd.put(pick(KEYS));
