@@ -52,7 +52,7 @@ describe("abort listeners through failovers", () => {
         frozen.process!.kill("SIGCONT");
         await sleep(500);
       }
-      // etcd 3.5.8 and later defer a progress answer while any watch of the stream starts past the
+      // etcd 3.5.22+ and 3.4.38+ defer a progress answer while any watch of the stream starts past the
       // current revision; the proxy resumes a quiet watch after a failover from the revision after the
       // last it saw, which is such a watch until something is written. One write lets etcd answer.
       await f.client.unary("KV", "Put", { key: Buffer.from("elsewhere"), value: Buffer.from("v") });
