@@ -18,10 +18,22 @@ export interface H2Bridge {
   close(): void;
 }
 
+/**
+ * Resets the bridge sends on one session before it moves new streams to a
+ * fresh one. node's HTTP/2 server (nghttp2) ends a session whose peer resets
+ * more than 1,000 streams in a burst (33 a second after that) with GOAWAY
+ * INTERNAL_ERROR, failing every stream still on it; this session carries
+ * every client's bridged streams, and each reset is a client's (h2spec's
+ * full run reached it). A session that has sent this many is let drain.
+ */
+const RESETS_PER_SESSION = 500;
+
 export function createBridge(server: http2.Http2Server): H2Bridge {
   let session: http2.ClientHttp2Session | undefined;
+  let resetsOnSession = 0;
   const connection = (): http2.ClientHttp2Session => {
     if (session && !session.closed && !session.destroyed) return session;
+    resetsOnSession = 0;
     const [clientSide, serverSide] = duplexPair();
     server.emit("connection", serverSide);
     const opened = http2.connect("http://bridge.internal", {
@@ -59,8 +71,14 @@ export function createBridge(server: http2.Http2Server): H2Bridge {
       let answered = false;
       stream.onBody = (chunk) => request.write(chunk, () => stream.consumed(chunk.length, answered));
       stream.onEnd = () => request.end();
+      const carrier = session;
       stream.onClose(() => {
-        if (!ended && !request.closed) request.close(http2.constants.NGHTTP2_CANCEL);
+        if (ended || request.closed) return;
+        request.close(http2.constants.NGHTTP2_CANCEL);
+        if (carrier === session && ++resetsOnSession >= RESETS_PER_SESSION) {
+          session = undefined;
+          carrier?.close(); // its open streams finish; new ones go to a new session
+        }
       });
 
       request.on("response", (headers, flags) => {

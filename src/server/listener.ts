@@ -196,7 +196,15 @@ function ownHttp2(
 ): { serve: (socket: Socket) => void; close: () => void } {
   const behindBridge = http2.createServer(
     // Limits are the outer connection's business; the bridge carries every bridged stream.
-    { settings: { maxConcurrentStreams: 2 ** 31 - 1 }, maxSessionMemory: SESSION_MEMORY_MB * 4 },
+    {
+      settings: { maxConcurrentStreams: 2 ** 31 - 1 },
+      maxSessionMemory: SESSION_MEMORY_MB * 4,
+      // node counts streams it rejected, and invalid frames, over the session's life and then
+      // destroys it; this one session carries every client's bridged streams, each client bounded
+      // by the proxy's own HTTP/2, so one client's bad streams must not cost the others theirs.
+      maxSessionRejectedStreams: 2 ** 31 - 1,
+      maxSessionInvalidFrames: 2 ** 31 - 1,
+    },
     handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void,
   );
   const bridge = createBridge(behindBridge);
