@@ -1,90 +1,142 @@
-// `npm run robustness -- [--target HOST:PORT --etcd HOST:PORT[,HOST:PORT]] [--traffic etcd|kubernetes]
-//                       [--seconds N] [--clients N] [--seed N] [--runs N]`
+// npm run robustness -- [--target HOST:PORT[,HOST:PORT] --etcd HOST:PORT[,HOST:PORT]]
+//                       [--modes etcd,plain,namespace,ordering,leasing] [--faults none,kill-in-use,...]
+//                       [--traffic etcd|kubernetes|both] [--seconds N] [--clients N] [--seed N] [--runs N]
+//                       [--reads-may-lag] [--dump DIR]
 //
-// Runs the robustness suite's traffic against a target and checks every
-// history: linearizability of the KV operations, etcd's rules for the watch.
-// With --target, against that endpoint (the proxy, etcd, any other), with
-// the truth read from --etcd; the cluster must have no other writers while
-// it runs. Without it, it starts a cluster and the proxy itself and runs
-// etcd directly (the control) and the proxy. Prints a summary, then one
-// JSON line last; exits 1 on any violation.
+// Runs the robustness suite's traffic and checks every history: the KV
+// operations for linearizability, serializable reads against the revision
+// they claim, the watches against etcd's rules. With --target, against that
+// endpoint (the proxy, etcd, anything else), the truth read from --etcd; its
+// keys go under robustness/, and writers elsewhere in the keyspace are
+// allowed; only the faults that need no process (compaction, slow-client)
+// apply. Without it, it starts a 3-member cluster and runs every mode under
+// every fault. Prints a line per run, then one JSON line last; exits 1 on any
+// violation, 2 on bad arguments.
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { startEtcd } from "../test/helpers/etcd.js";
-import { startTestProxy } from "../test/helpers/proxy.js";
-import { runRobustness, type RunReport } from "../test/robustness/runner.js";
+import { ETCD_VERSION, startEtcd } from "../test/helpers/etcd.js";
+import { EtcdGrpcClient } from "../test/helpers/grpc-client.js";
+import { FAULT_NAMES, faultApplies } from "../test/robustness/faults.js";
+import type { RunReport } from "../test/robustness/runner.js";
+import { harnessEtcd, problems, runOn, summary } from "../test/robustness/suite.js";
+import { externalTarget, MODE_NAMES, MODES, startTarget, type Mode, type Target } from "../test/robustness/targets.js";
 
 const { values } = parseArgs({
   options: {
     target: { type: "string" },
     etcd: { type: "string" },
-    traffic: { type: "string", default: "kubernetes" },
+    modes: { type: "string", default: MODES.join(",") },
+    faults: { type: "string", default: ["none", ...FAULT_NAMES].join(",") },
+    traffic: { type: "string", default: "both" },
     seconds: { type: "string", default: "20" },
     clients: { type: "string", default: "8" },
     seed: { type: "string" },
     runs: { type: "string", default: "1" },
+    "reads-may-lag": { type: "boolean", default: false },
+    dump: { type: "string" },
   },
 });
 
-const traffic = values.traffic;
-if (traffic !== "etcd" && traffic !== "kubernetes") fail(`--traffic must be etcd or kubernetes, not ${traffic}`);
 if ((values.target === undefined) !== (values.etcd === undefined)) fail("--target and --etcd go together");
+const traffics = values.traffic === "both" ? (["etcd", "kubernetes"] as const) : [values.traffic];
+for (const t of traffics) if (t !== "etcd" && t !== "kubernetes") fail(`--traffic must be etcd, kubernetes or both`);
+const modes = listOf(values.modes, MODES, "modes");
+const faults = listOf(values.faults, ["none", ...FAULT_NAMES] as const, "faults");
 const seconds = positive("seconds");
 const clients = positive("clients");
 const runs = positive("runs");
+if (values.dump) mkdirSync(values.dump, { recursive: true });
 
-const reports: RunReport[] = [];
-const run = async (name: string, target: string, etcd: string, seed: number | undefined) => {
-  const report = await runRobustness({ target, etcd, traffic, seconds, clients, seed });
-  reports.push(report);
-  const verdict = report.linearizable === true && report.watchViolations.length === 0 ? "ok" : "VIOLATION";
-  console.log(
-    `${verdict}  ${name} (${target}), ${traffic} traffic, seed ${report.seed}: ${report.operations} operations ` +
-      `(${report.unanswered} unanswered), linearizable: ${report.linearizable}; watch: ${report.watchEvents} events, ` +
-      `${report.progressNotifications} progress notifications, ${report.watchViolations.length} violations`,
-  );
-  for (const v of report.watchViolations.slice(0, 10)) console.log(`    ${v.rule} at ${v.revision}: ${v.detail}`);
-  if (report.linearizabilityFailure) console.log(`    ${JSON.stringify(report.linearizabilityFailure)}`);
-};
+const reports: Array<{ report: RunReport; problems: string[] }> = [];
+let n = 0;
+async function run(target: Target, etcd: Parameters<typeof runOn>[1], version: string, name: string) {
+  for (const traffic of traffics as Array<"etcd" | "kubernetes">) {
+    for (const f of faults) {
+      const fault = f === "none" ? undefined : f;
+      const context = { restartTarget: target.restart, cluster: target.memberInUse && etcd.cluster };
+      if (fault && !faultApplies(fault, context)) continue;
+      const seed = values.seed === undefined ? undefined : Number(values.seed) + n;
+      const dumpTo = values.dump ? join(values.dump, `run-${n}.json`) : undefined;
+      n++;
+      const report = await runOn(target, etcd, { traffic, seconds, clients, seed, fault, dumpTo });
+      const found = problems(report, target, version);
+      reports.push({ report, problems: found });
+      console.log(`${found.length === 0 ? "ok        " : "VIOLATION "} ${summary(report, name, fault)}`);
+      for (const p of found) console.log(`    ${p}`);
+    }
+  }
+}
 
 for (let i = 0; i < runs; i++) {
-  const seed = values.seed === undefined ? undefined : Number(values.seed) + i;
   if (values.target !== undefined) {
-    await run("target", values.target, values.etcd!.split(",")[0]!, seed);
+    const endpoints = values.etcd!.split(",");
+    await run(
+      externalTarget(values.target.split(","), values["reads-may-lag"]),
+      { endpoints },
+      await versionOf(endpoints[0]!),
+      values.target,
+    );
     continue;
   }
-  const cluster = await startEtcd(1);
-  const proxy = await startTestProxy(cluster.endpoints);
+  const cluster = await startEtcd(3);
   try {
-    await run("etcd (control)", cluster.members[0]!.endpoint, cluster.members[0]!.endpoint, seed);
-    await run("proxy", proxy.address, cluster.members[0]!.endpoint, seed);
+    for (const mode of modes as Mode[]) {
+      const target = await startTarget(mode, cluster);
+      try {
+        await run(target, harnessEtcd(cluster), ETCD_VERSION, MODE_NAMES[mode]);
+      } finally {
+        await target.close();
+      }
+    }
   } finally {
-    await proxy.close();
     await cluster.stop();
   }
 }
 
-const violations = reports.flatMap((r) => r.watchViolations);
-const linearizable = reports.every((r) => r.linearizable === true);
+const all = reports.map((r) => r.report);
+const violations = all.flatMap((r) => r.watchViolations);
+const passed = reports.every((r) => r.problems.length === 0);
 console.log(
   JSON.stringify({
-    operations: reports.reduce((n, r) => n + r.operations, 0),
-    watchEvents: reports.reduce((n, r) => n + r.watchEvents, 0),
-    linearizable,
+    operations: all.reduce((s, r) => s + r.operations, 0),
+    watchEvents: all.reduce((s, r) => s + r.watchEvents, 0),
+    linearizable: all.every((r) => r.linearizable === true),
     watchViolations: violations.slice(0, 20),
-    runs: reports.map((r) => ({
-      target: r.target,
-      seed: r.seed,
-      linearizable: r.linearizable,
-      watchViolations: r.watchViolations.length,
+    serializableReads: all.reduce((s, r) => s + r.serializableReads, 0),
+    staleReads: all.reduce((s, r) => s + r.staleReads, 0),
+    untrueReads: all.reduce((s, r) => s + r.untrueReads.length, 0),
+    passed,
+    runs: reports.map(({ report, problems }) => ({
+      targets: report.targets,
+      traffic: report.traffic,
+      seed: report.seed,
+      operations: report.operations,
+      problems: problems.length,
     })),
   }),
 );
-process.exit(linearizable && violations.length === 0 ? 0 : 1);
+process.exit(passed ? 0 : 1);
+
+async function versionOf(endpoint: string): Promise<string> {
+  const etcd = new EtcdGrpcClient(endpoint);
+  try {
+    return String(((await etcd.unary("Maintenance", "Status", {})) as { version: string }).version);
+  } finally {
+    etcd.close();
+  }
+}
+
+function listOf<T extends string>(given: string, known: readonly T[], name: string): T[] {
+  const list = given.split(",").filter(Boolean);
+  for (const item of list) if (!known.includes(item as T)) fail(`--${name}: ${item} is not one of ${known.join(", ")}`);
+  return list as T[];
+}
 
 function positive(name: "seconds" | "clients" | "runs"): number {
-  const n = Number(values[name]);
-  if (!Number.isInteger(n) || n < 1) fail(`--${name} must be a positive whole number`);
-  return n;
+  const value = Number(values[name]);
+  if (!Number.isInteger(value) || value < 1) fail(`--${name} must be a positive whole number`);
+  return value;
 }
 
 function fail(message: string): never {

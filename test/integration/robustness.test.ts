@@ -1,59 +1,51 @@
-// The robustness suite's short pass: etcd-like and Kubernetes-like traffic
-// from 8 grpc-js clients against etcd itself (the control: if it fails for
-// anything but a bug etcd has fixed since, the checker is wrong) and against
-// the proxy, every KV history checked for
-// linearizability and the watch checked against etcd's watch rules, the
-// truth read from etcd directly. `npm run robustness` runs longer passes.
+// The robustness suite's short pass, on a 3-member cluster: etcd-like and
+// Kubernetes-like traffic from 8 grpc-js clients against etcd itself (the
+// control) and the proxy in each of its modes, each run under one fault, so
+// that every fault is met once. Every KV history is checked for
+// linearizability, every serializable read against the revision it claims,
+// and both watches of each run against etcd's watch rules, the truth read
+// from etcd directly. `npm run robustness` runs every mode under every fault,
+// as long as asked.
 import assert from "node:assert/strict";
-import { describe, it } from "node:test";
-import { ETCD_VERSION } from "../helpers/etcd.js";
-import { useProxy } from "../helpers/fixture.js";
-import { runRobustness, type RunReport } from "../robustness/runner.js";
-import type { WatchViolation } from "../robustness/watch-validation.js";
+import { after, before, describe, it } from "node:test";
+import { ETCD_VERSION, startEtcd, type EtcdCluster } from "../helpers/etcd.js";
+import type { FaultName } from "../robustness/faults.js";
+import { harnessEtcd, problems, runOn, summary } from "../robustness/suite.js";
+import { MODE_NAMES, startTarget, type Mode } from "../robustness/targets.js";
 
 const SECONDS = 4;
 
-/**
- * etcd before 3.4.25 and 3.5.8 may answer a progress request with a
- * revision behind an event it already sent (etcd issue 15220, fixed by
- * ordering progress after owed events): the control shows it, the proxy must
- * not, since it answers progress from what it delivered.
- */
-const [major, minor, patch] = ETCD_VERSION.split(".").map(Number) as [number, number, number];
-const PROGRESS_BEHIND_EVENTS = major === 3 && ((minor === 4 && patch < 25) || (minor === 5 && patch < 8));
-const knownEtcdBug = (v: WatchViolation) =>
-  v.rule === "bookmarkable" && /^progress at \d+ after an event at \d+$/.test(v.detail);
-
-function assertPassed(report: RunReport, etcdItself = false): void {
-  const summary = JSON.stringify({ ...report, watchViolations: report.watchViolations.slice(0, 5) });
-  assert.equal(report.linearizable, true, summary);
-  const excused =
-    etcdItself && PROGRESS_BEHIND_EVENTS
-      ? report.watchViolations.filter((v) => !knownEtcdBug(v))
-      : report.watchViolations;
-  assert.deepEqual(excused, [], summary);
-  assert.ok(report.operations > 100, `only ${report.operations} operations: ${summary}`);
-  assert.ok(report.watchEvents > 20, `only ${report.watchEvents} watch events: ${summary}`);
-}
+const RUNS: Array<{ mode: Mode; traffic: "etcd" | "kubernetes"; fault: FaultName }> = [
+  { mode: "etcd", traffic: "kubernetes", fault: "freeze" },
+  { mode: "etcd", traffic: "etcd", fault: "kill-leader" },
+  { mode: "plain", traffic: "kubernetes", fault: "kill-in-use" },
+  { mode: "plain", traffic: "etcd", fault: "compaction" },
+  { mode: "plain", traffic: "kubernetes", fault: "restart-proxy" },
+  { mode: "namespace", traffic: "kubernetes", fault: "kill-leader" },
+  { mode: "ordering", traffic: "etcd", fault: "leader-move" },
+  { mode: "leasing", traffic: "etcd", fault: "slow-client" },
+];
 
 describe(`robustness, short pass, etcd ${ETCD_VERSION}`, () => {
-  const f = useProxy(1);
+  let cluster: EtcdCluster;
+  before(async () => {
+    cluster = await startEtcd(3);
+  });
+  after(() => cluster?.stop());
 
-  for (const traffic of ["etcd", "kubernetes"] as const) {
-    it(`${traffic} traffic straight to etcd, the control, is linearizable and its watch keeps every rule`, async () => {
-      const etcd = f.etcd.members[0]!.endpoint;
-      assertPassed(await runRobustness({ target: etcd, etcd, traffic, seconds: SECONDS }), true);
-    });
-
-    it(`${traffic} traffic through the proxy is linearizable and its watch keeps every rule`, async () => {
-      const report = await runRobustness({
-        target: f.proxy.address,
-        etcd: f.etcd.members[0]!.endpoint,
-        traffic,
-        seconds: SECONDS,
-      });
-      assertPassed(report);
-      if (traffic === "kubernetes") assert.ok(report.progressNotifications > 5, "progress was asked for and answered");
+  for (const { mode, traffic, fault } of RUNS) {
+    it(`${MODE_NAMES[mode]}: ${traffic} traffic under ${fault} is linearizable, its reads true, its watches whole`, async () => {
+      const target = await startTarget(mode, cluster);
+      try {
+        const report = await runOn(target, harnessEtcd(cluster), { traffic, seconds: SECONDS, fault });
+        const found = problems(report, target, ETCD_VERSION);
+        assert.deepEqual(found, [], summary(report, MODE_NAMES[mode], fault));
+        if (traffic === "kubernetes")
+          assert.ok(report.progressNotifications > 5, "progress was asked for and answered");
+        assert.ok(report.serializableReads > 20, `${report.serializableReads} serializable reads`);
+      } finally {
+        await target.close();
+      }
     });
   }
 });

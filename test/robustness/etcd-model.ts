@@ -49,31 +49,63 @@ export function emptyStore(revision = 1): StoreState {
   return { revision, keys: new Map(), leases: new Set() };
 }
 
-/** The model, starting from `initial`. */
-export function storeModel(initial: StoreState): Model<StoreState, EtcdRequest, EtcdResponse> {
-  return { ...etcdModel, init: () => initial };
+/**
+ * The model, starting from `initial`. `foreign` holds the revisions that
+ * writers outside the checked keys made (another client, a leasing proxy's
+ * own keys): a write of the history takes the next revision not among them,
+ * and an answer that changed nothing may carry any revision from the
+ * model's up to the next write's, since foreign writes may come first.
+ * `readsMayLag` lets a read's revision be older (its keys must still be
+ * current): the caller then checks that revision against the truth.
+ */
+export function storeModel(
+  initial: StoreState,
+  foreign: ReadonlySet<number> = new Set(),
+  { readsMayLag = false }: { readsMayLag?: boolean } = {},
+): Model<StoreState, EtcdRequest, EtcdResponse> {
+  const after = (revision: number) => {
+    let next = revision + 1;
+    while (foreign.has(next)) next++;
+    return next;
+  };
+  return {
+    init: () => initial,
+    step(state, request, response) {
+      const [next, expected] = apply(state, request, after);
+      // No answer came: it may have taken effect, or not. Reads never change anything.
+      if (response === undefined) return next === state ? [state] : [state, next];
+      if (response.type === "error" || next.revision !== state.revision) {
+        return matches(expected, response) ? [next] : [];
+      }
+      // No revision made: the answer's may be any from here to the next write's, or, for a read whose
+      // revision may lag (etcd's leasing answers with the revision it took the key at), any before.
+      const lagging = readsMayLag && response.type === "range";
+      if ((response.revision < state.revision && !lagging) || response.revision >= after(state.revision)) return [];
+      return matches(expected, { ...response, revision: state.revision }) ? [next] : [];
+    },
+    key: stateKey,
+  };
 }
 
-export const etcdModel: Model<StoreState, EtcdRequest, EtcdResponse> = {
-  init: () => emptyStore(),
-  step(state, request, response) {
-    const [next, expected] = apply(state, request);
-    // No answer came: it may have taken effect, or not. Reads never change anything.
-    if (response === undefined) return next === state ? [state] : [state, next];
-    return matches(expected, response) ? [next] : [];
-  },
-  key(state) {
-    const parts = [String(state.revision)];
-    for (const [k, v] of [...state.keys].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
-      parts.push(`${k}=${v.value}@${v.createRevision}/${v.modRevision}/${v.version}/${v.lease}`);
-    }
-    if (state.leases.size > 0) parts.push(`leases:${[...state.leases].sort((a, b) => a - b).join(",")}`);
-    return parts.join("\n");
-  },
-};
+/** The model of a store nobody else writes to, from a new cluster. */
+export const etcdModel = storeModel(emptyStore());
 
-/** What the request does to the store, and what etcd answers. */
-export function apply(state: StoreState, request: EtcdRequest): [StoreState, EtcdResponse] {
+/** Equal stores, equal keys: what the checker remembers. */
+function stateKey(state: StoreState): string {
+  const parts = [String(state.revision)];
+  for (const [k, v] of [...state.keys].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    parts.push(`${k}=${v.value}@${v.createRevision}/${v.modRevision}/${v.version}/${v.lease}`);
+  }
+  if (state.leases.size > 0) parts.push(`leases:${[...state.leases].sort((a, b) => a - b).join(",")}`);
+  return parts.join("\n");
+}
+
+/** What the request does to the store, and what etcd answers; `after` gives a write's revision. */
+export function apply(
+  state: StoreState,
+  request: EtcdRequest,
+  after: (revision: number) => number = (r) => r + 1,
+): [StoreState, EtcdResponse] {
   switch (request.type) {
     case "range": {
       const kvs = [...state.keys]
@@ -87,18 +119,18 @@ export function apply(state: StoreState, request: EtcdRequest): [StoreState, Etc
       if (lease !== 0 && !state.leases.has(lease)) {
         return [state, { type: "error", message: "etcdserver: requested lease not found" }];
       }
-      const next = put(state, request.key, request.value, lease);
+      const next = put(state, request.key, request.value, lease, after);
       return [next, { type: "put", revision: next.revision }];
     }
     case "delete": {
       if (!state.keys.has(request.key)) return [state, { type: "delete", revision: state.revision, deleted: 0 }];
-      const next = remove(state, [request.key]);
+      const next = remove(state, [request.key], after);
       return [next, { type: "delete", revision: next.revision, deleted: 1 }];
     }
     case "txn": {
       const current = state.keys.get(request.key)?.modRevision ?? 0;
       if (current !== request.modRevision) return [state, { type: "txn", revision: state.revision, succeeded: false }];
-      const next = put(state, request.key, request.value, 0);
+      const next = put(state, request.key, request.value, 0, after);
       return [next, { type: "txn", revision: next.revision, succeeded: true }];
     }
     case "grant": {
@@ -116,14 +148,20 @@ export function apply(state: StoreState, request: EtcdRequest): [StoreState, Etc
       const attached = [...state.keys].filter(([, kv]) => kv.lease === request.lease).map(([k]) => k);
       const leases = new Set(state.leases);
       leases.delete(request.lease);
-      const next = { ...(attached.length > 0 ? remove(state, attached) : state), leases };
+      const next = { ...(attached.length > 0 ? remove(state, attached, after) : state), leases };
       return [next, { type: "revoke", revision: next.revision }];
     }
   }
 }
 
-function put(state: StoreState, key: string, value: string, lease: number): StoreState {
-  const revision = state.revision + 1;
+function put(
+  state: StoreState,
+  key: string,
+  value: string,
+  lease: number,
+  after: (revision: number) => number,
+): StoreState {
+  const revision = after(state.revision);
   const before = state.keys.get(key);
   const keys = new Map(state.keys);
   keys.set(key, {
@@ -137,10 +175,10 @@ function put(state: StoreState, key: string, value: string, lease: number): Stor
 }
 
 /** Deletes keys in one revision, as a revoke or a delete does. */
-function remove(state: StoreState, doomed: string[]): StoreState {
+function remove(state: StoreState, doomed: string[], after: (revision: number) => number): StoreState {
   const keys = new Map(state.keys);
   for (const k of doomed) keys.delete(k);
-  return { ...state, revision: state.revision + 1, keys };
+  return { ...state, revision: after(state.revision), keys };
 }
 
 function matches(expected: EtcdResponse, seen: EtcdResponse): boolean {

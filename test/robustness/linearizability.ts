@@ -46,6 +46,9 @@ export type Verdict =
     }
   | { linearizable: "unknown"; reason: string };
 
+/** States the search may remember before it gives up, to bound its memory. */
+const MEMO_LIMIT = 2_000_000;
+
 interface Entry {
   kind: "call" | "return";
   op: number;
@@ -87,6 +90,9 @@ export function checkLinearizable<S, I, O>(
       if (next.length > 0) {
         setBit(linearized, entry.op);
         const memo = `${bitsKey(linearized)}#${next.map((s) => model.key(s)).join("|")}`;
+        if (seen.size >= MEMO_LIMIT) {
+          return { linearizable: "unknown", reason: `more than ${MEMO_LIMIT} states to remember (${steps} steps)` };
+        }
         if (!seen.has(memo)) {
           seen.add(memo);
           stack.push({ entry, states });

@@ -2,20 +2,20 @@
  * Traffic for the robustness suite: concurrent clients (grpc-js, a client
  * independent of the proxy) that send etcd-like requests under one key
  * prefix and record, for each, when it was sent, when its answer came and
- * what it was, for the linearizability checker; and a watch over the prefix
- * whose every response is kept, for watch validation.
+ * what it was: linearizable operations for the linearizability checker,
+ * serializable reads for the check against the revision they claim.
  */
 import type { Operation } from "./linearizability.js";
 import type { EtcdRequest, EtcdResponse, KeyValue } from "./etcd-model.js";
-import type { WatchResponseShape, WatchedEvent } from "./watch-validation.js";
+import type { SerializableRead } from "./serializable-reads.js";
 import { EtcdGrpcClient, type GrpcError } from "../helpers/grpc-client.js";
 import { seededRandom } from "../helpers/random.js";
 
 export type Recorded = Operation<EtcdRequest, EtcdResponse>;
 
 export interface TrafficOptions {
-  /** host:port the clients talk to: the proxy, or etcd itself. */
-  target: string;
+  /** host:port the clients talk to (the proxy, or etcd itself); client i uses targets[i % length]. */
+  targets: string[];
   /** Every key the traffic touches starts with it; the model sees keys without it. */
   prefix: string;
   clients: number;
@@ -24,28 +24,48 @@ export interface TrafficOptions {
   leaseBase: number;
   /** Seeds the choice of requests, so that a failing run can be replayed. */
   seed: number;
+  /** Some reads are serializable. */
+  serializableReads: boolean;
   /** Stops the traffic early. */
   signal?: AbortSignal;
 }
 
+export interface TrafficHistory {
+  /** Every linearizable operation, answered or not (reads that failed are left out: they did nothing). */
+  operations: Recorded[];
+  /** Every serializable read that was answered. */
+  serializableReads: SerializableRead[];
+}
+
 const KEYS = Array.from({ length: 8 }, (_, i) => `k${i}`);
 const UNKNOWN_OUTCOME = new Set([1, 4, 13, 14]); // CANCELLED, DEADLINE_EXCEEDED, INTERNAL, UNAVAILABLE
+const BACK_OFF_MS = 100;
 
-/** Runs the traffic; resolves with every operation, answered or not (reads that failed are left out: they did nothing). */
-export async function runTraffic(options: TrafficOptions): Promise<Recorded[]> {
-  const history: Recorded[] = [];
+type Choice = EtcdRequest | { type: "serializable"; key: string; end?: string };
+
+export async function runTraffic(options: TrafficOptions): Promise<TrafficHistory> {
+  const operations: Recorded[] = [];
+  const serializableReads: SerializableRead[] = [];
   const deadline = performance.now() + options.durationMs;
   let nextLease = options.leaseBase;
   const grantedLeases: number[] = [];
   await Promise.all(
     Array.from({ length: options.clients }, async (_, client) => {
-      const etcd = new EtcdGrpcClient(options.target);
+      const etcd = new EtcdGrpcClient(options.targets[client % options.targets.length]!);
       const random = seededRandom(options.seed * 1000 + client);
       const knownMod = new Map<string, number>();
       let n = 0;
       try {
         while (performance.now() < deadline && !options.signal?.aborted) {
-          const request = chooseRequest(random, client, n++, knownMod, grantedLeases, () => nextLease++);
+          const choice = chooseRequest(random, client, n++, knownMod, grantedLeases, () => nextLease++);
+          if (choice.type === "serializable" && options.serializableReads) {
+            const { key, end } = choice;
+            const call = performance.now();
+            const read = await readSerializable(etcd, options.prefix, key, end).catch(() => undefined);
+            if (read) serializableReads.push({ client, key, end, call, return: performance.now(), ...read });
+            continue;
+          }
+          const request: EtcdRequest = choice.type === "serializable" ? { ...choice, type: "range" } : choice;
           const op: Recorded = { client, input: request, call: performance.now(), return: Infinity, output: undefined };
           try {
             op.output = await send(etcd, options.prefix, request);
@@ -57,18 +77,19 @@ export async function runTraffic(options: TrafficOptions): Promise<Recorded[]> {
             if (!UNKNOWN_OUTCOME.has(code)) {
               op.output = { type: "error", message: details };
               op.return = performance.now();
-            } else if (request.type === "range") {
-              continue; // a read that failed changed nothing
+            } else {
+              await new Promise((r) => setTimeout(r, BACK_OFF_MS)); // the target may be down: do not spin
+              if (request.type === "range") continue; // a read that failed changed nothing
             }
           }
-          history.push(op);
+          operations.push(op);
         }
       } finally {
         etcd.close();
       }
     }),
   );
-  return history;
+  return { operations, serializableReads };
 }
 
 function chooseRequest(
@@ -78,12 +99,14 @@ function chooseRequest(
   knownMod: Map<string, number>,
   leases: number[],
   newLease: () => number,
-): EtcdRequest {
+): Choice {
   const key = KEYS[Math.floor(random() * KEYS.length)]!;
   const value = `${client}-${n}`;
   const roll = random();
-  if (roll < 0.3) return { type: "range", key };
-  if (roll < 0.4) return { type: "range", key: KEYS[0]!, end: "l" };
+  if (roll < 0.22) return { type: "range", key };
+  if (roll < 0.3) return { type: "serializable", key };
+  if (roll < 0.35) return { type: "range", key: KEYS[0]!, end: "l" };
+  if (roll < 0.4) return { type: "serializable", key: KEYS[0]!, end: "l" };
   if (roll < 0.65) return { type: "put", key, value };
   if (roll < 0.72) return { type: "delete", key };
   if (roll < 0.87) return { type: "txn", key, modRevision: knownMod.get(key) ?? 0, value };
@@ -91,6 +114,21 @@ function chooseRequest(
   const lease = leases[Math.floor(random() * leases.length)]!;
   if (roll < 0.97) return { type: "put", key, value, lease };
   return { type: "revoke", lease };
+}
+
+async function readSerializable(
+  etcd: EtcdGrpcClient,
+  prefix: string,
+  key: string,
+  end: string | undefined,
+): Promise<Pick<SerializableRead, "revision" | "kvs">> {
+  const r = await etcd.unary("KV", "Range", {
+    key: Buffer.from(prefix + key),
+    range_end: end === undefined ? undefined : Buffer.from(prefix + end),
+    serializable: true,
+  });
+  const revision = Number((r.header as { revision: string }).revision);
+  return { revision, kvs: (r.kvs as RawKv[]).map((kv) => keyValue(kv, prefix)) };
 }
 
 async function send(etcd: EtcdGrpcClient, prefix: string, request: EtcdRequest): Promise<EtcdResponse> {
@@ -136,7 +174,7 @@ async function send(etcd: EtcdGrpcClient, prefix: string, request: EtcdRequest):
   }
 }
 
-interface RawKv {
+export interface RawKv {
   key: Buffer;
   value: Buffer;
   create_revision: string;
@@ -145,7 +183,7 @@ interface RawKv {
   lease: string;
 }
 
-function keyValue(kv: RawKv, prefix: string): { key: string } & KeyValue {
+export function keyValue(kv: RawKv, prefix: string): { key: string } & KeyValue {
   return {
     key: kv.key.toString().slice(prefix.length),
     value: kv.value.toString(),
@@ -153,72 +191,5 @@ function keyValue(kv: RawKv, prefix: string): { key: string } & KeyValue {
     modRevision: Number(kv.mod_revision),
     version: Number(kv.version),
     lease: Number(kv.lease),
-  };
-}
-
-export interface RecordedWatch {
-  responses: WatchResponseShape[];
-  /** Ends the watch; resolves once it has. */
-  stop(): Promise<void>;
-}
-
-/**
- * A watch over the prefix from `startRevision`, with prev_kv; when
- * `progressEveryMs` is set it asks for progress that often, as Kubernetes
- * does. Every response is kept, its keys without the prefix.
- */
-export function recordWatch(
-  target: string,
-  prefix: string,
-  startRevision: number,
-  progressEveryMs?: number,
-): RecordedWatch {
-  const etcd = new EtcdGrpcClient(target);
-  const call = etcd.stream("Watch", "Watch");
-  const responses: WatchResponseShape[] = [];
-  const ended = new Promise<void>((resolve) => {
-    call.on("error", () => resolve());
-    call.on("end", () => resolve());
-  });
-  call.on("data", (r: RawWatchResponse) => {
-    const revision = Number(r.header.revision);
-    if (r.created) responses.push({ kind: "created", revision });
-    else if (r.watch_id === "-1" || (r.events.length === 0 && !r.canceled))
-      responses.push({ kind: "progress", revision });
-    else if (r.events.length > 0)
-      responses.push({ kind: "events", events: r.events.map((e) => watchedEvent(e, prefix)) });
-  });
-  const end = Buffer.from(prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1));
-  call.write({
-    create_request: { key: Buffer.from(prefix), range_end: end, start_revision: startRevision, prev_kv: true },
-  });
-  const asking = progressEveryMs ? setInterval(() => call.write({ progress_request: {} }), progressEveryMs) : undefined;
-  return {
-    responses,
-    async stop() {
-      clearInterval(asking);
-      call.cancel();
-      await ended;
-      etcd.close();
-    },
-  };
-}
-
-interface RawWatchResponse {
-  header: { revision: string };
-  watch_id: string;
-  created: boolean;
-  canceled: boolean;
-  /** proto-loader gives enums as numbers: 0 PUT, 1 DELETE. */
-  events: Array<{ type: "PUT" | "DELETE" | number; kv: RawKv; prev_kv: RawKv | null }>;
-}
-
-function watchedEvent(e: RawWatchResponse["events"][number], prefix: string): WatchedEvent {
-  return {
-    type: e.type === "DELETE" || e.type === 1 ? "DELETE" : "PUT",
-    key: e.kv.key.toString().slice(prefix.length),
-    value: e.type === "DELETE" ? "" : e.kv.value.toString(),
-    modRevision: Number(e.kv.mod_revision),
-    prevValue: e.prev_kv ? e.prev_kv.value.toString() : undefined,
   };
 }

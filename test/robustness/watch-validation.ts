@@ -8,7 +8,9 @@
  *   of, no event is missing, and each is the true one;
  * - bookmarkable: a progress notification at R comes after every event up
  *   to R and before every event past it;
- * - prev_kv and filters as asked.
+ * - prev_kv and filters as asked;
+ * - compacted: a watch ends on a compaction only when it asked for a
+ *   revision the compaction had removed, and then nothing more comes.
  */
 
 export interface WatchedEvent {
@@ -37,9 +39,12 @@ export interface WatchRequestShape {
 export type WatchResponseShape =
   | { kind: "created"; revision: number }
   | { kind: "events"; events: WatchedEvent[] }
-  | { kind: "progress"; revision: number };
+  | { kind: "progress"; revision: number }
+  /** Cancelled by a compaction at `revision`, on a (re)start from `requested`. */
+  | { kind: "compacted"; revision: number; requested: number };
 
-export type WatchRule = "ordered" | "unique" | "atomic" | "reliable" | "bookmarkable" | "prev_kv" | "filter" | "true";
+export type WatchRule =
+  "ordered" | "unique" | "atomic" | "reliable" | "bookmarkable" | "prev_kv" | "filter" | "true" | "compacted";
 
 export interface WatchViolation {
   rule: WatchRule;
@@ -69,6 +74,18 @@ export function validateWatch(
   const claims: Array<{ revision: number; deliveredBefore: ReadonlySet<number> }> = [];
   for (const response of responses) {
     if (response.kind === "created") continue;
+    if (response.kind === "compacted") {
+      if (response.revision <= response.requested) {
+        flag(
+          "compacted",
+          response.revision,
+          `cancelled as compacted at ${response.revision}, asked from ${response.requested}`,
+        );
+      }
+      if (response !== responses[responses.length - 1])
+        flag("compacted", response.revision, "responses after the cancel");
+      break;
+    }
     if (response.kind === "progress") {
       if (response.revision < last) {
         flag("bookmarkable", response.revision, `progress at ${response.revision} after an event at ${last}`);
