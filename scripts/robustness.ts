@@ -59,10 +59,12 @@ async function run(target: Target, etcd: Parameters<typeof runOn>[1], version: s
       const seed = values.seed === undefined ? undefined : Number(values.seed) + n;
       const dumpTo = values.dump ? join(values.dump, `run-${n}.json`) : undefined;
       n++;
+      const began = performance.now();
       const report = await runOn(target, etcd, { traffic, seconds, clients, seed, fault, dumpTo });
       const found = problems(report, target, version);
       reports.push({ report, problems: found });
-      console.log(`${found.length === 0 ? "ok        " : "VIOLATION "} ${summary(report, name, fault)}`);
+      const took = `${((performance.now() - began) / 1000).toFixed(0)} s`;
+      console.log(`${found.length === 0 ? "ok        " : "VIOLATION "} ${summary(report, name, fault)} (${took})`);
       for (const p of found) console.log(`    ${p}`);
     }
   }

@@ -9,10 +9,12 @@
 #   1. every test (unit, integration, edge, browser, bench smoke) on etcd 3.5,
 #      with native gRPC in the fast lane;
 #   2. the integration suite on etcd 3.4.23, native gRPC;
-#   3. the integration suite on etcd 3.5, native gRPC served by Connect
-#      (--grpc-lane=connect).
-# Most clusters run 3.5, so it gets two runs; both lines run every
-# integration test at least once.
+#   3. on etcd 3.5 with native gRPC served by Connect (--grpc-lane=connect),
+#      the integration tests whose subject the lane serves: a file that says
+#      "Lane-independent" at its top (upstream, decorators above the lanes,
+#      the gateway) runs in the fast lane only.
+# Both etcd lines run every integration test. Files run TEST_CONCURRENCY at
+# a time (default 3): most of a test's time is spent waiting on etcd.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/ensure-deps.sh
@@ -21,19 +23,23 @@ npm run build --silent
 npm run typecheck --silent
 mapfile -t all < <(find test -name '*.test.ts' | sort)
 mapfile -t integration < <(find test/integration -name '*.test.ts' | sort)
+mapfile -t lane_dependent < <(grep -L '^// Lane-independent' "${integration[@]}")
 etcd34_path="$PATH"
 etcd35_path="$ETCD35_BIN:$PATH"
 
 run() {
   echo "== $1 =="
   shift
+  local began=$SECONDS
   "$@" || status=1
+  echo "== $((SECONDS - began)) s =="
 }
+concurrency="--test-concurrency=${TEST_CONCURRENCY:-3}"
 status=0
 run "all tests, etcd 3.5, native gRPC in the fast lane" \
-  env PATH="$etcd35_path" node --import tsx --test --test-reporter=spec "${all[@]}"
+  env PATH="$etcd35_path" node --import tsx --test "$concurrency" --test-reporter=spec "${all[@]}"
 run "integration tests, etcd 3.4, native gRPC in the fast lane" \
-  env PATH="$etcd34_path" node --import tsx --test --test-reporter=spec "${integration[@]}"
-run "integration tests, etcd 3.5, native gRPC served by Connect" \
-  env PATH="$etcd35_path" PROXY_LANE=connect node --import tsx --test --test-reporter=spec "${integration[@]}"
+  env PATH="$etcd34_path" node --import tsx --test "$concurrency" --test-reporter=spec "${integration[@]}"
+run "lane-dependent integration tests, etcd 3.5, native gRPC served by Connect" \
+  env PATH="$etcd35_path" PROXY_LANE=connect node --import tsx --test "$concurrency" --test-reporter=spec "${lane_dependent[@]}"
 exit $status

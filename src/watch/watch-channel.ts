@@ -1,20 +1,16 @@
-import type { MessageInitShape } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
-import type { CallContext } from "../call-context.js";
-import type { ResponseHeader, WatchRequestSchema, WatchResponse } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
-import { isConnectionFailure, toClientError } from "../upstream/errors.js";
-import { AsyncQueue } from "../util/async-queue.js";
+import type { ConnectError } from "@connectrpc/connect";
+import type { ResponseHeader } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
+import type { Event } from "../gen/etcd/api/mvccpb/kv_pb.js";
 import type { HistoryLimits } from "./event-history.js";
-import { NO_WATCH_ID, headerAt } from "./responses.js";
 import { SharedWatch, type Receiver } from "./shared-watch.js";
+import {
+  UpstreamWatchStream,
+  type StreamListener,
+  type StreamOptions,
+  type WatchUpstream,
+} from "./upstream-watch-stream.js";
 
-type WatchRequestInit = MessageInitShape<typeof WatchRequestSchema>;
-
-/** The upstream Watch RPC: a bidi stream toward etcd with the given metadata. */
-export type WatchUpstream = (
-  requests: AsyncIterable<WatchRequestInit>,
-  ctx: CallContext,
-) => AsyncIterable<WatchResponse>;
+export type { WatchUpstream } from "./upstream-watch-stream.js";
 
 /** What the channel reports, for metrics and logs. */
 export interface ChannelEvents {
@@ -30,76 +26,42 @@ export interface ChannelMember {
   fail(err: ConnectError): void;
 }
 
-export interface ChannelOptions {
+export interface ChannelOptions extends StreamOptions {
   history: HistoryLimits;
-  /** Back-off between attempts to reopen a lost upstream stream. */
-  reconnectMinMs: number;
-  reconnectMaxMs: number;
-  /** How often an unanswered progress request is asked again (etcd ignores it while a watcher catches up). */
-  progressRetryMs: number;
-  /**
-   * Whether etcd sends a progress answer only after the events it owes the
-   * stream (3.4.25+, 3.5.8+). When it may not, each answer is confirmed by
-   * the next before anyone is told (see progressAnswered).
-   */
-  progressOrdered?: () => boolean;
-}
-
-/** A progress answer from etcd that may have overtaken events it owed, held until the next answer confirms it. */
-interface HeldProgress {
-  conn: Connection;
-  header: ResponseHeader;
-  /** An event at or below the answer's revision came after it: the answer had overtaken it. */
-  overtook: boolean;
 }
 
 /** How a watcher joins: at once (with a made-up Created), or when etcd creates the watch. */
 export type Joined =
   { kind: "joined"; watch: SharedWatch; header: ResponseHeader } | { kind: "waiting"; watch: SharedWatch };
 
-interface ProgressWaiter {
-  answered(header: ResponseHeader): void;
-  failed(err: unknown): void;
-}
-
-interface Connection {
-  requests: AsyncQueue<WatchRequestInit>;
-  abort: AbortController;
-  byId: Map<bigint, SharedWatch>;
-  nextId: bigint;
-}
-
 /**
  * Everything watched with one caller identity (auth token, and whether the
- * caller requires a leader): the shared watches, grouped by key range, and
+ * caller requires a leader): the shared watches, grouped by key range, on
  * the one upstream Watch stream that carries them. Identities never share
  * an upstream watch, so nobody gets an event etcd would refuse them.
  *
+ * This is the registry of range groups: who joins which watch, when same-range
+ * watches merge, and who a compaction cancel belongs to. The stream's own
+ * life (opening, reconnecting, progress requests) is UpstreamWatchStream's.
  * When the stream's endpoint fails, a new stream opens elsewhere and every
  * shared watch resumes from its nextRev; clients notice nothing. When etcd
  * itself ends the stream (no leader, bad token), every client stream of the
  * identity ends with etcd's error, as it would direct.
  */
-export class WatchChannel {
+export class WatchChannel implements StreamListener {
   private readonly groups = new Map<string, SharedWatch[]>();
   private readonly members = new Set<ChannelMember>();
-  private connection: Connection | undefined;
-  private reconnectTimer: NodeJS.Timeout | undefined;
-  private reconnectDelay: number;
-  private progressWaiters: ProgressWaiter[] = [];
-  private heldProgress: HeldProgress | undefined;
-  private progressTimer: NodeJS.Timeout | undefined;
-  private closed = false;
+  private readonly stream: UpstreamWatchStream;
 
   constructor(
-    private readonly upstream: WatchUpstream,
-    private readonly forwardHeaders: Readonly<Record<string, string>>,
+    upstream: WatchUpstream,
+    forwardHeaders: Readonly<Record<string, string>>,
     /** Keep a stream open even with no watches, so etcd can end it on leader loss. */
     private readonly monitorsLeader: boolean,
     private readonly options: ChannelOptions,
-    private readonly events: ChannelEvents,
+    private readonly channelEvents: ChannelEvents,
   ) {
-    this.reconnectDelay = options.reconnectMinMs;
+    this.stream = new UpstreamWatchStream(upstream, forwardHeaders, options, this);
   }
 
   /** Whether no client stream and no watch uses this channel any more. */
@@ -117,12 +79,12 @@ export class WatchChannel {
 
   addMember(member: ChannelMember): void {
     this.members.add(member);
-    if (this.monitorsLeader) this.ensureConnection();
+    if (this.monitorsLeader) this.stream.open();
   }
 
   removeMember(member: ChannelMember): void {
     this.members.delete(member);
-    this.closeIfUnused();
+    this.stream.closeIfUnwanted();
   }
 
   /** The shared watch a new watcher can use without opening one, if any. */
@@ -145,8 +107,7 @@ export class WatchChannel {
       for (const w of own ? [] : group) {
         const kind = joinKind(w, startRevision);
         if (!kind) continue;
-        w.receivers.add(receiver);
-        receiver.shared = w;
+        w.addReceiver(receiver);
         if (kind === "waiting") return { kind, watch: w };
         // A watcher from "now" starts where the watch stands: the last
         // revision it delivered, which may lie a little in etcd's past.
@@ -158,22 +119,21 @@ export class WatchChannel {
       this.groups.set(groupKey, group);
     }
     const watch = new SharedWatch(key, rangeEnd, startRevision, this.options.history);
-    watch.receivers.add(receiver);
-    receiver.shared = watch;
+    watch.addReceiver(receiver);
     group.push(watch);
-    this.events.sharedWatchStarted();
-    this.open(watch);
+    this.channelEvents.sharedWatchStarted();
+    this.stream.create(watch);
     return { kind: "waiting", watch };
   }
 
   /** Replays what `receiver` missed from `watch`'s history (after its Created went out). */
   replay(watch: SharedWatch, receiver: Receiver, fromRevision: bigint): void {
-    if (fromRevision < watch.nextRev) this.events.replayed(watch.replay(receiver, fromRevision));
+    if (fromRevision < watch.nextRev) this.channelEvents.replayed(watch.replay(receiver, fromRevision));
   }
 
   /** Removes `receiver`; the last one out cancels the upstream watch. */
   leave(receiver: Receiver, watch: SharedWatch): void {
-    if (!watch.receivers.delete(receiver)) return;
+    if (!watch.removeReceiver(receiver)) return;
     if (watch.receivers.size === 0) this.stop(watch);
   }
 
@@ -182,216 +142,69 @@ export class WatchChannel {
    * has fully delivered: etcd's answer to a progress request on the stream.
    */
   requestProgress(signal: AbortSignal): Promise<ResponseHeader> {
-    return new Promise((resolve, reject) => {
-      const waiter: ProgressWaiter = {
-        answered: (header) => {
-          signal.removeEventListener("abort", onAbort);
-          resolve(header);
-        },
-        failed: (err) => {
-          signal.removeEventListener("abort", onAbort);
-          reject(err);
-        },
-      };
-      const onAbort = () => {
-        this.progressWaiters = this.progressWaiters.filter((w) => w !== waiter);
-        reject(signal.reason);
-      };
-      signal.addEventListener("abort", onAbort, { once: true });
-      this.progressWaiters.push(waiter);
-      if (this.progressWaiters.length === 1) this.askProgress();
-    });
+    return this.stream.requestProgress(signal);
   }
 
   close(): void {
-    this.closed = true;
-    clearTimeout(this.reconnectTimer);
-    clearTimeout(this.progressTimer);
-    this.disconnect();
+    this.stream.close();
   }
 
-  private askProgress(): void {
-    clearTimeout(this.progressTimer);
-    if (this.progressWaiters.length === 0) return;
-    this.connection?.requests.push({ requestUnion: { case: "progressRequest", value: {} } });
-    this.progressTimer = setTimeout(() => this.askProgress(), this.options.progressRetryMs);
-    this.progressTimer.unref();
+  // What the stream asks and tells.
+
+  wanted(): boolean {
+    return this.groups.size > 0 || (this.monitorsLeader && this.members.size > 0);
   }
 
-  private open(watch: SharedWatch): void {
-    const conn = this.ensureConnection();
-    if (conn && watch.upstreamId === 0n) this.sendCreate(conn, watch);
+  *resumable(): Iterable<SharedWatch> {
+    for (const group of this.groups.values()) for (const w of group) if (w.state !== "dead") yield w;
   }
 
-  private sendCreate(conn: Connection, watch: SharedWatch): void {
-    const id = conn.nextId++;
-    watch.upstreamId = id;
-    // From the last event etcd sent, not from a progress answer that may have overtaken owed events.
-    watch.createdFrom = watch.eventsUpTo;
-    watch.synced = false;
-    watch.vouched = false;
-    conn.byId.set(id, watch);
-    conn.requests.push({
-      requestUnion: {
-        case: "createRequest",
-        value: {
-          key: watch.key,
-          rangeEnd: watch.rangeEnd,
-          startRevision: watch.createdFrom,
-          prevKv: true,
-          progressNotify: true,
-          watchId: id,
-        },
-      },
-    });
+  created(watch: SharedWatch, header: ResponseHeader): void {
+    watch.onCreated(header);
+    this.tryMerge(watch);
   }
 
-  private stop(watch: SharedWatch): void {
-    const groupKey = rangeKey(watch.key, watch.rangeEnd);
-    const group = this.groups.get(groupKey);
-    if (group) {
-      const at = group.indexOf(watch);
-      if (at >= 0) {
-        group.splice(at, 1);
-        this.events.sharedWatchStopped(watch.receivers.size);
-      }
-      if (group.length === 0) this.groups.delete(groupKey);
-    }
-    const conn = this.connection;
-    if (conn && watch.upstreamId !== 0n && conn.byId.get(watch.upstreamId) === watch) {
-      conn.byId.delete(watch.upstreamId);
-      if (watch.state !== "dead") {
-        conn.requests.push({ requestUnion: { case: "cancelRequest", value: { watchId: watch.upstreamId } } });
-      }
-    }
-    watch.upstreamId = 0n;
-    watch.state = "dead";
-    this.closeIfUnused();
+  createRefused(watch: SharedWatch, header: ResponseHeader, reason: string): void {
+    this.removeFromGroup(watch);
+    watch.onCreateFailed(header, reason);
   }
 
-  private closeIfUnused(): void {
-    if (this.groups.size > 0 || (this.monitorsLeader && this.members.size > 0)) return;
-    clearTimeout(this.reconnectTimer);
-    this.reconnectTimer = undefined;
-    this.disconnect();
+  canceled(watch: SharedWatch, header: ResponseHeader, compactRevision: bigint, reason: string): void {
+    this.removeFromGroup(watch);
+    if (compactRevision > 0n) this.keepUncompacted(watch, compactRevision);
+    watch.onCanceled(header, compactRevision, reason);
   }
 
-  private disconnect(): void {
-    const conn = this.connection;
-    this.connection = undefined;
-    if (!conn) return;
-    conn.requests.end();
-    conn.abort.abort(new ConnectError("watch channel closed", Code.Canceled));
+  events(watch: SharedWatch, header: ResponseHeader, events: Event[]): void {
+    this.channelEvents.coalescedDeliveries(watch.onEvents(header, events));
+    this.tryMerge(watch);
   }
 
-  private ensureConnection(): Connection | undefined {
-    if (this.connection) return this.connection;
-    if (this.closed || this.reconnectTimer) return undefined; // the timer reopens and re-creates
-    const conn: Connection = {
-      requests: new AsyncQueue<WatchRequestInit>(),
-      abort: new AbortController(),
-      byId: new Map(),
-      nextId: 1n, // 0 asks etcd to choose
-    };
-    this.connection = conn;
-    const ctx: CallContext = { forwardHeaders: this.forwardHeaders, deadline: undefined, signal: conn.abort.signal };
-    void this.pump(conn, ctx);
-    // Watches that outlived a lost stream resume where their receivers stand.
-    for (const group of this.groups.values())
-      for (const w of group)
-        if (w.state !== "dead" && w.upstreamId === 0n) {
-          w.skipToReceivers();
-          this.sendCreate(conn, w);
-        }
-    if (this.progressWaiters.length > 0) this.askProgress();
-    return conn;
+  progress(watch: SharedWatch, header: ResponseHeader): void {
+    watch.onProgress(header);
+    this.tryMerge(watch);
   }
 
-  private async pump(conn: Connection, ctx: CallContext): Promise<void> {
-    let failure: unknown; // none: etcd ended the stream cleanly (shutting down)
-    try {
-      for await (const response of this.upstream(conn.requests, ctx)) {
-        if (this.connection !== conn) return;
-        this.reconnectDelay = this.options.reconnectMinMs;
-        this.dispatch(conn, response);
-      }
-    } catch (err) {
-      failure = err;
-    }
-    if (this.connection !== conn) return; // closed on purpose
-    this.connection = undefined;
-    conn.requests.end();
-    for (const w of conn.byId.values()) w.upstreamId = 0n;
-    if (endpointLost(failure)) {
-      this.events.reconnecting(failure);
-      this.scheduleReconnect();
-    } else {
-      this.failAll(toClientError(failure));
-    }
-  }
-
-  private scheduleReconnect(): void {
-    const delay = this.reconnectDelay;
-    this.reconnectDelay = Math.min(delay * 2, this.options.reconnectMaxMs);
-    this.reconnectTimer = setTimeout(() => {
-      this.reconnectTimer = undefined;
-      if (this.groups.size > 0 || (this.monitorsLeader && this.members.size > 0)) this.ensureConnection();
-    }, delay);
+  reconnecting(err: unknown): void {
+    this.channelEvents.reconnecting(err);
   }
 
   /** etcd ended the stream for a reason of its own: every client stream of this identity ends with it. */
-  private failAll(err: ConnectError): void {
+  failed(err: ConnectError): void {
     const watches = [...this.groups.values()].flat();
     this.groups.clear();
     for (const w of watches) {
-      this.events.sharedWatchStopped(w.receivers.size);
-      w.state = "dead";
-      w.receivers.clear();
+      this.channelEvents.sharedWatchStopped(w.receivers.size);
+      w.end();
     }
-    for (const waiter of this.progressWaiters.splice(0)) waiter.failed(err);
     for (const m of [...this.members]) m.fail(err);
   }
 
-  private dispatch(conn: Connection, response: WatchResponse): void {
-    const header = response.header ?? headerAt(undefined, 0n);
-    if (response.watchId === NO_WATCH_ID && !response.created) {
-      this.progressAnswered(conn, header);
-      return;
-    }
-    const watch = conn.byId.get(response.watchId);
-    if (!watch) {
-      // A create etcd refused with the ID it could not use (-1): the oldest
-      // pending create on this stream is the one refused.
-      if (response.created && response.canceled) this.refusePending(conn, header, response.cancelReason);
-      return;
-    }
-    if (response.created) {
-      if (response.canceled) {
-        conn.byId.delete(response.watchId);
-        this.removeFromGroup(watch);
-        watch.onCreateFailed(header, response.cancelReason);
-        return;
-      }
-      watch.onCreated(header);
-      this.tryMerge(watch);
-      return;
-    }
-    if (response.canceled) {
-      conn.byId.delete(response.watchId);
-      this.removeFromGroup(watch);
-      if (response.compactRevision > 0n) this.keepUncompacted(watch, response.compactRevision);
-      watch.onCanceled(header, response.compactRevision, response.cancelReason);
-      return;
-    }
-    if (response.events.length > 0) {
-      const held = this.heldProgress;
-      if (held?.conn === conn && response.events[0]!.kv!.modRevision <= held.header.revision) held.overtook = true;
-      this.events.coalescedDeliveries(watch.onEvents(header, response.events));
-      this.tryMerge(watch);
-      return;
-    }
-    watch.onProgress(header);
-    this.tryMerge(watch);
+  private stop(watch: SharedWatch): void {
+    this.removeFromGroup(watch);
+    this.stream.cancel(watch);
+    watch.end();
+    this.stream.closeIfUnwanted();
   }
 
   /**
@@ -403,54 +216,10 @@ export class WatchChannel {
   private keepUncompacted(watch: SharedWatch, compactRevision: bigint): void {
     const keep = [...watch.receivers].filter((r) => r.nextRev >= compactRevision);
     for (const r of keep) {
-      watch.receivers.delete(r);
+      watch.removeReceiver(r);
       const joined = this.join(r, watch.key, watch.rangeEnd, r.nextRev);
       if (joined.kind === "joined") this.replay(joined.watch, r, r.nextRev);
     }
-  }
-
-  private refusePending(conn: Connection, header: ResponseHeader, reason: string): void {
-    for (const [id, w] of conn.byId) {
-      if (w.state !== "pending") continue;
-      conn.byId.delete(id);
-      this.removeFromGroup(w);
-      w.onCreateFailed(header, reason);
-      return;
-    }
-  }
-
-  /**
-   * etcd's answer to a progress request on the stream. etcd 3.4 answers with
-   * its current revision even while it is still catching up a watcher
-   * created from the past, whose older events then follow: only watches
-   * known to be synced may move past the answer. Before 3.4.25 and 3.5.8 it
-   * may also answer ahead of events it already owes a synced watch; those
-   * still arrive, and are delivered (SharedWatch.eventsUpTo).
-   */
-  private progressAnswered(conn: Connection, header: ResponseHeader): void {
-    if (this.options.progressOrdered?.() ?? false) {
-      // Such an etcd answers only once every watcher of the stream is synced, after what it owed them.
-      for (const w of conn.byId.values()) if (w.state === "live") w.vouchedUpTo(header);
-      return this.progressConfirmed(conn, header);
-    }
-    // etcd before 3.4.25 and 3.5.8 sends this answer on a path of its own,
-    // which can overtake events it already owes the stream. The events it
-    // owed when it answered were queued before the answer was made, so an
-    // answer asked for after this one came, with no such event in between,
-    // vouches for this one.
-    const held = this.heldProgress;
-    if (held?.conn === conn && !held.overtook) {
-      this.heldProgress = undefined;
-      return this.progressConfirmed(conn, held.header);
-    }
-    this.heldProgress = { conn, header, overtook: false };
-    conn.requests.push({ requestUnion: { case: "progressRequest", value: {} } });
-  }
-
-  private progressConfirmed(conn: Connection, header: ResponseHeader): void {
-    for (const w of conn.byId.values()) if (w.synced) w.advanceTo(header.revision + 1n);
-    clearTimeout(this.progressTimer);
-    for (const waiter of this.progressWaiters.splice(0)) waiter.answered(header);
   }
 
   private removeFromGroup(watch: SharedWatch): void {
@@ -461,7 +230,7 @@ export class WatchChannel {
     if (at < 0) return;
     group.splice(at, 1);
     if (group.length === 0) this.groups.delete(groupKey);
-    this.events.sharedWatchStopped(watch.receivers.size);
+    this.channelEvents.sharedWatchStopped(watch.receivers.size);
   }
 
   /**
@@ -481,28 +250,18 @@ export class WatchChannel {
       if (other.nextRev === watch.nextRev && other.receivers.size < watch.receivers.size) [from, into] = [other, watch];
       const fits = into.nextRev <= from.nextRev || into.history.covers(from.nextRev);
       if (!fits) continue;
-      const moving = [...from.receivers];
-      from.receivers.clear();
+      const moving = from.takeReceivers();
       // Between from's last event and its position, etcd may still owe events (see eventsUpTo): into brings them.
       const owedFrom = into.history.covers(from.eventsUpTo) ? from.eventsUpTo : from.nextRev;
       for (const r of moving) {
         if (r.nextRev < owedFrom) r.nextRev = owedFrom;
-        into.receivers.add(r);
-        r.shared = into;
-        if (into.nextRev > owedFrom) this.events.replayed(into.replay(r, owedFrom));
+        into.addReceiver(r);
+        if (into.nextRev > owedFrom) this.channelEvents.replayed(into.replay(r, owedFrom));
       }
       this.stop(from);
       return;
     }
   }
-}
-
-/**
- * Whether a stream ended because its endpoint went away rather than because
- * etcd refused it; a clean end (etcd shutting down) counts as going away.
- */
-function endpointLost(failure: unknown): boolean {
-  return failure === undefined || !(failure instanceof ConnectError) || isConnectionFailure(failure);
 }
 
 /** How a watcher wanting events from `startRevision` can use `watch`, if at all. */

@@ -3,6 +3,9 @@
 // three, it learns the others; a member added to the cluster becomes an
 // endpoint, and one removed leaves, while a get loop through the proxy never
 // fails.
+//
+// Lane-independent: npm test runs it in the fast lane only, since
+// the endpoint list is upstream's.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import type { RunningProxy } from "../../src/main.js";

@@ -1,5 +1,8 @@
 // The proxy's own services for clients without bidi streams (browsers),
 // over gRPC-Web and Connect, and its status for the dashboard.
+//
+// Lane-independent: npm test runs it in the fast lane only, since
+// gRPC-Web and Connect are served the same way in both lanes.
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import assert from "node:assert/strict";

@@ -1,5 +1,8 @@
 // The range cache against real etcd: what it serves and to whom, how writes
 // by any route empty it, compaction, auth, and turning it off.
+//
+// Lane-independent: npm test runs it in the fast lane only, since
+// the range cache is a decorator above the lanes.
 import * as grpc from "@grpc/grpc-js";
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";

@@ -1,5 +1,8 @@
 // The command line as an operator meets it: the built binary, real flags,
 // one clear line for bad input, and a clean exit on SIGTERM.
+//
+// Lane-independent: npm test runs it in the fast lane only, since
+// it runs the built binary with its default lane.
 import * as grpc from "@grpc/grpc-js";
 import { execFile } from "node:child_process";
 import { connect } from "node:net";

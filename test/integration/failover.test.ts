@@ -1,5 +1,8 @@
 // Failover between --endpoints, hidden from clients, against real etcd
 // clusters whose members are killed with SIGKILL.
+//
+// Lane-independent: npm test runs it in the fast lane only, since
+// failover is upstream's.
 import * as grpc from "@grpc/grpc-js";
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";

@@ -3,6 +3,9 @@
 // through the gateway and through Connect JSON. Each step runs against etcd
 // and against the proxy, with a lease of each past 2^53, and the answers are
 // compared; refusals must be etcd's own words.
+//
+// Lane-independent: npm test runs it in the fast lane only, since
+// the JSON gateway and Connect JSON are served the same way in both lanes.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { ETCD_VERSION } from "../helpers/etcd.js";

@@ -1,5 +1,8 @@
 // etcd's JSON gateway, as scripts call it with curl: the same requests get
 // the same answers from the proxy as from etcd itself.
+//
+// Lane-independent: npm test runs it in the fast lane only, since
+// the JSON gateway is served the same way in both lanes.
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { describe, it } from "node:test";

@@ -2,6 +2,9 @@
 // a disk stall looks the same) must not stall the proxy (issue 22): with
 // default flags it is noticed and left within about two seconds, and gets,
 // watches and lease keep-alives go on on the other members.
+//
+// Lane-independent: npm test runs it in the fast lane only, since
+// noticing a hung member is upstream's.
 import * as grpc from "@grpc/grpc-js";
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";

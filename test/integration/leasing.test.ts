@@ -2,6 +2,9 @@
 // A proxy that read a key owns it and answers linearizable reads of it
 // itself; a write through any leasing client (another proxy of ours, etcd's
 // own proxy) takes the ownership away first, so every reader sees it.
+//
+// Lane-independent: npm test runs it in the fast lane only, since
+// leasing is a decorator above the lanes.
 import { spawn, type ChildProcess } from "node:child_process";
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";

@@ -3,6 +3,9 @@
 // the client URLs, each proxy once in the whole list. Clients that sync
 // their endpoints (clientv3's Sync, etcdctl --cluster, the etcd3 client)
 // find exactly the proxies; tools that cross-check member IDs still work.
+//
+// Lane-independent: npm test runs it in the fast lane only, since
+// the member list is made above the lanes.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { Etcd3 } from "etcd3";

@@ -1,5 +1,8 @@
 // --namespace: through the proxy, clients own a keyspace of their own; in
 // etcd, everything lives under the prefix, and nothing escapes it.
+//
+// Lane-independent: npm test runs it in the fast lane only, since
+// the namespace is a decorator above the lanes.
 import * as grpc from "@grpc/grpc-js";
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";

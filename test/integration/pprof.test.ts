@@ -1,6 +1,9 @@
 // --enable-pprof: /debug/pprof/ on the client port and on --metrics-addr, as
 // etcd serves it, with CPU and heap profiles of the running proxy in pprof's
 // format (gzipped protobuf), parsed here with pprof-format.
+//
+// Lane-independent: npm test runs it in the fast lane only, since
+// profiles are served the same way in both lanes.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { gunzipSync } from "node:zlib";

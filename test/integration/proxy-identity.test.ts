@@ -1,6 +1,9 @@
 // --user: on a cluster with auth on, the proxy's own calls (registration,
 // the cache's invalidation watch, health) carry its own identity, and no
 // client gains anything from it.
+//
+// Lane-independent: npm test runs it in the fast lane only, since
+// the proxy's own calls are upstream's.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { ctl } from "../helpers/etcdctl.js";

@@ -1,6 +1,9 @@
 // The README's curl examples, run exactly as written (only the address is
 // the test proxy's): every one must succeed and answer JSON. Streaming
 // examples get a moment to answer, then are stopped.
+//
+// Lane-independent: npm test runs it in the fast lane only, since
+// curl's requests are served the same way in both lanes.
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";

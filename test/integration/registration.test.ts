@@ -1,5 +1,8 @@
 // --resolver-prefix: proxies register themselves, and MemberList (etcdctl
 // member list, clientv3's Sync, the etcd3 client) lists every one of them.
+//
+// Lane-independent: npm test runs it in the fast lane only, since
+// registration is upstream's.
 import assert from "node:assert/strict";
 import { hostname } from "node:os";
 import { after, before, describe, it } from "node:test";

@@ -6,6 +6,9 @@
 // and both watches of each run against etcd's watch rules, the truth read
 // from etcd directly. `npm run robustness` runs every mode under every fault,
 // as long as asked.
+//
+// Lane-independent: npm test runs it in the fast lane only, since
+// what it checks is above the lanes; it runs on both etcd lines.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { ETCD_VERSION, startEtcd, type EtcdCluster } from "../helpers/etcd.js";

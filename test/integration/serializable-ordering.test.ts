@@ -5,6 +5,9 @@
 // more writes than the sockets toward it can buffer, then killing the others
 // and letting it resume: alone, without quorum, it answers serializable
 // reads from its old store.
+//
+// Lane-independent: npm test runs it in the fast lane only, since
+// ordering is a decorator above the lanes.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import type { RunningProxy } from "../../src/main.js";

@@ -3,6 +3,9 @@
 // for http, `-<name>` with --discovery-srv-name), served here by a real DNS
 // server (dnsmasq) on loopback. Unlike etcd's proxy it follows the records
 // while it runs.
+//
+// Lane-independent: npm test runs it in the fast lane only, since
+// discovery is upstream's.
 import assert from "node:assert/strict";
 import dns from "node:dns";
 import { after, before, describe, it } from "node:test";
