@@ -5,7 +5,7 @@ import type { UpstreamTls } from "../upstream/upstream.js";
 import { selfSignedCertificate } from "./self-signed.js";
 import { FlagError, parseFlags, type FlagSpec, type ParsedFlags } from "./flags.js";
 
-/** Every flag of `etcd grpc-proxy start` (etcd main, spec §1.1), same names and defaults, plus our own. */
+/** Every flag of `etcd grpc-proxy start` (etcd's `grpc-proxy start` help), same names and defaults, plus our own. */
 export const PROXY_FLAGS: readonly FlagSpec[] = [
   {
     name: "listen-addr",
@@ -345,7 +345,7 @@ export interface ProxyConfig {
   payloadLogging: boolean;
   /** --metrics-addr: a second listener for the HTTP paths (health, metrics). */
   metricsAddr: { host: string; port: number; https: boolean } | undefined;
-  /** Serve native gRPC calls in the fast lane (see server/native-lane.ts). */
+  /** Serve native gRPC calls in the fast lane (see server/native/native-lane.ts). */
   nativeLane: boolean;
   /** --user, --password, --password-file: the proxy's own etcd identity; undefined: anonymous. */
   identity: { name: string; password: string } | undefined;
@@ -353,7 +353,7 @@ export interface ProxyConfig {
   serverKeepalive: { minTimeMs: number; intervalMs: number; timeoutMs: number };
   /** --cors-allowed-origins; empty: browsers may only call from the proxy's own origin. */
   corsAllowedOrigins: string[];
-  /** --host-whitelist; undefined: the proxy's own names (server/admission.ts defaultHosts). */
+  /** --host-whitelist; undefined: the proxy's own names (server/edge/admission.ts defaultHosts). */
   hostWhitelist: string[] | undefined;
   /** The range cache (--cache-max-bytes, --cache-max-entries, --cache-ttl); maxBytes 0 turns it off. */
   cache: { maxBytes: number; maxEntries: number; ttlMs: number };

@@ -21,7 +21,7 @@ import {
   type WatchResponse,
 } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
 import { Event_EventType, type KeyValue } from "../gen/etcd/api/mvccpb/kv_pb.js";
-import type { KeepAliveCoalescer } from "../lease/keepalive-coalescer.js";
+import type { KeepAliveCoalescer } from "../keepalive/keepalive-coalescer.js";
 import type { Metrics } from "../metrics.js";
 import { KeyPrefix } from "../namespace/prefix.js";
 import { bytesToString } from "../cache/key-range.js";

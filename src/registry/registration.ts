@@ -1,5 +1,5 @@
 import { KV, Lease } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
-import type { KeepAliveCoalescer } from "../lease/keepalive-coalescer.js";
+import type { KeepAliveCoalescer } from "../keepalive/keepalive-coalescer.js";
 import type { ProxyIdentity } from "../upstream/proxy-identity.js";
 import type { Upstream } from "../upstream/upstream.js";
 import { sleep } from "../util/abortable-sleep.js";

@@ -18,7 +18,7 @@ export interface ClusterOptions {
  * (header, member IDs, names, peer URLs, learner flags), so tools that
  * cross-check IDs (Status's leader, alarms, member remove) still work; but
  * its client URLs become the proxies', so clients that sync their endpoints
- * through MemberList stay on the proxies (spec §6.3). etcd's Go proxy
+ * through MemberList stay on the proxies. etcd's Go proxy
  * instead answers one made-up member, itself, with ID 0.
  *
  * Each proxy URL (this proxy's, or every one registered under

@@ -6,7 +6,7 @@ import { clusterService, type ClusterOptions } from "./cluster.js";
 import { forwardAll } from "./forward.js";
 import { leaseService } from "./lease.js";
 import { maintenanceService } from "./maintenance.js";
-import type { KeepAliveCoalescer } from "../lease/keepalive-coalescer.js";
+import type { KeepAliveCoalescer } from "../keepalive/keepalive-coalescer.js";
 import type { Metrics } from "../metrics.js";
 import { bind, type ServiceBinding } from "./handlers.js";
 import type { WatchHub } from "../watch/watch-hub.js";

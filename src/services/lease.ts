@@ -1,7 +1,7 @@
 import type { CallContext } from "../call-context.js";
 import { Lease } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
-import type { KeepAliveCoalescer, KeepAliveWaiter } from "../lease/keepalive-coalescer.js";
-import { leaseIdOfRequest } from "../lease/keepalive-wire.js";
+import type { KeepAliveCoalescer, KeepAliveWaiter } from "../keepalive/keepalive-coalescer.js";
+import { leaseIdOfRequest } from "../keepalive/keepalive-wire.js";
 import type { Metrics } from "../metrics.js";
 import type { Upstream } from "../upstream/upstream.js";
 import { forwardAll, forwardBytes } from "./forward.js";
@@ -11,7 +11,7 @@ import { bidiOverBytes, type BidiCall, type FrameSink, type ServiceHandlers } fr
 
 /**
  * Lease RPCs go to etcd; LeaseKeepAlive streams are coalesced onto one
- * upstream stream (see lease/keepalive-coalescer.ts).
+ * upstream stream (see keepalive/keepalive-coalescer.ts).
  */
 export function leaseService(
   upstream: Upstream,

@@ -3,7 +3,7 @@ import type { KvCache } from "../cache/kv-cache.js";
 import type { WatchRequest as EtcdWatchRequest } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
 import { Maintenance, WatchCreateRequestSchema } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
 import { LeaseService, ProxyService, StatusResponseSchema, WatchService } from "../gen/etcdproxy/v1/proxy_pb.js";
-import type { KeepAliveCoalescer } from "../lease/keepalive-coalescer.js";
+import type { KeepAliveCoalescer } from "../keepalive/keepalive-coalescer.js";
 import type { Metrics } from "../metrics.js";
 import type { Upstream } from "../upstream/upstream.js";
 import { AsyncQueue } from "../util/async-queue.js";

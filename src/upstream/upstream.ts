@@ -24,11 +24,12 @@ import { sleep } from "../util/abortable-sleep.js";
 import { mapAsync } from "../util/map-async.js";
 
 /**
- * The proxy's only door to etcd. Services and features call it with typed
+ * The proxy's door to etcd for gRPC: services and features call it with typed
  * messages or, on plain forwards, with the bytes a client sent; which
  * endpoint answers, and how failures are hidden, is its business alone.
  * Implementations move bytes (ByteCalls); the typed calls are made from
- * those once, in UpstreamBase.
+ * those once, in UpstreamBase. (etcd's plain HTTP paths, /metrics and
+ * /version, are etcd-http.ts's and member-quota.ts's.)
  */
 export interface Upstream extends ByteCalls {
   unary<I extends DescMessage, O extends DescMessage>(

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
-import { Admission, defaultHosts, hostnameOf, type RequestHead } from "../../src/server/admission.js";
+import { Admission, defaultHosts, hostnameOf, type RequestHead } from "../../src/server/edge/admission.js";
 import { redactCommandLine } from "../../src/config/config.js";
 
 const policy = (over: Partial<ConstructorParameters<typeof Admission>[0]> = {}) =>

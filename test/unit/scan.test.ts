@@ -9,7 +9,7 @@ import {
   StatusResponseSchema,
 } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.js";
 import { bytesField, int64Field } from "../../src/grpc/scan.js";
-import { keepAliveRequestFrame, leaseIdOfRequest, leaseIdOfResponse } from "../../src/lease/keepalive-wire.js";
+import { keepAliveRequestFrame, leaseIdOfRequest, leaseIdOfResponse } from "../../src/keepalive/keepalive-wire.js";
 
 // Lease IDs across the varint lengths, the sign bit and the extremes.
 const ids = [

@@ -1,6 +1,6 @@
 import type { ConnectRouter } from "@connectrpc/connect";
 import type { UniversalHandler, UniversalServerRequest } from "@connectrpc/connect/protocol";
-import { parseExactJson } from "../grpc/json-numbers.js";
+import { parseExactJson } from "../../grpc/json-numbers.js";
 
 /**
  * Connect, gRPC-Web and gRPC with JSON bodies, their 64-bit numbers read

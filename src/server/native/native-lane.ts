@@ -1,6 +1,6 @@
 import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { startCall, type CallContext } from "../call-context.js";
+import { startCall, type CallContext } from "../../call-context.js";
 import {
   frame,
   FrameDecoder,
@@ -11,17 +11,17 @@ import {
   PREFIX_BYTES,
   singleFrame,
   statusFields,
-} from "../grpc/wire.js";
-import { preEncodedFrame } from "../grpc/pre-encoded.js";
-import { decodeRequest } from "../grpc/decode.js";
-import type { RpcObserver, RpcRecord } from "../metrics.js";
-import { AsyncQueue } from "../util/async-queue.js";
-import type { BidiBytePath } from "../services/handlers.js";
-import type { Rpc } from "../services/rpc-table.js";
-import { ErrorCode } from "../http2/frames.js";
-import { encodeHeaders } from "../http2/hpack.js";
-import type { EtcdLine } from "../upstream/etcd-http.js";
-import type { H2Stream } from "../http2/server.js";
+} from "../../grpc/wire.js";
+import { preEncodedFrame } from "../../grpc/pre-encoded.js";
+import { decodeRequest } from "../../grpc/decode.js";
+import type { RpcObserver, RpcRecord } from "../../metrics.js";
+import { AsyncQueue } from "../../util/async-queue.js";
+import type { BidiBytePath } from "../../services/handlers.js";
+import type { Rpc } from "../../services/rpc-table.js";
+import { ErrorCode } from "../../http2/frames.js";
+import { encodeHeaders } from "../../http2/hpack.js";
+import type { EtcdLine } from "../../upstream/etcd-http.js";
+import type { H2Stream } from "../../http2/server.js";
 
 /**
  * The native gRPC fast lane: calls with `content-type: application/grpc` over

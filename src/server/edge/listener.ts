@@ -1,12 +1,12 @@
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import type { Socket } from "node:net";
-import type { ServerTls } from "../config/config.js";
-import { encodeHeaders } from "../http2/hpack.js";
-import { H2ServerConnection, type H2Stream } from "../http2/server.js";
+import type { ServerTls } from "../../config/config.js";
+import { encodeHeaders } from "../../http2/hpack.js";
+import { H2ServerConnection, type H2Stream } from "../../http2/server.js";
 import type { Admission, Refusal, RequestHead } from "./admission.js";
 import { createBridge } from "./h2-bridge.js";
-import type { NativeLane } from "./native-lane.js";
+import type { NativeLane } from "../native/native-lane.js";
 
 /** Memory one HTTP/2 session may use, in MB (node's default is 10). */
 const SESSION_MEMORY_MB = 256;

@@ -5,7 +5,7 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
 /** Where `npm run build` puts the dashboard (web-demo/), from src/ or dist/ alike. */
-const DASHBOARD_DIR = fileURLToPath(new URL("../../build/web-demo/", import.meta.url));
+const DASHBOARD_DIR = fileURLToPath(new URL("../../../build/web-demo/", import.meta.url));
 
 /**
  * What the page may do: load its own scripts, styles and images, call its

@@ -4,19 +4,19 @@ import fastifyCors from "@fastify/cors";
 import { fastify, LogController, type FastifyInstance, type FastifyServerOptions } from "fastify";
 import * as http from "node:http";
 import * as https from "node:https";
-import type { Admission } from "./admission.js";
-import type { ServerTls } from "../config/config.js";
-import type { RpcObserver } from "../metrics.js";
-import type { ServiceBinding } from "../services/handlers.js";
-import type { Rpc } from "../services/rpc-table.js";
+import type { Admission } from "../edge/admission.js";
+import type { ServerTls } from "../../config/config.js";
+import type { RpcObserver } from "../../metrics.js";
+import type { ServiceBinding } from "../../services/handlers.js";
+import type { Rpc } from "../../services/rpc-table.js";
 import { registerServices } from "./connect-adapter.js";
 import { readJsonNumbersExactly } from "./connect-json.js";
 import { registerNativeGrpcWire } from "./connect-grpc-wire.js";
-import type { EtcdVersion } from "../upstream/etcd-http.js";
-import { registerGateway } from "./gateway.js";
-import { registerDashboard } from "./dashboard.js";
-import { registerHttpEndpoints, type HttpEndpointDeps } from "./http-endpoints.js";
-import { admitted, createListener, type ListenerOptions, type RequestHandler } from "./listener.js";
+import type { EtcdVersion } from "../../upstream/etcd-http.js";
+import { registerGateway } from "../gateway/gateway.js";
+import { registerDashboard } from "../dashboard/dashboard.js";
+import { registerHttpEndpoints, type HttpEndpointDeps } from "../operator/http-endpoints.js";
+import { admitted, createListener, type ListenerOptions, type RequestHandler } from "../edge/listener.js";
 
 export interface AppOptions extends ListenerOptions {
   /** Largest request message accepted from a client. */

@@ -1,6 +1,6 @@
 import * as pprof from "@datadog/pprof";
 import type { FastifyInstance, FastifyReply } from "fastify";
-import { redactCommandLine } from "../config/config.js";
+import { redactCommandLine } from "../../config/config.js";
 
 /** Heap sampling: one sample per 512 KiB allocated on average, 64 frames deep (pprof's defaults for Node). */
 const HEAP_INTERVAL_BYTES = 512 * 1024;

@@ -1,8 +1,8 @@
 import type { DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ConnectRouter, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
-import { startCall, type CallContext } from "../call-context.js";
-import type { RpcObserver, RpcRecord } from "../metrics.js";
-import type { ServiceBinding } from "../services/handlers.js";
+import { startCall, type CallContext } from "../../call-context.js";
+import type { RpcObserver, RpcRecord } from "../../metrics.js";
+import type { ServiceBinding } from "../../services/handlers.js";
 
 /** Translates Connect's per-call context into the proxy's transport-free one. */
 function callContextOf(ctx: HandlerContext): CallContext {

@@ -1,13 +1,13 @@
 import { create, fromJson, toJson, type DescMethod } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import { startCall, type CallContext } from "../call-context.js";
-import { GRPC_OK, decodeGrpcTimeout } from "../grpc/wire.js";
-import { exact64BitFields, parseExactJson } from "../grpc/json-numbers.js";
-import { GATEWAY_ROUTES } from "../gen/gateway-routes.js";
-import type { RpcObserver, RpcRecord } from "../metrics.js";
-import type { Rpc } from "../services/rpc-table.js";
-import type { EtcdLine, EtcdVersion } from "../upstream/etcd-http.js";
+import { startCall, type CallContext } from "../../call-context.js";
+import { GRPC_OK, decodeGrpcTimeout } from "../../grpc/wire.js";
+import { exact64BitFields, parseExactJson } from "../../grpc/json-numbers.js";
+import { GATEWAY_ROUTES } from "../../gen/gateway-routes.js";
+import type { RpcObserver, RpcRecord } from "../../metrics.js";
+import type { Rpc } from "../../services/rpc-table.js";
+import type { EtcdLine, EtcdVersion } from "../../upstream/etcd-http.js";
 
 /** etcd's gateway paths for its v3election and v3lock services, which our protos do not annotate. */
 const RECIPE_ROUTES: ReadonlyArray<readonly [string, string, string]> = [

@@ -1,8 +1,8 @@
 import * as http2 from "node:http2";
 import { Duplex } from "node:stream";
-import { encodeHeaders, type OutgoingValue } from "../http2/hpack.js";
-import { ErrorCode } from "../http2/frames.js";
-import type { H2Stream } from "../http2/server.js";
+import { encodeHeaders, type OutgoingValue } from "../../http2/hpack.js";
+import { ErrorCode } from "../../http2/frames.js";
+import type { H2Stream } from "../../http2/server.js";
 
 /**
  * Hands the HTTP/2 streams the native lane does not serve (gRPC-Web,

@@ -2,8 +2,8 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import type { ServerHttp2Stream } from "node:http2";
 import type { Registry } from "prom-client";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import { statusFields } from "../grpc/wire.js";
-import type { HealthReport } from "../health/cluster-health.js";
+import { statusFields } from "../../grpc/wire.js";
+import type { HealthReport } from "../../health/cluster-health.js";
 import { registerPprof } from "./pprof.js";
 
 export interface HttpEndpointDeps {

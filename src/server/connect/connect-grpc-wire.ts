@@ -2,8 +2,8 @@ import type { ServerHttp2Stream } from "node:http2";
 import { constants } from "node:http2";
 import { ConnectError } from "@connectrpc/connect";
 import type { FastifyInstance } from "fastify";
-import { decodeGrpcMessage, encodeGrpcMessage, readGrpcTimeout, statusFields } from "../grpc/wire.js";
-import type { EtcdLine } from "../upstream/etcd-http.js";
+import { decodeGrpcMessage, encodeGrpcMessage, readGrpcTimeout, statusFields } from "../../grpc/wire.js";
+import type { EtcdLine } from "../../upstream/etcd-http.js";
 
 /**
  * Where Connect's handler speaks native gRPC (the Connect lane) other than
