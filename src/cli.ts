@@ -48,7 +48,7 @@ export async function run(argv: string[]): Promise<number> {
   const proxy = await startProxy(config);
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
-      proxy.app.log.info({ signal }, "shutting down");
+      proxy.log.info({ signal }, "shutting down");
       void proxy.close().then(resolve, resolve);
     };
     process.once("SIGTERM", () => stop("SIGTERM"));

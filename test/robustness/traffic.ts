@@ -38,7 +38,18 @@ export interface TrafficHistory {
 }
 
 const KEYS = Array.from({ length: 8 }, (_, i) => `k${i}`);
-const UNKNOWN_OUTCOME = new Set([1, 4, 13, 14]); // CANCELLED, DEADLINE_EXCEEDED, INTERNAL, UNAVAILABLE
+/**
+ * Refusals the model foresees, which change nothing: NOT_FOUND ("requested
+ * lease not found") and FAILED_PRECONDITION ("lease already exists"). Any
+ * other failure (a timeout, a lost connection, etcd's "raft proposal
+ * dropped" during a leader move) leaves the outcome open.
+ */
+const FORESEEN = new Set([5, 9]);
+
+/** Whether a failed request surely did nothing, as the model foresees; otherwise it may have happened. */
+export function foreseenFailure(code: number): boolean {
+  return FORESEEN.has(code);
+}
 const BACK_OFF_MS = 100;
 
 type Choice = EtcdRequest | { type: "serializable"; key: string; end?: string };
@@ -74,7 +85,7 @@ export async function runTraffic(options: TrafficOptions): Promise<TrafficHistor
             if (request.type === "grant" && op.output.type === "grant") grantedLeases.push(request.lease);
           } catch (err) {
             const { code, details } = err as GrpcError;
-            if (!UNKNOWN_OUTCOME.has(code)) {
+            if (foreseenFailure(code)) {
               op.output = { type: "error", message: details };
               op.return = performance.now();
             } else {

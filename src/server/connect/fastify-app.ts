@@ -1,11 +1,12 @@
 import { cors as connectCors } from "@connectrpc/connect";
 import { fastifyConnectPlugin } from "@connectrpc/connect-fastify";
 import fastifyCors from "@fastify/cors";
-import { fastify, LogController, type FastifyInstance, type FastifyServerOptions } from "fastify";
+import { fastify, LogController, type FastifyInstance } from "fastify";
 import * as http from "node:http";
 import * as https from "node:https";
 import type { Admission } from "../edge/admission.js";
 import type { ServerTls } from "../../config/config.js";
+import type { Log } from "../../log.js";
 import type { RpcObserver } from "../../metrics.js";
 import type { ServiceBinding } from "../../services/handlers.js";
 import type { Rpc } from "../../services/rpc-table.js";
@@ -29,7 +30,8 @@ export interface AppOptions extends ListenerOptions {
   shutdownSignal: AbortSignal;
   /** Hears about every call the Connect lane serves (metrics, debug logs). */
   observe?: RpcObserver;
-  logger: FastifyServerOptions["logger"];
+  /** The proxy's log, which Fastify's own lines join. */
+  log: Log;
   /** Browser origins allowed to call from other sites (--cors-allowed-origins); none means same-origin only. */
   corsAllowedOrigins: string[];
 }
@@ -48,7 +50,7 @@ export async function createApp(
   options: AppOptions,
 ): Promise<FastifyInstance> {
   const app = fastify({
-    logger: options.logger,
+    loggerInstance: options.log,
     // One log line per HTTP request would drown the logs of a busy proxy.
     logController: new LogController({ disableRequestLogging: true }),
     serverFactory: (handler) => {

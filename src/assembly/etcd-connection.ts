@@ -1,0 +1,72 @@
+import type { ProxyConfig } from "../config/config.js";
+import type { Log } from "../log.js";
+import { NamespacedUpstream } from "../namespace/namespaced-upstream.js";
+import { KeyPrefix } from "../namespace/prefix.js";
+import { EtcdVersion, fetchFromEtcd } from "../upstream/etcd-http.js";
+import { ANONYMOUS, PasswordIdentity, type ProxyIdentity } from "../upstream/proxy-identity.js";
+import { discoverEndpoints, type Discovered } from "../upstream/srv-discovery.js";
+import { EtcdUpstream, type Upstream } from "../upstream/upstream.js";
+import { DEFAULTS } from "./defaults.js";
+import type { Feature } from "./lifecycle.js";
+
+export type EtcdConnectionConfig = Pick<
+  ProxyConfig,
+  | "discovery"
+  | "endpoints"
+  | "upstreamTls"
+  | "maxSendBytes"
+  | "maxRecvBytes"
+  | "dialKeepaliveTimeMs"
+  | "dialKeepaliveTimeoutMs"
+  | "permitWithoutStream"
+  | "serializableOrdering"
+  | "namespace"
+  | "identity"
+>;
+
+export interface EtcdConnection extends Feature {
+  /** The endpoints themselves (failover, ordering floor, endpoint sync). */
+  etcd: EtcdUpstream;
+  /** What everything above sees: the namespace's keys only. */
+  upstream: Upstream;
+  /** The proxy's own etcd user, for its own calls; client calls carry the client's. */
+  identity: ProxyIdentity;
+  /** The etcd in use, for the few answers etcd 3.4 and 3.5 word differently, and its watch's progress order. */
+  version: EtcdVersion;
+  /** What --discovery-srv found, when it was given. */
+  discovered: Discovered | undefined;
+}
+
+/** The way to etcd: endpoints (from DNS with --discovery-srv), failover, the namespace, the proxy's identity. */
+export async function connectToEtcd(config: EtcdConnectionConfig, log: Log): Promise<EtcdConnection> {
+  const discovered = config.discovery ? await discoverEndpoints(config.discovery, config.upstreamTls) : undefined;
+  if (discovered) log.info({ endpoints: discovered.endpoints }, "discovered cluster from SRV");
+  if (discovered?.rejected.length)
+    log.warn({ rejected: discovered.rejected }, "discovered SRV endpoints that failed validation are not used");
+  const etcd = new EtcdUpstream({
+    endpoints: discovered?.endpoints.length ? discovered.endpoints : config.endpoints,
+    maxSendBytes: config.maxSendBytes,
+    maxRecvBytes: config.maxRecvBytes,
+    keepaliveTimeMs: config.dialKeepaliveTimeMs,
+    keepaliveTimeoutMs: config.dialKeepaliveTimeoutMs,
+    keepaliveWithoutStream: config.permitWithoutStream,
+    tls: config.upstreamTls,
+    retryWindowMs: DEFAULTS.retryWindowMs,
+    backoffMinMs: DEFAULTS.backoffMinMs,
+    backoffMaxMs: DEFAULTS.backoffMaxMs,
+    serializableOrdering: config.serializableOrdering,
+    onEndpointDown: (url, err) => log.warn({ endpoint: url, err: err.rawMessage }, "etcd endpoint failed; switching"),
+    onEndpointUp: (url) => log.info({ endpoint: url }, "etcd endpoint is back"),
+  });
+  const upstream: Upstream = config.namespace
+    ? new NamespacedUpstream(etcd, new KeyPrefix(Buffer.from(config.namespace)))
+    : etcd;
+  const identity = config.identity
+    ? new PasswordIdentity(upstream, config.identity.name, config.identity.password)
+    : ANONYMOUS;
+  const version = new EtcdVersion(() =>
+    fetchFromEtcd(upstream.endpoints(), "/version", config.upstreamTls, DEFAULTS.etcdHttpTimeoutMs),
+  );
+  version.knownLine(); // asks etcd now, so the first clients already get their etcd's answers
+  return { etcd, upstream, identity, version, discovered, stop: () => upstream.close() };
+}

@@ -1,0 +1,33 @@
+import type { ProxyConfig } from "../config/config.js";
+import { KvCache } from "../cache/kv-cache.js";
+import type { Metrics } from "../metrics.js";
+import type { EtcdUpstream } from "../upstream/upstream.js";
+import type { ProxyIdentity } from "../upstream/proxy-identity.js";
+import type { WatchHub } from "../watch/watch-hub.js";
+import { DEFAULTS } from "./defaults.js";
+import type { Feature } from "./lifecycle.js";
+import type { Problem } from "./problems.js";
+
+/** The range cache for serializable reads (--cache-max-bytes 0: none), emptied by a watch of everything. */
+export function rangeCache(
+  config: Pick<ProxyConfig, "cache" | "serializableOrdering">,
+  etcd: EtcdUpstream,
+  identity: ProxyIdentity,
+  watches: WatchHub,
+  metrics: Metrics,
+  problem: Problem,
+): { cache: KvCache | undefined } & Feature {
+  if (config.cache.maxBytes === 0) return { cache: undefined };
+  const cache = new KvCache(
+    {
+      ...config.cache,
+      identity,
+      watchRetryMs: DEFAULTS.cacheWatchRetryMs,
+      revisionFloor: config.serializableOrdering ? () => etcd.revisionFloor() : undefined,
+      onWatchProblem: (reason) => problem(reason),
+    },
+    metrics.cache,
+    (requests, ctx) => watches.serve(requests, ctx),
+  );
+  return { cache, stop: () => cache.close() };
+}
