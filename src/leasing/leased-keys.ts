@@ -6,7 +6,7 @@ import {
   type ResponseHeader,
 } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
 import { KeyValueSchema, type KeyValue } from "../gen/etcd/api/mvccpb/kv_pb.js";
-import { bytesToString, keyInterval } from "../cache/key-range.js";
+import { bytesToString, keyInterval, overlaps, type KeyInterval } from "../cache/key-range.js";
 
 /** After a key's ownership is lost, the proxy leaves it alone this long (as etcd's leasing client does). */
 export const REACQUIRE_BACKOFF_MS = 2_000;
@@ -29,6 +29,18 @@ interface LeasedKey {
 /** Map keys: the key's bytes as latin1, whose order is etcd's byte order. */
 const mapKey = bytesToString;
 
+/** One of the proxy's writes, numbered in the order they began. */
+interface OwnWrite {
+  ranges: KeyInterval[];
+  seq: number;
+  done: boolean;
+}
+
+/** An acquisition in flight: the first write that may have raced it. */
+export interface Acquisition {
+  readonly since: number;
+}
+
 /**
  * The keys this proxy owns under the leasing protocol, with what etcd held
  * for each. Pure bookkeeping: the protocol (leasing-kv.ts) decides when a
@@ -40,6 +52,14 @@ export class LeasedKeys {
   private readonly givenUp = new Map<string, { at: number; revision: bigint }>();
   /** Keys and values held, in bytes. */
   private heldBytes = 0;
+  /**
+   * The proxy's own writes that an acquisition in flight may have raced: an
+   * acquiring read can be applied before one of them and answered after
+   * it, and must then not be held (the write did not know the key was owned).
+   */
+  private ownWrites: OwnWrite[] = [];
+  private nextWrite = 0;
+  private readonly acquisitions = new Set<Acquisition>();
 
   get size(): number {
     return this.keys.size;
@@ -59,12 +79,31 @@ export class LeasedKeys {
     return true;
   }
 
+  /** Marks an acquisition's start; own() or abandon() ends it. */
+  acquiring(): Acquisition {
+    const inFlight = this.ownWrites.find((w) => !w.done);
+    const acquisition = { since: inFlight?.seq ?? this.nextWrite };
+    this.acquisitions.add(acquisition);
+    return acquisition;
+  }
+
+  /** The acquisition failed: nothing is owned. */
+  abandon(acquisition: Acquisition): void {
+    this.acquisitions.delete(acquisition);
+    this.pruneOwnWrites();
+  }
+
   /**
    * Takes ownership of `key`, with etcd's answer to a plain Get at
    * `recordRevision`, unless etcd already took it back after that revision
-   * (a writer's request can be heard before the acquiring Txn's answer).
+   * (a writer's request can be heard before the acquiring Txn's answer), or
+   * one of the proxy's own writes of the key was in flight meanwhile.
    */
-  own(key: Uint8Array, answer: RangeResponse, recordRevision: bigint): void {
+  own(key: Uint8Array, answer: RangeResponse, recordRevision: bigint, acquisition: Acquisition): void {
+    const at = keyInterval(key, new Uint8Array());
+    const raced = this.ownWrites.some((w) => w.seq >= acquisition.since && w.ranges.some((r) => overlaps(r, at)));
+    this.abandon(acquisition);
+    if (raced) return;
     const given = this.givenUp.get(mapKey(key));
     if (given && given.revision > recordRevision) return;
     this.forget(mapKey(key));
@@ -94,21 +133,42 @@ export class LeasedKeys {
     return leased && filtered(leased.answer, request);
   }
 
-  /** Runs `write` with readers of the owned `keys` held until it is done. */
-  async writing<T>(keys: Uint8Array[], write: () => Promise<T>): Promise<T> {
+  /**
+   * Runs `write`, of the key `ranges`, with readers of the owned `keys`
+   * held until it is done; no acquisition it may race takes a key of them.
+   */
+  async writing<T>(ranges: KeyInterval[], keys: Uint8Array[], write: () => Promise<T>): Promise<T> {
+    const own: OwnWrite = { ranges, seq: this.nextWrite++, done: false };
+    this.ownWrites.push(own);
     const held = keys.map((k) => this.keys.get(mapKey(k))).filter((k) => k !== undefined);
-    const done = write();
+    let finished!: () => void;
+    const done = new Promise<void>((resolve) => (finished = resolve));
     for (const leased of held) leased.writes.push(done);
     try {
-      return await done;
+      return await write();
     } finally {
+      finished();
       for (const leased of held) leased.writes.splice(leased.writes.indexOf(done), 1);
+      own.done = true;
+      this.pruneOwnWrites();
     }
   }
 
-  /** The proxy's put of `value` at `header`'s revision (a plain put: no lease, nothing ignored). */
+  /** Keeps the writes in flight and those an acquisition in flight may have raced. */
+  private pruneOwnWrites(): void {
+    let oldest = Infinity;
+    for (const a of this.acquisitions) oldest = Math.min(oldest, a.since);
+    this.ownWrites = this.ownWrites.filter((w) => !w.done || w.seq >= oldest);
+  }
+
+  /**
+   * The proxy's put of `value` at `header`'s revision (a plain put: no
+   * lease, nothing ignored). With another write of the key in flight, its
+   * version and create revision cannot be known here: the key is given up.
+   */
   put(key: Uint8Array, value: Uint8Array, header: ResponseHeader): void {
     const leased = this.keys.get(mapKey(key));
+    if (leased && leased.writes.length > 1) return this.giveUp(key);
     if (!leased || header.revision < leased.answer.header!.revision) return;
     const old = leased.answer.kvs[0];
     const kv = create(KeyValueSchema, {
@@ -125,6 +185,7 @@ export class LeasedKeys {
   /** The proxy's delete of `key` at `header`'s revision. */
   deleted(key: Uint8Array, header: ResponseHeader): void {
     const leased = this.keys.get(mapKey(key));
+    if (leased && leased.writes.length > 1) return this.giveUp(key);
     if (!leased || header.revision < leased.answer.header!.revision) return;
     this.replace(leased, create(RangeResponseSchema, { header, kvs: [], count: 0n }));
   }

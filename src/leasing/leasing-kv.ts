@@ -24,12 +24,12 @@ import { Event_EventType, type KeyValue } from "../gen/etcd/api/mvccpb/kv_pb.js"
 import type { KeepAliveCoalescer } from "../keepalive/keepalive-coalescer.js";
 import type { Metrics } from "../metrics.js";
 import { KeyPrefix } from "../namespace/prefix.js";
-import { bytesToString } from "../cache/key-range.js";
+import { bytesToString, keyInterval, type KeyInterval } from "../cache/key-range.js";
 import type { ProxyIdentity } from "../upstream/proxy-identity.js";
 import type { Upstream } from "../upstream/upstream.js";
 import { sleep } from "../util/abortable-sleep.js";
 import { AsyncQueue } from "../util/async-queue.js";
-import { filtered, LeasedKeys } from "./leased-keys.js";
+import { filtered, LeasedKeys, type Acquisition } from "./leased-keys.js";
 
 /** The value a writer puts on an owner's record to ask for the key (etcd's leasing protocol). */
 const REVOKE = Buffer.from("REVOKE");
@@ -123,10 +123,12 @@ export class LeasingKv {
       return this.upstream.unary(KV.method.range, request, ctx);
     }
     let acquired: RangeResponse;
+    const acquisition = this.keys.acquiring();
     try {
-      acquired = await this.acquire(request.key, session, ctx);
+      acquired = await this.acquire(request.key, session, acquisition, ctx);
     } catch {
       // Leasing never fails a read: if the record was made after all, a writer's REVOKE still reaches the watch.
+      this.keys.abandon(acquisition);
       this.keys.giveUp(request.key);
       return this.upstream.unary(KV.method.range, request, ctx);
     }
@@ -134,8 +136,8 @@ export class LeasingKv {
   }
 
   put(request: PutRequest, ctx: CallContext): Promise<PutResponse> {
-    return this.keys.writing([request.key], async () => {
-      const written = [{ key: request.key, rangeEnd: new Uint8Array() }];
+    const written = [{ key: request.key, rangeEnd: new Uint8Array() }];
+    return this.keys.writing(intervalsOf(written), [request.key], async () => {
       const done = await this.write({ request: { case: "requestPut", value: request } }, written, ctx);
       const answer = done.responses[0]!.response.value as PutResponse;
       answer.header = done.header;
@@ -148,7 +150,7 @@ export class LeasingKv {
 
   async deleteRange(request: DeleteRangeRequest, ctx: CallContext): Promise<DeleteRangeResponse> {
     const owned = this.keys.ownedIn(request.key, request.rangeEnd);
-    return this.keys.writing(owned, async () => {
+    return this.keys.writing(intervalsOf([request]), owned, async () => {
       const done = await this.write({ request: { case: "requestDeleteRange", value: request } }, [request], ctx);
       const answer = done.responses[0]!.response.value as DeleteRangeResponse;
       answer.header = done.header;
@@ -161,7 +163,7 @@ export class LeasingKv {
     const written = writesOf([...request.success, ...request.failure]);
     if (written.length === 0) return this.upstream.unary(KV.method.txn, request, ctx);
     const owned = written.flatMap((w) => this.keys.ownedIn(w.key, w.rangeEnd));
-    return this.keys.writing(owned, async () => {
+    return this.keys.writing(intervalsOf(written), owned, async () => {
       const done = await this.write({ request: { case: "requestTxn", value: request } }, written, ctx);
       const answer = done.responses[0]!.response.value as TxnResponse;
       answer.header = done.header;
@@ -267,7 +269,12 @@ export class LeasingKv {
   }
 
   /** Reads `key` and, if nobody owns it and it has no lease, takes ownership. */
-  private async acquire(key: Uint8Array, session: Session, ctx: CallContext): Promise<RangeResponse> {
+  private async acquire(
+    key: Uint8Array,
+    session: Session,
+    acquisition: Acquisition,
+    ctx: CallContext,
+  ): Promise<RangeResponse> {
     const record = this.records.add(key);
     const done = await this.upstream.unary(
       KV.method.txn,
@@ -301,7 +308,8 @@ export class LeasingKv {
     const answer = create(KV.method.range.output, { ...read, header: done.header });
     const ours =
       done.succeeded || (done.responses[1]!.response.value as RangeResponse).kvs[0]?.lease === session.leaseId;
-    if (ours && this.session === session) this.keys.own(key, answer, done.header!.revision);
+    if (ours && this.session === session) this.keys.own(key, answer, done.header!.revision, acquisition);
+    else this.keys.abandon(acquisition);
     return answer;
   }
 
@@ -447,6 +455,10 @@ export class LeasingKv {
       }
     }
   }
+}
+
+function intervalsOf(written: Written[]): KeyInterval[] {
+  return written.map((w) => keyInterval(w.key, w.rangeEnd));
 }
 
 /** A compare that holds while `record` is still the same record (not deleted, not made anew). */

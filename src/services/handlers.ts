@@ -95,22 +95,20 @@ export interface BidiCall {
   close(): void;
 }
 
-const bytePaths = new WeakMap<object, BytePath | BidiBytePath>();
+/** A typed handler that also works on bytes: the native lane calls `bytes`, everyone else the handler. */
+export type WithBytePath<H, P extends BytePath | BidiBytePath> = H & { readonly bytes: P };
 
-/** Attaches a byte-level implementation to a typed unary handler. */
-export function withBytePath<H extends object>(handler: H, path: BytePath): H {
-  bytePaths.set(handler, path);
-  return handler;
+/** Attaches a byte-level implementation to a typed handler; the RPC table reads it back as `bytes`. */
+export function withBytePath<H extends object, P extends BytePath | BidiBytePath>(
+  handler: H,
+  path: P,
+): WithBytePath<H, P> {
+  return Object.assign(handler, { bytes: path });
 }
 
-/** The byte path of a typed unary handler, if it has one. */
-export function bytePathOf(handler: unknown): BytePath | undefined {
-  return typeof handler === "function" ? (bytePaths.get(handler) as BytePath | undefined) : undefined;
-}
-
-/** The byte path of a typed bidi handler, if it has one. */
-export function bidiBytePathOf(handler: unknown): BidiBytePath | undefined {
-  return typeof handler === "function" ? (bytePaths.get(handler) as BidiBytePath | undefined) : undefined;
+/** The byte path a handler carries, if any (a handler wrapped by another, e.g. for payload logging, carries none). */
+export function bytePathOf(handler: unknown): BytePath | BidiBytePath | undefined {
+  return typeof handler === "function" && "bytes" in handler ? (handler.bytes as BytePath | BidiBytePath) : undefined;
 }
 
 /**
@@ -160,6 +158,5 @@ export function bidiOverBytes<M extends DescMethodBiDiStreaming>(method: M, path
       call.close();
     }
   }
-  bytePaths.set(typed, path);
-  return typed as unknown as BidiStreamHandler<M>;
+  return withBytePath(typed, path) as unknown as BidiStreamHandler<M>;
 }

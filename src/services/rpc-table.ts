@@ -1,7 +1,7 @@
 import type { DescMethodBiDiStreaming, DescMethodServerStreaming, DescMethodUnary } from "@bufbuild/protobuf";
 import type { CallContext } from "../call-context.js";
 import { servedOverGet } from "../grpc/method-effects.js";
-import { bidiBytePathOf, bytePathOf, type BidiBytePath, type BytePath, type ServiceBinding } from "./handlers.js";
+import { bytePathOf, type BidiBytePath, type BytePath, type ServiceBinding } from "./handlers.js";
 
 /** One RPC the proxy serves: its method, its handler, and what every surface needs to route to it. */
 export type Rpc =
@@ -45,7 +45,7 @@ export function rpcTable(services: readonly ServiceBinding[]): ReadonlyMap<strin
           path,
           method: unary,
           handler,
-          bytes: bytePathOf(handler),
+          bytes: bytePathOf(handler) as BytePath | undefined,
           servedOverGet: overGet,
         });
       } else if (method.methodKind !== "client_streaming") {
@@ -55,7 +55,7 @@ export function rpcTable(services: readonly ServiceBinding[]): ReadonlyMap<strin
           path,
           method: streaming,
           handler,
-          bytes: bidiBytePathOf(handler),
+          bytes: bytePathOf(handler) as BidiBytePath | undefined,
           servedOverGet: overGet,
         });
       }

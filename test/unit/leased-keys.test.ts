@@ -1,3 +1,4 @@
+import { keyInterval } from "../../src/cache/key-range.js";
 import { create } from "@bufbuild/protobuf";
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
@@ -34,7 +35,7 @@ const request = (key: string, extra: Record<string, unknown> = {}) =>
 describe("leased keys", () => {
   it("answers an owned key with etcd's view of it, and nothing for others", async () => {
     const keys = new LeasedKeys();
-    keys.own(bytes("a"), answerOf("a", "1", 5), 5n);
+    keys.own(bytes("a"), answerOf("a", "1", 5), 5n, keys.acquiring());
     const held = await keys.answer(request("a"));
     assert.equal(Buffer.from(held!.kvs[0]!.value).toString(), "1");
     assert.equal(await keys.answer(request("b")), undefined);
@@ -42,7 +43,7 @@ describe("leased keys", () => {
 
   it("keeps the owner's own put and delete current: value, versions, revisions", async () => {
     const keys = new LeasedKeys();
-    keys.own(bytes("a"), answerOf("a", "1", 5), 5n);
+    keys.own(bytes("a"), answerOf("a", "1", 5), 5n, keys.acquiring());
     keys.put(bytes("a"), bytes("2"), header(7));
     let kv = (await keys.answer(request("a")))!.kvs[0]!;
     assert.deepEqual([kv.createRevision, kv.modRevision, kv.version], [2n, 7n, 2n]);
@@ -58,9 +59,9 @@ describe("leased keys", () => {
 
   it("holds readers of a key while the owner writes it", async () => {
     const keys = new LeasedKeys();
-    keys.own(bytes("a"), answerOf("a", "1", 5), 5n);
+    keys.own(bytes("a"), answerOf("a", "1", 5), 5n, keys.acquiring());
     let finish!: () => void;
-    const writing = keys.writing([bytes("a")], async () => {
+    const writing = keys.writing([keyInterval(bytes("a"), new Uint8Array())], [bytes("a")], async () => {
       await new Promise<void>((r) => (finish = r));
       keys.put(bytes("a"), bytes("2"), header(6));
     });
@@ -72,19 +73,61 @@ describe("leased keys", () => {
 
   it("does not take back a key within the backoff, nor own one etcd took back after the acquisition", () => {
     const keys = new LeasedKeys();
-    keys.own(bytes("a"), answerOf("a", "1", 5), 5n);
+    keys.own(bytes("a"), answerOf("a", "1", 5), 5n, keys.acquiring());
     keys.giveUp(bytes("a"), 9n, 1_000);
     assert.equal(keys.mayAcquire(bytes("a"), 1_000 + REACQUIRE_BACKOFF_MS - 1), false);
-    keys.own(bytes("a"), answerOf("a", "1", 8), 8n); // an acquisition older than the revoke
+    keys.own(bytes("a"), answerOf("a", "1", 8), 8n, keys.acquiring()); // an acquisition older than the revoke
     assert.equal(keys.owns(bytes("a")), false);
-    keys.own(bytes("a"), answerOf("a", "1", 10), 10n);
+    keys.own(bytes("a"), answerOf("a", "1", 10), 10n, keys.acquiring());
     assert.equal(keys.owns(bytes("a")), true);
     assert.equal(keys.mayAcquire(bytes("a"), 1_000 + REACQUIRE_BACKOFF_MS), true);
   });
 
+  it("does not own a key its own write raced: begun during the acquisition, or in flight when it began", async () => {
+    // Two proxies, a delete and a read of k5 through the same one: the read's acquisition was applied
+    // at 163181, the delete at 163182 and answered first; the acquisition then held the deleted value
+    // and served it to a read sent after the delete's answer (robustness seed 2015984737).
+    const keys = new LeasedKeys();
+    const k5 = keyInterval(bytes("k5"), new Uint8Array());
+    const during = keys.acquiring();
+    await keys.writing([k5], [], async () => {});
+    keys.own(bytes("k5"), answerOf("k5", "old", 5), 5n, during);
+    assert.equal(keys.owns(bytes("k5")), false, "a write began while it was acquiring");
+
+    let finish!: () => void;
+    const inFlight = keys.writing(
+      [keyInterval(bytes("k"), bytes("l"))],
+      [],
+      () => new Promise<void>((r) => (finish = r)),
+    );
+    const after = keys.acquiring();
+    finish();
+    await inFlight;
+    keys.own(bytes("k5"), answerOf("k5", "old", 5), 5n, after);
+    assert.equal(keys.owns(bytes("k5")), false, "a range write was in flight when it began");
+
+    await keys.writing([keyInterval(bytes("other"), new Uint8Array())], [], async () => {});
+    keys.own(bytes("k5"), answerOf("k5", "new", 9), 9n, keys.acquiring());
+    assert.equal(keys.owns(bytes("k5")), true, "a write of another key does not matter, nor one done before");
+  });
+
+  it("gives a key up when two of its writes were in flight at once: its version cannot be known", async () => {
+    // Through one proxy, a put at 166911 was held with version 1 and create revision 166911, while a
+    // compare-and-swap at 166910 had created the key (robustness seed 1138964450).
+    const keys = new LeasedKeys();
+    keys.own(bytes("a"), answerOf("a", "1", 5), 5n, keys.acquiring());
+    const a = keyInterval(bytes("a"), new Uint8Array());
+    let finish!: () => void;
+    const first = keys.writing([a], [bytes("a")], () => new Promise<void>((r) => (finish = r)));
+    await keys.writing([a], [bytes("a")], async () => keys.put(bytes("a"), bytes("2"), header(7)));
+    finish();
+    await first;
+    assert.equal(keys.owns(bytes("a")), false);
+  });
+
   it("lists owned keys within a range by etcd's byte order", () => {
     const keys = new LeasedKeys();
-    for (const k of ["a", "b/1", "b/2", "c", "\xff"]) keys.own(bytes(k), answerOf(k, "x", 5), 5n);
+    for (const k of ["a", "b/1", "b/2", "c", "\xff"]) keys.own(bytes(k), answerOf(k, "x", 5), 5n, keys.acquiring());
     const names = (ks: Uint8Array[]) => ks.map((k) => Buffer.from(k).toString()).sort();
     assert.deepEqual(names(keys.ownedIn(bytes("b/"), bytes("b0"))), ["b/1", "b/2"]);
     assert.deepEqual(names(keys.ownedIn(bytes("c"), new Uint8Array())), ["c"]);
