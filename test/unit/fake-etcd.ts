@@ -1,0 +1,236 @@
+/**
+ * An in-memory etcd KV behind the Upstream contract, for unit tests of what
+ * sits above the upstream (the namespace, the cache, leasing): Range (one
+ * key, a range, "\0" for every key from one on; limit, keys-only,
+ * count-only), Put (prev_kv), DeleteRange (prev_kv), and Txn with value,
+ * version, create and mod compares and nested Txns. It keeps one revision
+ * for the store, as etcd does, and counts the calls it gets.
+ */
+import { create, fromBinary, toBinary, type DescMethod } from "@bufbuild/protobuf";
+import type { CallContext } from "../../src/call-context.js";
+import {
+  Compare_CompareResult,
+  Compare_CompareTarget,
+  KV,
+  ResponseHeaderSchema,
+  type Compare,
+  type DeleteRangeRequest,
+  type PutRequest,
+  type RangeRequest,
+  type RequestOp,
+  type TxnRequest,
+} from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.js";
+import { KeyValueSchema, type KeyValue } from "../../src/gen/etcd/api/mvccpb/kv_pb.js";
+import { messageOf } from "../../src/grpc/wire.js";
+import { UpstreamBase, type EndpointStatus } from "../../src/upstream/upstream.js";
+
+const key = (b: Uint8Array) => Buffer.from(b).toString("latin1");
+
+export class FakeEtcd extends UpstreamBase {
+  revision = 1n;
+  private readonly store = new Map<string, KeyValue>();
+  /** Calls received, by method name. */
+  readonly calls = new Map<string, number>();
+  /** The store after each revision, for checking an answer against the revision it claims. */
+  private readonly snapshots = new Map<bigint, Map<string, KeyValue>>([[1n, new Map()]]);
+  /** Hears every revision made, with the keys it wrote. */
+  onWrite: ((revision: bigint, keys: Uint8Array[]) => void) | undefined;
+
+  /** The store as it was at `revision` (undefined before the fake's first one, or past its last). */
+  at(revision: bigint): ReadonlyMap<string, KeyValue> | undefined {
+    return this.snapshots.get(revision);
+  }
+
+  header() {
+    return create(ResponseHeaderSchema, { clusterId: 1n, memberId: 1n, raftTerm: 1n, revision: this.revision });
+  }
+
+  /** Every key and value held, sorted, for comparisons. */
+  dump(): Array<[string, string]> {
+    return [...this.store.entries()]
+      .sort(([a], [b]) => (a < b ? -1 : 1))
+      .map(([k, kv]) => [k, Buffer.from(kv.value).toString("latin1")]);
+  }
+
+  async unaryBytes(method: DescMethod, requestFrame: Buffer, _ctx: CallContext): Promise<Buffer> {
+    this.calls.set(method.name, (this.calls.get(method.name) ?? 0) + 1);
+    const before = this.revision;
+    const touched: Uint8Array[] = [];
+    this.touched = touched;
+    const answer = this.apply(method, messageOf(requestFrame));
+    if (this.revision !== before) {
+      this.snapshots.set(this.revision, new Map(this.store));
+      this.onWrite?.(this.revision, touched);
+    }
+    return answer;
+  }
+
+  private touched: Uint8Array[] = [];
+
+  private apply(method: DescMethod, payload: Uint8Array): Buffer {
+    switch (method) {
+      case KV.method.range:
+        return this.encode(KV.method.range, this.range(fromBinary(KV.method.range.input, payload)));
+      case KV.method.put:
+        return this.encode(KV.method.put, this.put(fromBinary(KV.method.put.input, payload)));
+      case KV.method.deleteRange:
+        return this.encode(KV.method.deleteRange, this.deleteRange(fromBinary(KV.method.deleteRange.input, payload)));
+      case KV.method.txn:
+        return this.encode(KV.method.txn, this.txn(fromBinary(KV.method.txn.input, payload)));
+      default:
+        throw new Error(`the fake etcd has no ${method.name}`);
+    }
+  }
+
+  private encode<
+    M extends typeof KV.method.range | typeof KV.method.put | typeof KV.method.deleteRange | typeof KV.method.txn,
+  >(method: M, response: object): Buffer {
+    return Buffer.from(toBinary(method.output, create(method.output, response as never)));
+  }
+
+  private inRange(k: string, request: { key: Uint8Array; rangeEnd: Uint8Array }): boolean {
+    const lo = key(request.key);
+    if (request.rangeEnd.length === 0) return k === lo;
+    if (request.rangeEnd.length === 1 && request.rangeEnd[0] === 0) return k >= lo;
+    return k >= lo && k < key(request.rangeEnd);
+  }
+
+  private matching(request: { key: Uint8Array; rangeEnd: Uint8Array }): KeyValue[] {
+    return [...this.store.entries()]
+      .filter(([k]) => this.inRange(k, request))
+      .sort(([a], [b]) => (a < b ? -1 : 1))
+      .map(([, kv]) => kv);
+  }
+
+  range(request: RangeRequest) {
+    const all = this.matching(request);
+    const limited = request.limit > 0n ? all.slice(0, Number(request.limit)) : all;
+    const kvs = request.countOnly
+      ? []
+      : limited.map((kv) => (request.keysOnly ? create(KeyValueSchema, { ...kv, value: new Uint8Array() }) : kv));
+    return { header: this.header(), kvs, count: BigInt(all.length), more: limited.length < all.length };
+  }
+
+  put(request: PutRequest, revision = ++this.revision) {
+    const before = this.store.get(key(request.key));
+    this.touched.push(request.key);
+    this.store.set(
+      key(request.key),
+      create(KeyValueSchema, {
+        key: request.key,
+        value: request.value,
+        createRevision: before?.createRevision ?? revision,
+        modRevision: revision,
+        version: (before?.version ?? 0n) + 1n,
+        lease: request.lease,
+      }),
+    );
+    return { header: this.header(), prevKv: request.prevKv ? before : undefined };
+  }
+
+  deleteRange(request: DeleteRangeRequest, revision?: bigint) {
+    const doomed = this.matching(request);
+    if (doomed.length > 0 && revision === undefined) this.revision++;
+    for (const kv of doomed) {
+      this.store.delete(key(kv.key));
+      this.touched.push(kv.key);
+    }
+    return { header: this.header(), deleted: BigInt(doomed.length), prevKvs: request.prevKv ? doomed : [] };
+  }
+
+  txn(request: TxnRequest): object {
+    const succeeded = request.compare.every((c) => this.holds(c));
+    const ops = succeeded ? request.success : request.failure;
+    const writes = ops.some(writes_);
+    const revision = writes ? ++this.revision : undefined;
+    const responses = ops.map((op) => this.op(op, revision));
+    return { header: this.header(), succeeded, responses };
+  }
+
+  private op(op: RequestOp, revision: bigint | undefined): object {
+    const r = op.request;
+    switch (r.case) {
+      case "requestRange":
+        return { response: { case: "responseRange", value: this.range(r.value) } };
+      case "requestPut":
+        return { response: { case: "responsePut", value: this.put(r.value, revision) } };
+      case "requestDeleteRange":
+        return { response: { case: "responseDeleteRange", value: this.deleteRange(r.value, revision) } };
+      case "requestTxn":
+        return { response: { case: "responseTxn", value: this.txn(r.value) } };
+      default:
+        throw new Error("an empty request op");
+    }
+  }
+
+  private holds(c: Compare): boolean {
+    const kvs = this.matching(c);
+    const targets = kvs.length > 0 ? kvs : [undefined];
+    return targets.every((kv) => {
+      let have: bigint | string;
+      let want: bigint | string;
+      switch (c.target) {
+        case Compare_CompareTarget.VALUE:
+          have = kv ? key(kv.value) : "";
+          want = c.targetUnion.case === "value" ? key(c.targetUnion.value) : "";
+          if (!kv) return false;
+          break;
+        case Compare_CompareTarget.VERSION:
+          have = kv?.version ?? 0n;
+          want = c.targetUnion.case === "version" ? c.targetUnion.value : 0n;
+          break;
+        case Compare_CompareTarget.CREATE:
+          have = kv?.createRevision ?? 0n;
+          want = c.targetUnion.case === "createRevision" ? c.targetUnion.value : 0n;
+          break;
+        case Compare_CompareTarget.MOD:
+          have = kv?.modRevision ?? 0n;
+          want = c.targetUnion.case === "modRevision" ? c.targetUnion.value : 0n;
+          break;
+        case Compare_CompareTarget.LEASE:
+          have = kv?.lease ?? 0n;
+          want = c.targetUnion.case === "lease" ? c.targetUnion.value : 0n;
+          break;
+      }
+      switch (c.result) {
+        case Compare_CompareResult.EQUAL:
+          return have === want;
+        case Compare_CompareResult.NOT_EQUAL:
+          return have !== want;
+        case Compare_CompareResult.GREATER:
+          return have > want;
+        case Compare_CompareResult.LESS:
+          return have < want;
+      }
+    });
+  }
+
+  serverStreamBytes(): AsyncIterable<Buffer> {
+    throw new Error("the fake etcd streams nothing");
+  }
+  bidiStreamBytes(): AsyncIterable<Buffer> {
+    throw new Error("the fake etcd streams nothing");
+  }
+  unaryOnLeaderBytes(method: DescMethod, requestFrame: Buffer, ctx: CallContext): Promise<Buffer> {
+    return this.unaryBytes(method, requestFrame, ctx);
+  }
+  unaryOnEndpointBytes(_url: string, method: DescMethod, requestFrame: Buffer, ctx: CallContext): Promise<Buffer> {
+    return this.unaryBytes(method, requestFrame, ctx);
+  }
+  endpoints() {
+    return [{ url: "http://fake", up: true, current: true }];
+  }
+  async statusOfEach(): Promise<EndpointStatus[]> {
+    return [];
+  }
+  close(): void {}
+}
+
+function writes_(op: RequestOp): boolean {
+  const r = op.request;
+  return (
+    r.case === "requestPut" ||
+    r.case === "requestDeleteRange" ||
+    (r.case === "requestTxn" && [...r.value.success, ...r.value.failure].some(writes_))
+  );
+}
