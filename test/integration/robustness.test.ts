@@ -45,7 +45,7 @@ describe(`robustness, short pass, etcd ${ETCD_VERSION}`, () => {
         assert.deepEqual(found, [], summary(report, MODE_NAMES[mode], fault));
         if (traffic === "kubernetes")
           assert.ok(report.progressNotifications > 5, "progress was asked for and answered");
-        assert.ok(report.serializableReads > 20, `${report.serializableReads} serializable reads`);
+        assert.ok(report.serializableReads > 5, `${report.serializableReads} serializable reads`);
       } finally {
         await target.close();
       }

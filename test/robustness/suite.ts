@@ -73,8 +73,9 @@ export function problems(report: RunReport, target: Target, etcdVersion: string)
   if (target.ordersReads && report.backwardReads > 0) {
     found.push(`${report.backwardReads} serializable reads went back in revision`);
   }
-  if (report.operations < 50) found.push(`only ${report.operations} operations`);
-  if (report.watchEvents < 10) found.push(`only ${report.watchEvents} watch events`);
+  // Liveness only: a frozen member the target talks to stops most of a short run.
+  if (report.operations < 20) found.push(`only ${report.operations} operations`);
+  if (report.watchEvents < 5) found.push(`only ${report.watchEvents} watch events`);
   return found;
 }
 
