@@ -167,40 +167,20 @@ export class FakeEtcd extends UpstreamBase {
     const kvs = this.matching(c);
     const targets = kvs.length > 0 ? kvs : [undefined];
     return targets.every((kv) => {
-      let have: bigint | string;
-      let want: bigint | string;
-      switch (c.target) {
-        case Compare_CompareTarget.VALUE:
-          have = kv ? key(kv.value) : "";
-          want = c.targetUnion.case === "value" ? key(c.targetUnion.value) : "";
-          if (!kv) return false;
-          break;
-        case Compare_CompareTarget.VERSION:
-          have = kv?.version ?? 0n;
-          want = c.targetUnion.case === "version" ? c.targetUnion.value : 0n;
-          break;
-        case Compare_CompareTarget.CREATE:
-          have = kv?.createRevision ?? 0n;
-          want = c.targetUnion.case === "createRevision" ? c.targetUnion.value : 0n;
-          break;
-        case Compare_CompareTarget.MOD:
-          have = kv?.modRevision ?? 0n;
-          want = c.targetUnion.case === "modRevision" ? c.targetUnion.value : 0n;
-          break;
-        case Compare_CompareTarget.LEASE:
-          have = kv?.lease ?? 0n;
-          want = c.targetUnion.case === "lease" ? c.targetUnion.value : 0n;
-          break;
-      }
+      if (c.target === Compare_CompareTarget.VALUE && !kv) return false; // etcd: a value compare needs the key
+      const [field, unionCase] = COMPARED[c.target];
+      const have = kv ? kv[field] : field === "value" ? new Uint8Array() : 0n;
+      const given = c.targetUnion.case === unionCase ? c.targetUnion.value : 0n;
+      const [h, w] = field === "value" ? [key(have as Uint8Array), key(given as Uint8Array)] : [have, given];
       switch (c.result) {
         case Compare_CompareResult.EQUAL:
-          return have === want;
+          return h === w;
         case Compare_CompareResult.NOT_EQUAL:
-          return have !== want;
+          return h !== w;
         case Compare_CompareResult.GREATER:
-          return have > want;
+          return h > w;
         case Compare_CompareResult.LESS:
-          return have < want;
+          return h < w;
       }
     });
   }
@@ -225,6 +205,18 @@ export class FakeEtcd extends UpstreamBase {
   }
   close(): void {}
 }
+
+/** Which field of a key each compare target reads, and the case of the compare's value. */
+const COMPARED: Record<
+  Compare_CompareTarget,
+  [keyof KeyValue & ("value" | "version" | "createRevision" | "modRevision" | "lease"), string]
+> = {
+  [Compare_CompareTarget.VALUE]: ["value", "value"],
+  [Compare_CompareTarget.VERSION]: ["version", "version"],
+  [Compare_CompareTarget.CREATE]: ["createRevision", "createRevision"],
+  [Compare_CompareTarget.MOD]: ["modRevision", "modRevision"],
+  [Compare_CompareTarget.LEASE]: ["lease", "lease"],
+};
 
 function writes_(op: RequestOp): boolean {
   const r = op.request;

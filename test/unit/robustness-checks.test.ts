@@ -178,20 +178,21 @@ describe("serializable reads against the revision they claim", () => {
 
 describe("unanswered writes settled from the truth", () => {
   const unanswered = (op: Recorded): Recorded => ({ ...op, output: undefined, return: Infinity });
+  const lost = (input: Recorded["input"]): Recorded => ({
+    client: 9,
+    input,
+    call: 0,
+    return: Infinity,
+    output: undefined,
+  });
 
   it("gives a put the truth shows its revision, and leaves out one it never shows", () => {
     const { ops, truth } = sequential([
       { type: "put", key: "a", value: "1" },
       { type: "put", key: "b", value: "2" },
     ]);
-    const lost: Recorded = {
-      client: 9,
-      input: { type: "put", key: "a", value: "never" },
-      call: 0,
-      return: Infinity,
-      output: undefined,
-    };
-    const settled = settleUnanswered([unanswered(ops[0]!), ops[1]!, lost], truth);
+    const never = lost({ type: "put", key: "a", value: "never" });
+    const settled = settleUnanswered([unanswered(ops[0]!), ops[1]!, never], truth);
     assert.deepEqual(
       settled.map((op) => op.output),
       [
@@ -208,13 +209,7 @@ describe("unanswered writes settled from the truth", () => {
       { type: "delete", key: "a" },
       { type: "delete", key: "b" },
     ]);
-    const grant: Recorded = {
-      client: 9,
-      input: { type: "grant", lease: 5 },
-      call: 0,
-      return: Infinity,
-      output: undefined,
-    };
+    const grant = lost({ type: "grant", lease: 5 });
     const settled = settleUnanswered([ops[0]!, unanswered(ops[1]!), unanswered(ops[2]!), grant], truth);
     assert.deepEqual(
       settled.map((op) => op.output),
@@ -230,13 +225,7 @@ describe("unanswered writes settled from the truth", () => {
       { type: "put", key: "a", value: "1" },
       { type: "delete", key: "a" },
     ]);
-    const revoke: Recorded = {
-      client: 9,
-      input: { type: "revoke", lease: 5 },
-      call: 0,
-      return: Infinity,
-      output: undefined,
-    };
+    const revoke = lost({ type: "revoke", lease: 5 });
     const settled = settleUnanswered([ops[0]!, unanswered(ops[1]!), revoke], truth);
     assert.equal(settled[1]!.output, undefined);
     assert.equal(settled.length, 3);
