@@ -7,7 +7,7 @@
 #
 # Three runs, each of which must pass:
 #   1. every test (unit, integration, edge, browser, bench smoke) on etcd 3.5,
-#      with native gRPC in the fast lane;
+#      with native gRPC in the fast lane (the two that load the machine last);
 #   2. the integration suite on etcd 3.4.23, native gRPC;
 #   3. on etcd 3.5 with native gRPC served by Connect (--grpc-lane=connect),
 #      the integration tests whose subject the lane serves: a file that says
@@ -22,6 +22,10 @@ source scripts/ensure-etcd35.sh
 npm run build --silent
 npm run typecheck --silent
 mapfile -t all < <(find test -name '*.test.ts' | sort)
+# The two that load the machine on purpose (a benchmark, 8 clients per robustness run) run
+# after the rest, two at a time, so that no browser or timing test waits on them.
+loaders=(test/bench/smoke.test.ts test/integration/robustness.test.ts)
+mapfile -t rest < <(printf '%s\n' "${all[@]}" | grep -vxF -f <(printf '%s\n' "${loaders[@]}"))
 mapfile -t integration < <(find test/integration -name '*.test.ts' | sort)
 mapfile -t lane_dependent < <(grep -L '^// Lane-independent' "${integration[@]}")
 etcd34_path="$PATH"
@@ -36,8 +40,10 @@ run() {
 }
 concurrency="--test-concurrency=${TEST_CONCURRENCY:-3}"
 status=0
-run "all tests, etcd 3.5, native gRPC in the fast lane" \
-  env PATH="$etcd35_path" node --import tsx --test "$concurrency" --test-reporter=spec "${all[@]}"
+run "all tests but the loaders, etcd 3.5, native gRPC in the fast lane" \
+  env PATH="$etcd35_path" node --import tsx --test "$concurrency" --test-reporter=spec "${rest[@]}"
+run "the loaders (bench smoke, robustness), etcd 3.5, native gRPC in the fast lane" \
+  env PATH="$etcd35_path" node --import tsx --test --test-concurrency=2 --test-reporter=spec "${loaders[@]}"
 run "integration tests, etcd 3.4, native gRPC in the fast lane" \
   env PATH="$etcd34_path" node --import tsx --test "$concurrency" --test-reporter=spec "${integration[@]}"
 run "lane-dependent integration tests, etcd 3.5, native gRPC served by Connect" \
