@@ -12,6 +12,7 @@ import {
   Compare_CompareResult,
   Compare_CompareTarget,
   KV,
+  Lease,
   ResponseHeaderSchema,
   type Compare,
   type DeleteRangeRequest,
@@ -186,10 +187,33 @@ export class FakeEtcd extends UpstreamBase {
   }
 
   serverStreamBytes(): AsyncIterable<Buffer> {
-    throw new Error("the fake etcd streams nothing");
+    throw new Error("the fake etcd has no server streams");
   }
-  bidiStreamBytes(): AsyncIterable<Buffer> {
-    throw new Error("the fake etcd streams nothing");
+
+  /** Leases by ID, with the TTL a renewal answers. */
+  readonly leases = new Map<bigint, bigint>();
+  /** Keep-alive streams opened, with the caller's metadata, and renewals received. */
+  readonly keepAliveStreams: Array<Readonly<Record<string, string>>> = [];
+  renewals = 0;
+  /** Set to end the next keep-alive stream after this many renewals, with this error. */
+  breakKeepAlive: { after: number; error: Error } | undefined;
+
+  async *bidiStreamBytes(method: DescMethod, requestFrames: AsyncIterable<Uint8Array>, ctx: CallContext) {
+    if (method !== Lease.method.leaseKeepAlive) throw new Error(`the fake etcd has no ${method.name} stream`);
+    this.keepAliveStreams.push(ctx.forwardHeaders);
+    const breaking = this.breakKeepAlive;
+    this.breakKeepAlive = undefined;
+    let served = 0;
+    for await (const request of requestFrames) {
+      if (breaking && served++ >= breaking.after) throw breaking.error;
+      const { ID } = fromBinary(Lease.method.leaseKeepAlive.input, messageOf(request));
+      this.renewals++;
+      await new Promise((r) => setImmediate(r));
+      const answer = { header: this.header(), ID, TTL: this.leases.get(ID) ?? 0n };
+      yield Buffer.from(
+        toBinary(Lease.method.leaseKeepAlive.output, create(Lease.method.leaseKeepAlive.output, answer)),
+      );
+    }
   }
   unaryOnLeaderBytes(method: DescMethod, requestFrame: Buffer, ctx: CallContext): Promise<Buffer> {
     return this.unaryBytes(method, requestFrame, ctx);
