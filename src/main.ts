@@ -39,11 +39,11 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
   const running = new Lifecycle();
   try {
     const connection = await running.add(await connectToEtcd(config, log));
-    const { etcd, upstream, identity, version } = connection;
+    const { etcd, ordered, upstream, identity, version } = connection;
     const metrics = createMetrics();
     const { keepAlives } = await running.add(keepAliveCoalescing(upstream, metrics));
     const { watches } = await running.add(watching(config, upstream, version, metrics, log));
-    const { cache } = await running.add(rangeCache(config, etcd, identity, watches, metrics, problem));
+    const { cache } = await running.add(rangeCache(config, ordered, identity, watches, metrics, problem));
     const leased = await running.add(leasing(config, upstream, keepAlives, identity, metrics, problem));
 
     let port: ClientPort | undefined;

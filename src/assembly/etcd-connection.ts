@@ -1,6 +1,7 @@
 import type { ProxyConfig } from "../config/config.js";
 import type { Log } from "../log.js";
 import { NamespacedUpstream } from "../namespace/namespaced-upstream.js";
+import { OrderedUpstream } from "../ordering/ordered-upstream.js";
 import { KeyPrefix } from "../namespace/prefix.js";
 import { EtcdVersion, fetchFromEtcd } from "../upstream/etcd-http.js";
 import { ANONYMOUS, PasswordIdentity, type ProxyIdentity } from "../upstream/proxy-identity.js";
@@ -27,7 +28,9 @@ export type EtcdConnectionConfig = Pick<
 export interface EtcdConnection extends Feature {
   /** The endpoints themselves (failover, ordering floor, endpoint sync). */
   etcd: EtcdUpstream;
-  /** What everything above sees: the namespace's keys only. */
+  /** --experimental-serializable-ordering's decorator, when the flag is given. */
+  ordered: OrderedUpstream | undefined;
+  /** What everything above sees: ordered when asked, and the namespace's keys only. */
   upstream: Upstream;
   /** The proxy's own etcd user, for its own calls; client calls carry the client's. */
   identity: ProxyIdentity;
@@ -54,13 +57,15 @@ export async function connectToEtcd(config: EtcdConnectionConfig, log: Log): Pro
     retryWindowMs: DEFAULTS.retryWindowMs,
     backoffMinMs: DEFAULTS.backoffMinMs,
     backoffMaxMs: DEFAULTS.backoffMaxMs,
-    serializableOrdering: config.serializableOrdering,
     onEndpointDown: (url, err) => log.warn({ endpoint: url, err: err.rawMessage }, "etcd endpoint failed; switching"),
     onEndpointUp: (url) => log.info({ endpoint: url }, "etcd endpoint is back"),
   });
+  // The decorators, innermost first: ordering sees etcd's keys, the namespace the client's.
+  const ordered = config.serializableOrdering ? new OrderedUpstream(etcd) : undefined;
+  const toEtcd: Upstream = ordered ?? etcd;
   const upstream: Upstream = config.namespace
-    ? new NamespacedUpstream(etcd, new KeyPrefix(Buffer.from(config.namespace)))
-    : etcd;
+    ? new NamespacedUpstream(toEtcd, new KeyPrefix(Buffer.from(config.namespace)))
+    : toEtcd;
   const identity = config.identity
     ? new PasswordIdentity(upstream, config.identity.name, config.identity.password)
     : ANONYMOUS;
@@ -68,5 +73,5 @@ export async function connectToEtcd(config: EtcdConnectionConfig, log: Log): Pro
     fetchFromEtcd(upstream.endpoints(), "/version", config.upstreamTls, DEFAULTS.etcdHttpTimeoutMs),
   );
   version.knownLine(); // asks etcd now, so the first clients already get their etcd's answers
-  return { etcd, upstream, identity, version, discovered, stop: () => upstream.close() };
+  return { etcd, ordered, upstream, identity, version, discovered, stop: () => upstream.close() };
 }

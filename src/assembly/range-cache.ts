@@ -1,7 +1,7 @@
 import type { ProxyConfig } from "../config/config.js";
 import { KvCache } from "../cache/kv-cache.js";
 import type { Metrics } from "../metrics.js";
-import type { EtcdUpstream } from "../upstream/upstream.js";
+import type { OrderedUpstream } from "../ordering/ordered-upstream.js";
 import type { ProxyIdentity } from "../upstream/proxy-identity.js";
 import type { WatchHub } from "../watch/watch-hub.js";
 import { DEFAULTS } from "./defaults.js";
@@ -10,8 +10,8 @@ import type { Problem } from "./problems.js";
 
 /** The range cache for serializable reads (--cache-max-bytes 0: none), emptied by a watch of everything. */
 export function rangeCache(
-  config: Pick<ProxyConfig, "cache" | "serializableOrdering">,
-  etcd: EtcdUpstream,
+  config: Pick<ProxyConfig, "cache">,
+  ordered: OrderedUpstream | undefined,
   identity: ProxyIdentity,
   watches: WatchHub,
   metrics: Metrics,
@@ -23,7 +23,7 @@ export function rangeCache(
       ...config.cache,
       identity,
       watchRetryMs: DEFAULTS.cacheWatchRetryMs,
-      revisionFloor: config.serializableOrdering ? () => etcd.revisionFloor() : undefined,
+      revisionFloor: ordered && (() => ordered.revisionFloor()),
       onWatchProblem: (reason) => problem(reason),
     },
     metrics.cache,

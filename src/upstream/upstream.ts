@@ -11,10 +11,9 @@ import {
 } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { CallContext } from "../call-context.js";
-import { KV, Maintenance } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
-import { headerRevision } from "../grpc/header-revision.js";
+import { Maintenance } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
 import { int64Field } from "../grpc/scan.js";
-import { PREFIX_BYTES, encodeGrpcTimeout, frame, messageOf } from "../grpc/wire.js";
+import { PREFIX_BYTES, encodeGrpcTimeout, frame } from "../grpc/wire.js";
 import { EndpointPool, type Endpoint } from "./endpoint-pool.js";
 import { H2Client, type UpstreamTls } from "./h2-client.js";
 import { MemberQuotas } from "./member-quota.js";
@@ -220,11 +219,6 @@ export interface UpstreamOptions {
   retryWindowMs: number;
   backoffMinMs: number;
   backoffMaxMs: number;
-  /**
-   * --experimental-serializable-ordering: a serializable Range is never
-   * answered from a store older than any Range answer the proxy has seen.
-   */
-  serializableOrdering?: boolean;
   onEndpointDown?: (url: string, err: ConnectError) => void;
   onEndpointUp?: (url: string) => void;
 }
@@ -240,10 +234,6 @@ interface Attempt<T> {
   value: T;
 }
 
-/** etcd's ordering client's words when no member has caught up with what was already seen. */
-const NO_GREATER_REVISION =
-  "etcdclient: no cluster members have a revision higher than the previously received revision";
-
 /** StatusResponse.dbSizeQuota, etcd 3.6 and later. */
 const STATUS_DB_SIZE_QUOTA = 12;
 
@@ -252,8 +242,6 @@ const RETIRE_GRACE_MS = 30_000;
 
 export class EtcdUpstream extends UpstreamBase {
   private readonly pool: EndpointPool<EndpointClients>;
-  /** --experimental-serializable-ordering: the highest store revision a Range answer has shown. */
-  private floor = 0n;
   private readonly quotas: MemberQuotas;
 
   constructor(private readonly options: UpstreamOptions) {
@@ -297,47 +285,32 @@ export class EtcdUpstream extends UpstreamBase {
     safeToRepeat: () => boolean,
   ): Promise<Buffer> {
     checkSendLimit(requestFrame, this.options.maxSendBytes);
-    if (this.options.serializableOrdering && method === KV.method.range) return this.orderedRange(requestFrame, ctx);
     const { value } = await this.attempt(ctx, new LazyRepeatPolicy(safeToRepeat), (clients) =>
       this.send(clients.h2, method, requestFrame, ctx),
     );
     return value;
   }
 
-  /** The highest store revision a Range answer has shown (--experimental-serializable-ordering). */
-  revisionFloor(): bigint {
-    return this.floor;
-  }
-
   /**
-   * A Range under --experimental-serializable-ordering, as etcd's ordering
-   * client keeps it: every answer raises the floor to its store revision,
-   * and a serializable answer from below the floor (a member that lags, met
-   * after a switch) is not used: the next endpoint is asked. When every
-   * endpoint lags or is down, the call fails with etcd's ordering error
-   * rather than going back in revision.
+   * A unary call on any endpoint but those in `avoid` (URLs), while another
+   * is up; says which endpoint answered. For decorators that must move past
+   * an endpoint whose answer they cannot use (ordering's lagging members).
    */
-  private async orderedRange(requestFrame: Buffer, ctx: CallContext): Promise<Buffer> {
-    const serializable = int64Field(messageOf(requestFrame), 7) !== 0n;
-    const floor = this.floor;
-    const lagging = new Set<Endpoint<EndpointClients>>();
-    for (;;) {
-      const { endpoint, value } = await this.attempt(
-        ctx,
-        repeatPolicy(true),
-        (clients) => this.send(clients.h2, KV.method.range, requestFrame, ctx),
-        lagging,
-      );
-      const revision = headerRevision(value);
-      if (!serializable || revision >= floor) {
-        if (revision > this.floor) this.floor = revision;
-        return value;
-      }
-      lagging.add(endpoint);
-      if (this.pool.endpoints.every((e) => lagging.has(e) || !this.pool.isUp(e))) {
-        throw new ConnectError(NO_GREATER_REVISION, Code.Unknown);
-      }
-    }
+  async unaryAvoiding(
+    method: DescMethodUnary,
+    requestFrame: Buffer,
+    ctx: CallContext,
+    avoid: ReadonlySet<string>,
+  ): Promise<{ endpoint: string; answer: Buffer }> {
+    checkSendLimit(requestFrame, this.options.maxSendBytes);
+    const avoided = new Set(this.pool.endpoints.filter((e) => avoid.has(e.url)));
+    const { endpoint, value } = await this.attempt(
+      ctx,
+      repeatPolicy(isSafeToRepeat(method, undefined)),
+      (clients) => this.send(clients.h2, method, requestFrame, ctx),
+      avoided,
+    );
+    return { endpoint: endpoint.url, answer: value };
   }
 
   close(): void {

@@ -1,0 +1,90 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { DescMethodBiDiStreaming, DescMethodServerStreaming, DescMethodUnary } from "@bufbuild/protobuf";
+import type { CallContext } from "../call-context.js";
+import { KV } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
+import { headerRevision } from "../grpc/header-revision.js";
+import { int64Field } from "../grpc/scan.js";
+import { messageOf } from "../grpc/wire.js";
+import { UpstreamBase, type EndpointStatus, type EtcdUpstream } from "../upstream/upstream.js";
+
+/** etcd's ordering client's words when no member has caught up with what was already seen. */
+const NO_GREATER_REVISION =
+  "etcdclient: no cluster members have a revision higher than the previously received revision";
+
+/** RangeRequest.serializable. */
+const SERIALIZABLE_FIELD = 7;
+
+/**
+ * --experimental-serializable-ordering, as a decorator on the way to etcd
+ * (beside the namespace's): a serializable Range is never answered from a
+ * store older than any Range answer the proxy has seen, as etcd's ordering
+ * client keeps it. Every answer raises the floor to its store revision; a
+ * serializable answer from below the floor (a member that lags, met after a
+ * switch) is not used, and the next endpoint is asked. When every endpoint
+ * lags or is down, the call fails with etcd's ordering error rather than
+ * going back in revision. Everything else passes through.
+ */
+export class OrderedUpstream extends UpstreamBase {
+  /** The highest store revision a Range answer has shown. */
+  private floor = 0n;
+
+  constructor(private readonly inner: EtcdUpstream) {
+    super();
+  }
+
+  /** The highest store revision a Range answer has shown (the range cache serves no hit below it). */
+  revisionFloor(): bigint {
+    return this.floor;
+  }
+
+  unaryBytes(method: DescMethodUnary, requestFrame: Buffer, ctx: CallContext, safe: () => boolean): Promise<Buffer> {
+    if (method !== KV.method.range) return this.inner.unaryBytes(method, requestFrame, ctx, safe);
+    return this.orderedRange(requestFrame, ctx);
+  }
+
+  private async orderedRange(requestFrame: Buffer, ctx: CallContext): Promise<Buffer> {
+    const serializable = int64Field(messageOf(requestFrame), SERIALIZABLE_FIELD) !== 0n;
+    const floor = this.floor;
+    const lagging = new Set<string>();
+    for (;;) {
+      const { endpoint, answer } = await this.inner.unaryAvoiding(KV.method.range, requestFrame, ctx, lagging);
+      const revision = headerRevision(answer);
+      if (!serializable || revision >= floor) {
+        if (revision > this.floor) this.floor = revision;
+        return answer;
+      }
+      lagging.add(endpoint);
+      if (this.inner.endpoints().every((e) => lagging.has(e.url) || !e.up)) {
+        throw new ConnectError(NO_GREATER_REVISION, Code.Unknown);
+      }
+    }
+  }
+
+  serverStreamBytes(method: DescMethodServerStreaming, requestFrame: Buffer, ctx: CallContext, safe: () => boolean) {
+    return this.inner.serverStreamBytes(method, requestFrame, ctx, safe);
+  }
+
+  bidiStreamBytes(method: DescMethodBiDiStreaming, requestFrames: AsyncIterable<Uint8Array>, ctx: CallContext) {
+    return this.inner.bidiStreamBytes(method, requestFrames, ctx);
+  }
+
+  unaryOnLeaderBytes(method: DescMethodUnary, requestFrame: Buffer, ctx: CallContext): Promise<Buffer> {
+    return this.inner.unaryOnLeaderBytes(method, requestFrame, ctx);
+  }
+
+  unaryOnEndpointBytes(url: string, method: DescMethodUnary, requestFrame: Buffer, ctx: CallContext): Promise<Buffer> {
+    return this.inner.unaryOnEndpointBytes(url, method, requestFrame, ctx);
+  }
+
+  endpoints(): Array<{ url: string; up: boolean; current: boolean }> {
+    return this.inner.endpoints();
+  }
+
+  statusOfEach(ctx: CallContext): Promise<EndpointStatus[]> {
+    return this.inner.statusOfEach(ctx);
+  }
+
+  close(): void {
+    this.inner.close();
+  }
+}
