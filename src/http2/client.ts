@@ -1,6 +1,8 @@
 /** The client role of the proxy's own HTTP/2: the proxy's connections to etcd. */
 import type { Duplex } from "node:stream";
-import { EMPTY, H2Connection, H2StreamBase } from "./connection.js";
+import { H2Connection } from "./connection.js";
+import { EMPTY } from "./limits.js";
+import { H2StreamBase } from "./stream.js";
 import { ErrorCode, Flag, frame32, FrameType, MAX_WINDOW } from "./frames.js";
 import type { HeaderList } from "./hpack.js";
 

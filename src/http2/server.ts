@@ -1,6 +1,8 @@
 /** The server role of the proxy's own HTTP/2: client connections to the proxy. */
 import type { Duplex } from "node:stream";
-import { ConnectionError, EMPTY, H2_LIMITS, H2Connection, H2StreamBase } from "./connection.js";
+import { H2Connection } from "./connection.js";
+import { ConnectionError, EMPTY, H2_LIMITS } from "./limits.js";
+import { H2StreamBase } from "./stream.js";
 import { ErrorCode, Flag, frame32, FRAME_HEADER_BYTES, FrameType, Setting, writeFrameHeader } from "./frames.js";
 import { contentLength, FieldRules } from "./header-rules.js";
 import type { HeaderList } from "./hpack.js";

@@ -4,7 +4,7 @@ import * as net from "node:net";
 import * as tls from "node:tls";
 import { decodeGrpcMessage, FrameDecoder } from "../grpc/wire.js";
 import { H2ClientConnection, type H2ClientStream } from "../http2/client.js";
-import { H2_LIMITS } from "../http2/connection.js";
+import { H2_LIMITS } from "../http2/limits.js";
 import { ErrorCode } from "../http2/frames.js";
 import { encodeHeaders, type HeaderList } from "../http2/hpack.js";
 import { AsyncQueue } from "../util/async-queue.js";
