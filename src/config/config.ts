@@ -6,7 +6,7 @@ import { selfSignedCertificate } from "./self-signed.js";
 import { FlagError, parseFlags, type FlagSpec, type ParsedFlags } from "./flags.js";
 
 /** Every flag of `etcd grpc-proxy start` (etcd's `grpc-proxy start` help), same names and defaults, plus our own. */
-export const PROXY_FLAGS: readonly FlagSpec[] = [
+export const PROXY_FLAGS = [
   {
     name: "listen-addr",
     type: "string",
@@ -305,7 +305,22 @@ export const PROXY_FLAGS: readonly FlagSpec[] = [
     default: "info",
     help: "log level: debug, info, warn or error (--debug forces debug)",
   },
-];
+] as const satisfies readonly FlagSpec[];
+
+type Flag = (typeof PROXY_FLAGS)[number];
+/** The names of the flags whose value has this type: a misspelled name, or the wrong reader, does not compile. */
+type FlagNamed<T extends FlagSpec["type"]> = Extract<Flag, { type: T }>["name"];
+
+/** Reads a parsed flag by a name the table declares, as the type it declares. */
+function reader(parsed: ParsedFlags) {
+  return {
+    str: (n: FlagNamed<"string">) => parsed.values.get(n) as string,
+    num: (n: FlagNamed<"uint" | "duration">) => parsed.values.get(n) as number,
+    bool: (n: FlagNamed<"bool">) => parsed.values.get(n) as boolean,
+    list: (n: FlagNamed<"list">) => parsed.values.get(n) as string[],
+    given: (n: Flag["name"]) => parsed.given.has(n),
+  };
+}
 
 export interface ProxyConfig {
   listen: { host: string; port: number };
@@ -437,12 +452,10 @@ export function buildConfig(argv: readonly string[]): ProxyConfig {
   const parsed = parseFlags(PROXY_FLAGS, argv);
   if (parsed.positional.length > 0) throw new FlagError(`unexpected argument "${parsed.positional[0]}"`);
   validateRegistration(parsed);
-  const str = (n: string) => parsed.values.get(n) as string;
-  const num = (n: string) => parsed.values.get(n) as number;
-  const bool = (n: string) => parsed.values.get(n) as boolean;
+  const { str, num, bool, list, given } = reader(parsed);
 
   const upstreamTls = buildUpstreamTls(str("cert"), str("key"), str("cacert"), bool("insecure-skip-tls-verify"));
-  const endpointList = parsed.values.get("endpoints") as string[];
+  const endpointList = list("endpoints");
   if (endpointList.length === 0) throw new FlagError("--endpoints must name at least one etcd endpoint");
   const endpoints = endpointList.map((e) => {
     try {
@@ -474,7 +487,7 @@ export function buildConfig(argv: readonly string[]): ProxyConfig {
   return {
     listen: parseHostPort(str("listen-addr"), "listen-addr"),
     endpoints,
-    advertiseClientUrl: parsed.given.has("advertise-client-url") ? str("advertise-client-url") : undefined,
+    advertiseClientUrl: given("advertise-client-url") ? str("advertise-client-url") : undefined,
     namespace: str("namespace"),
     resolver: { prefix: str("resolver-prefix"), ttlSeconds: num("resolver-ttl") },
     maxSendBytes: num("max-send-bytes"),
@@ -502,7 +515,7 @@ export function buildConfig(argv: readonly string[]): ProxyConfig {
     payloadLogging: bool("experimental-enable-grpc-logging"),
     nativeLane: lane === "native",
     watchBufferBytes: num("watch-buffer-bytes"),
-    corsAllowedOrigins: (parsed.values.get("cors-allowed-origins") as string[]).filter((o) => o !== ""),
+    corsAllowedOrigins: list("cors-allowed-origins").filter((o) => o !== ""),
     hostWhitelist: hostWhitelist(parsed),
     serverKeepalive: {
       minTimeMs: num("grpc-keepalive-min-time"),
@@ -517,8 +530,9 @@ export function buildConfig(argv: readonly string[]): ProxyConfig {
 
 /** --host-whitelist as etcd reads it: a list of names, where "*", or a given but empty list, admits any host. */
 function hostWhitelist(parsed: ParsedFlags): string[] | undefined {
-  if (!parsed.given.has("host-whitelist")) return undefined;
-  const hosts = (parsed.values.get("host-whitelist") as string[]).filter((h) => h !== "");
+  const { given, list } = reader(parsed);
+  if (!given("host-whitelist")) return undefined;
+  const hosts = list("host-whitelist").filter((h) => h !== "");
   return hosts.length === 0 ? ["*"] : hosts;
 }
 
@@ -544,8 +558,9 @@ const REDACTED = "[redacted]";
 
 /** etcd's startup checks for the registration flags. */
 function validateRegistration(parsed: ParsedFlags): void {
-  const prefix = parsed.values.get("resolver-prefix") as string;
-  const ttl = parsed.values.get("resolver-ttl") as number;
+  const { str, num } = reader(parsed);
+  const prefix = str("resolver-prefix");
+  const ttl = num("resolver-ttl");
   if (prefix !== "" && ttl < 1) throw new FlagError("invalid resolver-ttl");
   if (prefix === "" && ttl > 0) throw new FlagError("invalid resolver-prefix");
 }
@@ -604,12 +619,13 @@ function parseMetricsAddr(value: string, haveTls: boolean): ProxyConfig["metrics
 
 /** --cert-file and --key-file, or with --auto-tls (and neither given) a self-signed pair. */
 function serverCertificate(parsed: ParsedFlags, certFile: string, keyFile: string): [string, string] {
-  if (certFile || !parsed.values.get("auto-tls")) return [certFile, keyFile];
-  const years = parsed.values.get("self-signed-cert-validity") as number;
+  const { str, num, bool } = reader(parsed);
+  if (certFile || !bool("auto-tls")) return [certFile, keyFile];
+  const years = num("self-signed-cert-validity");
   if (years < 1) throw new FlagError("--self-signed-cert-validity must be at least 1 (year) with --auto-tls");
-  const listen = parseHostPort(parsed.values.get("listen-addr") as string, "listen-addr");
+  const listen = parseHostPort(str("listen-addr"), "listen-addr");
   try {
-    const pair = selfSignedCertificate(parsed.values.get("data-dir") as string, listen.host, years);
+    const pair = selfSignedCertificate(str("data-dir"), listen.host, years);
     return [pair.certFile, pair.keyFile];
   } catch (err) {
     throw new FlagError((err as Error).message);
@@ -618,20 +634,20 @@ function serverCertificate(parsed: ParsedFlags, certFile: string, keyFile: strin
 
 /** TLS for the client port from --cert-file, --key-file and the flags that refine it, with etcd's checks. */
 function buildServerTls(parsed: ParsedFlags, certFile: string, keyFile: string): ServerTls | undefined {
-  const str = (n: string) => parsed.values.get(n) as string;
+  const { str, list, given } = reader(parsed);
   const refinements = [
     "trusted-ca-file",
     "client-crl-file",
     "listen-cipher-suites",
     "tls-min-version",
     "tls-max-version",
-  ];
+  ] as const;
   if (!certFile) {
-    const given = refinements.find((f) => parsed.given.has(f));
-    if (given) throw new FlagError(`--${given} needs TLS on the client port: give --cert-file and --key-file too`);
+    const refined = refinements.find((f) => given(f));
+    if (refined) throw new FlagError(`--${refined} needs TLS on the client port: give --cert-file and --key-file too`);
     return undefined;
   }
-  const version = (flag: string): ServerTls["minVersion"] | undefined => {
+  const version = (flag: "tls-min-version" | "tls-max-version"): ServerTls["minVersion"] | undefined => {
     const v = str(flag);
     if (v === "") return undefined;
     if (v !== "TLS1.2" && v !== "TLS1.3") throw new FlagError(`invalid --${flag} "${v}": expected TLS1.2 or TLS1.3`);
@@ -640,7 +656,7 @@ function buildServerTls(parsed: ParsedFlags, certFile: string, keyFile: string):
   const minVersion = version("tls-min-version") ?? "TLSv1.2";
   const maxVersion = version("tls-max-version");
   if (maxVersion && minVersion > maxVersion) throw new FlagError("--tls-min-version is greater than --tls-max-version");
-  const suites = parsed.values.get("listen-cipher-suites") as string[];
+  const suites = list("listen-cipher-suites");
   if (suites.length > 0 && minVersion === "TLSv1.3") {
     throw new FlagError("--listen-cipher-suites cannot be used with TLS1.3 only (TLS 1.3 suites are not configurable)");
   }

@@ -56,7 +56,7 @@ describe("parseFlags", () => {
 
 describe("etcd's flags", () => {
   it("has every flag of etcd grpc-proxy start, with etcd's defaults", () => {
-    const byName = new Map(PROXY_FLAGS.map((f) => [f.name, f.default]));
+    const byName = new Map<string, string>(PROXY_FLAGS.map((f) => [f.name, f.default]));
     const etcd: Record<string, string> = {
       "listen-addr": "127.0.0.1:23790",
       endpoints: "127.0.0.1:2379",
