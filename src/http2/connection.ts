@@ -32,7 +32,7 @@ import {
   settingsFrame,
 } from "./frames.js";
 import { ConnectionError, H2_LIMITS, type ClosedBy } from "./limits.js";
-import type { H2StreamBase } from "./stream.js";
+import type { H2StreamBase, StreamHost } from "./stream.js";
 
 /**
  * A connection's life: "closing" once either side sent GOAWAY (open streams
@@ -45,7 +45,7 @@ export type ConnectionState = "open" | "closing" | "destroyed";
  * "ping" (the peer pinged), "close". goaway, close, destroy and ping mirror
  * node's Http2Session.
  */
-export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extends EventEmitter {
+export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extends EventEmitter implements StreamHost {
   state: ConnectionState = "open";
 
   /** No new streams: closing or destroyed (node's Http2Session.closed). */

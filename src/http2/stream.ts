@@ -5,8 +5,36 @@
  * is consumed, and closing, once.
  */
 import { ErrorCode, Flag, frame, frame32, FRAME_HEADER_BYTES, FrameType, writeFrameHeader } from "./frames.js";
-import type { H2Connection } from "./connection.js";
 import { H2_LIMITS, STREAM_HIGH_WATER, type ClosedBy, type StreamState } from "./limits.js";
+
+/**
+ * What a stream needs of its connection (H2Connection is one): a place in
+ * the send queue, the connection's send window, its frames, and the
+ * accounting of what its peer sent and left unread.
+ */
+export interface StreamHost {
+  /** SETTINGS_INITIAL_WINDOW_SIZE this side announced. */
+  readonly streamWindow: number;
+  send(bytes: Uint8Array): void;
+  sendControl(bytes: Uint8Array): void;
+  sendHeaders(streamId: number, block: Buffer, endStream: boolean): void;
+  /** Queues the stream to be pumped at the next flush. */
+  schedule(stream: H2StreamBase): void;
+  /** Parks the stream until the connection's send window opens. */
+  wait(stream: H2StreamBase): void;
+  takeSendWindow(wanted: number): number;
+  /** Takes `n` bytes of send window only if a whole frame of them may go now. */
+  reserveWholeFrame(n: number): boolean;
+  /** The peer's SETTINGS_MAX_FRAME_SIZE. */
+  readonly maxFrame: number;
+  largeSlot(stream: H2StreamBase, claim: boolean): boolean;
+  addBacklog(n: number): void;
+  /** Credits `n` received bytes back to the peer's connection window. */
+  release(n: number): void;
+  streamError(streamId: number, code: ErrorCode): void;
+  /** The stream closed: the connection lets it go. */
+  forget(stream: H2StreamBase): void;
+}
 
 /**
  * When a stream's received bytes are credited back to the peer:
@@ -68,7 +96,7 @@ export abstract class H2StreamBase {
   private bodyReceived = 0;
 
   constructor(
-    protected readonly connection: H2Connection,
+    protected readonly connection: StreamHost,
     readonly id: number,
     initialWindow: number,
   ) {
