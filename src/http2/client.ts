@@ -1,6 +1,6 @@
 /** The client role of the proxy's own HTTP/2: the proxy's connections to etcd. */
 import type { Duplex } from "node:stream";
-import { H2Connection } from "./connection.js";
+import { CLIENT_ROLE, H2Connection } from "./connection.js";
 import { EMPTY } from "./limits.js";
 import { H2StreamBase } from "./stream.js";
 import { ErrorCode, Flag, frame32, FrameType, MAX_WINDOW } from "./frames.js";
@@ -13,7 +13,7 @@ export class H2ClientConnection extends H2Connection<H2ClientStream> {
   connected = false;
 
   constructor(socket: Duplex, connectEvent: "connect" | "secureConnect") {
-    super(socket, "client");
+    super(socket, CLIENT_ROLE);
     socket.once(connectEvent, () => (this.connected = true));
   }
 

@@ -35,6 +35,24 @@ import { ConnectionError, H2_LIMITS, type ClosedBy } from "./limits.js";
 import type { H2StreamBase, StreamHost } from "./stream.js";
 
 /**
+ * What a connection's role decides. The server role accepts connections
+ * from clients the proxy does not control and defends against them: control
+ * answers are capped, reading stops while the peer does not read, output
+ * for unread streams is bounded, closed streams are remembered, and the
+ * handshake has a deadline. The client role dials etcd, which it trusts.
+ */
+export interface RolePolicy {
+  /** The peer opens the connection with the client preface. */
+  readonly accepts: boolean;
+  readonly defends: boolean;
+  /** SETTINGS_INITIAL_WINDOW_SIZE this side gives each stream. */
+  readonly streamWindow: number;
+}
+
+export const SERVER_ROLE: RolePolicy = { accepts: true, defends: true, streamWindow: H2_LIMITS.streamWindow };
+export const CLIENT_ROLE: RolePolicy = { accepts: false, defends: false, streamWindow: H2_LIMITS.upstreamStreamWindow };
+
+/**
  * A connection's life: "closing" once either side sent GOAWAY (open streams
  * finish, no new ones), "destroyed" once its socket is ended or gone.
  */
@@ -85,12 +103,8 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
   private pendingHeaders:
     | { streamId: number; flags: number; chunks: Buffer[]; size: number; frames: number; selfDependent: boolean }
     | undefined;
-  /**
-   * A peer that is not to be trusted (the server role): control answers are
-   * capped, reading stops while the peer does not read, output for
-   * unread streams is bounded, and the handshake has a deadline.
-   */
-  protected readonly guarded: boolean;
+  /** What the role decides: whether the peer is defended against, and how the connection starts. */
+  protected readonly policy: RolePolicy;
   /** The receive window this side gives each stream (SETTINGS_INITIAL_WINDOW_SIZE), and credits by. */
   readonly streamWindow: number;
 
@@ -123,17 +137,17 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
 
   constructor(
     readonly socket: Duplex,
-    role: "server" | "client",
+    policy: RolePolicy,
     /** Role-specific SETTINGS, sent with the connection's first frames. */
     extraSettings: Array<[Setting, number]> = [],
   ) {
     super();
-    this.guarded = role === "server";
-    this.streamWindow = role === "server" ? H2_LIMITS.streamWindow : H2_LIMITS.upstreamStreamWindow;
-    this.prefaceExpected = role === "server";
-    this.settingsExpected = role === "server";
-    this.inputNeeded = role === "server" ? CLIENT_PREFACE.length : FRAME_HEADER_BYTES;
-    if (role === "client") this.send(CLIENT_PREFACE);
+    this.policy = policy;
+    this.streamWindow = policy.streamWindow;
+    this.prefaceExpected = policy.accepts;
+    this.settingsExpected = policy.accepts;
+    this.inputNeeded = policy.accepts ? CLIENT_PREFACE.length : FRAME_HEADER_BYTES;
+    if (!policy.accepts) this.send(CLIENT_PREFACE);
     this.send(
       settingsFrame([
         [Setting.INITIAL_WINDOW_SIZE, this.streamWindow],
@@ -143,7 +157,7 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
       ]),
     );
     this.send(frame32(FrameType.WINDOW_UPDATE, 0, H2_LIMITS.connectionWindow - DEFAULT_WINDOW));
-    if (this.guarded) {
+    if (this.policy.defends) {
       this.handshakeTimer = setTimeout(
         () => this.fail(new ConnectionError(ErrorCode.PROTOCOL_ERROR, "no preface and SETTINGS in time")),
         H2_LIMITS.handshakeTimeoutMs,
@@ -234,7 +248,7 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
   /** Queues bytes for the socket; everything queued in one tick leaves in one write. */
   send(bytes: Uint8Array): void {
     if (this.destroyed) return;
-    if (this.silentSince === 0 && !this.guarded) this.silentSince = Date.now();
+    if (this.silentSince === 0 && !this.policy.defends) this.silentSince = Date.now();
     this.out.push(bytes);
     this.flushSoon();
   }
@@ -253,7 +267,7 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
    * (SETTINGS or PING floods) is cut off past the cap.
    */
   sendControl(bytes: Uint8Array): void {
-    if (this.guarded && this.socketBlocked && ++this.controlQueued > H2_LIMITS.maxQueuedControlFrames) {
+    if (this.policy.defends && this.socketBlocked && ++this.controlQueued > H2_LIMITS.maxQueuedControlFrames) {
       throw new ConnectionError(
         ErrorCode.ENHANCE_YOUR_CALM,
         "too many control frames queued for a peer that does not read",
@@ -338,7 +352,7 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
     for (const stream of this.ready) if (!stream.pump()) this.waiting.add(stream);
     this.ready.clear();
     this.flushQueued = false;
-    if (this.guarded && this.backlog > H2_LIMITS.maxStalledBytes) this.shedStalled();
+    if (this.policy.defends && this.backlog > H2_LIMITS.maxStalledBytes) this.shedStalled();
     if (this.out.length === 0 || this.socket.destroyed) return;
     const bytes = this.out.length === 1 ? this.out[0]! : Buffer.concat(this.out);
     this.out.length = 0;
@@ -347,14 +361,14 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
       this.socketBlocked = true;
       // A peer that does not read gets nothing more read from it either:
       // what it sends would only pile up answers it will not take.
-      if (this.guarded) this.socket.pause();
+      if (this.policy.defends) this.socket.pause();
     }
   };
 
   private onDrain(): void {
     this.socketBlocked = false;
     this.controlQueued = 0;
-    if (this.guarded && !this.destroyed) this.socket.resume();
+    if (this.policy.defends && !this.destroyed) this.socket.resume();
     this.serveWaiting();
   }
 
@@ -432,7 +446,7 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
     this.streams.delete(stream.id);
     this.waiting.delete(stream);
     this.ready.delete(stream);
-    if (this.guarded) this.rememberClosed(stream.id, stream.closedBy);
+    if (this.policy.defends) this.rememberClosed(stream.id, stream.closedBy);
     this.closeIfIdle();
   }
 
@@ -464,7 +478,7 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
     }
     if (type !== FrameType.DATA && type !== FrameType.HEADERS) return;
     const how = this.closedBy(streamId);
-    if (how === undefined && this.guarded && streamId > this.forgottenBelow) {
+    if (how === undefined && this.policy.defends && streamId > this.forgottenBelow) {
       // Not open, not remembered, and not old: an id the peer skipped, which it may never use again.
       throw new ConnectionError(
         ErrorCode.PROTOCOL_ERROR,

@@ -1,6 +1,6 @@
 /** The server role of the proxy's own HTTP/2: client connections to the proxy. */
 import type { Duplex } from "node:stream";
-import { H2Connection } from "./connection.js";
+import { H2Connection, SERVER_ROLE } from "./connection.js";
 import { ConnectionError, EMPTY, H2_LIMITS } from "./limits.js";
 import { H2StreamBase } from "./stream.js";
 import { ErrorCode, Flag, frame32, FRAME_HEADER_BYTES, FrameType, Setting, writeFrameHeader } from "./frames.js";
@@ -39,7 +39,7 @@ export class H2ServerConnection extends H2Connection<H2Stream> {
     socket: Duplex,
     private readonly options: H2ServerOptions,
   ) {
-    super(socket, "server", [[Setting.MAX_CONCURRENT_STREAMS, options.maxConcurrentStreams]]);
+    super(socket, SERVER_ROLE, [[Setting.MAX_CONCURRENT_STREAMS, options.maxConcurrentStreams]]);
     this.on("stream", options.onStream);
   }
 
