@@ -14,6 +14,7 @@ import {
   KV,
   Lease,
   ResponseHeaderSchema,
+  Watch,
   type Compare,
   type DeleteRangeRequest,
   type PutRequest,
@@ -23,9 +24,11 @@ import {
 } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.js";
 import { KeyValueSchema, type KeyValue } from "../../src/gen/etcd/api/mvccpb/kv_pb.js";
 import { messageOf } from "../../src/grpc/wire.js";
+import { AsyncQueue } from "../../src/util/async-queue.js";
 import { UpstreamBase, type EndpointStatus } from "../../src/upstream/upstream.js";
 
 const key = (b: Uint8Array) => Buffer.from(b).toString("latin1");
+const b = (k: string) => Buffer.from(k, "latin1");
 
 export class FakeEtcd extends UpstreamBase {
   revision = 1n;
@@ -62,6 +65,7 @@ export class FakeEtcd extends UpstreamBase {
     if (this.revision !== before) {
       this.snapshots.set(this.revision, new Map(this.store));
       this.onWrite?.(this.revision, touched);
+      for (const listener of this.writeListeners) listener(this.revision);
     }
     return answer;
   }
@@ -78,6 +82,23 @@ export class FakeEtcd extends UpstreamBase {
         return this.encode(KV.method.deleteRange, this.deleteRange(fromBinary(KV.method.deleteRange.input, payload)));
       case KV.method.txn:
         return this.encode(KV.method.txn, this.txn(fromBinary(KV.method.txn.input, payload)));
+      case Lease.method.leaseGrant: {
+        const { ID, TTL } = fromBinary(Lease.method.leaseGrant.input, payload);
+        const id = ID !== 0n ? ID : BigInt(1000 + this.leases.size);
+        this.leases.set(id, TTL);
+        const answer = { header: this.header(), ID: id, TTL };
+        return Buffer.from(toBinary(Lease.method.leaseGrant.output, create(Lease.method.leaseGrant.output, answer)));
+      }
+      case Lease.method.leaseRevoke: {
+        const { ID } = fromBinary(Lease.method.leaseRevoke.input, payload);
+        this.leases.delete(ID);
+        const attached = [...this.store.values()].filter((kv) => kv.lease === ID);
+        if (attached.length > 0) this.revision++;
+        for (const kv of attached)
+          this.deleteRange({ key: kv.key, rangeEnd: new Uint8Array() } as DeleteRangeRequest, this.revision);
+        const answer = { header: this.header() };
+        return Buffer.from(toBinary(Lease.method.leaseRevoke.output, create(Lease.method.leaseRevoke.output, answer)));
+      }
       default:
         throw new Error(`the fake etcd has no ${method.name}`);
     }
@@ -119,11 +140,11 @@ export class FakeEtcd extends UpstreamBase {
       key(request.key),
       create(KeyValueSchema, {
         key: request.key,
-        value: request.value,
+        value: request.ignoreValue ? (before?.value ?? new Uint8Array()) : request.value,
         createRevision: before?.createRevision ?? revision,
         modRevision: revision,
         version: (before?.version ?? 0n) + 1n,
-        lease: request.lease,
+        lease: request.ignoreLease ? (before?.lease ?? 0n) : request.lease,
       }),
     );
     return { header: this.header(), prevKv: request.prevKv ? before : undefined };
@@ -198,8 +219,79 @@ export class FakeEtcd extends UpstreamBase {
   /** Set to end the next keep-alive stream after this many renewals, with this error. */
   breakKeepAlive: { after: number; error: Error } | undefined;
 
-  async *bidiStreamBytes(method: DescMethod, requestFrames: AsyncIterable<Uint8Array>, ctx: CallContext) {
-    if (method !== Lease.method.leaseKeepAlive) throw new Error(`the fake etcd has no ${method.name} stream`);
+  bidiStreamBytes(method: DescMethod, requestFrames: AsyncIterable<Uint8Array>, ctx: CallContext) {
+    if (method === Lease.method.leaseKeepAlive) return this.keepAliveStream(requestFrames, ctx);
+    if (method === Watch.method.watch) return this.watchStream(requestFrames, ctx);
+    throw new Error(`the fake etcd has no ${method.name} stream`);
+  }
+
+  /**
+   * Watch: each create from its start revision (0: now), events of every
+   * later write in order, whole revisions at a time; no prev_kv, no
+   * progress, no compaction.
+   */
+  private watchStream(requestFrames: AsyncIterable<Uint8Array>, ctx: CallContext): AsyncIterable<Buffer> {
+    const out = new AsyncQueue<Buffer>();
+    const encode = (r: object) =>
+      Buffer.from(toBinary(Watch.method.watch.output, create(Watch.method.watch.output, r as never)));
+    const watchers = new Map<bigint, { range: { key: Uint8Array; rangeEnd: Uint8Array }; next: bigint }>();
+    let nextId = 1n;
+    const deliver = (upTo: bigint) => {
+      for (const [watchId, w] of watchers) {
+        for (; w.next <= upTo; w.next++) {
+          const now = this.snapshots.get(w.next);
+          const before = this.stateBefore(w.next);
+          if (!now) continue;
+          const events = [...new Set([...now.keys(), ...before.keys()])]
+            .filter((k) => this.inRange(k, w.range))
+            .sort()
+            .flatMap((k): Array<{ type: number; kv: object }> => {
+              const kv = now.get(k);
+              if (kv && kv.modRevision === w.next) return [{ type: 0, kv }];
+              if (!kv && before.has(k)) return [{ type: 1, kv: { key: b(k), modRevision: w.next } }];
+              return [];
+            });
+          if (events.length > 0) out.push(encode({ header: this.header(), watchId, events }));
+        }
+      }
+    };
+    const listener = (revision: bigint) => deliver(revision);
+    this.writeListeners.add(listener);
+    const stop = () => {
+      this.writeListeners.delete(listener);
+      out.end();
+    };
+    ctx.signal.addEventListener("abort", stop, { once: true });
+    void (async () => {
+      for await (const f of requestFrames) {
+        const request = fromBinary(Watch.method.watch.input, messageOf(f)).requestUnion;
+        if (request.case === "createRequest") {
+          const watchId = nextId++;
+          const start = request.value.startRevision;
+          watchers.set(watchId, { range: request.value, next: start > 0n ? start : this.revision + 1n });
+          out.push(encode({ header: this.header(), watchId, created: true }));
+          deliver(this.revision);
+        } else if (request.case === "cancelRequest") {
+          watchers.delete(request.value.watchId);
+        }
+      }
+      stop();
+    })();
+    return out;
+  }
+
+  /** The store just before `revision`. */
+  private stateBefore(revision: bigint): ReadonlyMap<string, KeyValue> {
+    for (let r = revision - 1n; r >= 1n; r--) {
+      const snapshot = this.snapshots.get(r);
+      if (snapshot) return snapshot;
+    }
+    return new Map();
+  }
+
+  private readonly writeListeners = new Set<(revision: bigint) => void>();
+
+  private async *keepAliveStream(requestFrames: AsyncIterable<Uint8Array>, ctx: CallContext) {
     this.keepAliveStreams.push(ctx.forwardHeaders);
     const breaking = this.breakKeepAlive;
     this.breakKeepAlive = undefined;
