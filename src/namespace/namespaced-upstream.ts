@@ -21,7 +21,7 @@ import { Election, type LeaderKey } from "../gen/etcd/api/v3electionpb/v3electio
 import { Lock } from "../gen/etcd/api/v3lockpb/v3lock_pb.js";
 import { decodeRequest } from "../grpc/decode.js";
 import { frame, messageOf } from "../grpc/wire.js";
-import { UpstreamBase, type EndpointStatus, type Upstream } from "../upstream/upstream.js";
+import { UpstreamDecorator, type Upstream } from "../upstream/upstream.js";
 import { mapAsync } from "../util/map-async.js";
 import type { KeyPrefix } from "./prefix.js";
 
@@ -41,18 +41,15 @@ interface Translation {
  * translated (etcd's proxy leaves Election and Lock outside); Cluster,
  * Maintenance, Auth and Compact are global, as in etcd.
  */
-export class NamespacedUpstream extends UpstreamBase {
+export class NamespacedUpstream extends UpstreamDecorator {
   private readonly translations: Map<string, Translation>;
 
-  constructor(
-    private readonly inner: Upstream,
-    prefix: KeyPrefix,
-  ) {
-    super();
+  constructor(inner: Upstream, prefix: KeyPrefix) {
+    super(inner);
     this.translations = translationsFor(prefix);
   }
 
-  async unaryBytes(
+  override async unaryBytes(
     method: DescMethodUnary,
     requestFrame: Buffer,
     ctx: CallContext,
@@ -64,15 +61,7 @@ export class NamespacedUpstream extends UpstreamBase {
     return Buffer.from(toBinary(method.output, t.response(fromBinary(method.output, answer))));
   }
 
-  unaryOnLeaderBytes(method: DescMethodUnary, requestFrame: Buffer, ctx: CallContext): Promise<Buffer> {
-    return this.inner.unaryOnLeaderBytes(method, requestFrame, ctx);
-  }
-
-  unaryOnEndpointBytes(url: string, method: DescMethodUnary, requestFrame: Buffer, ctx: CallContext): Promise<Buffer> {
-    return this.inner.unaryOnEndpointBytes(url, method, requestFrame, ctx);
-  }
-
-  serverStreamBytes(
+  override serverStreamBytes(
     method: DescMethodServerStreaming,
     requestFrame: Buffer,
     ctx: CallContext,
@@ -86,7 +75,7 @@ export class NamespacedUpstream extends UpstreamBase {
     );
   }
 
-  bidiStreamBytes(
+  override bidiStreamBytes(
     method: DescMethodBiDiStreaming,
     requestFrames: AsyncIterable<Uint8Array>,
     ctx: CallContext,
@@ -97,18 +86,6 @@ export class NamespacedUpstream extends UpstreamBase {
     return mapAsync(this.inner.bidiStreamBytes(method, requests, ctx), (answer) =>
       Buffer.from(toBinary(method.output, t.response(fromBinary(method.output, answer)))),
     );
-  }
-
-  endpoints(): Array<{ url: string; up: boolean; current: boolean }> {
-    return this.inner.endpoints();
-  }
-
-  statusOfEach(ctx: CallContext): Promise<EndpointStatus[]> {
-    return this.inner.statusOfEach(ctx);
-  }
-
-  close(): void {
-    this.inner.close();
   }
 
   private translationOf(method: DescMethod): Translation | undefined {

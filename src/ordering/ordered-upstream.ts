@@ -1,11 +1,11 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { DescMethodBiDiStreaming, DescMethodServerStreaming, DescMethodUnary } from "@bufbuild/protobuf";
+import type { DescMethodUnary } from "@bufbuild/protobuf";
 import type { CallContext } from "../call-context.js";
 import { KV } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
 import { headerRevision } from "../grpc/header-revision.js";
 import { int64Field } from "../grpc/scan.js";
 import { messageOf } from "../grpc/wire.js";
-import { UpstreamBase, type EndpointStatus, type EtcdUpstream } from "../upstream/upstream.js";
+import { UpstreamDecorator, type EtcdUpstream } from "../upstream/upstream.js";
 
 /** etcd's ordering client's words when no member has caught up with what was already seen. */
 const NO_GREATER_REVISION =
@@ -24,12 +24,12 @@ const SERIALIZABLE_FIELD = 7;
  * lags or is down, the call fails with etcd's ordering error rather than
  * going back in revision. Everything else passes through.
  */
-export class OrderedUpstream extends UpstreamBase {
+export class OrderedUpstream extends UpstreamDecorator {
   /** The highest store revision a Range answer has shown. */
   private floor = 0n;
 
-  constructor(private readonly inner: EtcdUpstream) {
-    super();
+  constructor(protected override readonly inner: EtcdUpstream) {
+    super(inner);
   }
 
   /** The highest store revision a Range answer has shown (the range cache serves no hit below it). */
@@ -37,7 +37,12 @@ export class OrderedUpstream extends UpstreamBase {
     return this.floor;
   }
 
-  unaryBytes(method: DescMethodUnary, requestFrame: Buffer, ctx: CallContext, safe: () => boolean): Promise<Buffer> {
+  override unaryBytes(
+    method: DescMethodUnary,
+    requestFrame: Buffer,
+    ctx: CallContext,
+    safe: () => boolean,
+  ): Promise<Buffer> {
     if (method !== KV.method.range) return this.inner.unaryBytes(method, requestFrame, ctx, safe);
     return this.orderedRange(requestFrame, ctx);
   }
@@ -58,33 +63,5 @@ export class OrderedUpstream extends UpstreamBase {
         throw new ConnectError(NO_GREATER_REVISION, Code.Unknown);
       }
     }
-  }
-
-  serverStreamBytes(method: DescMethodServerStreaming, requestFrame: Buffer, ctx: CallContext, safe: () => boolean) {
-    return this.inner.serverStreamBytes(method, requestFrame, ctx, safe);
-  }
-
-  bidiStreamBytes(method: DescMethodBiDiStreaming, requestFrames: AsyncIterable<Uint8Array>, ctx: CallContext) {
-    return this.inner.bidiStreamBytes(method, requestFrames, ctx);
-  }
-
-  unaryOnLeaderBytes(method: DescMethodUnary, requestFrame: Buffer, ctx: CallContext): Promise<Buffer> {
-    return this.inner.unaryOnLeaderBytes(method, requestFrame, ctx);
-  }
-
-  unaryOnEndpointBytes(url: string, method: DescMethodUnary, requestFrame: Buffer, ctx: CallContext): Promise<Buffer> {
-    return this.inner.unaryOnEndpointBytes(url, method, requestFrame, ctx);
-  }
-
-  endpoints(): Array<{ url: string; up: boolean; current: boolean }> {
-    return this.inner.endpoints();
-  }
-
-  statusOfEach(ctx: CallContext): Promise<EndpointStatus[]> {
-    return this.inner.statusOfEach(ctx);
-  }
-
-  close(): void {
-    this.inner.close();
   }
 }

@@ -182,6 +182,58 @@ export abstract class UpstreamBase implements Upstream {
   }
 }
 
+/**
+ * A decorator on the way to etcd: everything passes to `inner` unless a
+ * subclass changes it (the namespace, serializable ordering), so each
+ * decorator holds only what it does.
+ */
+export abstract class UpstreamDecorator extends UpstreamBase {
+  constructor(protected readonly inner: Upstream) {
+    super();
+  }
+
+  unaryBytes(method: DescMethodUnary, requestFrame: Buffer, ctx: CallContext, safe: () => boolean): Promise<Buffer> {
+    return this.inner.unaryBytes(method, requestFrame, ctx, safe);
+  }
+
+  serverStreamBytes(
+    method: DescMethodServerStreaming,
+    requestFrame: Buffer,
+    ctx: CallContext,
+    safe: () => boolean,
+  ): AsyncIterable<Buffer> {
+    return this.inner.serverStreamBytes(method, requestFrame, ctx, safe);
+  }
+
+  bidiStreamBytes(
+    method: DescMethodBiDiStreaming,
+    requestFrames: AsyncIterable<Uint8Array>,
+    ctx: CallContext,
+  ): AsyncIterable<Buffer> {
+    return this.inner.bidiStreamBytes(method, requestFrames, ctx);
+  }
+
+  unaryOnLeaderBytes(method: DescMethodUnary, requestFrame: Buffer, ctx: CallContext): Promise<Buffer> {
+    return this.inner.unaryOnLeaderBytes(method, requestFrame, ctx);
+  }
+
+  unaryOnEndpointBytes(url: string, method: DescMethodUnary, requestFrame: Buffer, ctx: CallContext): Promise<Buffer> {
+    return this.inner.unaryOnEndpointBytes(url, method, requestFrame, ctx);
+  }
+
+  endpoints(): Array<{ url: string; up: boolean; current: boolean }> {
+    return this.inner.endpoints();
+  }
+
+  statusOfEach(ctx: CallContext): Promise<EndpointStatus[]> {
+    return this.inner.statusOfEach(ctx);
+  }
+
+  close(): void {
+    this.inner.close();
+  }
+}
+
 /** A typed request as the frame to send, and whether sending it again is safe. */
 function framed<I extends DescMessage>(
   method: DescMethodUnary<I> | DescMethodServerStreaming<I>,

@@ -342,3 +342,23 @@ function writes_(op: RequestOp): boolean {
     (r.case === "requestTxn" && [...r.value.success, ...r.value.failure].some(writes_))
   );
 }
+
+/** A fake etcd whose every answer takes a few milliseconds before and after it is applied, as `delay` says. */
+export class SlowEtcd extends FakeEtcd {
+  constructor(private readonly delay: () => number) {
+    super();
+  }
+
+  override async unaryBytes(method: DescMethod, requestFrame: Buffer, ctx: CallContext): Promise<Buffer> {
+    await new Promise((r) => setTimeout(r, this.delay()));
+    const answer = await super.unaryBytes(method, requestFrame, ctx);
+    await new Promise((r) => setTimeout(r, this.delay()));
+    return answer;
+  }
+}
+
+/** Delays of 0 to `spread - 1` ms from a seed, so that a failing interleaving replays. */
+export function seededDelays(seed: number, spread: number): () => number {
+  let state = seed;
+  return () => (state = (state * 1103515245 + 12345) & 0x7fffffff) % spread;
+}

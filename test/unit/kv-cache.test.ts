@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
-import { create, type DescMethod } from "@bufbuild/protobuf";
+import { create } from "@bufbuild/protobuf";
 import type { CallContext } from "../../src/call-context.js";
 import { KvCache } from "../../src/cache/kv-cache.js";
 import { KV, WatchResponseSchema, type WatchResponse } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.js";
@@ -16,24 +16,11 @@ import { createMetrics } from "../../src/metrics.js";
 import { kvService } from "../../src/services/kv.js";
 import { ANONYMOUS } from "../../src/upstream/proxy-identity.js";
 import { AsyncQueue } from "../../src/util/async-queue.js";
-import { FakeEtcd } from "./fake-etcd.js";
+import { seededDelays, SlowEtcd } from "./fake-etcd.js";
 
 const ctx: CallContext = { forwardHeaders: {}, deadline: undefined, signal: new AbortController().signal };
 const b = (s: string) => Buffer.from(s, "latin1");
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** A fake etcd whose every answer takes a few milliseconds, as the seeded random says. */
-class SlowEtcd extends FakeEtcd {
-  constructor(private readonly delay: () => number) {
-    super();
-  }
-  override async unaryBytes(method: DescMethod, requestFrame: Buffer, c: CallContext): Promise<Buffer> {
-    await sleep(this.delay());
-    const answer = await super.unaryBytes(method, requestFrame, c);
-    await sleep(this.delay());
-    return answer;
-  }
-}
 
 type Step =
   | { kind: "serializable"; key: string; client: number }
@@ -52,8 +39,7 @@ describe("the range cache", () => {
   it("answers serializable reads truly and after the proxy's own writes, whatever the interleaving", async () => {
     await fc.assert(
       fc.asyncProperty(fc.array(step, { minLength: 1, maxLength: 30 }), fc.integer(), async (steps, seed) => {
-        let state = seed;
-        const random = () => ((state = (state * 1103515245 + 12345) & 0x7fffffff) % 4) as number;
+        const random = seededDelays(seed, 4);
         const etcd = new SlowEtcd(random);
         // The invalidation watch: every write's events, later than the writer hears back.
         const events = new AsyncQueue<WatchResponse>();

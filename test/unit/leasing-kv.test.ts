@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
-import { create, type DescMethod } from "@bufbuild/protobuf";
+import { create } from "@bufbuild/protobuf";
 import type { CallContext } from "../../src/call-context.js";
 import { KV } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.js";
 import { KeepAliveCoalescer } from "../../src/keepalive/keepalive-coalescer.js";
@@ -17,24 +17,12 @@ import { ANONYMOUS } from "../../src/upstream/proxy-identity.js";
 import { emptyStore, storeModel, type EtcdResponse } from "../robustness/etcd-model.js";
 import { checkLinearizable } from "../robustness/linearizability.js";
 import type { Recorded } from "../robustness/traffic.js";
-import { FakeEtcd } from "./fake-etcd.js";
+import { seededDelays, SlowEtcd } from "./fake-etcd.js";
 
 const ctx: CallContext = { forwardHeaders: {}, deadline: undefined, signal: new AbortController().signal };
 const b = (s: string) => Buffer.from(s, "latin1");
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const PREFIX = "leasing/";
-
-class SlowEtcd extends FakeEtcd {
-  constructor(private readonly delay: () => number) {
-    super();
-  }
-  override async unaryBytes(method: DescMethod, requestFrame: Buffer, c: CallContext): Promise<Buffer> {
-    await sleep(this.delay());
-    const answer = await super.unaryBytes(method, requestFrame, c);
-    await sleep(this.delay());
-    return answer;
-  }
-}
 
 type Step = { kind: "get" | "put" | "delete"; key: string; client: number };
 const step: fc.Arbitrary<Step> = fc.record({
@@ -47,8 +35,7 @@ describe("leasing on two proxies", () => {
   it("keeps every history of gets, puts and deletes through either proxy linearizable", async () => {
     await fc.assert(
       fc.asyncProperty(fc.array(step, { minLength: 4, maxLength: 30 }), fc.integer(), async (steps, seed) => {
-        let state = seed;
-        const random = () => ((state = (state * 1103515245 + 12345) & 0x7fffffff) % 3) as number;
+        const random = seededDelays(seed, 3);
         const etcd = new SlowEtcd(random);
         // Revisions that only the leasing records made are other writers' to the model.
         const foreign = new Set<bigint>();
