@@ -1,5 +1,4 @@
 import type { ProxyConfig } from "./config/config.js";
-import { KV } from "./gen/etcd/api/etcdserverpb/rpc_pb.js";
 import { createLog, type Log } from "./log.js";
 import { createMetrics } from "./metrics.js";
 import { etcdServices } from "./services/index.js";
@@ -7,18 +6,15 @@ import { withPayloadLogging } from "./services/payload-log.js";
 import { rpcTable } from "./services/rpc-table.js";
 import type { Upstream } from "./upstream/upstream.js";
 import { clientPort, metricsPort, type ClientPort } from "./assembly/client-port.js";
-import { DEFAULTS } from "./assembly/defaults.js";
 import { endpointFollowing } from "./assembly/endpoint-following.js";
-import { connectToEtcd, type EtcdConnection } from "./assembly/etcd-connection.js";
+import { connectToEtcd } from "./assembly/etcd-connection.js";
 import { keepAliveCoalescing } from "./assembly/keepalives.js";
 import { leasing } from "./assembly/leasing.js";
-import { Lifecycle, type Feature } from "./assembly/lifecycle.js";
-import { warnOnce, type Problem } from "./assembly/problems.js";
+import { Lifecycle } from "./assembly/lifecycle.js";
+import { warnOnce } from "./assembly/problems.js";
 import { rangeCache } from "./assembly/range-cache.js";
 import { registration } from "./assembly/registration.js";
 import { watching } from "./assembly/watching.js";
-
-export { DEFAULTS } from "./assembly/defaults.js";
 
 export interface RunningProxy {
   log: Log;
@@ -38,8 +34,7 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
   const problem = warnOnce(log);
   const running = new Lifecycle();
   try {
-    const connection = await running.add(await connectToEtcd(config, log));
-    const { etcd, ordered, upstream, identity, version } = connection;
+    const { etcd, ordered, upstream, identity, version } = await running.add(await connectToEtcd(config, log, problem));
     const metrics = createMetrics();
     const { keepAlives } = await running.add(keepAliveCoalescing(upstream, metrics));
     const { watches } = await running.add(watching(config, upstream, version, metrics, log));
@@ -79,24 +74,9 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
     await running.add(metricsPort(config, port));
     await running.add(registered);
     await running.add(endpointFollowing(config, etcd, identity, log, problem));
-    if (config.serializableOrdering) await running.add(orderingFloor(connection, problem));
     return { log, upstream, address: port.address(), close: () => running.stop() };
   } catch (err) {
     await running.stop();
     throw err;
   }
-}
-
-/** --experimental-serializable-ordering: as etcd's proxy does, a linearizable read sets the floor at the cluster's revision now. */
-function orderingFloor({ upstream, identity }: EtcdConnection, problem: Problem): Feature {
-  return {
-    start() {
-      void identity
-        .context(DEFAULTS.healthTimeoutMs)
-        .then((ctx) => upstream.unary(KV.method.range, { key: Buffer.from("_"), keysOnly: true }, ctx))
-        .catch((err: unknown) =>
-          problem("could not read the cluster's revision for --experimental-serializable-ordering", err),
-        );
-    },
-  };
 }

@@ -5,10 +5,12 @@ import { OrderedUpstream } from "../ordering/ordered-upstream.js";
 import { KeyPrefix } from "../namespace/prefix.js";
 import { EtcdVersion, fetchFromEtcd } from "../upstream/etcd-http.js";
 import { ANONYMOUS, PasswordIdentity, type ProxyIdentity } from "../upstream/proxy-identity.js";
-import { discoverEndpoints, type Discovered } from "../upstream/srv-discovery.js";
+import { discoverEndpoints } from "../upstream/srv-discovery.js";
 import { EtcdUpstream, type Upstream } from "../upstream/upstream.js";
 import { DEFAULTS } from "./defaults.js";
 import type { Feature } from "./lifecycle.js";
+import type { Problem } from "./problems.js";
+import { KV } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
 
 export type EtcdConnectionConfig = Pick<
   ProxyConfig,
@@ -26,7 +28,7 @@ export type EtcdConnectionConfig = Pick<
 >;
 
 export interface EtcdConnection extends Feature {
-  /** The endpoints themselves (failover, ordering floor, endpoint sync). */
+  /** The endpoints themselves (failover, endpoint sync). */
   etcd: EtcdUpstream;
   /** --experimental-serializable-ordering's decorator, when the flag is given. */
   ordered: OrderedUpstream | undefined;
@@ -36,12 +38,10 @@ export interface EtcdConnection extends Feature {
   identity: ProxyIdentity;
   /** The etcd in use, for the few answers etcd 3.4 and 3.5 word differently, and its watch's progress order. */
   version: EtcdVersion;
-  /** What --discovery-srv found, when it was given. */
-  discovered: Discovered | undefined;
 }
 
 /** The way to etcd: endpoints (from DNS with --discovery-srv), failover, the namespace, the proxy's identity. */
-export async function connectToEtcd(config: EtcdConnectionConfig, log: Log): Promise<EtcdConnection> {
+export async function connectToEtcd(config: EtcdConnectionConfig, log: Log, problem: Problem): Promise<EtcdConnection> {
   const discovered = config.discovery ? await discoverEndpoints(config.discovery, config.upstreamTls) : undefined;
   if (discovered) log.info({ endpoints: discovered.endpoints }, "discovered cluster from SRV");
   if (discovered?.rejected.length)
@@ -73,5 +73,22 @@ export async function connectToEtcd(config: EtcdConnectionConfig, log: Log): Pro
     fetchFromEtcd(upstream.endpoints(), "/version", config.upstreamTls, DEFAULTS.etcdHttpTimeoutMs),
   );
   version.knownLine(); // asks etcd now, so the first clients already get their etcd's answers
-  return { etcd, ordered, upstream, identity, version, discovered, stop: () => upstream.close() };
+  return {
+    etcd,
+    ordered,
+    upstream,
+    identity,
+    version,
+    start() {
+      // As etcd's proxy does with --experimental-serializable-ordering: a linearizable read sets the floor now.
+      if (!ordered) return;
+      void identity
+        .context(DEFAULTS.healthTimeoutMs)
+        .then((ctx) => upstream.unary(KV.method.range, { key: Buffer.from("_"), keysOnly: true }, ctx))
+        .catch((err: unknown) =>
+          problem("could not read the cluster's revision for --experimental-serializable-ordering", err),
+        );
+    },
+    stop: () => upstream.close(),
+  };
 }
