@@ -55,25 +55,37 @@ export function memberInUse(proxy: RunningProxy, etcd: EtcdCluster): EtcdMember 
   return etcd.members.find((m) => m.clientUrl === current.url)!;
 }
 
-/** The member that leads the cluster now, by each member's own Status. */
-export async function leaderMember(etcd: EtcdCluster): Promise<EtcdMember> {
-  const statuses = await Promise.all(
-    etcd.members.map(async (member) => {
-      const probe = new EtcdGrpcClient(member.endpoint);
-      try {
-        const status = (await probe.unary("Maintenance", "Status", {})) as {
-          leader: string;
-          header: { member_id: string };
-        };
-        return { member, leads: status.leader === status.header.member_id };
-      } finally {
-        probe.close();
-      }
-    }),
-  );
-  const leader = statuses.find((s) => s.leads);
-  if (!leader) throw new Error("no member leads the cluster");
-  return leader.member;
+/**
+ * The member that leads the cluster now, by each member's own Status. In an
+ * election (a leader moved or lost) no member leads for a moment: it asks
+ * again until one does, for up to `timeoutMs`.
+ */
+export async function leaderMember(etcd: EtcdCluster, timeoutMs = 5_000): Promise<EtcdMember> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const statuses = await Promise.all(
+      etcd.members
+        .filter((m) => m.process)
+        .map(async (member) => {
+          const probe = new EtcdGrpcClient(member.endpoint);
+          try {
+            const status = (await probe.unary("Maintenance", "Status", {})) as {
+              leader: string;
+              header: { member_id: string };
+            };
+            return { member, leads: status.leader === status.header.member_id };
+          } catch {
+            return { member, leads: false }; // a member that does not answer does not lead
+          } finally {
+            probe.close();
+          }
+        }),
+    );
+    const leader = statuses.find((s) => s.leads);
+    if (leader) return leader.member;
+    if (Date.now() > until) throw new Error("no member leads the cluster");
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
 
 /**
