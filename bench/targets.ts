@@ -1,10 +1,8 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
+import { PACKAGE_ROOT } from "../src/package-root.js";
 import { startEtcd, type EtcdCluster } from "../test/helpers/etcd.js";
 import { freePort } from "../test/helpers/ports.js";
-
-const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 
 /**
  * `ecp-base`: this proxy built from another checkout (BENCH_BASE, e.g. a
@@ -36,7 +34,7 @@ function goProxyBinary(name: string): string {
   name = name.replace(LEASING_SUFFIX, "");
   if (name === "go-proxy") return "etcd";
   if (name === "go-proxy-3.4") return "/usr/bin/etcd";
-  return join(process.env.ETCD35_BIN ?? join(root, ".cache", "etcd-3.5", "root", "usr", "bin"), "etcd");
+  return join(process.env.ETCD35_BIN ?? join(PACKAGE_ROOT, ".cache", "etcd-3.5", "root", "usr", "bin"), "etcd");
 }
 
 /** Something the load generator talks to: etcd itself, or a proxy in front of it. */
@@ -131,7 +129,7 @@ async function startTarget(name: string, etcd: EtcdCluster, children: ChildProce
         [
           ...(process.env.BENCH_PROFILE ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : []),
           ...(process.env.BENCH_NODE_FLAGS ? process.env.BENCH_NODE_FLAGS.split(" ") : []),
-          join(name === "ecp-base" ? baseCheckout() : root, "bin", "etcd-connect-proxy.js"),
+          join(name === "ecp-base" ? baseCheckout() : PACKAGE_ROOT, "bin", "etcd-connect-proxy.js"),
           "start",
           `--endpoints=${etcd.endpoints}`,
           `--listen-addr=${address}`,

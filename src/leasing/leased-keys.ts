@@ -95,7 +95,7 @@ export class LeasedKeys {
 
   /**
    * Takes ownership of `key`, with etcd's answer to a plain Get at
-   * `recordRevision`, unless etcd already took it back after that revision
+   * `recordRevision`, unless etcd took it back at or after that revision
    * (a writer's request can be heard before the acquiring Txn's answer), or
    * one of the proxy's own writes of the key was in flight meanwhile.
    */
@@ -105,7 +105,8 @@ export class LeasedKeys {
     this.abandon(acquisition);
     if (raced) return;
     const given = this.givenUp.get(mapKey(key));
-    if (given && given.revision > recordRevision) return;
+    // Taken back at or before the revision the acquisition read: etcd's answer already lacks the ownership.
+    if (given && given.revision >= recordRevision) return;
     this.forget(mapKey(key));
     this.keys.set(mapKey(key), { answer, recordRevision, writes: [] });
     this.heldBytes += sizeOf(answer);

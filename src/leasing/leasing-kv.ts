@@ -306,8 +306,9 @@ export class LeasingKv {
     );
     const read = done.responses[0]!.response.value as RangeResponse;
     const answer = create(KV.method.range.output, { ...read, header: done.header });
-    const ours =
-      done.succeeded || (done.responses[1]!.response.value as RangeResponse).kvs[0]?.lease === session.leaseId;
+    // A record of ours that a writer has asked for (REVOKE) is no longer ours to serve from.
+    const existing = done.succeeded ? undefined : (done.responses[1]!.response.value as RangeResponse).kvs[0];
+    const ours = done.succeeded || (existing?.lease === session.leaseId && !REVOKE.equals(existing.value));
     if (ours && this.session === session) this.keys.own(key, answer, done.header!.revision, acquisition);
     else this.keys.abandon(acquisition);
     return answer;

@@ -5,15 +5,14 @@ import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { makePki, type TestPki } from "../helpers/certs.js";
 import { startEtcd, type EtcdCluster } from "../helpers/etcd.js";
 import { startCli } from "../helpers/cli.js";
+import { repoPath } from "../helpers/repo.js";
 
-const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
-const H2SPEC = join(root, "..", "shared", "tools", "h2spec", "h2spec");
+const H2SPEC = repoPath("..", "shared", "tools", "h2spec", "h2spec");
 
 /**
  * The cases a gRPC method cannot pass, whatever the server: they send a

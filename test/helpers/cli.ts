@@ -1,10 +1,7 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { freePort } from "./ports.js";
-
-const bin = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "bin", "etcd-connect-proxy.js");
+import { PROXY_BIN as bin } from "./repo.js";
 
 /**
  * Starts the built `etcd-connect-proxy start` as its own process and waits

@@ -1,18 +1,16 @@
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { repoPath } from "./repo.js";
 
 /**
  * An etcd client built on @grpc/grpc-js, an implementation independent of
  * the proxy's Connect stack. Messages are plain objects with snake_case
  * fields, int64 as strings and bytes as Buffers.
  */
-const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const definition = protoLoader.loadSync(
   ["etcd/api/etcdserverpb/rpc.proto", "etcd/api/v3lockpb/v3lock.proto", "etcd/api/v3electionpb/v3election.proto"],
   {
-    includeDirs: [join(root, "build", "etcd-proto"), join(root, "proto")],
+    includeDirs: [repoPath("build", "etcd-proto"), repoPath("proto")],
     keepCase: true,
     longs: String,
     defaults: true,

@@ -7,15 +7,12 @@ import * as grpc from "@grpc/grpc-js";
 import { execFile } from "node:child_process";
 import { connect } from "node:net";
 import assert from "node:assert/strict";
-import { dirname, join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
 import { startEtcd, type EtcdCluster } from "../helpers/etcd.js";
 import { ctl } from "../helpers/etcdctl.js";
 import { EtcdGrpcClient } from "../helpers/grpc-client.js";
 import { startCli, waitUntil } from "../helpers/cli.js";
-
-const bin = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "bin", "etcd-connect-proxy.js");
+import { PROXY_BIN as bin } from "../helpers/repo.js";
 
 function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {

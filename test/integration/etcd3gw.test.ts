@@ -8,13 +8,12 @@
 // the JSON gateway is served the same way in both lanes.
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { dirname, join } from "node:path";
 import { describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
 import { ETCD_VERSION } from "../helpers/etcd.js";
 import { useProxy } from "../helpers/fixture.js";
+import { repoPath } from "../helpers/repo.js";
 
-const script = join(dirname(fileURLToPath(import.meta.url)), "..", "clients", "etcd3gw-flow.py");
+const script = repoPath("test", "clients", "etcd3gw-flow.py");
 
 function flow(address: string, prefix: string): Promise<Record<string, unknown>> {
   return new Promise((resolve, reject) =>

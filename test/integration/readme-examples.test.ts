@@ -9,10 +9,11 @@ import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import { useProxy } from "../helpers/fixture.js";
+import { repoPath } from "../helpers/repo.js";
 
 /** Every `curl` command in the README's shell blocks, continuation lines joined. */
 function readmeCurls(): string[] {
-  const readme = readFileSync(new URL("../../README.md", import.meta.url), "utf8");
+  const readme = readFileSync(repoPath("README.md"), "utf8");
   const blocks = [...readme.matchAll(/```sh\n([\s\S]*?)```/g)].map((m) => m[1]!.replace(/\\\n\s*/g, ""));
   return blocks.flatMap((b) => b.split("\n")).filter((line) => line.startsWith("curl "));
 }

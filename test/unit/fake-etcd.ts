@@ -160,12 +160,17 @@ export class FakeEtcd extends UpstreamBase {
     return { header: this.header(), deleted: BigInt(doomed.length), prevKvs: request.prevKv ? doomed : [] };
   }
 
-  txn(request: TxnRequest): object {
+  /** `revision`: the enclosing Txn's, for a nested one. */
+  txn(request: TxnRequest, revision?: bigint): object {
     const succeeded = request.compare.every((c) => this.holds(c));
     const ops = succeeded ? request.success : request.failure;
-    const writes = ops.some(writes_);
-    const revision = writes ? ++this.revision : undefined;
-    const responses = ops.map((op) => this.op(op, revision));
+    const outermost = revision === undefined;
+    const writeAt = revision ?? (ops.some(writes_) ? this.revision + 1n : undefined);
+    const touchedBefore = this.touched.length;
+    if (outermost && writeAt !== undefined) this.revision = writeAt;
+    const responses = ops.map((op) => this.op(op, writeAt));
+    // As etcd's store: a Txn that changed nothing (a delete of no key) makes no revision.
+    if (outermost && writeAt !== undefined && this.touched.length === touchedBefore) this.revision = writeAt - 1n;
     return { header: this.header(), succeeded, responses };
   }
 
@@ -179,7 +184,7 @@ export class FakeEtcd extends UpstreamBase {
       case "requestDeleteRange":
         return { response: { case: "responseDeleteRange", value: this.deleteRange(r.value, revision) } };
       case "requestTxn":
-        return { response: { case: "responseTxn", value: this.txn(r.value) } };
+        return { response: { case: "responseTxn", value: this.txn(r.value, revision) } };
       default:
         throw new Error("an empty request op");
     }

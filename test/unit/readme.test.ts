@@ -3,9 +3,10 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { it } from "node:test";
 import { PROXY_FLAGS } from "../../src/config/config.js";
+import { repoPath } from "../helpers/repo.js";
 
 it("the README documents every flag", () => {
-  const readme = readFileSync(new URL("../../README.md", import.meta.url), "utf8");
+  const readme = readFileSync(repoPath("README.md"), "utf8");
   for (const flag of PROXY_FLAGS)
     assert.ok(readme.includes(`\`--${flag.name}\``), `--${flag.name} is missing from README.md`);
 });

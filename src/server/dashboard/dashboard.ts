@@ -2,10 +2,11 @@ import fastifyStatic from "@fastify/static";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { randomBytes } from "node:crypto";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
+import { PACKAGE_ROOT } from "../../package-root.js";
 
-/** Where `npm run build` puts the dashboard (web-demo/), from src/ or dist/ alike. */
-const DASHBOARD_DIR = fileURLToPath(new URL("../../../build/web-demo/", import.meta.url));
+/** Where `npm run build` puts the dashboard (web-demo/). */
+const DASHBOARD_DIR = join(PACKAGE_ROOT, "build", "web-demo") + "/";
 
 /**
  * What the page may do: load its own scripts, styles and images, call its
