@@ -1,5 +1,6 @@
 import { proxyVersion } from "./version.js";
-import { buildConfig, PROXY_FLAGS } from "./config/config.js";
+import { loadConfig, parseConfig } from "./config/config.js";
+import { PROXY_FLAGS } from "./config/proxy-flags.js";
 import { FlagError, formatFlagHelp } from "./config/flags.js";
 import { startProxy } from "./main.js";
 
@@ -36,7 +37,8 @@ export async function run(argv: string[]): Promise<number> {
 
   let config;
   try {
-    config = buildConfig(rest);
+    // Flags first, so that a mistake in them is told before any file is read or certificate made.
+    config = loadConfig(parseConfig(rest));
   } catch (err) {
     if (err instanceof FlagError) {
       process.stderr.write(`${PROGRAM}: ${err.message}\n`);

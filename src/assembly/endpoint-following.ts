@@ -3,7 +3,7 @@ import type { Log } from "../log.js";
 import { memberEndpoints, syncEndpointsEvery } from "../upstream/endpoint-sync.js";
 import type { ProxyIdentity } from "../upstream/proxy-identity.js";
 import { discoverEndpoints } from "../upstream/srv-discovery.js";
-import type { EtcdUpstream } from "../upstream/upstream.js";
+import type { EtcdUpstream } from "../upstream/etcd-upstream.js";
 import { DEFAULTS } from "./defaults.js";
 import type { Feature } from "./lifecycle.js";
 import type { Problem } from "./problems.js";

@@ -5,7 +5,8 @@ import { KV } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
 import { headerRevision } from "../grpc/header-revision.js";
 import { int64Field } from "../grpc/scan.js";
 import { messageOf } from "../grpc/wire.js";
-import { UpstreamDecorator, type EtcdUpstream } from "../upstream/upstream.js";
+import type { EtcdUpstream } from "../upstream/etcd-upstream.js";
+import { UpstreamDecorator } from "../upstream/upstream.js";
 
 /** etcd's ordering client's words when no member has caught up with what was already seen. */
 const NO_GREATER_REVISION =

@@ -2,7 +2,7 @@ import { Cluster } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
 import { sleep } from "../util/abortable-sleep.js";
 import { normalizeEndpoint } from "./endpoint-pool.js";
 import type { ProxyIdentity } from "./proxy-identity.js";
-import type { EtcdUpstream } from "./upstream.js";
+import type { EtcdUpstream } from "./etcd-upstream.js";
 
 /** clientv3 gives each member sync 5 s. */
 const SYNC_TIMEOUT_MS = 5000;

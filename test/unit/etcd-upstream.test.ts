@@ -12,7 +12,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import type { CallContext } from "../../src/call-context.js";
 import { KV } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.js";
 import { frame } from "../../src/grpc/wire.js";
-import { EtcdUpstream } from "../../src/upstream/upstream.js";
+import { EtcdUpstream } from "../../src/upstream/etcd-upstream.js";
 
 type Behaviour = "answer" | "drop" | "etcd-error";
 

@@ -1,9 +1,10 @@
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { buildConfig, PROXY_FLAGS } from "../../src/config/config.js";
+import { buildConfig, loadConfig, parseConfig } from "../../src/config/config.js";
+import { PROXY_FLAGS } from "../../src/config/proxy-flags.js";
 import { FlagError, formatFlagHelp, parseDuration, parseFlags } from "../../src/config/flags.js";
 
 describe("parseDuration", () => {
@@ -159,6 +160,19 @@ describe("buildConfig", () => {
     assert.throws(() => buildConfig(["--user=proxy"]), /exactly one password/);
     assert.throws(() => buildConfig(["--user=proxy:a", "--password=b"]), /exactly one password/);
     assert.throws(() => buildConfig(["--password=b"]), /need --user/);
+  });
+  it("reads no file while parsing: certificates, keys and the password file are read when the proxy starts", () => {
+    const dataDir = join(mkdtempSync(join(tmpdir(), "ecp-")), "data");
+    const missing = ["--cert-file=/nonexistent.pem", "--key-file=/nonexistent.key", "--cacert=/nonexistent-ca.pem"];
+    const settings = parseConfig([...missing, "--user=proxy", "--password-file=/nonexistent-pw"]);
+    assert.deepEqual(settings.identity, { name: "proxy", passwordFile: "/nonexistent-pw" });
+    assert.equal(settings.tls?.certFile, "/nonexistent.pem");
+    assert.throws(() => loadConfig(settings), /cannot read --cacert "\/nonexistent-ca.pem"/);
+    assert.throws(() => loadConfig(parseConfig(missing.slice(0, 2))), /cannot read --cert-file/);
+    const autoTls = parseConfig(["--auto-tls", `--data-dir=${dataDir}`]);
+    assert.equal(existsSync(dataDir), false, "--auto-tls makes its certificate at start, not while parsing");
+    assert.ok(loadConfig(autoTls).tls?.cert.toString().includes("BEGIN CERTIFICATE"));
+    assert.equal(existsSync(join(dataDir, "fixtures", "proxy", "cert.pem")), true);
   });
   it("applies etcd's registration checks", () => {
     assert.throws(() => buildConfig(["--resolver-prefix=p"]), /invalid resolver-ttl/);

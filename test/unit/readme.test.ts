@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { it } from "node:test";
-import { PROXY_FLAGS } from "../../src/config/config.js";
+import { PROXY_FLAGS } from "../../src/config/proxy-flags.js";
 import { repoPath } from "../helpers/repo.js";
 
 it("the README documents every flag", () => {

@@ -190,7 +190,8 @@ describe("the upstream watch stream", () => {
     await tick();
     assert.equal(kinds(etcd.opened[0]!).filter((k) => k === "progressRequest").length, 1);
     await tick(45);
-    assert.equal(kinds(etcd.opened[0]!).filter((k) => k === "progressRequest").length, 2, "asked again");
+    // At least once more: a loaded machine may run the timer late enough for a third.
+    assert.ok(kinds(etcd.opened[0]!).filter((k) => k === "progressRequest").length >= 2, "asked again");
     // etcd 3.4.25+/3.5.8+ is not known here: the first answer is held for the next to confirm.
     etcd.opened[0]!.answer({ watchId: -1n, header: header(9n) });
     etcd.opened[0]!.answer({ watchId: -1n, header: header(9n) });
