@@ -45,8 +45,8 @@ const sizes: Sizes = args.smoke
       workers: 2,
       watches: [{ watchers: 100, putsPerSecond: 10 }],
       leaseClients: [100],
-      watchSeconds: 2,
-      leaseSeconds: 3,
+      watchSeconds: 1,
+      leaseSeconds: 1.5,
     }
   : {
       seconds: 5,
