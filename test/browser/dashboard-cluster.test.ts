@@ -83,10 +83,13 @@ describe("the dashboard's cluster and maintenance pages on a full database", () 
     }
 
     await page.click("#tabs button[data-tab=maintenance]");
-    for (;;) {
-      const disarm = page.getByRole("button", { name: /^Disarm NOSPACE on / }).first();
-      if ((await page.getByRole("button", { name: /^Disarm NOSPACE on / }).count()) === 0) break;
-      await disarm.click();
+    const disarmButtons = page.getByRole("button", { name: /^Disarm NOSPACE on / });
+    while ((await disarmButtons.count()) > 0) {
+      // The list is drawn anew after each disarm: a button counted a moment ago may be gone; look again.
+      await disarmButtons
+        .first()
+        .click({ timeout: 5_000 })
+        .catch(() => {});
       await page.waitForTimeout(200);
     }
     await page.locator("#alarm-list li", { hasText: "none" }).waitFor();

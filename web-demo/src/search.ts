@@ -28,9 +28,20 @@ export function setupSearch(open: (key: string) => void): void {
   // Suggestions are a convenience: a refusal (a prefix the user may not read) just offers none.
   prefix.addEventListener(
     "input",
-    debounce(() => void complete(prefix.value, separatorBox()).catch(() => $("#paths").replaceChildren()), 150),
+    debounce(() => {
+      // Only the newest completion may write: an older one, slower (more keys to step over), would
+      // otherwise replace the suggestions for what is typed now with those for what was typed before.
+      const mine = ++completions;
+      const show = (suggestions: string[]) => {
+        if (mine === completions) $("#paths").replaceChildren(...suggestions.map((s) => el("option", { value: s })));
+      };
+      void complete(prefix.value, separatorBox()).then(show, () => show([]));
+    }, 150),
   );
 }
+
+/** Completions begun: each knows whether a newer one has begun since. */
+let completions = 0;
 
 const prefixBox = () => $<HTMLInputElement>("#browse input[name=prefix]").value;
 const separatorBox = () => $<HTMLInputElement>("#browse input[name=separator]").value || "/";
@@ -70,7 +81,7 @@ async function search(needle: string, prefix: string, open: (key: string) => voi
  * suggestion, then a jump past every key under it, so a prefix with 100k
  * keys below costs as many reads as suggestions.
  */
-async function complete(typed: string, separator: string): Promise<void> {
+async function complete(typed: string, separator: string): Promise<string[]> {
   const base = bytes(typed);
   const sep = bytes(separator);
   const end = base.length ? prefixEnd(base) : new Uint8Array([0]);
@@ -91,7 +102,7 @@ async function complete(typed: string, separator: string): Promise<void> {
       if (from.length === 1 && from[0] === 0) break; // nothing sorts after the segment
     }
   }
-  $("#paths").replaceChildren(...suggestions.map((s) => el("option", { value: s })));
+  return suggestions;
 }
 
 /** Where `needle` first occurs in `hay` at or after `start`; -1 if nowhere. */
