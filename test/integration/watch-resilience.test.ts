@@ -23,12 +23,14 @@ import { WatchStream, eventually, revisions, type WatchReply } from "../helpers/
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Puts until told to stop, retrying through elections; the revisions come from etcd's own history. */
-function putLoop(client: EtcdGrpcClient, key: string): { stop(): Promise<void> } {
+function putLoop(client: EtcdGrpcClient, key: string): { readonly made: number; stop(): Promise<void> } {
   let running = true;
+  let made = 0;
   const done = (async () => {
     for (let i = 0; running; i++) {
       try {
         await client.unary("KV", "Put", { key: Buffer.from(key), value: Buffer.from(String(i)) }, undefined, 3000);
+        made++;
       } catch {
         await sleep(50); // an election or the killed member: try again
       }
@@ -36,6 +38,9 @@ function putLoop(client: EtcdGrpcClient, key: string): { stop(): Promise<void> }
     }
   })();
   return {
+    get made() {
+      return made;
+    },
     async stop() {
       running = false;
       await done;
@@ -70,9 +75,11 @@ describe("failover with writes running", () => {
     );
     const puts = putLoop(writer, key);
     try {
-      await sleep(500);
+      // Counted writes, not time: a loaded machine makes fewer in a second.
+      await eventually(() => puts.made >= 10, "writes before the kill", 20_000);
       await f.etcd.kill(serving);
-      await sleep(2000);
+      const afterKill = puts.made;
+      await eventually(() => puts.made >= afterKill + 15, "writes after the kill", 30_000);
     } finally {
       await puts.stop();
     }
