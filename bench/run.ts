@@ -24,6 +24,7 @@ import {
   type Measurement,
   type Sizes,
 } from "./scenarios.js";
+import { largeScenarios, prepareLarge, reclaimEtcd, runLargeScenario } from "./large.js";
 import { quiet, rssBytes } from "./proc.js";
 import { startLab, type Target } from "./targets.js";
 
@@ -122,6 +123,14 @@ try {
     for (const scenario of unaryScenarios.filter((s) => wanted(s.name))) {
       for (const t of order) log(await runUnaryScenario(scenario, await settled(scenario.name, t), sizes));
     }
+    for (const scenario of largeScenarios.filter((s) => wanted(s.name))) {
+      if (round === 0 && scenario.name.startsWith("range-large")) await prepareLarge(lab);
+      for (const t of order) {
+        log(await runLargeScenario(scenario, await settled(scenario.name, t), sizes.seconds));
+        // Each large put is a new revision of a megabyte: give the backend its space back.
+        if (scenario.name.startsWith("put-large")) await reclaimEtcd(lab);
+      }
+    }
     // A keep-alive's tail depends on what else the two cores are doing at
     // that moment: one run is not enough to compare them.
     for (const n of sizes.leaseClients) {
@@ -179,6 +188,8 @@ const summary = scenarios.flatMap((scenario) =>
       bytesPerWatcher: median(ms.map((m) => m.bytesPerWatcher ?? NaN)),
       eventsPerResponse: median(ms.map((m) => m.eventsPerResponse ?? NaN)),
       putsPerSecond: median(ms.map((m) => m.putsPerSecond ?? NaN)),
+      mbPerOp: median(ms.map((m) => m.mbPerOp ?? NaN)),
+      cpuMsPerMB: median(ms.map((m) => m.cpuMsPerMB ?? NaN)),
       errors: ms.reduce((a, m) => a + m.errors, 0),
     };
   }),
@@ -196,6 +207,19 @@ for (const scenario of scenarios) {
   if (scenario.startsWith("idle")) {
     lines.push("| target | RSS MB |", "|---|---|");
     for (const r of rows) lines.push(`| ${r.target} | ${fmt(r.rssMB, 1)} |`);
+  } else if (!Number.isNaN(rows[0]?.cpuMsPerMB ?? NaN)) {
+    const direct = rows.find((r) => r.target === "direct");
+    lines.push(
+      "| target | calls/s | vs Go proxy | vs direct | p50 ms | p99 ms | MB/call | CPU ms/MB | CPU vs Go proxy | RSS MB | errors |",
+      `|${"---|".repeat(11)}`,
+    );
+    for (const r of rows) {
+      const cpu = r.target === "direct" ? `${fmt(r.cpuMsPerMB, 2)} (etcd)` : fmt(r.cpuMsPerMB, 2);
+      const cpuRatio = r.target === "direct" ? "–" : ratio(r.cpuMsPerMB, go?.cpuMsPerMB ?? NaN);
+      lines.push(
+        `| ${r.target} | ${fmt(r.rps, 1)} | ${ratio(r.rps, go?.rps ?? NaN)} | ${ratio(r.rps, direct?.rps ?? NaN)} | ${fmt(r.p50Ms, 2)} | ${fmt(r.p99Ms, 2)} | ${fmt(r.mbPerOp, 2)} | ${cpu} | ${cpuRatio} | ${fmt(r.rssMB, 1)} | ${r.errors} |`,
+      );
+    }
   } else {
     // Watch rows add what only watches have; the first columns are common.
     const watch = scenario.startsWith("watch fan-out");

@@ -40,6 +40,10 @@ export interface Measurement {
   eventsPerResponse?: number;
   /** Watch fan-out: puts the putter made per second (it waits for each, so a busy etcd slows it). */
   putsPerSecond?: number;
+  /** Large scenarios: megabytes moved per call (the answer's for reads, the value's for writes). */
+  mbPerOp?: number;
+  /** Large scenarios: CPU of the measured process per megabyte moved, ms. */
+  cpuMsPerMB?: number;
   errors: number;
   firstError?: string;
 }

@@ -138,7 +138,7 @@ async function startTarget(name: string, etcd: EtcdCluster, children: ChildProce
           ...leasingArgs(name),
           ...(process.env.BENCH_PROXY_ARGS ? process.env.BENCH_PROXY_ARGS.split(" ") : []),
         ],
-        { stdio: ["ignore", "ignore", "inherit"] },
+        { stdio: ["ignore", process.env.BENCH_STDOUT ? "inherit" : "ignore", "inherit"] },
       );
   children.push(child);
   await waitListening(address, child, name);

@@ -56,22 +56,48 @@ export class FrameDecoder {
   private pendingTotal = 0;
   /** How many pending bytes complete what is awaited: the 5-byte prefix, or the whole message. */
   private needed = 0;
+  /** With `assemble`: the message being received, and how much of it has arrived. */
+  private message: Buffer | undefined;
+  private messageHave = 0;
 
-  constructor(private readonly maxMessageBytes: number) {}
+  /**
+   * `assemble`, for etcd's answers: a message that does not arrive whole
+   * is copied, as it comes, into one buffer of the size its prefix
+   * announces, and nothing returned or kept is a view of a pushed chunk
+   * (the chunks may be a reused read buffer). Only for a peer trusted not
+   * to announce what it will not send: a client could make the proxy
+   * allocate its limit for 5 bytes sent.
+   */
+  constructor(
+    private readonly maxMessageBytes: number,
+    private readonly assemble = false,
+  ) {}
 
   /** Adds a chunk; returns the messages it completed (views into the chunk where possible). */
   push(chunk: Buffer): readonly Buffer[] {
     let bytes = chunk;
-    if (this.pending.length > 0) {
+    /** Whether `bytes` is the caller's, to be copied before it is kept or returned. */
+    let borrowed = this.assemble;
+    let out: Buffer[] | undefined;
+    if (this.message) {
+      const n = Math.min(chunk.length, this.message.length - this.messageHave);
+      chunk.copy(this.message, this.messageHave, 0, n);
+      this.messageHave += n;
+      if (this.messageHave < this.message.length) return NO_MESSAGES;
+      out = [this.message];
+      this.message = undefined;
+      if (n === chunk.length) return out;
+      bytes = chunk.subarray(n);
+    } else if (this.pending.length > 0) {
       // A large message arrives in many chunks: join them once, when it is whole.
-      this.pending.push(kept(chunk));
+      this.pending.push(this.assemble ? Buffer.from(chunk) : kept(chunk));
       this.pendingTotal += chunk.length;
       if (this.pendingTotal < this.needed) return NO_MESSAGES;
       bytes = Buffer.concat(this.pending, this.pendingTotal);
+      borrowed = false;
       this.pending = [];
       this.pendingTotal = 0;
     }
-    let out: Buffer[] | undefined;
     let at = 0;
     while (at < bytes.length) {
       if (bytes.length - at < PREFIX_BYTES) {
@@ -88,14 +114,21 @@ export class FrameDecoder {
         );
       }
       if (bytes.length - at < PREFIX_BYTES + length) {
+        if (this.assemble) {
+          this.message = Buffer.allocUnsafe(length);
+          this.messageHave = bytes.copy(this.message, 0, at + PREFIX_BYTES);
+          return out ?? NO_MESSAGES;
+        }
         this.needed = PREFIX_BYTES + length;
         break;
       }
-      (out ??= []).push(bytes.subarray(at + PREFIX_BYTES, at + PREFIX_BYTES + length));
+      const whole = bytes.subarray(at + PREFIX_BYTES, at + PREFIX_BYTES + length);
+      (out ??= []).push(borrowed ? Buffer.from(whole) : whole);
       at += PREFIX_BYTES + length;
     }
     if (at < bytes.length) {
-      this.pending.push(kept(bytes.subarray(at)));
+      const rest = bytes.subarray(at);
+      this.pending.push(borrowed ? Buffer.from(rest) : kept(rest));
       this.pendingTotal = bytes.length - at;
     }
     return out ?? NO_MESSAGES;
@@ -103,7 +136,7 @@ export class FrameDecoder {
 
   /** Bytes of an unfinished message still waiting for the rest. */
   get pendingBytes(): number {
-    return this.pendingTotal;
+    return this.message ? PREFIX_BYTES + this.messageHave : this.pendingTotal;
   }
 }
 

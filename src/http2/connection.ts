@@ -49,6 +49,9 @@ export interface RolePolicy {
   readonly streamWindow: number;
 }
 
+/** Pieces at least this large are written to the socket as they are, not joined with the others first. */
+const WRITE_AS_IS_BYTES = 4096;
+
 export const SERVER_ROLE: RolePolicy = { accepts: true, defends: true, streamWindow: H2_LIMITS.streamWindow };
 export const CLIENT_ROLE: RolePolicy = { accepts: false, defends: false, streamWindow: H2_LIMITS.upstreamStreamWindow };
 
@@ -301,6 +304,8 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
   /** Bytes of answers admitted from etcd for this client and not yet delivered or dropped. */
   private answersInFlight = 0;
   private gateWaiters: Array<() => void> = [];
+  /** What the waiting calls may hold together. */
+  private gateWaitersHold = 0;
 
   /**
    * This client's gate for answers from etcd (see AnswerGate): what it has
@@ -319,9 +324,10 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
       this.answersInFlight -= bytes;
       if (this.gateWaiters.length > 0) this.openGate();
     },
-    whenOpen: (fn) => {
-      // Each waiting call holds up to one upstream window of its answer; together, half the budget.
-      if (this.gateWaiters.length * H2_LIMITS.upstreamStreamWindow >= H2_LIMITS.maxUnreadAnswers / 2) return false;
+    whenOpen: (fn, holding) => {
+      // Each waiting call holds up to its stream's window of its answer; together, at most half the budget.
+      if (this.gateWaitersHold + holding > H2_LIMITS.maxUnreadAnswers / 2) return false;
+      this.gateWaitersHold += holding;
       this.gateWaiters.push(fn);
       return true;
     },
@@ -331,6 +337,7 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
     if (this.answersInFlight + this.backlog >= H2_LIMITS.maxUnreadAnswers || this.destroyed) return;
     const waiters = this.gateWaiters;
     this.gateWaiters = [];
+    this.gateWaitersHold = 0;
     for (const fn of waiters) fn();
   }
 
@@ -354,10 +361,27 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
     this.flushQueued = false;
     if (this.policy.defends && this.backlog > H2_LIMITS.maxStalledBytes) this.shedStalled();
     if (this.out.length === 0 || this.socket.destroyed) return;
-    const bytes = this.out.length === 1 ? this.out[0]! : Buffer.concat(this.out);
-    this.out.length = 0;
-    this.written += bytes.length;
-    if (!this.socket.write(bytes) && !this.socketBlocked) {
+    const pieces = this.out;
+    this.out = [];
+    let accepted = true;
+    if (pieces.length === 1) accepted = this.socket.write(pieces[0]!);
+    else {
+      // Small pieces (frame headers, small frames) are joined; large ones (a large answer's DATA, as
+      // views of etcd's bytes) go to the socket as they are, in one writev: a megabyte is not copied.
+      this.socket.cork();
+      let from = 0;
+      for (let i = 0; i <= pieces.length; i++) {
+        const piece = pieces[i];
+        if (piece !== undefined && piece.length < WRITE_AS_IS_BYTES) continue;
+        if (i - from === 1) accepted = this.socket.write(pieces[from]!) && accepted;
+        else if (i > from) accepted = this.socket.write(Buffer.concat(pieces.slice(from, i))) && accepted;
+        if (piece !== undefined) accepted = this.socket.write(piece) && accepted;
+        from = i + 1;
+      }
+      this.socket.uncork();
+    }
+    for (const piece of pieces) this.written += piece.length;
+    if (!accepted && !this.socketBlocked) {
       this.socketBlocked = true;
       // A peer that does not read gets nothing more read from it either:
       // what it sends would only pile up answers it will not take.
@@ -540,23 +564,55 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
 
   // ---- input --------------------------------------------------------------
 
+  /**
+   * Input read into a buffer the socket reuses (net's `onread`): nothing
+   * of it is kept past this call but copies, and DATA goes to streams as a
+   * view that their readers copy (the upstream's FrameDecoder assembles).
+   * No 64 KB buffer is allocated per read, which is most of the garbage a
+   * large answer from etcd makes.
+   */
+  consumeReusedRead(chunk: Buffer): void {
+    this.transientInput = true;
+    this.onData(chunk);
+  }
+
+  private transientInput = false;
+
+  /** `view` itself, or a copy of it when the input buffer is reused. */
+  private keep(view: Buffer): Buffer {
+    return this.transientInput ? Buffer.from(view) : view;
+  }
+
   private onData(chunk: Buffer): void {
     if (this.destroyed) return;
     this.silentSince = 0;
-    // A partial frame waits as chunks until it is whole: joining each new
-    // chunk to it would copy a frame sent a byte at a time 16k times.
-    if (this.inputBytes > 0) {
-      this.inputChunks.push(chunk);
-      this.inputBytes += chunk.length;
+    let rest = chunk;
+    // A frame begun in an earlier read is completed from this one, taking only its own bytes: joining
+    // the whole read to it would copy nearly every byte received (a 16 KB DATA frame seldom ends a read),
+    // and a frame sent a byte at a time waits as pieces, joined once.
+    while (this.inputBytes > 0) {
+      const take = Math.min(rest.length, this.inputNeeded - this.inputBytes);
+      this.inputChunks.push(this.keep(rest.subarray(0, take)));
+      this.inputBytes += take;
+      rest = rest.subarray(take);
       if (this.inputBytes < this.inputNeeded) return;
-      chunk = Buffer.concat(this.inputChunks, this.inputBytes);
+      const joined = Buffer.concat(this.inputChunks, this.inputBytes);
       this.inputChunks = [];
       this.inputBytes = 0;
-    } else if (chunk.length < this.inputNeeded) {
-      this.inputChunks.push(chunk);
-      this.inputBytes = chunk.length;
+      // A header alone comes back as the partial frame, its payload still to take.
+      if (!this.parseFrames(joined)) return;
+    }
+    if (rest.length === 0) return;
+    if (rest.length < this.inputNeeded) {
+      this.inputChunks.push(this.keep(rest));
+      this.inputBytes = rest.length;
       return;
     }
+    this.parseFrames(rest);
+  }
+
+  /** Handles the whole frames in `chunk` and keeps what is left of it as a partial frame; false once destroyed. */
+  private parseFrames(chunk: Buffer): boolean {
     try {
       let offset = 0;
       if (this.prefaceExpected) {
@@ -578,17 +634,21 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
         const type = chunk[offset + 3]!;
         const flags = chunk[offset + 4]!;
         const streamId = chunk.readUInt32BE(offset + 5) & MAX_WINDOW;
-        const payload = chunk.subarray(offset + FRAME_HEADER_BYTES, end);
+        const view = chunk.subarray(offset + FRAME_HEADER_BYTES, end);
+        // Only DATA is passed on as a view of reused input; its reader copies what it keeps.
+        const payload = type === FrameType.DATA ? view : this.keep(view);
         offset = end;
         this.onFrame(type, flags, streamId, payload);
-        if (this.destroyed) return;
+        if (this.destroyed) return false;
       }
       if (offset < chunk.length) {
-        this.inputChunks = [chunk.subarray(offset)];
+        this.inputChunks = [this.keep(chunk.subarray(offset))];
         this.inputBytes = chunk.length - offset;
       }
+      return true;
     } catch (err) {
       this.fail(err as Error);
+      return false;
     }
   }
 

@@ -16,9 +16,11 @@ export const H2_LIMITS = {
   /** SETTINGS_INITIAL_WINDOW_SIZE toward clients: unconsumed bytes one stream may send. */
   streamWindow: 1 << 20,
   /**
-   * The same toward etcd: what an answer may bring before its client's
-   * gate admits it (see AnswerGate), so small that calls of a client that
-   * does not read hold little.
+   * The same toward etcd, at first: what an answer may bring before its
+   * client's gate admits it (see AnswerGate), so small that calls of a
+   * client that does not read hold little. An answer that outgrows it gets
+   * a window twice as large, up to streamWindow, as far as the gate admits
+   * the growth in advance.
    */
   upstreamStreamWindow: 16 << 10,
   /** The connection's receive window: unconsumed bytes all streams together may send. */

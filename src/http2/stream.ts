@@ -310,6 +310,19 @@ export abstract class H2StreamBase {
     this.connection.send(frame32(FrameType.WINDOW_UPDATE, this.id, more));
   }
 
+  /** This stream's receive window as last announced (the initial one, widened or grown since). */
+  get receiveWindowSize(): number {
+    return this.windowSize;
+  }
+
+  /** Lets the peer send `extra` bytes more than it may now, and keeps the window that much larger. */
+  growWindow(extra: number): void {
+    if (extra <= 0 || this.closed || this.remoteEnded) return;
+    this.recvWindow += extra;
+    this.windowSize += extra;
+    this.connection.send(frame32(FrameType.WINDOW_UPDATE, this.id, extra));
+  }
+
   /** Gives the connection's window every byte this stream still holds. */
   releaseHeld(): void {
     this.connection.release(this.held);

@@ -181,7 +181,7 @@ export class H2Client {
   ): H2ClientStream {
     const connection = this.connection();
     const stream = this.open(path, metadata, connection);
-    const decoder = new FrameDecoder(maxResponseBytes);
+    const decoder = new FrameDecoder(maxResponseBytes, true);
     let failure: ConnectError | undefined;
     const pace =
       gate &&
@@ -250,6 +250,7 @@ export class H2Client {
     const host = this.target.hostname.replace(/^\[(.*)\]$/, "$1");
     const port = Number(this.target.port || (this.target.protocol === "https:" ? 443 : 80));
     const secure = this.target.protocol === "https:";
+    let reader: H2ClientConnection | undefined;
     const socket = secure
       ? tls.connect({
           host,
@@ -258,10 +259,22 @@ export class H2Client {
           ALPNProtocols: ["h2"],
           ...this.options.tls,
         })
-      : net.connect({ host, port });
+      : // Plain TCP reads into one buffer per connection, reused (see consumeReusedRead).
+        net.connect({
+          host,
+          port,
+          onread: {
+            buffer: Buffer.allocUnsafe(READ_BUFFER_BYTES),
+            callback: (bytes, buffer) => {
+              reader?.consumeReusedRead((buffer as Buffer).subarray(0, bytes));
+              return true;
+            },
+          },
+        });
     socket.setNoDelay(true);
     socket.unref();
     const connection = new H2ClientConnection(socket, secure ? "secureConnect" : "connect");
+    reader = connection;
     this.connection_ = connection;
     connection.once("close", () => this.forget(connection));
     if (this.options.keepaliveTimeMs > 0) this.keepAlive(connection);
@@ -367,26 +380,53 @@ function rootCause(err: Error | undefined): Error | undefined {
  * client that never reads stalls only its own calls, never other clients'.
  * Returns what to call with each chunk's size.
  */
+/** The read buffer of a plain-TCP connection to etcd: as large as node's own reads. */
+const READ_BUFFER_BYTES = 64 << 10;
+
 function paceAnswer(stream: H2ClientStream, gate: AnswerGate, refused: () => void): (bytes: number) => void {
   stream.flow = "paced";
+  /** Admitted by the gate (on arrival, or in advance), settled at close. */
   let admitted = 0;
+  /** Arrived and not yet admitted. */
   let pending = 0;
+  /** Admitted in advance of arrival: the window's growth. */
+  let prepaid = 0;
+  let received = 0;
   let waiting = false;
+  // An answer that outgrows its window gets a window twice as large, up to a client stream's, as far as
+  // the gate admits the growth in advance: a large answer to a reading client does not wait a round trip
+  // to etcd per 16 KB, and what the proxy may hold stays admitted.
+  const grow = () => {
+    const window = stream.receiveWindowSize;
+    if (received <= window || window >= H2_LIMITS.streamWindow || stream.closed) return;
+    const extra = Math.min(window, H2_LIMITS.streamWindow - window);
+    if (!gate.admit(extra)) return;
+    admitted += extra;
+    prepaid += extra;
+    stream.growWindow(extra);
+  };
   const admit = () => {
     waiting = false;
-    if (pending === 0 || stream.closed) return;
-    if (!gate.admit(pending)) {
-      waiting = true;
-      if (!gate.whenOpen(admit)) refused();
-      return;
+    if (stream.closed) return;
+    if (pending > 0) {
+      if (!gate.admit(pending)) {
+        waiting = true;
+        if (!gate.whenOpen(admit, stream.receiveWindowSize)) refused();
+        return;
+      }
+      admitted += pending;
+      stream.consumed(pending);
+      pending = 0;
     }
-    admitted += pending;
-    stream.consumed(pending);
-    pending = 0;
+    grow();
   };
   stream.onClose(() => gate.settle(admitted));
   return (bytes) => {
-    pending += bytes;
+    received += bytes;
+    const paid = Math.min(prepaid, bytes);
+    prepaid -= paid;
+    stream.consumed(paid);
+    pending += bytes - paid;
     if (!waiting) admit();
   };
 }

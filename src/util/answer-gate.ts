@@ -10,8 +10,10 @@ export interface AnswerGate {
   /** A call's admitted bytes were delivered or dropped. */
   settle(bytes: number): void;
   /**
-   * Runs `fn` once, when `admit` may say yes again; false when too many
-   * calls wait already (the call should give up: the client is not reading).
+   * Runs `fn` once, when `admit` may say yes again. `holding`: what the
+   * waiting call may come to hold meanwhile (its stream's window). False
+   * when waiting calls would hold too much (the call should give up: the
+   * client is not reading).
    */
-  whenOpen(fn: () => void): boolean;
+  whenOpen(fn: () => void, holding: number): boolean;
 }

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import fc from "fast-check";
 import { frame, FrameDecoder, FrameError, singleFrame } from "../../src/grpc/wire.js";
 
 const message = Buffer.from([0x0a, 0x01, 0x6b]);
@@ -46,6 +47,36 @@ describe("FrameDecoder", () => {
     assert.equal(d.pendingBytes, 3);
     assert.deepEqual(d.push(frame(message).subarray(3)), [message]);
     assert.equal(d.pendingBytes, 0);
+  });
+  it("gives the same messages however the stream is cut, joining, or assembling from a reused read buffer", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.uint8Array({ maxLength: 3000 }), { maxLength: 6 }),
+        fc.array(fc.integer({ min: 1, max: 4000 }), { minLength: 1, maxLength: 20 }),
+        fc.boolean(),
+        (messages, cuts, assemble) => {
+          const stream = Buffer.concat(messages.map((m) => frame(m)));
+          const d = new FrameDecoder(4000, assemble);
+          const got: Buffer[] = [];
+          // Assembling, each chunk arrives in one read buffer that is overwritten after the push, as a socket's is.
+          const reused = Buffer.alloc(4000);
+          for (let at = 0, i = 0; at < stream.length; at += cuts[i++ % cuts.length]!) {
+            const piece = stream.subarray(at, at + cuts[i % cuts.length]!);
+            if (!assemble) got.push(...d.push(piece));
+            else {
+              piece.copy(reused);
+              got.push(...d.push(reused.subarray(0, piece.length)));
+              reused.fill(0xee);
+            }
+          }
+          assert.deepEqual(
+            got.map((m) => Buffer.from(m)),
+            messages.map((m) => Buffer.from(m)),
+          );
+          assert.equal(d.pendingBytes, 0);
+        },
+      ),
+    );
   });
   it("refuses a message over the limit as soon as its header says so", () => {
     const d = new FrameDecoder(2);

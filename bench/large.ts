@@ -1,0 +1,128 @@
+// Large answers and values (issue 32): what a megabyte costs on each path.
+// Every scenario reports, besides throughput and latency, the measured
+// process's CPU per megabyte moved: the proxy's own for a proxy, etcd's for
+// "direct".
+import { create, toBinary } from "@bufbuild/protobuf";
+import { PutRequestSchema, RangeRequestSchema } from "../src/gen/etcd/api/etcdserverpb/rpc_pb.js";
+import { EtcdGrpcClient } from "../test/helpers/grpc-client.js";
+import { startJob, type JobResult } from "./loadgen.js";
+import { cpuMicros, percentile, rssBytes } from "./proc.js";
+import type { Measurement } from "./scenarios.js";
+import type { Lab, Target } from "./targets.js";
+
+/** The clients of each large scenario, in two load-generator threads. */
+const CLIENTS = 8;
+const WORKERS = 2;
+
+const RANGE_KEYS = 2000;
+const RANGE_VALUE_BYTES = 500;
+const RANGE_PREFIX = "bench/large/";
+const PUT_VALUE_BYTES = 1 << 20;
+
+const enc = new TextEncoder();
+
+export const largeScenarios = [
+  {
+    name: `range-large (${RANGE_KEYS} keys × ${RANGE_VALUE_BYTES} B, linearizable)`,
+    path: "/etcdserverpb.KV/Range",
+    requests: () => [
+      toBinary(
+        RangeRequestSchema,
+        create(RangeRequestSchema, { key: enc.encode(RANGE_PREFIX), rangeEnd: enc.encode(prefixEnd(RANGE_PREFIX)) }),
+      ),
+    ],
+    /** The answer's size: keys, values and protobuf framing, about 1.05 MB. */
+    mbPerOp: (RANGE_KEYS * (RANGE_VALUE_BYTES + RANGE_PREFIX.length + 5 + 30)) / 1e6,
+  },
+  {
+    name: "put-large (1 MiB values)",
+    path: "/etcdserverpb.KV/Put",
+    requests: () =>
+      Array.from({ length: CLIENTS }, (_, i) =>
+        toBinary(
+          PutRequestSchema,
+          create(PutRequestSchema, { key: enc.encode(`bench/put-large/${i}`), value: new Uint8Array(PUT_VALUE_BYTES) }),
+        ),
+      ),
+    mbPerOp: PUT_VALUE_BYTES / 1e6,
+  },
+] as const;
+
+function prefixEnd(prefix: string): string {
+  return prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
+}
+
+/** Writes the keys range-large reads, straight into etcd. */
+export async function prepareLarge(lab: Lab): Promise<void> {
+  const client = new EtcdGrpcClient(lab.etcd.endpoints);
+  const value = Buffer.alloc(RANGE_VALUE_BYTES, "v");
+  try {
+    for (let at = 0; at < RANGE_KEYS; at += 100) {
+      const success = Array.from({ length: Math.min(100, RANGE_KEYS - at) }, (_, i) => ({
+        request_put: { key: Buffer.from(`${RANGE_PREFIX}${String(at + i).padStart(5, "0")}`), value },
+      }));
+      await client.unary("KV", "Txn", { success });
+    }
+  } finally {
+    client.close();
+  }
+}
+
+/**
+ * Compacts etcd to its current revision and defragments every member, so
+ * that put-large's megabytes (each a new revision) do not fill the backend.
+ */
+export async function reclaimEtcd(lab: Lab): Promise<void> {
+  const client = new EtcdGrpcClient(lab.etcd.endpoints);
+  try {
+    const { header } = (await client.unary("KV", "Range", { key: Buffer.from("bench/hot") })) as {
+      header: { revision: string };
+    };
+    await client.unary("KV", "Compact", { revision: header.revision, physical: true }).catch(() => {});
+    await client.unary("Maintenance", "Defragment", {});
+  } finally {
+    client.close();
+  }
+}
+
+export async function runLargeScenario(
+  scenario: (typeof largeScenarios)[number],
+  target: Target,
+  seconds: number,
+): Promise<Measurement> {
+  const requests = scenario.requests();
+  const running = Array.from({ length: WORKERS }, () =>
+    startJob({
+      kind: "unary",
+      address: target.address,
+      path: scenario.path,
+      requests,
+      channels: CLIENTS / WORKERS,
+      concurrency: 1,
+      durationMs: seconds * 1000,
+    }),
+  );
+  await Promise.all(running.map((j) => j.ready));
+  const cpu0 = cpuMicros(target.pid);
+  const started = performance.now();
+  running.forEach((j) => j.go());
+  const results: JobResult[] = await Promise.all(running.map((j) => j.result));
+  const elapsed = (performance.now() - started) / 1000;
+  const cpuUs = cpuMicros(target.pid) - cpu0;
+  const count = results.reduce((a, r) => a + r.count, 0);
+  const latencies = Float64Array.from(results.flatMap((r) => r.latencies)).sort();
+  const round = (n: number, digits = 2) => Math.round(n * 10 ** digits) / 10 ** digits;
+  return {
+    scenario: scenario.name,
+    target: target.name,
+    rps: round(count / elapsed, 1),
+    p50Ms: round(percentile(latencies, 50)),
+    p99Ms: round(percentile(latencies, 99)),
+    cpuUsPerOp: count > 0 ? round(cpuUs / count, 1) : NaN,
+    mbPerOp: round(scenario.mbPerOp, 3),
+    cpuMsPerMB: count > 0 ? round(cpuUs / 1000 / (count * scenario.mbPerOp)) : NaN,
+    rssMB: round(rssBytes(target.pid) / 1e5, 0) / 10,
+    errors: results.reduce((a, r) => a + r.errors, 0),
+    firstError: results.find((r) => r.firstError)?.firstError,
+  };
+}
