@@ -24,13 +24,13 @@ import {
   Flag,
   frame,
   frame32,
-  FRAME_HEADER_BYTES,
   FrameType,
   goawayFrame,
   MAX_WINDOW,
   Setting,
   settingsFrame,
 } from "./frames.js";
+import { FrameReader } from "./frame-reader.js";
 import { ConnectionError, H2_LIMITS, type ClosedBy } from "./limits.js";
 import type { H2StreamBase, StreamHost } from "./stream.js";
 
@@ -93,12 +93,8 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
   /** Ids up to this one may have closed and been forgotten. */
   protected forgottenBelow = 0;
 
-  /** Received bytes not yet parsed: a partial frame, kept as chunks until it is whole. */
-  private inputChunks: Buffer[] = [];
-  private inputBytes = 0;
-  /** Bytes the first partial frame (or the preface) needs before parsing is worth it. */
-  private inputNeeded = 0;
-  private prefaceExpected: boolean;
+  /** The input, cut into frames. */
+  private readonly reader: FrameReader;
   /** A server connection has not had its client's first SETTINGS yet. */
   private settingsExpected: boolean;
   private handshakeTimer: NodeJS.Timeout | undefined;
@@ -147,9 +143,12 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
     super();
     this.policy = policy;
     this.streamWindow = policy.streamWindow;
-    this.prefaceExpected = policy.accepts;
     this.settingsExpected = policy.accepts;
-    this.inputNeeded = policy.accepts ? CLIENT_PREFACE.length : FRAME_HEADER_BYTES;
+    this.reader = new FrameReader(
+      policy.accepts,
+      (type, flags, streamId, payload) => this.onFrame(type, flags, streamId, payload),
+      () => !this.destroyed,
+    );
     if (!policy.accepts) this.send(CLIENT_PREFACE);
     this.send(
       settingsFrame([
@@ -572,83 +571,16 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
    * large answer from etcd makes.
    */
   consumeReusedRead(chunk: Buffer): void {
-    this.transientInput = true;
-    this.onData(chunk);
+    this.onData(chunk, true);
   }
 
-  private transientInput = false;
-
-  /** `view` itself, or a copy of it when the input buffer is reused. */
-  private keep(view: Buffer): Buffer {
-    return this.transientInput ? Buffer.from(view) : view;
-  }
-
-  private onData(chunk: Buffer): void {
+  private onData(chunk: Buffer, reused = false): void {
     if (this.destroyed) return;
     this.silentSince = 0;
-    let rest = chunk;
-    // A frame begun in an earlier read is completed from this one, taking only its own bytes: joining
-    // the whole read to it would copy nearly every byte received (a 16 KB DATA frame seldom ends a read),
-    // and a frame sent a byte at a time waits as pieces, joined once.
-    while (this.inputBytes > 0) {
-      const take = Math.min(rest.length, this.inputNeeded - this.inputBytes);
-      this.inputChunks.push(this.keep(rest.subarray(0, take)));
-      this.inputBytes += take;
-      rest = rest.subarray(take);
-      if (this.inputBytes < this.inputNeeded) return;
-      const joined = Buffer.concat(this.inputChunks, this.inputBytes);
-      this.inputChunks = [];
-      this.inputBytes = 0;
-      // A header alone comes back as the partial frame, its payload still to take.
-      if (!this.parseFrames(joined)) return;
-    }
-    if (rest.length === 0) return;
-    if (rest.length < this.inputNeeded) {
-      this.inputChunks.push(this.keep(rest));
-      this.inputBytes = rest.length;
-      return;
-    }
-    this.parseFrames(rest);
-  }
-
-  /** Handles the whole frames in `chunk` and keeps what is left of it as a partial frame; false once destroyed. */
-  private parseFrames(chunk: Buffer): boolean {
     try {
-      let offset = 0;
-      if (this.prefaceExpected) {
-        if (!chunk.subarray(0, CLIENT_PREFACE.length).equals(CLIENT_PREFACE)) {
-          throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "bad connection preface");
-        }
-        this.prefaceExpected = false;
-        offset = CLIENT_PREFACE.length;
-      }
-      this.inputNeeded = FRAME_HEADER_BYTES;
-      while (chunk.length - offset >= FRAME_HEADER_BYTES) {
-        const length = chunk.readUIntBE(offset, 3);
-        if (length > DEFAULT_MAX_FRAME) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "frame too large");
-        const end = offset + FRAME_HEADER_BYTES + length;
-        if (end > chunk.length) {
-          this.inputNeeded = FRAME_HEADER_BYTES + length;
-          break;
-        }
-        const type = chunk[offset + 3]!;
-        const flags = chunk[offset + 4]!;
-        const streamId = chunk.readUInt32BE(offset + 5) & MAX_WINDOW;
-        const view = chunk.subarray(offset + FRAME_HEADER_BYTES, end);
-        // Only DATA is passed on as a view of reused input; its reader copies what it keeps.
-        const payload = type === FrameType.DATA ? view : this.keep(view);
-        offset = end;
-        this.onFrame(type, flags, streamId, payload);
-        if (this.destroyed) return false;
-      }
-      if (offset < chunk.length) {
-        this.inputChunks = [this.keep(chunk.subarray(offset))];
-        this.inputBytes = chunk.length - offset;
-      }
-      return true;
+      this.reader.push(chunk, reused);
     } catch (err) {
       this.fail(err as Error);
-      return false;
     }
   }
 

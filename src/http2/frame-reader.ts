@@ -1,0 +1,96 @@
+import { CLIENT_PREFACE, DEFAULT_MAX_FRAME, ErrorCode, FRAME_HEADER_BYTES, FrameType, MAX_WINDOW } from "./frames.js";
+import { ConnectionError } from "./limits.js";
+
+export type FrameSink = (type: number, flags: number, streamId: number, payload: Buffer) => void;
+
+/**
+ * Cuts a connection's input into frames: the preface first (server role),
+ * then each frame, handed to `sink` as soon as it is whole. Pure: it
+ * knows nothing of what frames mean, and throws ConnectionError only for
+ * a bad preface or an oversized frame.
+ *
+ * A frame begun in one read is completed from the next, taking only its
+ * own bytes: joining the whole read to it would copy nearly every byte
+ * received (a 16 KB DATA frame seldom ends a read), and a frame sent a
+ * byte at a time waits as pieces, joined once.
+ *
+ * Input in a reused buffer (`transient`) is never kept as a view: partial
+ * frames and every payload but DATA's are copied, and DATA's reader must
+ * copy what it keeps.
+ */
+export class FrameReader {
+  private chunks: Buffer[] = [];
+  private held = 0;
+  /** Bytes the partial frame (or the preface) needs before parsing is worth it. */
+  private needed: number;
+  private prefaceExpected: boolean;
+
+  constructor(
+    expectPreface: boolean,
+    private readonly sink: FrameSink,
+    /** After each frame: false stops reading (the connection is gone). */
+    private readonly goOn: () => boolean,
+  ) {
+    this.prefaceExpected = expectPreface;
+    this.needed = expectPreface ? CLIENT_PREFACE.length : FRAME_HEADER_BYTES;
+  }
+
+  /** Reads `chunk`; throws ConnectionError on input no frame can be made of. */
+  push(chunk: Buffer, transient = false): void {
+    const keep = (view: Buffer) => (transient ? Buffer.from(view) : view);
+    let rest = chunk;
+    while (this.held > 0) {
+      const take = Math.min(rest.length, this.needed - this.held);
+      this.chunks.push(keep(rest.subarray(0, take)));
+      this.held += take;
+      rest = rest.subarray(take);
+      if (this.held < this.needed) return;
+      const joined = Buffer.concat(this.chunks, this.held);
+      this.chunks = [];
+      this.held = 0;
+      // A header alone comes back as the partial frame, its payload still to take.
+      if (!this.parse(joined, false)) return;
+    }
+    if (rest.length === 0) return;
+    if (rest.length < this.needed) {
+      this.chunks.push(keep(rest));
+      this.held = rest.length;
+      return;
+    }
+    this.parse(rest, transient);
+  }
+
+  /** Hands on the whole frames in `chunk` and keeps the rest as the partial frame; false once told to stop. */
+  private parse(chunk: Buffer, transient: boolean): boolean {
+    let offset = 0;
+    if (this.prefaceExpected) {
+      if (!chunk.subarray(0, CLIENT_PREFACE.length).equals(CLIENT_PREFACE)) {
+        throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "bad connection preface");
+      }
+      this.prefaceExpected = false;
+      offset = CLIENT_PREFACE.length;
+    }
+    this.needed = FRAME_HEADER_BYTES;
+    while (chunk.length - offset >= FRAME_HEADER_BYTES) {
+      const length = chunk.readUIntBE(offset, 3);
+      if (length > DEFAULT_MAX_FRAME) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "frame too large");
+      const end = offset + FRAME_HEADER_BYTES + length;
+      if (end > chunk.length) {
+        this.needed = FRAME_HEADER_BYTES + length;
+        break;
+      }
+      const type = chunk[offset + 3]!;
+      const flags = chunk[offset + 4]!;
+      const streamId = chunk.readUInt32BE(offset + 5) & MAX_WINDOW;
+      const view = chunk.subarray(offset + FRAME_HEADER_BYTES, end);
+      offset = end;
+      this.sink(type, flags, streamId, transient && type !== FrameType.DATA ? Buffer.from(view) : view);
+      if (!this.goOn()) return false;
+    }
+    if (offset < chunk.length) {
+      this.chunks = [transient ? Buffer.from(chunk.subarray(offset)) : chunk.subarray(offset)];
+      this.held = chunk.length - offset;
+    }
+    return true;
+  }
+}
