@@ -21,22 +21,44 @@ const PUT_VALUE_BYTES = 1 << 20;
 
 const enc = new TextEncoder();
 
-export const largeScenarios = [
+const SNAPSHOT_MB = 100;
+const SNAPSHOT_CLIENTS = 2;
+
+export interface LargeScenario {
+  name: string;
+  path: string;
+  /** Unary calls, or server streams read to their end (a snapshot). */
+  kind: "unary" | "stream";
+  requests: () => Uint8Array[];
+  /** Megabytes per unary call; streams count what they received. */
+  mbPerOp: number;
+  clients: number;
+  /** Run once before the scenario's first measurement. */
+  prepare?: (lab: Lab) => Promise<void>;
+  /** Run after each target's measurement. */
+  after?: (lab: Lab) => Promise<void>;
+}
+
+export const largeScenarios: LargeScenario[] = [
   {
     name: `range-large (${RANGE_KEYS} keys × ${RANGE_VALUE_BYTES} B, linearizable)`,
     path: "/etcdserverpb.KV/Range",
+    kind: "unary",
     requests: () => [
       toBinary(
         RangeRequestSchema,
         create(RangeRequestSchema, { key: enc.encode(RANGE_PREFIX), rangeEnd: enc.encode(prefixEnd(RANGE_PREFIX)) }),
       ),
     ],
-    /** The answer's size: keys, values and protobuf framing, about 1.05 MB. */
+    /** The answer's size: keys, values and protobuf framing, about 1.09 MB. */
     mbPerOp: (RANGE_KEYS * (RANGE_VALUE_BYTES + RANGE_PREFIX.length + 5 + 30)) / 1e6,
+    clients: CLIENTS,
+    prepare: prepareRangeKeys,
   },
   {
     name: "put-large (1 MiB values)",
     path: "/etcdserverpb.KV/Put",
+    kind: "unary",
     requests: () =>
       Array.from({ length: CLIENTS }, (_, i) =>
         toBinary(
@@ -45,15 +67,27 @@ export const largeScenarios = [
         ),
       ),
     mbPerOp: PUT_VALUE_BYTES / 1e6,
+    clients: CLIENTS,
+    // Each large put is a new revision of a megabyte: give the backend its space back.
+    after: reclaimEtcd,
   },
-] as const;
+  {
+    name: `snapshot (a ${SNAPSHOT_MB} MB database, ${SNAPSHOT_CLIENTS} clients)`,
+    path: "/etcdserverpb.Maintenance/Snapshot",
+    kind: "stream",
+    requests: () => [new Uint8Array()],
+    mbPerOp: NaN,
+    clients: SNAPSHOT_CLIENTS,
+    prepare: fillDatabase,
+  },
+];
 
 function prefixEnd(prefix: string): string {
   return prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
 }
 
 /** Writes the keys range-large reads, straight into etcd. */
-export async function prepareLarge(lab: Lab): Promise<void> {
+async function prepareRangeKeys(lab: Lab): Promise<void> {
   const client = new EtcdGrpcClient(lab.etcd.endpoints);
   const value = Buffer.alloc(RANGE_VALUE_BYTES, "v");
   try {
@@ -72,7 +106,7 @@ export async function prepareLarge(lab: Lab): Promise<void> {
  * Compacts etcd to its current revision and defragments every member, so
  * that put-large's megabytes (each a new revision) do not fill the backend.
  */
-export async function reclaimEtcd(lab: Lab): Promise<void> {
+async function reclaimEtcd(lab: Lab): Promise<void> {
   const client = new EtcdGrpcClient(lab.etcd.endpoints);
   try {
     const { header } = (await client.unary("KV", "Range", { key: Buffer.from("bench/hot") })) as {
@@ -85,22 +119,43 @@ export async function reclaimEtcd(lab: Lab): Promise<void> {
   }
 }
 
-export async function runLargeScenario(
-  scenario: (typeof largeScenarios)[number],
-  target: Target,
-  seconds: number,
-): Promise<Measurement> {
+/** Puts SNAPSHOT_MB values of 1 MiB, so that etcd's database (and a snapshot of it) is about that large. */
+async function fillDatabase(lab: Lab): Promise<void> {
+  const client = new EtcdGrpcClient(lab.etcd.endpoints);
+  const value = Buffer.alloc(PUT_VALUE_BYTES, "s");
+  try {
+    for (let i = 0; i < SNAPSHOT_MB; i++) {
+      await client.unary("KV", "Put", { key: Buffer.from(`bench/snapshot/${i}`), value });
+    }
+  } finally {
+    client.close();
+  }
+}
+
+export async function runLargeScenario(scenario: LargeScenario, target: Target, seconds: number): Promise<Measurement> {
   const requests = scenario.requests();
-  const running = Array.from({ length: WORKERS }, () =>
-    startJob({
-      kind: "unary",
-      address: target.address,
-      path: scenario.path,
-      requests,
-      channels: CLIENTS / WORKERS,
-      concurrency: 1,
-      durationMs: seconds * 1000,
-    }),
+  const workers = Math.min(WORKERS, scenario.clients);
+  const running = Array.from({ length: workers }, () =>
+    startJob(
+      scenario.kind === "unary"
+        ? {
+            kind: "unary",
+            address: target.address,
+            path: scenario.path,
+            requests,
+            channels: scenario.clients / workers,
+            concurrency: 1,
+            durationMs: seconds * 1000,
+          }
+        : {
+            kind: "stream",
+            address: target.address,
+            path: scenario.path,
+            request: requests[0]!,
+            channels: scenario.clients / workers,
+            durationMs: seconds * 1000,
+          },
+    ),
   );
   await Promise.all(running.map((j) => j.ready));
   const cpu0 = cpuMicros(target.pid);
@@ -111,6 +166,8 @@ export async function runLargeScenario(
   const cpuUs = cpuMicros(target.pid) - cpu0;
   const count = results.reduce((a, r) => a + r.count, 0);
   const latencies = Float64Array.from(results.flatMap((r) => r.latencies)).sort();
+  const megabytes =
+    scenario.kind === "unary" ? count * scenario.mbPerOp : results.reduce((a, r) => a + (r.bytes ?? 0), 0) / 1e6;
   const round = (n: number, digits = 2) => Math.round(n * 10 ** digits) / 10 ** digits;
   return {
     scenario: scenario.name,
@@ -119,8 +176,8 @@ export async function runLargeScenario(
     p50Ms: round(percentile(latencies, 50)),
     p99Ms: round(percentile(latencies, 99)),
     cpuUsPerOp: count > 0 ? round(cpuUs / count, 1) : NaN,
-    mbPerOp: round(scenario.mbPerOp, 3),
-    cpuMsPerMB: count > 0 ? round(cpuUs / 1000 / (count * scenario.mbPerOp)) : NaN,
+    mbPerOp: count > 0 ? round(megabytes / count, 3) : NaN,
+    cpuMsPerMB: megabytes > 0 ? round(cpuUs / 1000 / megabytes) : NaN,
     rssMB: round(rssBytes(target.pid) / 1e5, 0) / 10,
     errors: results.reduce((a, r) => a + r.errors, 0),
     firstError: results.find((r) => r.firstError)?.firstError,

@@ -27,6 +27,15 @@ export type Job =
       watchersPerStream: number;
     }
   | {
+      /** Server-streaming calls one after another per client (Snapshot): latency is the whole stream's. */
+      kind: "stream";
+      address: string;
+      path: string;
+      request: Uint8Array;
+      channels: number;
+      durationMs: number;
+    }
+  | {
       kind: "lease";
       address: string;
       /** Serialized LeaseKeepAliveRequest, one per client (lease). */
@@ -44,6 +53,8 @@ export interface JobResult {
   latencies: number[];
   /** Watch jobs: how many responses carried the events (a response may carry several). */
   eventResponses?: number;
+  /** Stream jobs: message bytes received. */
+  bytes?: number;
 }
 
 const identity = (b: Buffer) => b;
@@ -100,6 +111,37 @@ async function runUnary(job: Extract<Job, { kind: "unary" }>): Promise<JobResult
   await Promise.all(clients.flatMap((c) => Array.from({ length: job.concurrency }, () => loop(c))));
   clients.forEach((c) => c.close());
   return { count: latencies.length, errors, firstError, latencies };
+}
+
+async function runStream(job: Extract<Job, { kind: "stream" }>): Promise<JobResult> {
+  const clients = channels(job.address, job.channels);
+  const request = Buffer.from(job.request);
+  await readyThenWait();
+  const latencies: number[] = [];
+  let errors = 0;
+  let firstError: string | undefined;
+  let bytes = 0;
+  const until = Date.now() + job.durationMs;
+  const loop = async (client: grpc.Client) => {
+    while (Date.now() < until) {
+      const started = now();
+      await new Promise<void>((resolve) => {
+        const call = client.makeServerStreamRequest(job.path, identity, identity, request);
+        call.on("data", (m: Buffer) => (bytes += m.length));
+        call.on("error", (err: grpc.ServiceError) => {
+          errors++;
+          firstError ??= `${err.code} ${err.details}`;
+        });
+        call.on("status", (status: grpc.StatusObject) => {
+          if (status.code === grpc.status.OK) latencies.push(now() - started);
+          resolve();
+        });
+      });
+    }
+  };
+  await Promise.all(clients.map(loop));
+  clients.forEach((c) => c.close());
+  return { count: latencies.length, errors, firstError, latencies, bytes };
 }
 
 /**
@@ -230,7 +272,14 @@ async function runLease(job: Extract<Job, { kind: "lease" }>): Promise<JobResult
 
 if (parentPort && workerData?.job) {
   const job = workerData.job as Job;
-  const run = job.kind === "unary" ? runUnary(job) : job.kind === "watch" ? runWatch(job) : runLease(job);
+  const run =
+    job.kind === "unary"
+      ? runUnary(job)
+      : job.kind === "watch"
+        ? runWatch(job)
+        : job.kind === "stream"
+          ? runStream(job)
+          : runLease(job);
   run.then(
     (result) => parentPort!.postMessage({ result }),
     (err) => parentPort!.postMessage({ result: { count: 0, errors: 1, firstError: String(err), latencies: [] } }),

@@ -24,7 +24,7 @@ import {
   type Measurement,
   type Sizes,
 } from "./scenarios.js";
-import { largeScenarios, prepareLarge, reclaimEtcd, runLargeScenario } from "./large.js";
+import { largeScenarios, runLargeScenario } from "./large.js";
 import { quiet, rssBytes } from "./proc.js";
 import { startLab, type Target } from "./targets.js";
 
@@ -124,11 +124,10 @@ try {
       for (const t of order) log(await runUnaryScenario(scenario, await settled(scenario.name, t), sizes));
     }
     for (const scenario of largeScenarios.filter((s) => wanted(s.name))) {
-      if (round === 0 && scenario.name.startsWith("range-large")) await prepareLarge(lab);
+      if (round === 0) await scenario.prepare?.(lab);
       for (const t of order) {
         log(await runLargeScenario(scenario, await settled(scenario.name, t), sizes.seconds));
-        // Each large put is a new revision of a megabyte: give the backend its space back.
-        if (scenario.name.startsWith("put-large")) await reclaimEtcd(lab);
+        await scenario.after?.(lab);
       }
     }
     // A keep-alive's tail depends on what else the two cores are doing at

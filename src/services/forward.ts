@@ -7,7 +7,7 @@ import type {
 import type { Upstream } from "../upstream/upstream.js";
 import { decodeRequest } from "../grpc/decode.js";
 import { isSafeToRepeat, safetyDependsOnRequest } from "../upstream/retry-policy.js";
-import { unaryOverBytes, type AsyncBytePath, type ServiceHandlers } from "./handlers.js";
+import { serverStreamOverBytes, unaryOverBytes, type AsyncBytePath, type ServiceHandlers } from "./handlers.js";
 
 /**
  * A unary method relayed to etcd as bytes: the request frame goes as it
@@ -37,10 +37,15 @@ export function forwardAll<S extends DescService>(service: S, upstream: Upstream
       case "unary":
         handlers[method.localName] = forwardUnary(method as DescMethodUnary, upstream);
         break;
-      case "server_streaming":
-        handlers[method.localName] = (request: never, ctx: never) =>
-          upstream.serverStream(method as DescMethodServerStreaming, request, ctx);
+      case "server_streaming": {
+        const streaming = method as DescMethodServerStreaming;
+        handlers[method.localName] = serverStreamOverBytes(streaming, (payload, requestFrame, ctx) =>
+          upstream.serverStreamBytes(streaming, requestFrame, ctx, () =>
+            isSafeToRepeat(streaming, safetyDependsOnRequest(streaming) ? decodeRequest(streaming, payload) : undefined),
+          ),
+        );
         break;
+      }
       case "bidi_streaming":
         handlers[method.localName] = (requests: never, ctx: never) =>
           upstream.bidiStream(method as DescMethodBiDiStreaming, requests, ctx);

@@ -78,6 +78,15 @@ export type AsyncBytePath = (payload: Uint8Array, frame: Buffer, ctx: CallContex
  */
 export type BidiBytePath = (out: FrameSink, ctx: CallContext) => BidiCall;
 
+/**
+ * A server-streaming method on wire bytes, for the native gRPC lane: given
+ * the request (`payload`, and `frame` with its gRPC prefix), it yields the
+ * answer messages as etcd sent them. Nothing is decoded or encoded again
+ * (a 100 MB snapshot passes as its 32 KB messages); the lane frames each
+ * as it writes it, and waits for the client before pulling the next.
+ */
+export type ServerStreamBytePath = (payload: Uint8Array, frame: Buffer, ctx: CallContext) => AsyncIterable<Uint8Array>;
+
 /** Where a byte-level stream's answers go. */
 export interface FrameSink {
   /** One answer, as a complete gRPC frame. */
@@ -96,10 +105,12 @@ export interface BidiCall {
 }
 
 /** A typed handler that also works on bytes: the native lane calls `bytes`, everyone else the handler. */
-export type WithBytePath<H, P extends BytePath | BidiBytePath> = H & { readonly bytes: P };
+export type WithBytePath<H, P extends AnyBytePath> = H & { readonly bytes: P };
+
+type AnyBytePath = BytePath | BidiBytePath | ServerStreamBytePath;
 
 /** Attaches a byte-level implementation to a typed handler; the RPC table reads it back as `bytes`. */
-export function withBytePath<H extends object, P extends BytePath | BidiBytePath>(
+export function withBytePath<H extends object, P extends AnyBytePath>(
   handler: H,
   path: P,
 ): WithBytePath<H, P> {
@@ -107,8 +118,24 @@ export function withBytePath<H extends object, P extends BytePath | BidiBytePath
 }
 
 /** The byte path a handler carries, if any (a handler wrapped by another, e.g. for payload logging, carries none). */
-export function bytePathOf(handler: unknown): BytePath | BidiBytePath | undefined {
-  return typeof handler === "function" && "bytes" in handler ? (handler.bytes as BytePath | BidiBytePath) : undefined;
+export function bytePathOf(handler: unknown): AnyBytePath | undefined {
+  return typeof handler === "function" && "bytes" in handler ? (handler.bytes as AnyBytePath) : undefined;
+}
+
+/**
+ * A server-streaming handler implemented on bytes: the native lane calls
+ * `path` directly; the typed handler (Connect lane) encodes the request and
+ * decodes each answer.
+ */
+export function serverStreamOverBytes<M extends DescMethodServerStreaming>(
+  method: M,
+  path: ServerStreamBytePath,
+): ServerStreamHandler<M> {
+  async function* typed(request: MessageShape<M["input"]>, ctx: CallContext) {
+    const payload = toBinary(method.input, request);
+    for await (const answer of path(payload, frame(payload), ctx)) yield fromBinary(method.output, answer);
+  }
+  return withBytePath(typed, path) as unknown as ServerStreamHandler<M>;
 }
 
 /**

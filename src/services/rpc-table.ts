@@ -1,7 +1,13 @@
 import type { DescMethodBiDiStreaming, DescMethodServerStreaming, DescMethodUnary } from "@bufbuild/protobuf";
 import type { CallContext } from "../call-context.js";
 import { servedOverGet } from "../grpc/method-effects.js";
-import { bytePathOf, type BidiBytePath, type BytePath, type ServiceBinding } from "./handlers.js";
+import {
+  bytePathOf,
+  type BidiBytePath,
+  type BytePath,
+  type ServerStreamBytePath,
+  type ServiceBinding,
+} from "./handlers.js";
 
 /** One RPC the proxy serves: its method, its handler, and what every surface needs to route to it. */
 export type Rpc =
@@ -21,8 +27,11 @@ export type Rpc =
       path: string;
       method: DescMethodServerStreaming | DescMethodBiDiStreaming;
       handler: (input: unknown, ctx: CallContext) => AsyncIterable<unknown>;
-      /** The handler's own byte-level implementation (lease keep-alives), when it has one. */
-      bytes: BidiBytePath | undefined;
+      /** The handler's own byte-level implementation, when it has one: per method kind, a bidi one (lease keep-alives) or a server stream's (forwards). */
+      bytes:
+        | { kind: "bidi"; path: BidiBytePath }
+        | { kind: "server-stream"; path: ServerStreamBytePath }
+        | undefined;
       servedOverGet: boolean;
     };
 
@@ -50,12 +59,18 @@ export function rpcTable(services: readonly ServiceBinding[]): ReadonlyMap<strin
         });
       } else if (method.methodKind !== "client_streaming") {
         const streaming = method as DescMethodServerStreaming | DescMethodBiDiStreaming;
+        const bytes = bytePathOf(handler);
         table.set(path, {
           kind: "stream",
           path,
           method: streaming,
           handler,
-          bytes: bytePathOf(handler) as BidiBytePath | undefined,
+          bytes:
+            bytes === undefined
+              ? undefined
+              : streaming.methodKind === "bidi_streaming"
+                ? { kind: "bidi", path: bytes as BidiBytePath }
+                : { kind: "server-stream", path: bytes as ServerStreamBytePath },
           servedOverGet: overGet,
         });
       }

@@ -92,7 +92,10 @@ export function createNativeLane(options: NativeLaneOptions): NativeLane {
       if (route.kind === "unary") {
         serveUnary(stream, route, options);
       } else {
-        const stop = route.bytes ? serveBidiBytes(stream, route.bytes, options) : serveStream(stream, route, options);
+        const stop =
+          route.bytes?.kind === "bidi"
+            ? serveBidiBytes(stream, route.bytes.path, options)
+            : serveStream(stream, route, options);
         openStreams.set(stream, stop);
         stream.onClose(() => openStreams.delete(stream));
       }
@@ -303,10 +306,12 @@ function serveStream(
     }
   };
   const requests = new AsyncQueue<unknown>({ taken: settle });
+  // A server stream with a byte path gets its request as bytes, and answers as bytes.
+  const serverBytes = route.bytes?.kind === "server-stream" ? route.bytes.path : undefined;
   receiveMessages(
     stream,
     decoder,
-    (m) => requests.push(decodeRequest(method, m), m.length),
+    (m) => requests.push(serverBytes ? m : decodeRequest(method, m), m.length),
     (e) => requests.fail(e),
     (n) => {
       owed += n;
@@ -332,6 +337,17 @@ function serveStream(
       callOf(stream).record?.sent(batch);
       batch = 0;
     };
+    if (serverBytes) {
+      const request = input as Buffer;
+      for await (const message of serverBytes(request, frame(request), ctx)) {
+        if (callOf(stream).finished || stream.closed) return;
+        if (batch++ === 0) process.nextTick(countBatch);
+        // The prefix and the message as they are: a large message is not copied to be framed.
+        writeAnswer(stream, messagePrefix(message.length));
+        if (!stream.write(message)) await new Promise<void>((resolve) => stream.onDrain(resolve));
+      }
+      return endOk(stream);
+    }
     for await (const response of handler(input, ctx)) {
       if (callOf(stream).finished || stream.closed) return;
       if (batch++ === 0) process.nextTick(countBatch);
