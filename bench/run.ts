@@ -60,6 +60,8 @@ const sizes: Sizes = args.smoke
         { watchers: 1000, putsPerSecond: 100 },
         { watchers: 10000, putsPerSecond: 10 },
         { watchers: 10000, putsPerSecond: 100, overload: true },
+        // watch-large: 1 MiB events to 100 watchers.
+        { watchers: 100, putsPerSecond: 2, valueBytes: 1 << 20 },
       ],
       leaseClients: [1000, 10000],
       watchSeconds: 6,
@@ -141,7 +143,16 @@ try {
   for (const w of sizes.watches) {
     if (!wanted(watchScenarioName(w))) continue;
     for (const t of lab.targets) {
-      log(await runWatchScenario(lab, await settled(watchScenarioName(w), t), w.watchers, w.putsPerSecond, sizes));
+      log(
+        await runWatchScenario(
+          lab,
+          await settled(watchScenarioName(w), t),
+          w.watchers,
+          w.putsPerSecond,
+          sizes,
+          w.valueBytes,
+        ),
+      );
     }
   }
   if (wanted("cache staleness")) {

@@ -18,7 +18,7 @@ export interface Sizes {
   workers: number;
   /** Watch fan-out runs: how many watchers, and how many puts per second reach them. */
   /** Watch fan-out loads; an overload run asks more than the load generator can read, and is reported but never failed. */
-  watches: Array<{ watchers: number; putsPerSecond: number; overload?: boolean }>;
+  watches: Array<{ watchers: number; putsPerSecond: number; overload?: boolean; valueBytes?: number }>;
   leaseClients: number[];
   /** How long each watch run puts. */
   watchSeconds: number;
@@ -169,8 +169,11 @@ export async function runUnaryScenario(
   return measureUnary(scenario.name, target, scenario.path, scenario.requests(), sizes);
 }
 
-export function watchScenarioName(w: { watchers: number; putsPerSecond: number }): string {
-  return `watch fan-out, ${w.watchers} watchers, ${w.putsPerSecond} puts/s`;
+export function watchScenarioName(w: { watchers: number; putsPerSecond: number; valueBytes?: number }): string {
+  const large = w.valueBytes
+    ? `, ${w.valueBytes >= 1 << 20 ? `${w.valueBytes >> 20} MiB` : `${w.valueBytes} B`} values`
+    : "";
+  return `watch fan-out, ${w.watchers} watchers, ${w.putsPerSecond} puts/s${large}`;
 }
 
 /**
@@ -261,8 +264,11 @@ export async function runWatchScenario(
   watchers: number,
   putsPerSecond: number,
   sizes: Sizes,
+  valueBytes = 0,
 ): Promise<Measurement> {
   const rssBefore = rssBytes(target.pid);
+  // watch-large: the send time, then padding to the value's size.
+  const padding = Buffer.alloc(Math.max(0, valueBytes - 32), "p");
   const jobs = await openWatchers(target, watchers, sizes);
   await new Promise((r) => setTimeout(r, 500));
   const bytesPerWatcher = Math.max(0, Math.round((rssBytes(target.pid) - rssBefore) / watchers));
@@ -274,7 +280,8 @@ export async function runWatchScenario(
   let puts = 0;
   while (Date.now() < until) {
     const ts = performance.timeOrigin + performance.now();
-    await putter.unary("KV", "Put", { key: Buffer.from("bench/watch"), value: Buffer.from(`ts:${ts.toFixed(3)}`) });
+    const value = Buffer.concat([Buffer.from(`ts:${ts.toFixed(3)};`), padding]);
+    await putter.unary("KV", "Put", { key: Buffer.from("bench/watch"), value });
     puts++;
     const wait = started + (puts * 1000) / putsPerSecond - performance.now();
     if (wait > 0) await new Promise((r) => setTimeout(r, wait));
@@ -286,7 +293,11 @@ export async function runWatchScenario(
   putter.close();
   const result = merge(await Promise.all(jobs.map((j) => j.result)));
   const seconds = (performance.now() - started) / 1000;
-  const m = summarize(watchScenarioName({ watchers, putsPerSecond }), target, result, seconds, cpuUs);
+  const m = summarize(watchScenarioName({ watchers, putsPerSecond, valueBytes }), target, result, seconds, cpuUs);
+  if (valueBytes > 0 && result.count > 0) {
+    m.mbPerOp = Math.round((valueBytes / 1e6) * 1000) / 1000;
+    m.cpuMsPerMB = Math.round((cpuUs / 1000 / ((result.count * valueBytes) / 1e6)) * 100) / 100;
+  }
   const expected = puts * watchers;
   if (result.count < expected) {
     m.errors += expected - result.count;

@@ -291,7 +291,7 @@ export const PROXY_FLAGS = [
   {
     name: "watch-buffer-bytes",
     type: "uint",
-    default: "1048576",
+    default: "8388608",
     help: "unread watch responses a client stream may hold; past it, its watchers step off their shared watches and catch up once it drains",
   },
   {

@@ -8,8 +8,12 @@
 const FRAME_ENCODER = Symbol("frameEncoder");
 
 export interface FrameEncoder<M> {
-  /** The complete gRPC frame (5-byte prefix and payload) of `message`. */
-  frame(message: M): Uint8Array;
+  /**
+   * The complete gRPC frame (5-byte prefix and payload) of `message`, as
+   * one buffer or as pieces to send in order: a large body shared by many
+   * receivers is sent as it is, not copied into each receiver's frame.
+   */
+  frame(message: M): Uint8Array | readonly Uint8Array[];
 }
 
 export function withFrameEncoder<M extends object>(message: M, encoder: FrameEncoder<M>): M {
@@ -18,7 +22,7 @@ export function withFrameEncoder<M extends object>(message: M, encoder: FrameEnc
 }
 
 /** The frame of `message` if its producer attached an encoder, else undefined. */
-export function preEncodedFrame(message: unknown): Uint8Array | undefined {
+export function preEncodedFrame(message: unknown): Uint8Array | readonly Uint8Array[] | undefined {
   const encoder = (message as Record<symbol, FrameEncoder<unknown> | undefined>)[FRAME_ENCODER];
   return encoder?.frame(message);
 }

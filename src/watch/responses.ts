@@ -129,7 +129,7 @@ export class Variant implements FrameEncoder<WatchResponse> {
     return head.length + watchIdFieldLength(watchId) + tail.length;
   }
 
-  frame(message: WatchResponse): Uint8Array {
+  frame(message: WatchResponse): Uint8Array | readonly Uint8Array[] {
     // Only watch_id differs between receivers: the rest is encoded once and
     // copied, giving the same bytes as encoding each response in full.
     const { head, tail } = this.encode();
@@ -219,7 +219,7 @@ export class EventBatch implements WatchResponse, FrameEncoder<WatchResponse> {
     return this.variants().flatMap((v) => v.events);
   }
 
-  frame(message: WatchResponse): Uint8Array {
+  frame(message: WatchResponse): Uint8Array | readonly Uint8Array[] {
     const variants = this.variants();
     let tailBytes = 0;
     const tails = variants.map((v) => {
@@ -236,9 +236,23 @@ export class EventBatch implements WatchResponse, FrameEncoder<WatchResponse> {
 }
 
 /** A gRPC frame of a WatchResponse: the header field, watch_id, then the events fields. */
-function responseFrame(head: Uint8Array, watchId: bigint, tails: Uint8Array[], tailBytes: number): Uint8Array {
+function responseFrame(
+  head: Uint8Array,
+  watchId: bigint,
+  tails: Uint8Array[],
+  tailBytes: number,
+): Uint8Array | readonly Uint8Array[] {
   const idLength = watchIdFieldLength(watchId);
   const length = head.length + idLength + tailBytes;
+  if (tailBytes >= SHARED_TAIL_BYTES) {
+    // Large events: the receiver's own prefix, header and watch ID, then the shared encoded events as they are.
+    const own = Buffer.allocUnsafe(PREFIX_BYTES + head.length + idLength);
+    own[0] = 0;
+    own.writeUInt32BE(length, 1);
+    own.set(head, PREFIX_BYTES);
+    if (idLength > 0) writeWatchIdField(own, PREFIX_BYTES + head.length, watchId);
+    return [own, ...tails];
+  }
   const out = Buffer.allocUnsafe(PREFIX_BYTES + length);
   out[0] = 0;
   out.writeUInt32BE(length, 1);
@@ -251,6 +265,9 @@ function responseFrame(head: Uint8Array, watchId: bigint, tails: Uint8Array[], t
   }
   return out;
 }
+
+/** Encoded events at least this large are sent to each receiver as they are, not copied into its frame. */
+const SHARED_TAIL_BYTES = 16 << 10;
 
 function shape(events: readonly Event[], filter: EventFilter, fromRevision: bigint): Event[] {
   const out: Event[] = [];

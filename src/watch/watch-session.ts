@@ -76,6 +76,8 @@ export type JoinCheck = (
  */
 export class WatchSession implements ChannelMember {
   private readonly watchers = new Map<bigint, ClientWatcher>();
+  /** The last variant weighed in full, and the queued response that carries its weight. */
+  private weighed: { variant: Variant; seq: number } | undefined;
   private readonly output = new AsyncQueue<WatchResponse>({
     taking: (response) => {
       if (response instanceof EventBatch) response.seal();
@@ -292,8 +294,14 @@ export class WatchSession implements ChannelMember {
       return;
     }
     if (this.batchUnread(watcher, variant)) return;
+    const shared = this.sharesWeight(variant);
     // Fields rather than an object: this runs once per watcher per event.
-    watcher.unreadSeq = this.push(variant.responseFor(watcher.id), variant.bytes, true);
+    watcher.unreadSeq = this.push(
+      variant.responseFor(watcher.id),
+      shared ? CONTROL_RESPONSE_BYTES : variant.bytes,
+      true,
+    );
+    if (!shared) this.weighed = { variant, seq: watcher.unreadSeq };
     watcher.unreadVariant = variant;
     watcher.unreadBatch = undefined;
   }
@@ -314,9 +322,23 @@ export class WatchSession implements ChannelMember {
       this.output.replace(seq, made);
       watcher.unreadBatch = made;
     }
-    this.output.addWeight(seq, variant.bytes);
+    const shared = this.sharesWeight(variant);
+    this.output.addWeight(seq, shared ? CONTROL_RESPONSE_BYTES : variant.bytes);
+    if (!shared) this.weighed = { variant, seq };
     this.checkBacklog();
     return true;
+  }
+
+  /**
+   * Whether `variant` is weighed already by a response still queued: the
+   * same events for another watcher of this stream share one encoding (the
+   * native lane sends it to each as it is), so they cost the buffer once,
+   * not once per watcher. A megabyte event to 100 watchers of one stream
+   * holds a megabyte, and is weighed so.
+   */
+  private sharesWeight(variant: Variant): boolean {
+    const weighed = this.weighed;
+    return weighed !== undefined && weighed.variant === variant && this.output.holds(weighed.seq);
   }
 
   sendProgress(watcher: ClientWatcher, header: ResponseHeader): void {
@@ -339,7 +361,11 @@ export class WatchSession implements ChannelMember {
   }
 
   private checkBacklog(): void {
-    if (this.output.weight > this.limits.bufferBytes && !this.setAside) this.setWatchersAside();
+    // The newest event may always come on top of the limit: one larger than the limit (etcd takes
+    // values up to 1.5 MiB) would otherwise set the watchers aside at every event, read or not.
+    const weighed = this.weighed;
+    const newest = weighed && this.output.holds(weighed.seq) ? weighed.variant.bytes : 0;
+    if (this.output.weight > this.limits.bufferBytes + newest && !this.setAside) this.setWatchersAside();
   }
 
   /**

@@ -353,7 +353,10 @@ function serveStream(
       if (batch++ === 0) process.nextTick(countBatch);
       const bytes =
         preEncodedFrame(response) ?? frame(toBinary(method.output, create(method.output, response as never)));
-      if (!writeAnswer(stream, bytes)) await new Promise<void>((resolve) => stream.onDrain(resolve));
+      let writable = true;
+      if (bytes instanceof Uint8Array) writable = writeAnswer(stream, bytes);
+      else for (const piece of bytes) writable = writeAnswer(stream, piece);
+      if (!writable) await new Promise<void>((resolve) => stream.onDrain(resolve));
     }
     endOk(stream);
   })().catch((err) => endWithError(stream, err, options));
