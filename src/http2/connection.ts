@@ -571,8 +571,16 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
    * large answer from etcd makes.
    */
   consumeReusedRead(chunk: Buffer): void {
-    this.onData(chunk, true);
+    this.inputReused = true;
+    try {
+      this.onData(chunk, true);
+    } finally {
+      this.inputReused = false;
+    }
   }
+
+  /** The frame being handled is a view of a reused read buffer: what is kept past it must be copied. */
+  private inputReused = false;
 
   private onData(chunk: Buffer, reused = false): void {
     if (this.destroyed) return;
@@ -660,7 +668,8 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
       block = block.subarray(5);
     }
     if (flags & Flag.END_HEADERS) return this.onHeaderBlock(streamId, flags, block, selfDependent);
-    this.pendingHeaders = { streamId, flags, chunks: [block], size: block.length, frames: 1, selfDependent };
+    const kept = this.inputReused ? Buffer.from(block) : block;
+    this.pendingHeaders = { streamId, flags, chunks: [kept], size: block.length, frames: 1, selfDependent };
   }
 
   private onContinuation(flags: number, streamId: number, payload: Buffer): void {
@@ -668,7 +677,7 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
     if (!pending || pending.streamId !== streamId) {
       throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "unexpected CONTINUATION");
     }
-    pending.chunks.push(payload);
+    pending.chunks.push(this.inputReused ? Buffer.from(payload) : payload);
     pending.size += payload.length;
     if (pending.size > H2_LIMITS.maxHeaderBlockBytes || ++pending.frames > H2_LIMITS.maxHeaderBlockFrames) {
       throw new ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, "header block too large");

@@ -1,4 +1,4 @@
-import { CLIENT_PREFACE, DEFAULT_MAX_FRAME, ErrorCode, FRAME_HEADER_BYTES, FrameType, MAX_WINDOW } from "./frames.js";
+import { CLIENT_PREFACE, DEFAULT_MAX_FRAME, ErrorCode, FRAME_HEADER_BYTES, MAX_WINDOW } from "./frames.js";
 import { ConnectionError } from "./limits.js";
 
 export type FrameSink = (type: number, flags: number, streamId: number, payload: Buffer) => void;
@@ -14,9 +14,9 @@ export type FrameSink = (type: number, flags: number, streamId: number, payload:
  * received (a 16 KB DATA frame seldom ends a read), and a frame sent a
  * byte at a time waits as pieces, joined once.
  *
- * Input in a reused buffer (`transient`) is never kept as a view: partial
- * frames and every payload but DATA's are copied, and DATA's reader must
- * copy what it keeps.
+ * Payloads are views of the input. Input in a reused buffer (`transient`)
+ * is never kept as a view here (partial frames are copied), and the sink
+ * must copy what it keeps of a payload past its call.
  */
 export class FrameReader {
   private chunks: Buffer[] = [];
@@ -84,7 +84,7 @@ export class FrameReader {
       const streamId = chunk.readUInt32BE(offset + 5) & MAX_WINDOW;
       const view = chunk.subarray(offset + FRAME_HEADER_BYTES, end);
       offset = end;
-      this.sink(type, flags, streamId, transient && type !== FrameType.DATA ? Buffer.from(view) : view);
+      this.sink(type, flags, streamId, view);
       if (!this.goOn()) return false;
     }
     if (offset < chunk.length) {
