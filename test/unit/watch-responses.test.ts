@@ -20,6 +20,9 @@ function event(rev: bigint, type = Event_EventType.PUT, size = 3): Event {
 
 const all = { prevKv: true, noPut: false, noDelete: false };
 
+/** A pre-encoded frame's bytes, whether one buffer or pieces. */
+const frameBytes = (f: Uint8Array | readonly Uint8Array[]) => Buffer.concat(f instanceof Uint8Array ? [f] : [...f]);
+
 describe("watch responses", () => {
   it("a pre-encoded frame equals the generic encoding, for any watch ID", () => {
     const delivery = new EventDelivery(header, [event(41n), event(42n, Event_EventType.DELETE)]);
@@ -31,11 +34,24 @@ describe("watch responses", () => {
       ]) {
         const response = delivery.variantFor(filter, 0n).responseFor(id);
         assert.deepEqual(
-          Buffer.from(preEncodedFrame(response)!),
+          frameBytes(preEncodedFrame(response)!),
           frame(toBinary(WatchResponseSchema, response)),
           `id ${id}`,
         );
       }
+    }
+  });
+
+  it("a large event's frame is pieces: each receiver's own head, then the encoded events every receiver shares", () => {
+    const variant = new EventDelivery(header, [event(41n, Event_EventType.PUT, 1 << 20)]).variantFor(all, 0n);
+    const [a, b] = [1n, 300n].map((id) => preEncodedFrame(variant.responseFor(id))!) as [Uint8Array[], Uint8Array[]];
+    assert.ok(Array.isArray(a) && Array.isArray(b));
+    assert.equal(a[1], b[1], "one encoding of the events, sent to both");
+    for (const [id, pieces] of [
+      [1n, a],
+      [300n, b],
+    ] as const) {
+      assert.deepEqual(frameBytes(pieces), frame(toBinary(WatchResponseSchema, variant.responseFor(id))), `id ${id}`);
     }
   });
 
@@ -55,7 +71,7 @@ describe("watch responses", () => {
         [41n, 43n, 44n],
       );
       assert.equal(batch.header.revision, 44n);
-      assert.deepEqual(Buffer.from(preEncodedFrame(batch)!), frame(toBinary(WatchResponseSchema, batch)), `id ${id}`);
+      assert.deepEqual(frameBytes(preEncodedFrame(batch)!), frame(toBinary(WatchResponseSchema, batch)), `id ${id}`);
       const plain = watchResponse({
         header: third.header,
         watchId: id,
@@ -94,7 +110,7 @@ describe("watch responses", () => {
     );
     for (const batch of [one, two, three]) {
       batch.seal();
-      assert.deepEqual(Buffer.from(preEncodedFrame(batch)!), frame(toBinary(WatchResponseSchema, batch)));
+      assert.deepEqual(frameBytes(preEncodedFrame(batch)!), frame(toBinary(WatchResponseSchema, batch)));
     }
   });
 
