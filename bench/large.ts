@@ -14,14 +14,12 @@ import type { Lab, Target } from "./targets.js";
 const CLIENTS = 8;
 const WORKERS = 2;
 
-const RANGE_KEYS = 2000;
 const RANGE_VALUE_BYTES = 500;
 const RANGE_PREFIX = "bench/large/";
 const PUT_VALUE_BYTES = 1 << 20;
 
 const enc = new TextEncoder();
 
-const SNAPSHOT_MB = 100;
 const SNAPSHOT_CLIENTS = 2;
 
 export interface LargeScenario {
@@ -39,9 +37,22 @@ export interface LargeScenario {
   after?: (lab: Lab) => Promise<void>;
 }
 
-export const largeScenarios: LargeScenario[] = [
+/** How large the large scenarios are: the full run's, or a smoke run's (which only checks they work). */
+export interface LargeSizes {
+  /** range-large's keys of 500 B (2,000: about 1 MB an answer). */
+  rangeKeys: number;
+  /** snapshot's database, in values of 1 MiB. */
+  snapshotMB: number;
+  /** Whether put-large compacts and defragments etcd after each target. */
+  reclaim: boolean;
+}
+
+export const FULL_LARGE: LargeSizes = { rangeKeys: 2000, snapshotMB: 100, reclaim: true };
+export const SMOKE_LARGE: LargeSizes = { rangeKeys: 200, snapshotMB: 4, reclaim: false };
+
+export const largeScenarios = ({ rangeKeys, snapshotMB, reclaim }: LargeSizes): LargeScenario[] => [
   {
-    name: `range-large (${RANGE_KEYS} keys × ${RANGE_VALUE_BYTES} B, linearizable)`,
+    name: `range-large (${rangeKeys} keys × ${RANGE_VALUE_BYTES} B, linearizable)`,
     path: "/etcdserverpb.KV/Range",
     kind: "unary",
     requests: () => [
@@ -51,9 +62,18 @@ export const largeScenarios: LargeScenario[] = [
       ),
     ],
     /** The answer's size: keys, values and protobuf framing, about 1.09 MB. */
-    mbPerOp: (RANGE_KEYS * (RANGE_VALUE_BYTES + RANGE_PREFIX.length + 5 + 30)) / 1e6,
+    mbPerOp: (rangeKeys * (RANGE_VALUE_BYTES + RANGE_PREFIX.length + 5 + 30)) / 1e6,
     clients: CLIENTS,
-    prepare: prepareRangeKeys,
+    prepare: (lab) => prepareRangeKeys(lab, rangeKeys),
+  },
+  {
+    name: `snapshot (a ${snapshotMB} MB database, ${SNAPSHOT_CLIENTS} clients)`,
+    path: "/etcdserverpb.Maintenance/Snapshot",
+    kind: "stream",
+    requests: () => [new Uint8Array()],
+    mbPerOp: NaN,
+    clients: SNAPSHOT_CLIENTS,
+    prepare: (lab) => fillDatabase(lab, snapshotMB),
   },
   {
     name: "put-large (1 MiB values)",
@@ -68,17 +88,8 @@ export const largeScenarios: LargeScenario[] = [
       ),
     mbPerOp: PUT_VALUE_BYTES / 1e6,
     clients: CLIENTS,
-    // Each large put is a new revision of a megabyte: give the backend its space back.
-    after: reclaimEtcd,
-  },
-  {
-    name: `snapshot (a ${SNAPSHOT_MB} MB database, ${SNAPSHOT_CLIENTS} clients)`,
-    path: "/etcdserverpb.Maintenance/Snapshot",
-    kind: "stream",
-    requests: () => [new Uint8Array()],
-    mbPerOp: NaN,
-    clients: SNAPSHOT_CLIENTS,
-    prepare: fillDatabase,
+    // Each large put is a new revision of a megabyte: give the backend its space back (a smoke run puts little).
+    after: reclaim ? reclaimEtcd : undefined,
   },
 ];
 
@@ -87,12 +98,12 @@ function prefixEnd(prefix: string): string {
 }
 
 /** Writes the keys range-large reads, straight into etcd. */
-async function prepareRangeKeys(lab: Lab): Promise<void> {
+async function prepareRangeKeys(lab: Lab, keys: number): Promise<void> {
   const client = new EtcdGrpcClient(lab.etcd.endpoints);
   const value = Buffer.alloc(RANGE_VALUE_BYTES, "v");
   try {
-    for (let at = 0; at < RANGE_KEYS; at += 100) {
-      const success = Array.from({ length: Math.min(100, RANGE_KEYS - at) }, (_, i) => ({
+    for (let at = 0; at < keys; at += 100) {
+      const success = Array.from({ length: Math.min(100, keys - at) }, (_, i) => ({
         request_put: { key: Buffer.from(`${RANGE_PREFIX}${String(at + i).padStart(5, "0")}`), value },
       }));
       await client.unary("KV", "Txn", { success });
@@ -119,12 +130,12 @@ async function reclaimEtcd(lab: Lab): Promise<void> {
   }
 }
 
-/** Puts SNAPSHOT_MB values of 1 MiB, so that etcd's database (and a snapshot of it) is about that large. */
-async function fillDatabase(lab: Lab): Promise<void> {
+/** Puts `megabytes` values of 1 MiB, so that etcd's database (and a snapshot of it) is about that large. */
+async function fillDatabase(lab: Lab, megabytes: number): Promise<void> {
   const client = new EtcdGrpcClient(lab.etcd.endpoints);
   const value = Buffer.alloc(PUT_VALUE_BYTES, "s");
   try {
-    for (let i = 0; i < SNAPSHOT_MB; i++) {
+    for (let i = 0; i < megabytes; i++) {
       await client.unary("KV", "Put", { key: Buffer.from(`bench/snapshot/${i}`), value });
     }
   } finally {

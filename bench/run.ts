@@ -24,7 +24,7 @@ import {
   type Measurement,
   type Sizes,
 } from "./scenarios.js";
-import { largeScenarios, runLargeScenario } from "./large.js";
+import { FULL_LARGE, largeScenarios, runLargeScenario, SMOKE_LARGE } from "./large.js";
 import { quiet, rssBytes } from "./proc.js";
 import { startLab, type Target } from "./targets.js";
 
@@ -125,7 +125,7 @@ try {
     for (const scenario of unaryScenarios.filter((s) => wanted(s.name))) {
       for (const t of order) log(await runUnaryScenario(scenario, await settled(scenario.name, t), sizes));
     }
-    for (const scenario of largeScenarios.filter((s) => wanted(s.name))) {
+    for (const scenario of largeScenarios(args.smoke ? SMOKE_LARGE : FULL_LARGE).filter((s) => wanted(s.name))) {
       if (round === 0) await scenario.prepare?.(lab);
       for (const t of order) {
         log(await runLargeScenario(scenario, await settled(scenario.name, t), sizes.seconds));

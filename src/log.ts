@@ -1,10 +1,10 @@
 import type { FastifyBaseLogger } from "fastify";
 import { pino } from "pino";
-import type { ProxyConfig } from "./config/config.js";
+import type { LogLevel } from "./config/config.js";
 
 /** The proxy's log: pino, which Fastify's own lines join, made first so that every feature can log from its start. */
 export type Log = FastifyBaseLogger;
 
-export function createLog(level: ProxyConfig["logLevel"]): Log {
+export function createLog(level: LogLevel): Log {
   return pino({ level });
 }

@@ -30,21 +30,23 @@ export interface RunningProxy {
  * reverse one (the registration record first, the way to etcd last).
  */
 export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
-  const log = createLog(config.logLevel);
+  const log = createLog(config.log.level);
   const problem = warnOnce(log);
   const running = new Lifecycle();
   try {
-    const { etcd, ordered, upstream, identity, version } = await running.add(await connectToEtcd(config, log, problem));
+    const { etcd, ordered, upstream, identity, version, etcdHttp } = await running.add(
+      await connectToEtcd(config.etcd, config.namespace, log, problem),
+    );
     const metrics = createMetrics();
     const { keepAlives } = await running.add(keepAliveCoalescing(upstream, metrics));
-    const { watches } = await running.add(watching(config, upstream, version, metrics, log));
-    const { cache } = await running.add(rangeCache(config, ordered, identity, watches, metrics, problem));
-    const leased = await running.add(leasing(config, upstream, keepAlives, identity, metrics, problem));
+    const { watches } = await running.add(watching(config.watch, upstream, version, metrics, log));
+    const { cache } = await running.add(rangeCache(config.cache, ordered, identity, watches, metrics, problem));
+    const leased = await running.add(leasing(config.leasing, upstream, keepAlives, identity, metrics, problem));
 
     let port: ClientPort | undefined;
-    const advertise = () =>
-      config.advertiseClientUrl ?? port?.address() ?? `${config.listen.host}:${config.listen.port}`;
-    const registered = registration(config, advertise, upstream, keepAlives, watches, identity, problem);
+    const { listen, advertiseClientUrl } = config.clientPort;
+    const advertise = () => advertiseClientUrl ?? port?.address() ?? `${listen.host}:${listen.port}`;
+    const registered = registration(config.registration, advertise, upstream, keepAlives, watches, identity, problem);
     const { directory } = registered;
     const services = etcdServices(upstream, {
       namespace: config.namespace,
@@ -57,23 +59,23 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
         get advertiseClientUrl() {
           return advertise();
         },
-        scheme: config.tls ? "https" : "http",
+        scheme: config.clientPort.tls ? "https" : "http",
         registered: directory ? () => directory.list() : undefined,
       },
     });
     // What every surface serves: the services, their payloads logged when asked.
-    const served = config.payloadLogging
+    const served = config.log.payloads
       ? withPayloadLogging(services, (fields, message) => log.info(fields, message))
       : services;
     port = await clientPort(
-      config,
-      { services: served, rpcs: rpcTable(served), upstream, identity, version, metrics },
+      config.clientPort,
+      { services: served, rpcs: rpcTable(served), upstream, identity, version, metrics, etcdHttp },
       log,
     );
     await running.add(port);
-    await running.add(metricsPort(config, port));
+    await running.add(metricsPort(config.clientPort, port));
     await running.add(registered);
-    await running.add(endpointFollowing(config, etcd, identity, log, problem));
+    await running.add(endpointFollowing(config.etcd, etcd, identity, log, problem));
     return { log, upstream, address: port.address(), close: () => running.stop() };
   } catch (err) {
     await running.stop();

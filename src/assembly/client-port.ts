@@ -17,27 +17,11 @@ import { createNativeLane } from "../server/native/native-lane.js";
 import type { HttpEndpointDeps } from "../server/operator/http-endpoints.js";
 import type { ServiceBinding } from "../services/handlers.js";
 import type { Rpc } from "../services/rpc-table.js";
-import { fetchFromEtcd, type EtcdVersion } from "../upstream/etcd-http.js";
+import type { EtcdVersion } from "../upstream/etcd-http.js";
 import type { ProxyIdentity } from "../upstream/proxy-identity.js";
 import type { Upstream } from "../upstream/upstream.js";
 import { DEFAULTS } from "./defaults.js";
 import type { Feature } from "./lifecycle.js";
-
-export type ClientPortConfig = Pick<
-  ProxyConfig,
-  | "listen"
-  | "endpoints"
-  | "tls"
-  | "upstreamTls"
-  | "logLevel"
-  | "nativeLane"
-  | "pprof"
-  | "hostWhitelist"
-  | "advertiseClientUrl"
-  | "corsAllowedOrigins"
-  | "serverKeepalive"
-  | "maxConcurrentStreams"
->;
 
 /** What the client port serves: every etcd service, on the lanes, with the HTTP paths beside them. */
 export interface Served {
@@ -47,6 +31,8 @@ export interface Served {
   identity: ProxyIdentity;
   version: EtcdVersion;
   metrics: Metrics;
+  /** etcd's own HTTP paths (its /metrics), from the endpoint in use. */
+  etcdHttp: (path: string) => Promise<string>;
 }
 
 export interface ClientPort extends Feature {
@@ -67,11 +53,11 @@ const SHUTTING_DOWN = new ConnectError("etcd-connect-proxy is shutting down", Co
  * unary calls finish and new ones go elsewhere; the listener stops
  * accepting. Whatever is still open after the grace period is closed.
  */
-export async function clientPort(config: ClientPortConfig, served: Served, log: Log): Promise<ClientPort> {
+export async function clientPort(config: ProxyConfig["clientPort"], served: Served, log: Log): Promise<ClientPort> {
   const { upstream, identity, metrics } = served;
   let boundAddress = `${config.listen.host}:${config.listen.port}`;
   const scheme = config.tls ? "https" : "http";
-  const observe = observeCalls(metrics, config.logLevel === "debug" ? log : undefined, upstream);
+  const observe = observeCalls(metrics, log.level === "debug" ? log : undefined, upstream);
   const lane = config.nativeLane
     ? createNativeLane({
         rpcs: served.rpcs,
@@ -96,7 +82,7 @@ export async function clientPort(config: ClientPortConfig, served: Served, log: 
         DEFAULTS.proxyHealthWatchTimeoutMs,
       ),
     metrics: metrics.registry,
-    etcdMetrics: () => fetchFromEtcd(upstream.endpoints(), "/metrics", config.upstreamTls, DEFAULTS.etcdHttpTimeoutMs),
+    etcdMetrics: () => served.etcdHttp("/metrics"),
     grpcServices: new Set(served.services.map((s) => s.service.typeName)),
     pprof: config.pprof,
   };
@@ -116,7 +102,7 @@ export async function clientPort(config: ClientPortConfig, served: Served, log: 
   const app = await createApp(served.services, httpEndpoints, {
     admission,
     corsAllowedOrigins: config.corsAllowedOrigins,
-    keepalive: config.serverKeepalive,
+    keepalive: config.keepalive,
     tls: config.tls,
     maxConcurrentStreams: config.maxConcurrentStreams,
     readMaxBytes: DEFAULTS.clientReadMaxBytes,
@@ -145,7 +131,7 @@ export async function clientPort(config: ClientPortConfig, served: Served, log: 
       const addr = app.server.address() as AddressInfo;
       boundAddress = `${addr.family === "IPv6" ? `[${addr.address}]` : addr.address}:${addr.port}`;
       log.info(
-        { listen: boundAddress, endpoints: config.endpoints, tls: config.tls !== undefined },
+        { listen: boundAddress, endpoints: upstream.endpoints().map((e) => e.url), tls: config.tls !== undefined },
         "started gRPC proxy",
       );
     },
@@ -206,7 +192,7 @@ function observeCalls(metrics: Metrics, debugLog: Log | undefined, upstream: Ups
 
 /** --metrics-addr: the same HTTP paths on a listener of their own, and no gRPC. */
 export function metricsPort(
-  config: Pick<ProxyConfig, "metricsAddr" | "tls">,
+  config: Pick<ProxyConfig["clientPort"], "metricsAddr" | "tls">,
   port: Pick<ClientPort, "httpEndpoints" | "admission">,
 ): Feature {
   let app: FastifyInstance | undefined;

@@ -14,7 +14,7 @@ import type { Problem } from "./problems.js";
  * once), from the SRV records of --discovery-srv.
  */
 export function endpointFollowing(
-  config: Pick<ProxyConfig, "endpointsAutoSyncMs" | "discovery" | "upstreamTls">,
+  config: Pick<ProxyConfig["etcd"], "autoSyncMs" | "discovery" | "tls">,
   etcd: EtcdUpstream,
   identity: ProxyIdentity,
   log: Log,
@@ -23,8 +23,8 @@ export function endpointFollowing(
   let stop: (() => void) | undefined;
   return {
     start() {
-      if (config.endpointsAutoSyncMs > 0) {
-        stop = syncEndpointsEvery(etcd, config.endpointsAutoSyncMs, memberEndpoints(etcd, identity), {
+      if (config.autoSyncMs > 0) {
+        stop = syncEndpointsEvery(etcd, config.autoSyncMs, memberEndpoints(etcd, identity), {
           changed: (change) => log.info(change, "synced the etcd endpoints from the cluster's members"),
           failed: (err) => problem("could not sync the etcd endpoints from the cluster's members; retrying", err),
         });
@@ -33,7 +33,7 @@ export function endpointFollowing(
         stop = syncEndpointsEvery(
           etcd,
           DEFAULTS.srvRefreshMs,
-          async () => (await discoverEndpoints(discovery, config.upstreamTls)).endpoints,
+          async () => (await discoverEndpoints(discovery, config.tls)).endpoints,
           {
             changed: (change) => log.info(change, "the SRV records changed; endpoints updated"),
             failed: (err) => problem("could not read the SRV records again; keeping the endpoints", err),

@@ -13,21 +13,6 @@ import type { Feature } from "./lifecycle.js";
 import type { Problem } from "./problems.js";
 import { KV } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
 
-export type EtcdConnectionConfig = Pick<
-  ProxyConfig,
-  | "discovery"
-  | "endpoints"
-  | "upstreamTls"
-  | "maxSendBytes"
-  | "maxRecvBytes"
-  | "dialKeepaliveTimeMs"
-  | "dialKeepaliveTimeoutMs"
-  | "permitWithoutStream"
-  | "serializableOrdering"
-  | "namespace"
-  | "identity"
->;
-
 export interface EtcdConnection extends Feature {
   /** The endpoints themselves (failover, endpoint sync). */
   etcd: EtcdUpstream;
@@ -39,11 +24,18 @@ export interface EtcdConnection extends Feature {
   identity: ProxyIdentity;
   /** The etcd in use, for the few answers etcd 3.4 and 3.5 word differently, and its watch's progress order. */
   version: EtcdVersion;
+  /** etcd's own HTTP paths (/version, /metrics), from the endpoint in use, with the TLS toward etcd. */
+  etcdHttp: (path: string) => Promise<string>;
 }
 
 /** The way to etcd: endpoints (from DNS with --discovery-srv), failover, the namespace, the proxy's identity. */
-export async function connectToEtcd(config: EtcdConnectionConfig, log: Log, problem: Problem): Promise<EtcdConnection> {
-  const discovered = config.discovery ? await discoverEndpoints(config.discovery, config.upstreamTls) : undefined;
+export async function connectToEtcd(
+  config: ProxyConfig["etcd"],
+  namespace: string,
+  log: Log,
+  problem: Problem,
+): Promise<EtcdConnection> {
+  const discovered = config.discovery ? await discoverEndpoints(config.discovery, config.tls) : undefined;
   if (discovered) log.info({ endpoints: discovered.endpoints }, "discovered cluster from SRV");
   if (discovered?.rejected.length)
     log.warn({ rejected: discovered.rejected }, "discovered SRV endpoints that failed validation are not used");
@@ -51,10 +43,10 @@ export async function connectToEtcd(config: EtcdConnectionConfig, log: Log, prob
     endpoints: discovered?.endpoints.length ? discovered.endpoints : config.endpoints,
     maxSendBytes: config.maxSendBytes,
     maxRecvBytes: config.maxRecvBytes,
-    keepaliveTimeMs: config.dialKeepaliveTimeMs,
-    keepaliveTimeoutMs: config.dialKeepaliveTimeoutMs,
-    keepaliveWithoutStream: config.permitWithoutStream,
-    tls: config.upstreamTls,
+    keepaliveTimeMs: config.keepalive.timeMs,
+    keepaliveTimeoutMs: config.keepalive.timeoutMs,
+    keepaliveWithoutStream: config.keepalive.withoutStream,
+    tls: config.tls,
     retryWindowMs: DEFAULTS.retryWindowMs,
     backoffMinMs: DEFAULTS.backoffMinMs,
     backoffMaxMs: DEFAULTS.backoffMaxMs,
@@ -64,15 +56,12 @@ export async function connectToEtcd(config: EtcdConnectionConfig, log: Log, prob
   // The decorators, innermost first: ordering sees etcd's keys, the namespace the client's.
   const ordered = config.serializableOrdering ? new OrderedUpstream(etcd) : undefined;
   const toEtcd: Upstream = ordered ?? etcd;
-  const upstream: Upstream = config.namespace
-    ? new NamespacedUpstream(toEtcd, new KeyPrefix(Buffer.from(config.namespace)))
-    : toEtcd;
+  const upstream: Upstream = namespace ? new NamespacedUpstream(toEtcd, new KeyPrefix(Buffer.from(namespace))) : toEtcd;
   const identity = config.identity
     ? new PasswordIdentity(upstream, config.identity.name, config.identity.password)
     : ANONYMOUS;
-  const version = new EtcdVersion(() =>
-    fetchFromEtcd(upstream.endpoints(), "/version", config.upstreamTls, DEFAULTS.etcdHttpTimeoutMs),
-  );
+  const etcdHttp = (path: string) => fetchFromEtcd(upstream.endpoints(), path, config.tls, DEFAULTS.etcdHttpTimeoutMs);
+  const version = new EtcdVersion(() => etcdHttp("/version"));
   version.knownLine(); // asks etcd now, so the first clients already get their etcd's answers
   return {
     etcd,
@@ -80,6 +69,7 @@ export async function connectToEtcd(config: EtcdConnectionConfig, log: Log, prob
     upstream,
     identity,
     version,
+    etcdHttp,
     start() {
       // As etcd's proxy does with --experimental-serializable-ordering: a linearizable read sets the floor now.
       if (!ordered) return;

@@ -9,18 +9,18 @@ import type { Problem } from "./problems.js";
 
 /** --experimental-leasing-prefix: etcd's leasing protocol; its records live inside the namespace, as with etcd's proxy. */
 export function leasing(
-  config: Pick<ProxyConfig, "leasingPrefix">,
+  config: ProxyConfig["leasing"],
   upstream: Upstream,
   keepAlives: KeepAliveCoalescer,
   identity: ProxyIdentity,
   metrics: Metrics,
   problem: Problem,
 ): { leasing: LeasingKv | undefined } & Feature {
-  if (!config.leasingPrefix) return { leasing: undefined };
+  if (!config.prefix) return { leasing: undefined };
   const kv = new LeasingKv(
     upstream,
     keepAlives,
-    { prefix: Buffer.from(config.leasingPrefix), identity, onProblem: problem },
+    { prefix: Buffer.from(config.prefix), identity, onProblem: problem },
     metrics.leasing,
   );
   observeLeasing(metrics, () => kv.owned);

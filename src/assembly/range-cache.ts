@@ -10,17 +10,17 @@ import type { Problem } from "./problems.js";
 
 /** The range cache for serializable reads (--cache-max-bytes 0: none), emptied by a watch of everything. */
 export function rangeCache(
-  config: Pick<ProxyConfig, "cache">,
+  config: ProxyConfig["cache"],
   ordered: OrderedUpstream | undefined,
   identity: ProxyIdentity,
   watches: WatchHub,
   metrics: Metrics,
   problem: Problem,
 ): { cache: KvCache | undefined } & Feature {
-  if (config.cache.maxBytes === 0) return { cache: undefined };
+  if (config.maxBytes === 0) return { cache: undefined };
   const cache = new KvCache(
     {
-      ...config.cache,
+      ...config,
       identity,
       watchRetryMs: DEFAULTS.cacheWatchRetryMs,
       revisionFloor: ordered && (() => ordered.revisionFloor()),

@@ -15,7 +15,7 @@ import type { Problem } from "./problems.js";
  * record carries its address); stopped first, so clients stop being sent here.
  */
 export function registration(
-  config: Pick<ProxyConfig, "resolver">,
+  config: ProxyConfig["registration"],
   advertise: () => string,
   upstream: Upstream,
   keepAlives: KeepAliveCoalescer,
@@ -23,7 +23,7 @@ export function registration(
   identity: ProxyIdentity,
   problem: Problem,
 ): { directory: ProxyDirectory | undefined } & Feature {
-  const { prefix, ttlSeconds } = config.resolver;
+  const { prefix, ttlSeconds } = config;
   if (!prefix) return { directory: undefined };
   const record = new Registration(upstream, keepAlives, {
     prefix,

@@ -10,7 +10,7 @@ import type { Feature } from "./lifecycle.js";
 
 /** Watch coalescing: every client watch of a range and identity on one upstream watch. */
 export function watching(
-  config: Pick<ProxyConfig, "watchBufferBytes" | "maxSendBytes">,
+  config: ProxyConfig["watch"],
   upstream: Upstream,
   version: EtcdVersion,
   metrics: Metrics,
@@ -20,7 +20,7 @@ export function watching(
     watchUpstream(upstream),
     watchJoinCheck(upstream),
     {
-      bufferBytes: config.watchBufferBytes,
+      bufferBytes: config.bufferBytes,
       batchBytes: DEFAULTS.watchBatchBytes,
       fragmentBytes: config.maxSendBytes + DEFAULTS.watchFragmentOverheadBytes,
       history: { ...DEFAULTS.watchHistory, replayBatchBytes: DEFAULTS.watchBatchBytes },

@@ -15,70 +15,89 @@ import {
 
 export type { ServerTls };
 
-/**
- * The proxy's configuration as the flags give it, checked but with no file
- * read: certificates, keys and the password file are named, not loaded.
- */
-export interface ProxySettings extends Omit<ProxyConfig, "tls" | "upstreamTls" | "identity"> {
-  tls: ServerTlsFiles | undefined;
-  upstreamTls: UpstreamTlsFiles | undefined;
-  identity: { name: string; password: string } | { name: string; passwordFile: string } | undefined;
-}
+/** Log levels as --log-level names them ("silent" for tests). */
+export type LogLevel = "debug" | "info" | "warn" | "error" | "silent";
 
-/** The proxy's configuration with its files read, as the proxy starts with it. */
-export interface ProxyConfig {
-  listen: { host: string; port: number };
-  /** Upstream etcd endpoints, normalized to http(s)://host:port. */
-  endpoints: string[];
-  /**
-   * What MemberList (and later registration) advertises. `undefined` means
-   * "the address actually listened on"; an empty string forwards MemberList.
-   */
-  advertiseClientUrl: string | undefined;
+/**
+ * The proxy's configuration, grouped by the feature that reads each part
+ * (src/assembly/): each flag is declared once in proxy-flags.ts and lands
+ * in one field here. `ServerT`, `UpstreamT` and `IdentityT` are the TLS and
+ * identity material: named files as parsed (ProxySettings), read as the
+ * proxy starts (ProxyConfig).
+ */
+interface Grouped<ServerT, UpstreamT, IdentityT> {
+  /** The logger: --log-level (--debug forces debug) and --experimental-enable-grpc-logging's payloads. */
+  log: { level: LogLevel; payloads: boolean };
+  /** The way to etcd (assembly/etcd-connection.ts, endpoint-following.ts). */
+  etcd: {
+    /** --endpoints, normalized to http(s)://host:port. */
+    endpoints: string[];
+    /** --discovery-srv and its companions: find the endpoints in DNS SRV records. */
+    discovery: { domain: string; serviceName: string; insecure: boolean } | undefined;
+    /** --endpoints-auto-sync-interval; 0: the endpoints stay those given. */
+    autoSyncMs: number;
+    /** TLS toward etcd (--cert, --key, --cacert, --insecure-skip-tls-verify); undefined: none configured. */
+    tls: UpstreamT | undefined;
+    /** --max-send-bytes and --max-recv-bytes, per message. */
+    maxSendBytes: number;
+    maxRecvBytes: number;
+    /** --dial-keepalive-time, --dial-keepalive-timeout, --permit-without-stream. */
+    keepalive: { timeMs: number; timeoutMs: number; withoutStream: boolean };
+    /** --user, --password, --password-file: the proxy's own etcd identity; undefined: anonymous. */
+    identity: IdentityT | undefined;
+    /** --experimental-serializable-ordering: serializable reads never go back in revision. */
+    serializableOrdering: boolean;
+  };
   /** --namespace: every key of KV, Watch, Lease, Election and Lock lives under it; "" for none. */
   namespace: string;
-  /** --resolver-prefix and --resolver-ttl (seconds); registration is off when the prefix is "". */
-  resolver: { prefix: string; ttlSeconds: number };
-  maxSendBytes: number;
-  maxRecvBytes: number;
-  dialKeepaliveTimeMs: number;
-  /** --discovery-srv and its companions: find the endpoints in DNS SRV records. */
-  discovery: { domain: string; serviceName: string; insecure: boolean } | undefined;
-  /** --enable-pprof: /debug/pprof/ on the client port and --metrics-addr. */
-  pprof: boolean;
-  /** --experimental-serializable-ordering: serializable reads never go back in revision. */
-  serializableOrdering: boolean;
-  /** --experimental-leasing-prefix; empty: no leasing. */
-  leasingPrefix: string;
-  /** --endpoints-auto-sync-interval; 0: the endpoints stay those given. */
-  endpointsAutoSyncMs: number;
-  dialKeepaliveTimeoutMs: number;
-  permitWithoutStream: boolean;
-  maxConcurrentStreams: number;
-  /** TLS toward etcd (https endpoints); absent means none was configured. */
-  upstreamTls: UpstreamTls | undefined;
-  /** Server TLS for the client port; absent means cleartext. */
-  tls: ServerTls | undefined;
-  logLevel: "debug" | "info" | "warn" | "error" | "silent";
-  /** --experimental-enable-grpc-logging: every request and response payload, at info level, secrets redacted. */
-  payloadLogging: boolean;
-  /** --metrics-addr: a second listener for the HTTP paths (health, metrics). */
-  metricsAddr: { host: string; port: number; https: boolean } | undefined;
-  /** Serve native gRPC calls in the fast lane (see server/native/native-lane.ts). */
-  nativeLane: boolean;
-  /** --user, --password, --password-file: the proxy's own etcd identity; undefined: anonymous. */
-  identity: { name: string; password: string } | undefined;
-  /** gRPC keepalive toward clients: --grpc-keepalive-min-time, -interval, -timeout. */
-  serverKeepalive: { minTimeMs: number; intervalMs: number; timeoutMs: number };
-  /** --cors-allowed-origins; empty: browsers may only call from the proxy's own origin. */
-  corsAllowedOrigins: string[];
-  /** --host-whitelist; undefined: the proxy's own names (server/edge/admission.ts defaultHosts). */
-  hostWhitelist: string[] | undefined;
+  /** Watch coalescing (assembly/watching.ts). */
+  watch: {
+    /** --watch-buffer-bytes: unread response bytes a client stream may hold before its watchers step aside. */
+    bufferBytes: number;
+    /** --max-send-bytes: watch responses are fragmented past it, as etcd does. */
+    maxSendBytes: number;
+  };
   /** The range cache (--cache-max-bytes, --cache-max-entries, --cache-ttl); maxBytes 0 turns it off. */
   cache: { maxBytes: number; maxEntries: number; ttlMs: number };
-  /** Per client Watch stream: unread response bytes before its watchers step aside (--watch-buffer-bytes). */
-  watchBufferBytes: number;
+  /** --experimental-leasing-prefix; empty: no leasing. */
+  leasing: { prefix: string };
+  /** --resolver-prefix and --resolver-ttl (seconds); registration is off when the prefix is "". */
+  registration: { prefix: string; ttlSeconds: number };
+  /** The client port and --metrics-addr (assembly/client-port.ts). */
+  clientPort: {
+    listen: { host: string; port: number };
+    /**
+     * What MemberList (and registration) advertises. `undefined` means "the
+     * address actually listened on"; an empty string forwards MemberList.
+     */
+    advertiseClientUrl: string | undefined;
+    /** TLS on the client port; undefined: cleartext. */
+    tls: ServerT | undefined;
+    /** Serve native gRPC calls in the fast lane (server/native/native-lane.ts), else through Connect. */
+    nativeLane: boolean;
+    maxConcurrentStreams: number;
+    /** gRPC keepalive toward clients: --grpc-keepalive-min-time, -interval, -timeout. */
+    keepalive: { minTimeMs: number; intervalMs: number; timeoutMs: number };
+    /** --cors-allowed-origins; empty: browsers may only call from the proxy's own origin. */
+    corsAllowedOrigins: string[];
+    /** --host-whitelist; undefined: the proxy's own names (server/edge/admission.ts defaultHosts). */
+    hostWhitelist: string[] | undefined;
+    /** --enable-pprof: /debug/pprof/ on the client port and --metrics-addr. */
+    pprof: boolean;
+    /** --metrics-addr: a second listener for the HTTP paths (health, metrics). */
+    metricsAddr: { host: string; port: number; https: boolean } | undefined;
+  };
 }
+
+/** The proxy's configuration as the flags give it, checked, with no file read. */
+export type ProxySettings = Grouped<
+  ServerTlsFiles,
+  UpstreamTlsFiles,
+  { name: string; password: string } | { name: string; passwordFile: string }
+>;
+
+/** The proxy's configuration with its files read, as the proxy starts with it. */
+export type ProxyConfig = Grouped<ServerTls, UpstreamTls, { name: string; password: string }>;
 
 /** The largest HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS value (2^32 - 1). */
 const MAX_STREAMS = 4294967295;
@@ -91,7 +110,7 @@ function parseHostPort(text: string, flag: string): { host: string; port: number
 }
 
 /** The proxy's own etcd user, from --user (name or name:password), --password or --password-file. */
-function parseIdentity(user: string, password: string, passwordFile: string): ProxySettings["identity"] {
+function parseIdentity(user: string, password: string, passwordFile: string): ProxySettings["etcd"]["identity"] {
   const given = [user.includes(":"), password !== "", passwordFile !== ""].filter(Boolean).length;
   if (user === "") {
     if (given > 0) throw new FlagError("--password and --password-file need --user");
@@ -106,7 +125,7 @@ function parseIdentity(user: string, password: string, passwordFile: string): Pr
   return password !== "" ? { name: user, password } : { name: user, passwordFile };
 }
 
-function loadIdentity(identity: ProxySettings["identity"]): ProxyConfig["identity"] {
+function loadIdentity(identity: ProxySettings["etcd"]["identity"]): ProxyConfig["etcd"]["identity"] {
   if (identity === undefined || "password" in identity) return identity;
   try {
     return { name: identity.name, password: readFileSync(identity.passwordFile, "utf8").split("\n")[0]!.trimEnd() };
@@ -126,14 +145,16 @@ export function buildConfig(argv: readonly string[]): ProxyConfig {
  * FlagError, with the flag's name, on a file that cannot be used.
  */
 export function loadConfig(settings: ProxySettings): ProxyConfig {
-  const upstreamTls = settings.upstreamTls ? loadUpstreamTls(settings.upstreamTls) : undefined;
+  const { etcd, clientPort } = settings;
+  const https = etcd.endpoints.some((e) => e.startsWith("https:"));
   return {
     ...settings,
-    upstreamTls:
-      upstreamTls ??
-      (settings.endpoints.some((e) => e.startsWith("https:")) ? { rejectUnauthorized: true } : undefined),
-    tls: settings.tls ? loadServerTls(settings.tls) : undefined,
-    identity: loadIdentity(settings.identity),
+    etcd: {
+      ...etcd,
+      tls: etcd.tls ? loadUpstreamTls(etcd.tls) : https ? { rejectUnauthorized: true } : undefined,
+      identity: loadIdentity(etcd.identity),
+    },
+    clientPort: { ...clientPort, tls: clientPort.tls ? loadServerTls(clientPort.tls) : undefined },
   };
 }
 
@@ -172,45 +193,50 @@ export function parseConfig(argv: readonly string[]): ProxySettings {
     throw new FlagError("--max-send-bytes and --max-recv-bytes must be positive");
 
   return {
-    listen,
-    endpoints,
-    advertiseClientUrl: given("advertise-client-url") ? str("advertise-client-url") : undefined,
-    namespace: str("namespace"),
-    resolver: { prefix: str("resolver-prefix"), ttlSeconds: num("resolver-ttl") },
-    maxSendBytes: num("max-send-bytes"),
-    maxRecvBytes: num("max-recv-bytes"),
-    dialKeepaliveTimeMs: num("dial-keepalive-time"),
-    endpointsAutoSyncMs: num("endpoints-auto-sync-interval"),
-    serializableOrdering: bool("experimental-serializable-ordering"),
-    leasingPrefix: str("experimental-leasing-prefix"),
-    pprof: bool("enable-pprof"),
-    discovery:
-      str("discovery-srv") === ""
-        ? undefined
-        : {
-            domain: str("discovery-srv"),
-            serviceName: str("discovery-srv-name"),
-            insecure: bool("insecure-discovery"),
-          },
-    dialKeepaliveTimeoutMs: num("dial-keepalive-timeout"),
-    permitWithoutStream: bool("permit-without-stream"),
-    maxConcurrentStreams: maxStreams,
-    upstreamTls,
-    tls,
-    logLevel: logLevel as ProxyConfig["logLevel"],
-    payloadLogging: bool("experimental-enable-grpc-logging"),
-    nativeLane: lane === "native",
-    watchBufferBytes: num("watch-buffer-bytes"),
-    corsAllowedOrigins: list("cors-allowed-origins").filter((o) => o !== ""),
-    hostWhitelist: hostWhitelist(parsed),
-    serverKeepalive: {
-      minTimeMs: num("grpc-keepalive-min-time"),
-      intervalMs: num("grpc-keepalive-interval"),
-      timeoutMs: num("grpc-keepalive-timeout"),
+    log: { level: logLevel as LogLevel, payloads: bool("experimental-enable-grpc-logging") },
+    etcd: {
+      endpoints,
+      discovery:
+        str("discovery-srv") === ""
+          ? undefined
+          : {
+              domain: str("discovery-srv"),
+              serviceName: str("discovery-srv-name"),
+              insecure: bool("insecure-discovery"),
+            },
+      autoSyncMs: num("endpoints-auto-sync-interval"),
+      tls: upstreamTls,
+      maxSendBytes: num("max-send-bytes"),
+      maxRecvBytes: num("max-recv-bytes"),
+      keepalive: {
+        timeMs: num("dial-keepalive-time"),
+        timeoutMs: num("dial-keepalive-timeout"),
+        withoutStream: bool("permit-without-stream"),
+      },
+      identity: parseIdentity(str("user"), str("password"), str("password-file")),
+      serializableOrdering: bool("experimental-serializable-ordering"),
     },
-    identity: parseIdentity(str("user"), str("password"), str("password-file")),
+    namespace: str("namespace"),
+    watch: { bufferBytes: num("watch-buffer-bytes"), maxSendBytes: num("max-send-bytes") },
     cache: { maxBytes: num("cache-max-bytes"), maxEntries: num("cache-max-entries"), ttlMs: num("cache-ttl") },
-    metricsAddr: parseMetricsAddr(str("metrics-addr"), tls !== undefined),
+    leasing: { prefix: str("experimental-leasing-prefix") },
+    registration: { prefix: str("resolver-prefix"), ttlSeconds: num("resolver-ttl") },
+    clientPort: {
+      listen,
+      advertiseClientUrl: given("advertise-client-url") ? str("advertise-client-url") : undefined,
+      tls,
+      nativeLane: lane === "native",
+      maxConcurrentStreams: maxStreams,
+      keepalive: {
+        minTimeMs: num("grpc-keepalive-min-time"),
+        intervalMs: num("grpc-keepalive-interval"),
+        timeoutMs: num("grpc-keepalive-timeout"),
+      },
+      corsAllowedOrigins: list("cors-allowed-origins").filter((o) => o !== ""),
+      hostWhitelist: hostWhitelist(parsed),
+      pprof: bool("enable-pprof"),
+      metricsAddr: parseMetricsAddr(str("metrics-addr"), tls !== undefined),
+    },
   };
 }
 
@@ -252,7 +278,7 @@ function validateRegistration(parsed: ParsedFlags): void {
 }
 
 /** --metrics-addr, e.g. http://127.0.0.1:9379; https serves with the client port's certificate. */
-function parseMetricsAddr(value: string, haveTls: boolean): ProxyConfig["metricsAddr"] {
+function parseMetricsAddr(value: string, haveTls: boolean): ProxyConfig["clientPort"]["metricsAddr"] {
   if (value === "") return undefined;
   let url: URL;
   try {

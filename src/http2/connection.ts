@@ -14,7 +14,6 @@
  */
 import { EventEmitter } from "node:events";
 import type { Duplex } from "node:stream";
-import type { AnswerGate } from "../util/answer-gate.js";
 import { CompressionError, HpackDecoder } from "./hpack.js";
 import {
   CLIENT_PREFACE,
@@ -30,6 +29,7 @@ import {
   Setting,
   settingsFrame,
 } from "./frames.js";
+import { AnswerBudget } from "./answer-budget.js";
 import { FrameReader } from "./frame-reader.js";
 import { ConnectionError, H2_LIMITS, type ClosedBy } from "./limits.js";
 import type { H2StreamBase, StreamHost } from "./stream.js";
@@ -297,48 +297,15 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
   /** A stream has queued (+) or sent or dropped (-) response bytes. */
   addBacklog(n: number): void {
     this.backlog += n;
-    if (n < 0 && this.gateWaiters.length > 0) this.openGate();
+    if (n < 0) this.answerGate.drained();
   }
 
-  /** Bytes of answers admitted from etcd for this client and not yet delivered or dropped. */
-  private answersInFlight = 0;
-  private gateWaiters: Array<() => void> = [];
-  /** What the waiting calls may hold together. */
-  private gateWaitersHold = 0;
-
-  /**
-   * This client's gate for answers from etcd (see AnswerGate): what it has
-   * not read yet, admitted and queued together, stays under
-   * maxUnreadAnswers; one answer alone may always come in.
-   */
-  readonly answerGate: AnswerGate = {
-    admit: (bytes) => {
-      if (this.answersInFlight > 0 && this.answersInFlight + this.backlog + bytes > H2_LIMITS.maxUnreadAnswers) {
-        return false;
-      }
-      this.answersInFlight += bytes;
-      return true;
-    },
-    settle: (bytes) => {
-      this.answersInFlight -= bytes;
-      if (this.gateWaiters.length > 0) this.openGate();
-    },
-    whenOpen: (fn, holding) => {
-      // Each waiting call holds up to its stream's window of its answer; together, at most half the budget.
-      if (this.gateWaitersHold + holding > H2_LIMITS.maxUnreadAnswers / 2) return false;
-      this.gateWaitersHold += holding;
-      this.gateWaiters.push(fn);
-      return true;
-    },
-  };
-
-  private openGate(): void {
-    if (this.answersInFlight + this.backlog >= H2_LIMITS.maxUnreadAnswers || this.destroyed) return;
-    const waiters = this.gateWaiters;
-    this.gateWaiters = [];
-    this.gateWaitersHold = 0;
-    for (const fn of waiters) fn();
-  }
+  /** This client's gate for answers from etcd (see AnswerGate and AnswerBudget). */
+  readonly answerGate = new AnswerBudget(
+    H2_LIMITS.maxUnreadAnswers,
+    () => this.backlog,
+    () => !this.destroyed,
+  );
 
   /** Pumps `stream` when the connection flushes, with whatever else it is written in this tick. */
   schedule(stream: H2StreamBase): void {

@@ -41,7 +41,10 @@ export function forwardAll<S extends DescService>(service: S, upstream: Upstream
         const streaming = method as DescMethodServerStreaming;
         handlers[method.localName] = serverStreamOverBytes(streaming, (payload, requestFrame, ctx) =>
           upstream.serverStreamBytes(streaming, requestFrame, ctx, () =>
-            isSafeToRepeat(streaming, safetyDependsOnRequest(streaming) ? decodeRequest(streaming, payload) : undefined),
+            isSafeToRepeat(
+              streaming,
+              safetyDependsOnRequest(streaming) ? decodeRequest(streaming, payload) : undefined,
+            ),
           ),
         );
         break;

@@ -110,10 +110,7 @@ export type WithBytePath<H, P extends AnyBytePath> = H & { readonly bytes: P };
 type AnyBytePath = BytePath | BidiBytePath | ServerStreamBytePath;
 
 /** Attaches a byte-level implementation to a typed handler; the RPC table reads it back as `bytes`. */
-export function withBytePath<H extends object, P extends AnyBytePath>(
-  handler: H,
-  path: P,
-): WithBytePath<H, P> {
+export function withBytePath<H extends object, P extends AnyBytePath>(handler: H, path: P): WithBytePath<H, P> {
   return Object.assign(handler, { bytes: path });
 }
 

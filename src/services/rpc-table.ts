@@ -28,10 +28,7 @@ export type Rpc =
       method: DescMethodServerStreaming | DescMethodBiDiStreaming;
       handler: (input: unknown, ctx: CallContext) => AsyncIterable<unknown>;
       /** The handler's own byte-level implementation, when it has one: per method kind, a bidi one (lease keep-alives) or a server stream's (forwards). */
-      bytes:
-        | { kind: "bidi"; path: BidiBytePath }
-        | { kind: "server-stream"; path: ServerStreamBytePath }
-        | undefined;
+      bytes: { kind: "bidi"; path: BidiBytePath } | { kind: "server-stream"; path: ServerStreamBytePath } | undefined;
       servedOverGet: boolean;
     };
 

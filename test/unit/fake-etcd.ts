@@ -13,6 +13,7 @@ import {
   Compare_CompareTarget,
   KV,
   Lease,
+  Maintenance,
   ResponseHeaderSchema,
   Watch,
   type Compare,
@@ -212,8 +213,18 @@ export class FakeEtcd extends UpstreamBase {
     });
   }
 
-  serverStreamBytes(): AsyncIterable<Buffer> {
-    throw new Error("the fake etcd has no server streams");
+  /** What Maintenance.Snapshot streams, in 32 KiB blobs as etcd sends it. */
+  snapshot = Buffer.alloc(0);
+
+  async *serverStreamBytes(method: DescMethod): AsyncIterable<Buffer> {
+    if (method !== Maintenance.method.snapshot) throw new Error(`the fake etcd has no ${method.name} stream`);
+    for (let at = 0; at < this.snapshot.length || at === 0; at += SNAPSHOT_BLOB_BYTES) {
+      const blob = this.snapshot.subarray(at, at + SNAPSHOT_BLOB_BYTES);
+      const remainingBytes = BigInt(Math.max(0, this.snapshot.length - at - blob.length));
+      const answer = create(Maintenance.method.snapshot.output, { header: this.header(), remainingBytes, blob });
+      yield Buffer.from(toBinary(Maintenance.method.snapshot.output, answer));
+      if (this.snapshot.length === 0) return;
+    }
   }
 
   /** Leases by ID, with the TTL a renewal answers. */
@@ -361,6 +372,8 @@ export class SlowEtcd extends FakeEtcd {
     return answer;
   }
 }
+
+const SNAPSHOT_BLOB_BYTES = 32 << 10;
 
 /** Delays of 0 to `spread - 1` ms from a seed, so that a failing interleaving replays. */
 export function seededDelays(seed: number, spread: number): () => number {

@@ -117,16 +117,16 @@ describe("etcd's flags", () => {
 describe("buildConfig", () => {
   it("normalizes endpoints with and without a scheme", () => {
     const c = buildConfig(["--endpoints=127.0.0.1:2379,http://localhost:22379"]);
-    assert.deepEqual(c.endpoints, ["http://127.0.0.1:2379", "http://localhost:22379"]);
-    assert.deepEqual(c.listen, { host: "127.0.0.1", port: 23790 });
-    assert.equal(c.advertiseClientUrl, undefined, "follows the listen address unless given");
+    assert.deepEqual(c.etcd.endpoints, ["http://127.0.0.1:2379", "http://localhost:22379"]);
+    assert.deepEqual(c.clientPort.listen, { host: "127.0.0.1", port: 23790 });
+    assert.equal(c.clientPort.advertiseClientUrl, undefined, "follows the listen address unless given");
   });
   it("keeps an explicitly empty advertise URL (MemberList then goes to etcd)", () => {
-    assert.equal(buildConfig(["--advertise-client-url="]).advertiseClientUrl, "");
+    assert.equal(buildConfig(["--advertise-client-url="]).clientPort.advertiseClientUrl, "");
   });
   it("reads the leasing prefix (empty: no leasing)", () => {
-    assert.equal(buildConfig(["--experimental-leasing-prefix=l/"]).leasingPrefix, "l/");
-    assert.equal(buildConfig([]).leasingPrefix, "");
+    assert.equal(buildConfig(["--experimental-leasing-prefix=l/"]).leasing.prefix, "l/");
+    assert.equal(buildConfig([]).leasing.prefix, "");
   });
   it("reads the endpoint sources: DNS SRV discovery and member auto-sync", () => {
     const c = buildConfig([
@@ -135,28 +135,31 @@ describe("buildConfig", () => {
       "--insecure-discovery",
       "--endpoints-auto-sync-interval=30s",
     ]);
-    assert.deepEqual(c.discovery, { domain: "example.com", serviceName: "blue", insecure: true });
-    assert.equal(c.endpointsAutoSyncMs, 30_000);
-    assert.equal(buildConfig([]).discovery, undefined);
-    assert.equal(buildConfig(["--experimental-enable-grpc-logging"]).payloadLogging, true);
-    assert.equal(buildConfig(["--experimental-serializable-ordering"]).serializableOrdering, true);
-    assert.equal(buildConfig(["--enable-pprof"]).pprof, true);
+    assert.deepEqual(c.etcd.discovery, { domain: "example.com", serviceName: "blue", insecure: true });
+    assert.equal(c.etcd.autoSyncMs, 30_000);
+    assert.equal(buildConfig([]).etcd.discovery, undefined);
+    assert.equal(buildConfig(["--experimental-enable-grpc-logging"]).log.payloads, true);
+    assert.equal(buildConfig(["--experimental-serializable-ordering"]).etcd.serializableOrdering, true);
+    assert.equal(buildConfig(["--enable-pprof"]).clientPort.pprof, true);
   });
   it("reads --namespace and the registration flags", () => {
     const c = buildConfig(["--namespace=app/", "--resolver-prefix=p", "--resolver-ttl=5"]);
     assert.equal(c.namespace, "app/");
-    assert.deepEqual(c.resolver, { prefix: "p", ttlSeconds: 5 });
+    assert.deepEqual(c.registration, { prefix: "p", ttlSeconds: 5 });
   });
   it("reads the proxy's own identity from --user, --password or --password-file", () => {
-    assert.deepEqual(buildConfig(["--user=proxy:pw"]).identity, { name: "proxy", password: "pw" });
-    assert.deepEqual(buildConfig(["--user=proxy", "--password=pw:x"]).identity, { name: "proxy", password: "pw:x" });
+    assert.deepEqual(buildConfig(["--user=proxy:pw"]).etcd.identity, { name: "proxy", password: "pw" });
+    assert.deepEqual(buildConfig(["--user=proxy", "--password=pw:x"]).etcd.identity, {
+      name: "proxy",
+      password: "pw:x",
+    });
     const file = join(mkdtempSync(join(tmpdir(), "ecp-")), "pw");
     writeFileSync(file, "from-file\n");
-    assert.deepEqual(buildConfig(["--user=proxy", `--password-file=${file}`]).identity, {
+    assert.deepEqual(buildConfig(["--user=proxy", `--password-file=${file}`]).etcd.identity, {
       name: "proxy",
       password: "from-file",
     });
-    assert.equal(buildConfig([]).identity, undefined);
+    assert.equal(buildConfig([]).etcd.identity, undefined);
     assert.throws(() => buildConfig(["--user=proxy"]), /exactly one password/);
     assert.throws(() => buildConfig(["--user=proxy:a", "--password=b"]), /exactly one password/);
     assert.throws(() => buildConfig(["--password=b"]), /need --user/);
@@ -165,13 +168,13 @@ describe("buildConfig", () => {
     const dataDir = join(mkdtempSync(join(tmpdir(), "ecp-")), "data");
     const missing = ["--cert-file=/nonexistent.pem", "--key-file=/nonexistent.key", "--cacert=/nonexistent-ca.pem"];
     const settings = parseConfig([...missing, "--user=proxy", "--password-file=/nonexistent-pw"]);
-    assert.deepEqual(settings.identity, { name: "proxy", passwordFile: "/nonexistent-pw" });
-    assert.equal(settings.tls?.certFile, "/nonexistent.pem");
+    assert.deepEqual(settings.etcd.identity, { name: "proxy", passwordFile: "/nonexistent-pw" });
+    assert.equal(settings.clientPort.tls?.certFile, "/nonexistent.pem");
     assert.throws(() => loadConfig(settings), /cannot read --cacert "\/nonexistent-ca.pem"/);
     assert.throws(() => loadConfig(parseConfig(missing.slice(0, 2))), /cannot read --cert-file/);
     const autoTls = parseConfig(["--auto-tls", `--data-dir=${dataDir}`]);
     assert.equal(existsSync(dataDir), false, "--auto-tls makes its certificate at start, not while parsing");
-    assert.ok(loadConfig(autoTls).tls?.cert.toString().includes("BEGIN CERTIFICATE"));
+    assert.ok(loadConfig(autoTls).clientPort.tls?.cert.toString().includes("BEGIN CERTIFICATE"));
     assert.equal(existsSync(join(dataDir, "fixtures", "proxy", "cert.pem")), true);
   });
   it("applies etcd's registration checks", () => {
@@ -193,6 +196,6 @@ describe("buildConfig", () => {
     assert.throws(() => buildConfig(["extra"]), /unexpected argument "extra"/);
   });
   it("--debug forces debug logging", () => {
-    assert.equal(buildConfig(["--debug"]).logLevel, "debug");
+    assert.equal(buildConfig(["--debug"]).log.level, "debug");
   });
 });
