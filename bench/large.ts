@@ -7,7 +7,7 @@ import { PutRequestSchema, RangeRequestSchema } from "../src/gen/etcd/api/etcdse
 import { EtcdGrpcClient } from "../test/helpers/grpc-client.js";
 import { startJob, type JobResult } from "./loadgen.js";
 import { cpuMicros, percentile, rssBytes } from "./proc.js";
-import type { Measurement } from "./scenarios.js";
+import type { Measurement, Sizes } from "./scenarios.js";
 import type { Lab, Target } from "./targets.js";
 
 /** The clients of each large scenario, in two load-generator threads. */
@@ -143,9 +143,12 @@ async function fillDatabase(lab: Lab, megabytes: number): Promise<void> {
   }
 }
 
-export async function runLargeScenario(scenario: LargeScenario, target: Target, seconds: number): Promise<Measurement> {
+export async function runLargeScenario(scenario: LargeScenario, target: Target, sizes: Sizes): Promise<Measurement> {
   const requests = scenario.requests();
-  const workers = Math.min(WORKERS, scenario.clients);
+  const { seconds } = sizes;
+  // A smoke run (few closed-loop clients) gives each large scenario two.
+  const clients = sizes.closedLoopClients < CLIENTS ? Math.min(2, scenario.clients) : scenario.clients;
+  const workers = Math.min(WORKERS, clients);
   const running = Array.from({ length: workers }, () =>
     startJob(
       scenario.kind === "unary"
@@ -154,7 +157,7 @@ export async function runLargeScenario(scenario: LargeScenario, target: Target, 
             address: target.address,
             path: scenario.path,
             requests,
-            channels: scenario.clients / workers,
+            channels: clients / workers,
             concurrency: 1,
             durationMs: seconds * 1000,
           }
@@ -163,7 +166,7 @@ export async function runLargeScenario(scenario: LargeScenario, target: Target, 
             address: target.address,
             path: scenario.path,
             request: requests[0]!,
-            channels: scenario.clients / workers,
+            channels: clients / workers,
             durationMs: seconds * 1000,
           },
     ),

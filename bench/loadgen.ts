@@ -3,7 +3,9 @@
 // orchestrator; responses are not decoded beyond what a measurement needs, so
 // the generator spends its CPU on the wire, not on protobuf.
 import * as grpc from "@grpc/grpc-js";
+import { join } from "node:path";
 import { parentPort, Worker, workerData } from "node:worker_threads";
+import { PACKAGE_ROOT } from "../src/package-root.js";
 
 export type Job =
   | {
@@ -299,7 +301,7 @@ export interface RunningJob {
 }
 
 export function startJob(job: Job): RunningJob {
-  const worker = new Worker(new URL("./worker-entry.mjs", import.meta.url), {
+  const worker = new Worker(join(PACKAGE_ROOT, "bench", "worker-entry.mjs"), {
     workerData: { job, entry: import.meta.url },
   });
   let ready!: () => void;

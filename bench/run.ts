@@ -44,6 +44,7 @@ const sizes: Sizes = args.smoke
   ? {
       seconds: 1,
       workers: 2,
+      closedLoopClients: 4,
       watches: [{ watchers: 100, putsPerSecond: 10 }],
       leaseClients: [100],
       watchSeconds: 1,
@@ -52,6 +53,7 @@ const sizes: Sizes = args.smoke
   : {
       seconds: 5,
       workers: 2,
+      closedLoopClients: 100,
       // 10k watchers at 100 puts/s is a million deliveries a second, on two
       // cores shared with the load generator: an overload run, reported and
       // never failed (etcd's Go proxy and our Connect lane miss events there).
@@ -128,7 +130,7 @@ try {
     for (const scenario of largeScenarios(args.smoke ? SMOKE_LARGE : FULL_LARGE).filter((s) => wanted(s.name))) {
       if (round === 0) await scenario.prepare?.(lab);
       for (const t of order) {
-        log(await runLargeScenario(scenario, await settled(scenario.name, t), sizes.seconds));
+        log(await runLargeScenario(scenario, await settled(scenario.name, t), sizes));
         await scenario.after?.(lab);
       }
     }

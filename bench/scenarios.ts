@@ -16,6 +16,12 @@ export interface Sizes {
   seconds: number;
   /** Worker threads generating load. */
   workers: number;
+  /**
+   * Closed-loop clients per unary scenario, over one connection per 10 (100,
+   * as etcd's benchmark tool runs them); a smoke run uses few, so that it
+   * checks the scenarios without taking the machine from tests beside it.
+   */
+  closedLoopClients: number;
   /** Watch fan-out runs: how many watchers, and how many puts per second reach them. */
   /** Watch fan-out loads; an overload run asks more than the load generator can read, and is reported but never failed. */
   watches: Array<{ watchers: number; putsPerSecond: number; overload?: boolean; valueBytes?: number }>;
@@ -51,19 +57,18 @@ export interface Measurement {
 const enc = new TextEncoder();
 const key = (s: string) => enc.encode(s);
 
-/** 100 clients over 10 connections, as etcd's own benchmark tool runs them. */
+/** Watch and lease clients spread over 10 connections. */
 const CONNECTIONS = 10;
-const CLIENTS = 100;
 
 function unaryJobs(target: Target, path: string, requests: Uint8Array[], sizes: Sizes): Job[] {
-  const perWorker = CONNECTIONS / sizes.workers;
+  const connections = Math.max(sizes.workers, Math.ceil(sizes.closedLoopClients / 10));
   return Array.from({ length: sizes.workers }, () => ({
     kind: "unary" as const,
     address: target.address,
     path,
     requests,
-    channels: perWorker,
-    concurrency: CLIENTS / CONNECTIONS,
+    channels: connections / sizes.workers,
+    concurrency: Math.max(1, Math.round(sizes.closedLoopClients / connections)),
     durationMs: sizes.seconds * 1000,
   }));
 }

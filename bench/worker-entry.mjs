@@ -1,7 +1,7 @@
 // Worker threads on node 20 load their entry before --import hooks apply, so
-// this plain-JS entry registers tsx itself, then loads the TypeScript module.
-import { register } from "tsx/esm/api";
+// this plain-JS entry registers tsx itself when the load generator runs as
+// TypeScript, then loads it; compiled (build/tests/), it needs no tsx.
 import { workerData } from "node:worker_threads";
 
-register();
+if (workerData.entry.endsWith(".ts")) (await import("tsx/esm/api")).register();
 await import(workerData.entry);

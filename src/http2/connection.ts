@@ -31,6 +31,7 @@ import {
 } from "./frames.js";
 import { AnswerBudget } from "./answer-budget.js";
 import { FrameReader } from "./frame-reader.js";
+import { ReceiveWindow } from "./receive-window.js";
 import { ConnectionError, H2_LIMITS, type ClosedBy } from "./limits.js";
 import type { H2StreamBase, StreamHost } from "./stream.js";
 
@@ -121,9 +122,8 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
   private readonly ready = new Set<H2StreamBase>();
   private socketBlocked = false;
 
-  /** Receiving: what the peer may still send, and bytes released since the last WINDOW_UPDATE. */
-  private recvWindow = H2_LIMITS.connectionWindow;
-  private released = 0;
+  /** Receiving: what the peer may still send on the connection, credited as streams release bytes. */
+  private readonly receiving = new ReceiveWindow(H2_LIMITS.connectionWindow);
   /** Response bytes queued on streams, and control frames queued while the socket is full. */
   private backlog = 0;
   private controlQueued = 0;
@@ -506,12 +506,8 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
   /** Releases `n` received bytes to the connection window (their stream has consumed or dropped them). */
   release(n: number): void {
     if (n <= 0 || this.destroyed) return;
-    this.released += n;
-    if (this.released >= H2_LIMITS.connectionWindow / 2) {
-      this.recvWindow += this.released;
-      this.sendControl(frame32(FrameType.WINDOW_UPDATE, 0, this.released));
-      this.released = 0;
-    }
+    const increment = this.receiving.credit(n);
+    if (increment > 0) this.sendControl(frame32(FrameType.WINDOW_UPDATE, 0, increment));
   }
 
   /** Ends the connection for a protocol error: GOAWAY with the error's code, then close. */
@@ -613,10 +609,9 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
   private onDataFrame(flags: number, streamId: number, payload: Buffer): void {
     if (streamId === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "DATA on stream 0");
     // The whole frame counts against the windows, padding included.
-    if (payload.length > this.recvWindow) {
+    if (!this.receiving.take(payload.length)) {
       throw new ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, "DATA beyond the connection window");
     }
-    this.recvWindow -= payload.length;
     const stream = this.streams.get(streamId);
     if (!stream) {
       this.release(payload.length); // nobody will consume these bytes

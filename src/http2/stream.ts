@@ -6,6 +6,7 @@
  */
 import { ErrorCode, Flag, frame, frame32, FRAME_HEADER_BYTES, FrameType, writeFrameHeader } from "./frames.js";
 import { H2_LIMITS, STREAM_HIGH_WATER, type ClosedBy, type StreamState } from "./limits.js";
+import { ReceiveWindow } from "./receive-window.js";
 
 /**
  * What a stream needs of its connection (H2Connection is one): a place in
@@ -86,11 +87,8 @@ export abstract class H2StreamBase {
   private queued = 0;
   /** What ends the body once the queue is sent: a trailer block, or null for an empty END_STREAM DATA. */
   private ending: Buffer | null | undefined;
-  /** What the peer may still send on this stream, and bytes consumed since the last WINDOW_UPDATE. */
-  private recvWindow: number;
-  /** The window this stream was given in all: credit goes back once half of it is consumed. */
-  private windowSize: number;
-  private consumedUnacked = 0;
+  /** What the peer may still send on this stream, credited back as its reader consumes. */
+  private readonly receiving: ReceiveWindow;
   /** Received bytes not yet released to the connection window. */
   private held = 0;
   private bodyReceived = 0;
@@ -101,8 +99,7 @@ export abstract class H2StreamBase {
     initialWindow: number,
   ) {
     this.sendWindow = initialWindow;
-    this.recvWindow = connection.streamWindow;
-    this.windowSize = connection.streamWindow;
+    this.receiving = new ReceiveWindow(connection.streamWindow);
   }
 
   /** Response bytes queued and not yet sent. */
@@ -242,11 +239,10 @@ export abstract class H2StreamBase {
       if (!this.closed) this.connection.streamError(this.id, ErrorCode.STREAM_CLOSED);
       return;
     }
-    if (size > this.recvWindow) {
+    if (!this.receiving.take(size)) {
       this.connection.release(size);
       return this.connection.streamError(this.id, ErrorCode.FLOW_CONTROL_ERROR);
     }
-    this.recvWindow -= size;
     this.held += size;
     const padding = size - chunk.length;
     if (padding > 0) this.consumed(padding);
@@ -303,24 +299,20 @@ export abstract class H2StreamBase {
 
   /** Raises this stream's receive window to `size` at once (streams whose reader keeps up). */
   widenWindow(size: number): void {
-    const more = size - this.recvWindow;
-    if (more <= 0 || this.closed) return;
-    this.recvWindow += more;
-    this.windowSize = size;
-    this.connection.send(frame32(FrameType.WINDOW_UPDATE, this.id, more));
+    if (this.closed) return;
+    const more = this.receiving.widen(size);
+    if (more > 0) this.connection.send(frame32(FrameType.WINDOW_UPDATE, this.id, more));
   }
 
   /** This stream's receive window as last announced (the initial one, widened or grown since). */
   get receiveWindowSize(): number {
-    return this.windowSize;
+    return this.receiving.size;
   }
 
   /** Lets the peer send `extra` bytes more than it may now, and keeps the window that much larger. */
   growWindow(extra: number): void {
     if (extra <= 0 || this.closed || this.remoteEnded) return;
-    this.recvWindow += extra;
-    this.windowSize += extra;
-    this.connection.send(frame32(FrameType.WINDOW_UPDATE, this.id, extra));
+    this.connection.send(frame32(FrameType.WINDOW_UPDATE, this.id, this.receiving.grow(extra)));
   }
 
   /** Gives the connection's window every byte this stream still holds. */
@@ -332,12 +324,8 @@ export abstract class H2StreamBase {
   /** Gives `n` bytes back to this stream's window only (the connection's waits for close). */
   private creditStream(n: number): void {
     if (this.closed || this.remoteEnded) return;
-    this.consumedUnacked += n;
-    if (this.consumedUnacked >= this.windowSize / 2) {
-      this.recvWindow += this.consumedUnacked;
-      this.connection.sendControl(frame32(FrameType.WINDOW_UPDATE, this.id, this.consumedUnacked));
-      this.consumedUnacked = 0;
-    }
+    const increment = this.receiving.credit(n);
+    if (increment > 0) this.connection.sendControl(frame32(FrameType.WINDOW_UPDATE, this.id, increment));
   }
 
   receiveReset(code: number): void {

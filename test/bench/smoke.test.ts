@@ -7,6 +7,9 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { it } from "node:test";
+import { fileURLToPath } from "node:url";
+
+const compiled = import.meta.url.endsWith(".js");
 
 it("npm run bench --smoke measures every scenario on every target", { timeout: 180_000 }, async () => {
   const dir = mkdtempSync(join(tmpdir(), "ecp-bench-"));
@@ -15,7 +18,13 @@ it("npm run bench --smoke measures every scenario on every target", { timeout: 1
     const { code, stdout, stderr } = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) =>
       execFile(
         process.execPath,
-        ["--import", "tsx", "bench/run.ts", "--smoke", `--out=${out}`],
+        // The bench as this test runs: compiled (npm test) or as TypeScript.
+        [
+          ...(compiled ? [] : ["--import", "tsx"]),
+          fileURLToPath(new URL(`../../bench/run.${compiled ? "js" : "ts"}`, import.meta.url)),
+          "--smoke",
+          `--out=${out}`,
+        ],
         { timeout: 170_000, maxBuffer: 16 << 20 },
         (err, stdout, stderr) => resolve({ code: err ? Number(err.code ?? 1) : 0, stdout, stderr }),
       ),
