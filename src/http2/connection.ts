@@ -329,24 +329,17 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
     if (this.out.length === 0 || this.socket.destroyed) return;
     const pieces = this.out;
     this.out = [];
-    let accepted = true;
-    if (pieces.length === 1) accepted = this.socket.write(pieces[0]!);
-    else {
-      // Small pieces (frame headers, small frames) are joined; large ones (a large answer's DATA, as
-      // views of etcd's bytes) go to the socket as they are, in one writev: a megabyte is not copied.
-      this.socket.cork();
-      let from = 0;
-      for (let i = 0; i <= pieces.length; i++) {
-        const piece = pieces[i];
-        if (piece !== undefined && piece.length < WRITE_AS_IS_BYTES) continue;
-        if (i - from === 1) accepted = this.socket.write(pieces[from]!) && accepted;
-        else if (i > from) accepted = this.socket.write(Buffer.concat(pieces.slice(from, i))) && accepted;
-        if (piece !== undefined) accepted = this.socket.write(piece) && accepted;
-        from = i + 1;
-      }
-      this.socket.uncork();
+    let bytes = 0;
+    let large = false;
+    for (const piece of pieces) {
+      bytes += piece.length;
+      if (piece.length >= WRITE_AS_IS_BYTES) large = true;
     }
-    for (const piece of pieces) this.written += piece.length;
+    this.written += bytes;
+    let accepted: boolean;
+    if (pieces.length === 1) accepted = this.socket.write(pieces[0]!);
+    else if (!large) accepted = this.socket.write(Buffer.concat(pieces, bytes));
+    else accepted = this.writeAsIs(pieces);
     if (!accepted && !this.socketBlocked) {
       this.socketBlocked = true;
       // A peer that does not read gets nothing more read from it either:
@@ -354,6 +347,27 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
       if (this.policy.defends) this.socket.pause();
     }
   };
+
+  /**
+   * Small pieces (frame headers, small frames) joined, large ones (a large
+   * answer's DATA, as views of etcd's bytes) as they are, in one writev: a
+   * megabyte is not copied. False if the socket wants a drain.
+   */
+  private writeAsIs(pieces: readonly Uint8Array[]): boolean {
+    let accepted = true;
+    this.socket.cork();
+    let from = 0;
+    for (let i = 0; i <= pieces.length; i++) {
+      const piece = pieces[i];
+      if (piece !== undefined && piece.length < WRITE_AS_IS_BYTES) continue;
+      if (i - from === 1) accepted = this.socket.write(pieces[from]!) && accepted;
+      else if (i > from) accepted = this.socket.write(Buffer.concat(pieces.slice(from, i))) && accepted;
+      if (piece !== undefined) accepted = this.socket.write(piece) && accepted;
+      from = i + 1;
+    }
+    this.socket.uncork();
+    return accepted;
+  }
 
   private onDrain(): void {
     this.socketBlocked = false;
