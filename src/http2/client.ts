@@ -1,6 +1,7 @@
 /** The client role of the proxy's own HTTP/2: the proxy's connections to etcd. */
 import type { Duplex } from "node:stream";
-import { CLIENT_ROLE, H2Connection } from "./connection.js";
+import { H2Connection } from "./connection.js";
+import { CLIENT_ROLE } from "./role.js";
 import { EMPTY } from "./limits.js";
 import { H2StreamBase } from "./stream.js";
 import { ErrorCode, Flag, frame32, FrameType, MAX_WINDOW } from "./frames.js";

@@ -30,31 +30,14 @@ import {
   settingsFrame,
 } from "./frames.js";
 import { AnswerBudget } from "./answer-budget.js";
+import { ClosedStreams } from "./closed-streams.js";
+import { ConnectionOutput } from "./connection-output.js";
 import { FrameReader } from "./frame-reader.js";
+import { HeaderBlockAssembler, unpad } from "./header-block.js";
 import { ReceiveWindow } from "./receive-window.js";
-import { ConnectionError, H2_LIMITS, type ClosedBy } from "./limits.js";
+import { ConnectionError, H2_LIMITS } from "./limits.js";
+import type { RolePolicy } from "./role.js";
 import type { H2StreamBase, StreamHost } from "./stream.js";
-
-/**
- * What a connection's role decides. The server role accepts connections
- * from clients the proxy does not control and defends against them: control
- * answers are capped, reading stops while the peer does not read, output
- * for unread streams is bounded, closed streams are remembered, and the
- * handshake has a deadline. The client role dials etcd, which it trusts.
- */
-export interface RolePolicy {
-  /** The peer opens the connection with the client preface. */
-  readonly accepts: boolean;
-  readonly defends: boolean;
-  /** SETTINGS_INITIAL_WINDOW_SIZE this side gives each stream. */
-  readonly streamWindow: number;
-}
-
-/** Pieces at least this large are written to the socket as they are, not joined with the others first. */
-const WRITE_AS_IS_BYTES = 4096;
-
-export const SERVER_ROLE: RolePolicy = { accepts: true, defends: true, streamWindow: H2_LIMITS.streamWindow };
-export const CLIENT_ROLE: RolePolicy = { accepts: false, defends: false, streamWindow: H2_LIMITS.upstreamStreamWindow };
 
 /**
  * A connection's life: "closing" once either side sent GOAWAY (open streams
@@ -83,55 +66,29 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
   protected readonly hpack = new HpackDecoder(H2_LIMITS.headerTableSize, H2_LIMITS.maxHeaderListSize);
   /** Streams above this id are refused or ignored after a GOAWAY. */
   protected goawayLastId = MAX_WINDOW;
-  /**
-   * Peer streams that closed lately and how (see ClosedBy), as a ring: a
-   * map churned by every call cost GC work, and it is read only when a
-   * frame comes for a stream that is no longer open.
-   */
-  private readonly closedIds = new Int32Array(H2_LIMITS.closedStreamMemory);
-  private readonly closedHow = new Uint8Array(H2_LIMITS.closedStreamMemory);
-  private closedNext = 0;
-  /** Ids up to this one may have closed and been forgotten. */
-  protected forgottenBelow = 0;
+  /** Peer streams that closed lately, and how. */
+  protected readonly closedStreams = new ClosedStreams(H2_LIMITS.closedStreamMemory);
 
   /** The input, cut into frames. */
   private readonly reader: FrameReader;
   /** A server connection has not had its client's first SETTINGS yet. */
   private settingsExpected: boolean;
   private handshakeTimer: NodeJS.Timeout | undefined;
-  /** A header block waiting for its CONTINUATION frames. */
-  private pendingHeaders:
-    | { streamId: number; flags: number; chunks: Buffer[]; size: number; frames: number; selfDependent: boolean }
-    | undefined;
+  /** Header blocks, joined from HEADERS and CONTINUATION frames. */
+  private readonly headerBlocks = new HeaderBlockAssembler((streamId, flags, block, selfDependent) =>
+    this.onHeaderBlock(streamId, flags, block, selfDependent),
+  );
   /** What the role decides: whether the peer is defended against, and how the connection starts. */
   protected readonly policy: RolePolicy;
   /** The receive window this side gives each stream (SETTINGS_INITIAL_WINDOW_SIZE), and credits by. */
   readonly streamWindow: number;
 
-  /** Sending: the peer's settings and the connection's flow-control window. */
+  /** The window the peer gives each stream (its SETTINGS_INITIAL_WINDOW_SIZE). */
   protected peerInitialWindow = DEFAULT_WINDOW;
-  private peerMaxFrame = DEFAULT_MAX_FRAME;
-  private sendWindow = DEFAULT_WINDOW;
-  /** Streams with data waiting for window or for the socket to drain. */
-  private readonly waiting = new Set<H2StreamBase>();
-  /**
-   * Streams written to in this tick, pumped when the connection flushes: a
-   * stream's messages of one tick (a watch event for a hundred watchers of
-   * one stream) leave as one DATA frame, not one frame each.
-   */
-  private readonly ready = new Set<H2StreamBase>();
-  private socketBlocked = false;
-
+  /** Sending: frames, waiting streams and the connection's send window. */
+  private readonly output: ConnectionOutput;
   /** Receiving: what the peer may still send on the connection, credited as streams release bytes. */
   private readonly receiving = new ReceiveWindow(H2_LIMITS.connectionWindow);
-  /** Response bytes queued on streams, and control frames queued while the socket is full. */
-  private backlog = 0;
-  private controlQueued = 0;
-
-  private out: Uint8Array[] = [];
-  /** Bytes handed to the socket so far. */
-  private written = 0;
-  private flushQueued = false;
   private readonly pings: Array<(err: Error | null) => void> = [];
 
   constructor(
@@ -144,6 +101,7 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
     this.policy = policy;
     this.streamWindow = policy.streamWindow;
     this.settingsExpected = policy.accepts;
+    this.output = new ConnectionOutput(socket, policy.defends, () => this.destroyed);
     this.reader = new FrameReader(
       policy.accepts,
       (type, flags, streamId, payload) => this.onFrame(type, flags, streamId, payload),
@@ -167,7 +125,7 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
       this.handshakeTimer.unref?.();
     }
     socket.on("data", (chunk: Buffer) => this.onData(chunk));
-    socket.on("drain", () => this.onDrain());
+    socket.on("drain", () => this.output.onDrain());
     socket.on("error", (err) => this.destroy(err));
     socket.on("close", () => this.destroy());
     socket.on("end", () => this.destroy());
@@ -212,7 +170,7 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
     if (this.destroyed) return;
     this.state = "destroyed";
     clearTimeout(this.handshakeTimer);
-    this.flush();
+    this.output.flush();
     const failure = err ?? new Error("connection closed");
     for (const stream of this.streams.values()) stream.terminate(failure);
     this.streams.clear();
@@ -237,7 +195,7 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
 
   /** Bytes handed to the socket so far (keepalive tells a busy connection's pings from idle chatter). */
   get bytesWritten(): number {
-    return this.written;
+    return this.output.written;
   }
 
   /** Open streams. */
@@ -249,10 +207,8 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
 
   /** Queues bytes for the socket; everything queued in one tick leaves in one write. */
   send(bytes: Uint8Array): void {
-    if (this.destroyed) return;
-    if (this.silentSince === 0 && !this.policy.defends) this.silentSince = Date.now();
-    this.out.push(bytes);
-    this.flushSoon();
+    if (this.silentSince === 0 && !this.policy.defends && !this.destroyed) this.silentSince = Date.now();
+    this.output.send(bytes);
   }
 
   /**
@@ -263,20 +219,49 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
    */
   silentSince = 0;
 
-  /**
-   * Queues a frame the peer's input made this side owe (an ACK, a reset, a
-   * window update). A peer that provokes them without reading the answers
-   * (SETTINGS or PING floods) is cut off past the cap.
-   */
   sendControl(bytes: Uint8Array): void {
-    if (this.policy.defends && this.socketBlocked && ++this.controlQueued > H2_LIMITS.maxQueuedControlFrames) {
-      throw new ConnectionError(
-        ErrorCode.ENHANCE_YOUR_CALM,
-        "too many control frames queued for a peer that does not read",
-      );
-    }
-    this.send(bytes);
+    if (this.silentSince === 0 && !this.policy.defends && !this.destroyed) this.silentSince = Date.now();
+    this.output.sendControl(bytes);
   }
+
+  schedule(stream: H2StreamBase): void {
+    this.output.schedule(stream);
+  }
+
+  wait(stream: H2StreamBase): void {
+    this.output.wait(stream);
+  }
+
+  takeSendWindow(wanted: number): number {
+    return this.output.takeSendWindow(wanted);
+  }
+
+  reserveWholeFrame(n: number): boolean {
+    return this.output.reserveWholeFrame(n);
+  }
+
+  /** The largest frame payload the peer accepts. */
+  get maxFrame(): number {
+    return this.output.maxFrame;
+  }
+
+  /** What stalled streams cost the connection now (see H2_LIMITS.maxStalledBytes). */
+  protected stalledCost(): number {
+    return this.output.stalledCost();
+  }
+
+  /** A stream has queued (+) or sent or dropped (-) response bytes. */
+  addBacklog(n: number): void {
+    this.output.backlog += n;
+    if (n < 0) this.answerGate.drained();
+  }
+
+  /** This client's gate for answers from etcd (see AnswerGate and AnswerBudget). */
+  readonly answerGate = new AnswerBudget(
+    H2_LIMITS.maxUnreadAnswers,
+    () => this.output.backlog,
+    () => !this.destroyed,
+  );
 
   /**
    * The one stream that may hold more than half the connection window
@@ -294,152 +279,17 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
     return true;
   }
 
-  /** A stream has queued (+) or sent or dropped (-) response bytes. */
-  addBacklog(n: number): void {
-    this.backlog += n;
-    if (n < 0) this.answerGate.drained();
-  }
-
-  /** This client's gate for answers from etcd (see AnswerGate and AnswerBudget). */
-  readonly answerGate = new AnswerBudget(
-    H2_LIMITS.maxUnreadAnswers,
-    () => this.backlog,
-    () => !this.destroyed,
-  );
-
-  /** Pumps `stream` when the connection flushes, with whatever else it is written in this tick. */
-  schedule(stream: H2StreamBase): void {
-    if (this.destroyed) return;
-    this.ready.add(stream);
-    this.flushSoon();
-  }
-
-  private flushSoon(): void {
-    if (!this.flushQueued) {
-      this.flushQueued = true;
-      process.nextTick(this.flush);
-    }
-  }
-
-  private readonly flush = (): void => {
-    for (const stream of this.ready) if (!stream.pump()) this.waiting.add(stream);
-    this.ready.clear();
-    this.flushQueued = false;
-    if (this.policy.defends && this.backlog > H2_LIMITS.maxStalledBytes) this.shedStalled();
-    if (this.out.length === 0 || this.socket.destroyed) return;
-    const pieces = this.out;
-    this.out = [];
-    let bytes = 0;
-    let large = false;
-    for (const piece of pieces) {
-      bytes += piece.length;
-      if (piece.length >= WRITE_AS_IS_BYTES) large = true;
-    }
-    this.written += bytes;
-    let accepted: boolean;
-    if (pieces.length === 1) accepted = this.socket.write(pieces[0]!);
-    else if (!large) accepted = this.socket.write(Buffer.concat(pieces, bytes));
-    else accepted = this.writeAsIs(pieces);
-    if (!accepted && !this.socketBlocked) {
-      this.socketBlocked = true;
-      // A peer that does not read gets nothing more read from it either:
-      // what it sends would only pile up answers it will not take.
-      if (this.policy.defends) this.socket.pause();
-    }
-  };
-
-  /**
-   * Small pieces (frame headers, small frames) joined, large ones (a large
-   * answer's DATA, as views of etcd's bytes) as they are, in one writev: a
-   * megabyte is not copied. False if the socket wants a drain.
-   */
-  private writeAsIs(pieces: readonly Uint8Array[]): boolean {
-    let accepted = true;
-    this.socket.cork();
-    let from = 0;
-    for (let i = 0; i <= pieces.length; i++) {
-      const piece = pieces[i];
-      if (piece !== undefined && piece.length < WRITE_AS_IS_BYTES) continue;
-      if (i - from === 1) accepted = this.socket.write(pieces[from]!) && accepted;
-      else if (i > from) accepted = this.socket.write(Buffer.concat(pieces.slice(from, i))) && accepted;
-      if (piece !== undefined) accepted = this.socket.write(piece) && accepted;
-      from = i + 1;
-    }
-    this.socket.uncork();
-    return accepted;
-  }
-
-  private onDrain(): void {
-    this.socketBlocked = false;
-    this.controlQueued = 0;
-    if (this.policy.defends && !this.destroyed) this.socket.resume();
-    this.serveWaiting();
-  }
-
-  /** What stalled streams cost the connection now (see H2_LIMITS.maxStalledBytes). */
-  protected stalledCost(): number {
-    return this.backlog + this.waiting.size * H2_LIMITS.stalledStreamCost;
-  }
-
-  /**
-   * Resets the largest stalled streams until the backlog fits the budget,
-   * leaving at least one: a single large answer to a slow reader may wait.
-   */
-  private shedStalled(): void {
-    while (this.backlog > H2_LIMITS.maxStalledBytes && this.waiting.size > 1) {
-      let largest: H2StreamBase | undefined;
-      for (const stream of this.waiting) if (!largest || stream.queuedBytes > largest.queuedBytes) largest = stream;
-      if (!largest || largest.queuedBytes === 0) return;
-      this.waiting.delete(largest);
-      largest.reset(ErrorCode.ENHANCE_YOUR_CALM);
-    }
-  }
-
-  /** Lets streams with queued data send what the windows allow. */
-  private serveWaiting(): void {
-    for (const stream of this.waiting) {
-      if (this.socketBlocked || this.sendWindow <= 0) return;
-      if (stream.pump()) this.waiting.delete(stream);
-    }
-  }
-
-  /** Connection-level budget for one DATA frame of up to `wanted` bytes; the caller spends it. */
-  takeSendWindow(wanted: number): number {
-    if (this.socketBlocked) return 0;
-    const n = Math.min(wanted, this.sendWindow, this.peerMaxFrame);
-    this.sendWindow -= n;
-    return n;
-  }
-
-  /**
-   * Spends `n` bytes of the connection's window for one DATA frame sent at
-   * once, or returns false (and spends nothing) if it cannot go now.
-   */
-  reserveWholeFrame(n: number): boolean {
-    if (this.socketBlocked || n > this.sendWindow || n > this.peerMaxFrame) return false;
-    this.sendWindow -= n;
-    return true;
-  }
-
-  /** The largest frame payload the peer accepts. */
-  get maxFrame(): number {
-    return this.peerMaxFrame;
-  }
-
-  wait(stream: H2StreamBase): void {
-    this.waiting.add(stream);
-  }
-
   /** Sends a header block, split into CONTINUATION frames if larger than the peer's frame limit. */
   sendHeaders(streamId: number, block: Buffer, endStream: boolean): void {
     const endFlag = endStream ? Flag.END_STREAM : 0;
-    if (block.length <= this.peerMaxFrame) {
+    const max = this.output.maxFrame;
+    if (block.length <= max) {
       this.send(frame(FrameType.HEADERS, endFlag | Flag.END_HEADERS, streamId, block));
       return;
     }
-    for (let offset = 0; offset < block.length; offset += this.peerMaxFrame) {
-      const last = offset + this.peerMaxFrame >= block.length;
-      const part = block.subarray(offset, offset + this.peerMaxFrame);
+    for (let offset = 0; offset < block.length; offset += max) {
+      const last = offset + max >= block.length;
+      const part = block.subarray(offset, offset + max);
       const type = offset === 0 ? FrameType.HEADERS : FrameType.CONTINUATION;
       this.send(frame(type, (offset === 0 ? endFlag : 0) | (last ? Flag.END_HEADERS : 0), streamId, part));
     }
@@ -448,26 +298,9 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
   /** A stream has closed (both sides done, or reset). */
   forget(stream: H2StreamBase): void {
     this.streams.delete(stream.id);
-    this.waiting.delete(stream);
-    this.ready.delete(stream);
-    if (this.policy.defends) this.rememberClosed(stream.id, stream.closedBy);
+    this.output.forget(stream);
+    if (this.policy.defends) this.closedStreams.remember(stream.id, stream.closedBy);
     this.closeIfIdle();
-  }
-
-  /** Remembers how a peer stream closed, forgetting the oldest past the memory's size. */
-  protected rememberClosed(streamId: number, how: ClosedBy): void {
-    const at = this.closedNext;
-    const oldest = this.closedIds[at]!;
-    if (oldest > this.forgottenBelow) this.forgottenBelow = oldest;
-    this.closedIds[at] = streamId;
-    this.closedHow[at] = how === "peer" ? 1 : 2;
-    this.closedNext = (at + 1) % H2_LIMITS.closedStreamMemory;
-  }
-
-  private closedBy(streamId: number): ClosedBy | undefined {
-    const at = this.closedIds.indexOf(streamId);
-    if (at < 0 || streamId === 0) return undefined;
-    return this.closedHow[at] === 1 ? "peer" : "local-reset";
   }
 
   /**
@@ -481,8 +314,8 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
       throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `${FrameType[type]} on idle stream ${streamId}`);
     }
     if (type !== FrameType.DATA && type !== FrameType.HEADERS) return;
-    const how = this.closedBy(streamId);
-    if (how === undefined && this.policy.defends && streamId > this.forgottenBelow) {
+    const how = this.closedStreams.closedBy(streamId);
+    if (how === undefined && this.policy.defends && streamId > this.closedStreams.forgottenBelow) {
       // Not open, not remembered, and not old: an id the peer skipped, which it may never use again.
       throw new ConnectionError(
         ErrorCode.PROTOCOL_ERROR,
@@ -510,7 +343,7 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
   protected closeIfIdle(): void {
     if (this.closed && this.streams.size === 0 && !this.destroyed) {
       clearTimeout(this.handshakeTimer);
-      this.flush();
+      this.output.flush();
       this.socket.end();
       this.state = "destroyed";
       this.emit("close");
@@ -570,7 +403,7 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
   }
 
   private onFrame(type: number, flags: number, streamId: number, payload: Buffer): void {
-    if (this.pendingHeaders && type !== FrameType.CONTINUATION) {
+    if (this.headerBlocks.open && type !== FrameType.CONTINUATION) {
       throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "expected CONTINUATION");
     }
     if (this.settingsExpected) {
@@ -585,9 +418,9 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
       case FrameType.DATA:
         return this.onDataFrame(flags, streamId, payload);
       case FrameType.HEADERS:
-        return this.onHeadersFrame(flags, streamId, payload);
+        return this.headerBlocks.headers(flags, streamId, payload, this.inputReused);
       case FrameType.CONTINUATION:
-        return this.onContinuation(flags, streamId, payload);
+        return this.headerBlocks.continuation(flags, streamId, payload, this.inputReused);
       case FrameType.PRIORITY:
         return this.onPriority(streamId, payload);
       case FrameType.RST_STREAM:
@@ -634,37 +467,6 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
     stream.receive(unpad(flags, payload), flags & Flag.END_STREAM, payload.length);
   }
 
-  private onHeadersFrame(flags: number, streamId: number, payload: Buffer): void {
-    if (streamId === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "HEADERS on stream 0");
-    let block = unpad(flags, payload);
-    let selfDependent = false;
-    if (flags & Flag.PRIORITY) {
-      if (block.length < 5) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "HEADERS too short for its priority");
-      selfDependent = (block.readUInt32BE(0) & MAX_WINDOW) === streamId;
-      block = block.subarray(5);
-    }
-    if (flags & Flag.END_HEADERS) return this.onHeaderBlock(streamId, flags, block, selfDependent);
-    const kept = this.inputReused ? Buffer.from(block) : block;
-    this.pendingHeaders = { streamId, flags, chunks: [kept], size: block.length, frames: 1, selfDependent };
-  }
-
-  private onContinuation(flags: number, streamId: number, payload: Buffer): void {
-    const pending = this.pendingHeaders;
-    if (!pending || pending.streamId !== streamId) {
-      throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "unexpected CONTINUATION");
-    }
-    pending.chunks.push(this.inputReused ? Buffer.from(payload) : payload);
-    pending.size += payload.length;
-    if (pending.size > H2_LIMITS.maxHeaderBlockBytes || ++pending.frames > H2_LIMITS.maxHeaderBlockFrames) {
-      throw new ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, "header block too large");
-    }
-    if (flags & Flag.END_HEADERS) {
-      this.pendingHeaders = undefined;
-      // Decoded even for a stream that is gone: the table must stay in step with the peer's.
-      this.onHeaderBlock(streamId, pending.flags, Buffer.concat(pending.chunks, pending.size), pending.selfDependent);
-    }
-  }
-
   private onPriority(streamId: number, payload: Buffer): void {
     if (streamId === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "PRIORITY on stream 0");
     if (payload.length !== 5) return this.streamError(streamId, ErrorCode.FRAME_SIZE_ERROR);
@@ -704,7 +506,7 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
         if (value < DEFAULT_MAX_FRAME || value > 16_777_215) {
           throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "bad MAX_FRAME_SIZE");
         }
-        this.peerMaxFrame = value;
+        this.output.maxFrame = value;
       } else if (id === Setting.ENABLE_PUSH) {
         if (value > 1) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "bad ENABLE_PUSH");
       } else {
@@ -713,7 +515,7 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
       // HEADER_TABLE_SIZE: this side never indexes, so any size suits it.
     }
     this.sendControl(frame(FrameType.SETTINGS, Flag.ACK, 0));
-    this.serveWaiting();
+    this.output.serveWaiting();
   }
 
   /**
@@ -731,10 +533,7 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
     if (streamId === 0) {
       // RFC 9113 §6.9: a zero increment on the connection is a connection error.
       if (increment === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "zero WINDOW_UPDATE");
-      this.sendWindow += increment;
-      if (this.sendWindow > MAX_WINDOW) throw new ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, "window overflow");
-      this.serveWaiting();
-      return;
+      return this.output.widen(increment);
     }
     const stream = this.streams.get(streamId);
     if (!stream) return this.onNotOpen(streamId, FrameType.WINDOW_UPDATE);
@@ -742,14 +541,6 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
       return this.streamError(streamId, increment === 0 ? ErrorCode.PROTOCOL_ERROR : ErrorCode.FLOW_CONTROL_ERROR);
     }
     stream.sendWindow += increment;
-    if (stream.pump()) this.waiting.delete(stream);
+    this.output.pumpNow(stream);
   }
-}
-
-function unpad(flags: number, payload: Buffer): Buffer {
-  if (!(flags & Flag.PADDED)) return payload;
-  if (payload.length === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "bad padding");
-  const pad = payload[0]!;
-  if (pad >= payload.length) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "bad padding");
-  return payload.subarray(1, payload.length - pad);
 }

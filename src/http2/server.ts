@@ -1,6 +1,7 @@
 /** The server role of the proxy's own HTTP/2: client connections to the proxy. */
 import type { Duplex } from "node:stream";
-import { H2Connection, SERVER_ROLE } from "./connection.js";
+import { H2Connection } from "./connection.js";
+import { SERVER_ROLE } from "./role.js";
 import { ConnectionError, EMPTY, H2_LIMITS } from "./limits.js";
 import { H2StreamBase } from "./stream.js";
 import { ErrorCode, Flag, frame32, FRAME_HEADER_BYTES, FrameType, Setting, writeFrameHeader } from "./frames.js";
@@ -81,7 +82,7 @@ export class H2ServerConnection extends H2Connection<H2Stream> {
     const headers = this.hpack.decode(block, this.rules);
     if (streamId > this.goawayLastId) {
       // Sent before the client saw our GOAWAY: its DATA may still come, and is ignored.
-      return this.rememberClosed(streamId, "local-reset");
+      return this.closedStreams.remember(streamId, "local-reset");
     }
     // grpc-go answers a header list over its limit with FRAME_SIZE_ERROR.
     if (this.hpack.oversized) return this.refuse(streamId, ErrorCode.FRAME_SIZE_ERROR);
@@ -102,7 +103,7 @@ export class H2ServerConnection extends H2Connection<H2Stream> {
 
   /** A request the proxy will not serve is a stream error; the connection goes on. */
   private refuse(streamId: number, code: ErrorCode): void {
-    this.rememberClosed(streamId, "local-reset");
+    this.closedStreams.remember(streamId, "local-reset");
     if (code === ErrorCode.REFUSED_STREAM) this.sendControl(frame32(FrameType.RST_STREAM, streamId, code));
     else this.streamError(streamId, code);
   }

@@ -1,7 +1,6 @@
 import type { ConnectError } from "@connectrpc/connect";
 import type { CallContext } from "../call-context.js";
 import {
-  WatchCreateRequest_FilterType,
   type ResponseHeader,
   type WatchCreateRequest,
   type WatchRequest,
@@ -16,12 +15,10 @@ import {
   fragmentResponse,
   headerAt,
   watchResponse,
-  type EventDelivery,
-  type EventFilter,
   type Variant,
 } from "./responses.js";
-import type { Receiver, SharedWatch } from "./shared-watch.js";
 import type { ChannelMember, WatchChannel } from "./watch-channel.js";
+import { ClientWatcher, type WatcherSink } from "./client-watcher.js";
 
 export interface SessionLimits {
   /**
@@ -74,7 +71,7 @@ export type JoinCheck = (
  * why it ends, a half-close keeps events flowing, and progress requests are
  * answered. Its watchers ride on the identity's shared watches.
  */
-export class WatchSession implements ChannelMember {
+export class WatchSession implements ChannelMember, WatcherSink {
   private readonly watchers = new Map<bigint, ClientWatcher>();
   /** The last variant weighed in full, and the queued response that carries its weight. */
   private weighed: { variant: Variant; seq: number } | undefined;
@@ -434,83 +431,6 @@ export class WatchSession implements ChannelMember {
     this.channel.removeMember(this);
     this.output.end();
     this.events.closed();
-  }
-}
-
-/** One client watcher: its ID, what it asked for, and how far it has got. */
-class ClientWatcher implements Receiver, EventFilter {
-  nextRev = 0n;
-  shared: SharedWatch | undefined;
-  readonly rangeEnd: Uint8Array;
-  readonly prevKv: boolean;
-  readonly noPut: boolean;
-  readonly noDelete: boolean;
-  readonly progressNotify: boolean;
-  readonly fragment: boolean;
-  created = false;
-  /** Its last event response, which the client may not have read yet (see WatchSession.batchUnread). */
-  unreadSeq = -1;
-  unreadVariant: Variant | undefined;
-  unreadBatch: EventBatch | undefined;
-  private onSettled: (() => void) | undefined;
-
-  constructor(
-    private readonly session: WatchSession,
-    readonly id: bigint,
-    readonly key: Uint8Array,
-    request: WatchCreateRequest,
-    readonly autoId: boolean,
-  ) {
-    this.rangeEnd = request.rangeEnd;
-    this.prevKv = request.prevKv;
-    this.noPut = request.filters.includes(WatchCreateRequest_FilterType.NOPUT);
-    this.noDelete = request.filters.includes(WatchCreateRequest_FilterType.NODELETE);
-    this.progressNotify = request.progressNotify;
-    this.fragment = request.fragment;
-  }
-
-  /** Resolves once the watcher is created, refused, or gone. */
-  settled(): Promise<void> {
-    if (this.created) return Promise.resolve();
-    return new Promise((resolve) => (this.onSettled = resolve));
-  }
-
-  release(): void {
-    const settle = this.onSettled;
-    this.onSettled = undefined;
-    settle?.();
-  }
-
-  markCreated(header: ResponseHeader): void {
-    this.created = true;
-    this.session.sendCreated(this, header);
-    this.release();
-  }
-
-  upstreamCreated(header: ResponseHeader): void {
-    if (this.created) return;
-    if (this.nextRev === 0n) this.nextRev = header.revision + 1n;
-    this.markCreated(header);
-  }
-
-  createFailed(header: ResponseHeader, reason: string): void {
-    this.session.sendCreateFailed(this, header, reason);
-  }
-
-  deliver(delivery: EventDelivery): void {
-    if (delivery.lastRevision < this.nextRev) return;
-    const variant = delivery.variantFor(this, this.nextRev);
-    // Filtered events count too: the watcher has seen their revisions.
-    this.nextRev = delivery.nextRevision;
-    if (variant.events.length > 0) this.session.sendEvents(this, variant);
-  }
-
-  progress(header: ResponseHeader): void {
-    if (this.progressNotify) this.session.sendProgress(this, header);
-  }
-
-  canceled(header: ResponseHeader, compactRevision: bigint, reason: string): void {
-    this.session.sendCanceled(this, header, compactRevision, reason);
   }
 }
 
