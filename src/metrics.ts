@@ -11,148 +11,171 @@ import { HotCounter, HotHistogram, type HotCounterSeries, type HotHistogramSerie
 export function createMetrics() {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
-  const metric = { registers: [registry] };
   return {
     registry,
-    /** go-grpc-middleware's server metrics, as etcd's proxy exports them. */
-    grpc: {
-      started: new HotCounter(registry, {
-        name: "grpc_server_started_total",
-        labelled: true,
-        help: "Total number of RPCs started on the server.",
-      }),
-      handled: new HotCounter(registry, {
-        name: "grpc_server_handled_total",
-        labelled: true,
-        help: "Total number of RPCs completed on the server, regardless of success or failure.",
-      }),
-      received: new HotCounter(registry, {
-        name: "grpc_server_msg_received_total",
-        labelled: true,
-        help: "Total number of RPC stream messages received on the server.",
-      }),
-      sent: new HotCounter(registry, {
-        name: "grpc_server_msg_sent_total",
-        labelled: true,
-        help: "Total number of gRPC stream messages sent by the server.",
-      }),
-      seconds: new HotHistogram(registry, {
-        name: "grpc_server_handling_seconds",
-        labelled: true,
-        help: "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.",
-        buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-      }),
-    },
-    /** The range cache; the first three names are etcd's grpc proxy's (there, hits and misses are gauges). */
-    cache: {
-      hits: new HotCounter(registry, {
-        name: "etcd_grpc_proxy_cache_hits_total",
-        help: "Serializable Range requests answered from the cache.",
-      }),
-      misses: new HotCounter(registry, {
-        name: "etcd_grpc_proxy_cache_misses_total",
-        help: "Serializable Range requests the cache could not answer.",
-      }),
-      keys: new Gauge({
-        name: "etcd_grpc_proxy_cache_keys_total",
-        help: "Entries in the range cache.",
-        ...metric,
-      }),
-      bytes: new Gauge({
-        name: "etcd_grpc_proxy_cache_bytes",
-        help: "Approximate bytes held by the range cache.",
-        ...metric,
-      }),
-      hitAge: new HotHistogram(registry, {
-        name: "etcd_grpc_proxy_cache_hit_age_seconds",
-        help: "Age of cached answers when served: how long ago etcd produced them (an upper bound on their staleness).",
-        buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
-      }),
-      watchInvalidations: new Counter({
-        name: "etcd_grpc_proxy_cache_watch_invalidations_total",
-        help: "Key changes made by other routes that reached the cache through its invalidation watch.",
-        ...metric,
-      }),
-    },
-    /** Watch coalescing; the first two names are etcd's grpc proxy's. */
-    watch: {
-      coalescing: new Gauge({
-        name: "etcd_grpc_proxy_watchers_coalescing_total",
-        help: "Client watchers currently served by an upstream watch they share with another watcher.",
-        ...metric,
-      }),
-      events: new Counter({
-        name: "etcd_grpc_proxy_events_coalescing_total",
-        help: "Watch responses delivered to more than one client watcher, counted once per extra watcher.",
-        ...metric,
-      }),
-      clientWatchers: new Gauge({
-        name: "etcd_grpc_proxy_watch_client_watchers",
-        help: "Client watchers currently open.",
-        ...metric,
-      }),
-      upstreamWatchers: new Gauge({
-        name: "etcd_grpc_proxy_watch_upstream_watchers",
-        help: "Watchers currently open toward etcd on behalf of clients.",
-        ...metric,
-      }),
-      clientStreams: new Gauge({
-        name: "etcd_grpc_proxy_watch_client_streams",
-        help: "Client Watch streams currently open.",
-        ...metric,
-      }),
-      historyReplays: new Counter({
-        name: "etcd_grpc_proxy_watch_history_replays_total",
-        help: "Responses served from the proxy's recent-event history instead of a new upstream watch.",
-        ...metric,
-      }),
-      slowConsumerSetAside: new Counter({
-        name: "etcd_grpc_proxy_watch_slow_consumer_set_aside_total",
-        help: "Client watchers taken off their shared watch because their stream had too much unread; they catch up later.",
-        ...metric,
-      }),
-      upstreamReconnects: new Counter({
-        name: "etcd_grpc_proxy_watch_upstream_reconnects_total",
-        help: "Upstream Watch streams reopened after their endpoint failed.",
-        ...metric,
-      }),
-    },
-    leasing: {
-      localReads: new HotCounter(registry, {
-        name: "etcd_grpc_proxy_leasing_local_reads_total",
-        help: "Range requests answered from keys the proxy owns, without asking etcd.",
-      }),
-      revoked: new Counter({
-        name: "etcd_grpc_proxy_leasing_revoked_total",
-        help: "Owned keys given up because a writer asked for them.",
-        ...metric,
-      }),
-    },
-    lease: {
-      clientStreams: new Gauge({
-        name: "etcd_grpc_proxy_lease_keepalive_client_streams",
-        help: "Client LeaseKeepAlive streams currently open.",
-        ...metric,
-      }),
-      upstreamStreams: new Gauge({
-        name: "etcd_grpc_proxy_lease_keepalive_upstream_streams",
-        help: "LeaseKeepAlive streams currently open toward etcd.",
-        ...metric,
-      }),
-      renewalsSent: new HotCounter(registry, {
-        name: "etcd_grpc_proxy_lease_renewals_sent_total",
-        help: "Keep-alive requests sent to etcd.",
-      }),
-      stalledStreams: new Counter({
-        name: "etcd_grpc_proxy_lease_keepalive_stalled_total",
-        help: "Upstream LeaseKeepAlive streams abandoned because etcd left their renewals unanswered, their renewals re-sent on a new stream.",
-        ...metric,
-      }),
-      answers: new HotCounter(registry, {
-        name: "etcd_grpc_proxy_lease_keepalive_answers_total",
-        help: "Keep-alive answers given to clients.",
-      }),
-    },
+    grpc: grpcServerMetrics(registry),
+    cache: rangeCacheMetrics(registry),
+    watch: watchMetrics(registry),
+    leasing: leasingMetrics(registry),
+    lease: keepAliveMetrics(registry),
+  };
+}
+
+/** go-grpc-middleware's server metrics, as etcd's proxy exports them. */
+function grpcServerMetrics(registry: Registry) {
+  return {
+    started: new HotCounter(registry, {
+      name: "grpc_server_started_total",
+      labelled: true,
+      help: "Total number of RPCs started on the server.",
+    }),
+    handled: new HotCounter(registry, {
+      name: "grpc_server_handled_total",
+      labelled: true,
+      help: "Total number of RPCs completed on the server, regardless of success or failure.",
+    }),
+    received: new HotCounter(registry, {
+      name: "grpc_server_msg_received_total",
+      labelled: true,
+      help: "Total number of RPC stream messages received on the server.",
+    }),
+    sent: new HotCounter(registry, {
+      name: "grpc_server_msg_sent_total",
+      labelled: true,
+      help: "Total number of gRPC stream messages sent by the server.",
+    }),
+    seconds: new HotHistogram(registry, {
+      name: "grpc_server_handling_seconds",
+      labelled: true,
+      help: "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.",
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    }),
+  };
+}
+
+/** The range cache; the first three names are etcd's grpc proxy's (there, hits and misses are gauges). */
+function rangeCacheMetrics(registry: Registry) {
+  const metric = { registers: [registry] };
+  return {
+    hits: new HotCounter(registry, {
+      name: "etcd_grpc_proxy_cache_hits_total",
+      help: "Serializable Range requests answered from the cache.",
+    }),
+    misses: new HotCounter(registry, {
+      name: "etcd_grpc_proxy_cache_misses_total",
+      help: "Serializable Range requests the cache could not answer.",
+    }),
+    keys: new Gauge({
+      name: "etcd_grpc_proxy_cache_keys_total",
+      help: "Entries in the range cache.",
+      ...metric,
+    }),
+    bytes: new Gauge({
+      name: "etcd_grpc_proxy_cache_bytes",
+      help: "Approximate bytes held by the range cache.",
+      ...metric,
+    }),
+    hitAge: new HotHistogram(registry, {
+      name: "etcd_grpc_proxy_cache_hit_age_seconds",
+      help: "Age of cached answers when served: how long ago etcd produced them (an upper bound on their staleness).",
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+    }),
+    watchInvalidations: new Counter({
+      name: "etcd_grpc_proxy_cache_watch_invalidations_total",
+      help: "Key changes made by other routes that reached the cache through its invalidation watch.",
+      ...metric,
+    }),
+  };
+}
+
+/** Watch coalescing; the first two names are etcd's grpc proxy's. */
+function watchMetrics(registry: Registry) {
+  const metric = { registers: [registry] };
+  return {
+    coalescing: new Gauge({
+      name: "etcd_grpc_proxy_watchers_coalescing_total",
+      help: "Client watchers currently served by an upstream watch they share with another watcher.",
+      ...metric,
+    }),
+    events: new Counter({
+      name: "etcd_grpc_proxy_events_coalescing_total",
+      help: "Watch responses delivered to more than one client watcher, counted once per extra watcher.",
+      ...metric,
+    }),
+    clientWatchers: new Gauge({
+      name: "etcd_grpc_proxy_watch_client_watchers",
+      help: "Client watchers currently open.",
+      ...metric,
+    }),
+    upstreamWatchers: new Gauge({
+      name: "etcd_grpc_proxy_watch_upstream_watchers",
+      help: "Watchers currently open toward etcd on behalf of clients.",
+      ...metric,
+    }),
+    clientStreams: new Gauge({
+      name: "etcd_grpc_proxy_watch_client_streams",
+      help: "Client Watch streams currently open.",
+      ...metric,
+    }),
+    historyReplays: new Counter({
+      name: "etcd_grpc_proxy_watch_history_replays_total",
+      help: "Responses served from the proxy's recent-event history instead of a new upstream watch.",
+      ...metric,
+    }),
+    slowConsumerSetAside: new Counter({
+      name: "etcd_grpc_proxy_watch_slow_consumer_set_aside_total",
+      help: "Client watchers taken off their shared watch because their stream had too much unread; they catch up later.",
+      ...metric,
+    }),
+    upstreamReconnects: new Counter({
+      name: "etcd_grpc_proxy_watch_upstream_reconnects_total",
+      help: "Upstream Watch streams reopened after their endpoint failed.",
+      ...metric,
+    }),
+  };
+}
+
+function leasingMetrics(registry: Registry) {
+  const metric = { registers: [registry] };
+  return {
+    localReads: new HotCounter(registry, {
+      name: "etcd_grpc_proxy_leasing_local_reads_total",
+      help: "Range requests answered from keys the proxy owns, without asking etcd.",
+    }),
+    revoked: new Counter({
+      name: "etcd_grpc_proxy_leasing_revoked_total",
+      help: "Owned keys given up because a writer asked for them.",
+      ...metric,
+    }),
+  };
+}
+
+function keepAliveMetrics(registry: Registry) {
+  const metric = { registers: [registry] };
+  return {
+    clientStreams: new Gauge({
+      name: "etcd_grpc_proxy_lease_keepalive_client_streams",
+      help: "Client LeaseKeepAlive streams currently open.",
+      ...metric,
+    }),
+    upstreamStreams: new Gauge({
+      name: "etcd_grpc_proxy_lease_keepalive_upstream_streams",
+      help: "LeaseKeepAlive streams currently open toward etcd.",
+      ...metric,
+    }),
+    renewalsSent: new HotCounter(registry, {
+      name: "etcd_grpc_proxy_lease_renewals_sent_total",
+      help: "Keep-alive requests sent to etcd.",
+    }),
+    stalledStreams: new Counter({
+      name: "etcd_grpc_proxy_lease_keepalive_stalled_total",
+      help: "Upstream LeaseKeepAlive streams abandoned because etcd left their renewals unanswered, their renewals re-sent on a new stream.",
+      ...metric,
+    }),
+    answers: new HotCounter(registry, {
+      name: "etcd_grpc_proxy_lease_keepalive_answers_total",
+      help: "Keep-alive answers given to clients.",
+    }),
   };
 }
 

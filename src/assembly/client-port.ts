@@ -54,7 +54,7 @@ const SHUTTING_DOWN = new ConnectError("etcd-connect-proxy is shutting down", Co
  * accepting. Whatever is still open after the grace period is closed.
  */
 export async function clientPort(config: ProxyConfig["clientPort"], served: Served, log: Log): Promise<ClientPort> {
-  const { upstream, identity, metrics } = served;
+  const { upstream, metrics } = served;
   let boundAddress = `${config.listen.host}:${config.listen.port}`;
   const scheme = config.tls ? "https" : "http";
   const observe = observeCalls(metrics, log.level === "debug" ? log : undefined, upstream);
@@ -72,33 +72,8 @@ export async function clientPort(config: ProxyConfig["clientPort"], served: Serv
   // Every open Connect call listens to it; hundreds at once are normal.
   setMaxListeners(0, shuttingDown.signal);
   observeEndpoints(metrics, () => upstream.endpoints());
-  const httpEndpoints: HttpEndpointDeps = {
-    clusterHealth: () => checkClusterHealth(upstream, DEFAULTS.healthTimeoutMs, identity),
-    proxyHealth: () =>
-      checkProxyHealth(
-        `${scheme}://${boundAddress}`,
-        identity,
-        DEFAULTS.healthTimeoutMs,
-        DEFAULTS.proxyHealthWatchTimeoutMs,
-      ),
-    metrics: metrics.registry,
-    etcdMetrics: () => served.etcdHttp("/metrics"),
-    grpcServices: new Set(served.services.map((s) => s.service.typeName)),
-    pprof: config.pprof,
-  };
-  const publicPaths = dashboardPaths();
-  const admission = new Admission({
-    hosts:
-      config.hostWhitelist ??
-      defaultHosts({
-        listenHost: config.listen.host,
-        advertiseClientUrl: config.advertiseClientUrl,
-        machineName: hostname(),
-        certificate: config.tls?.cert,
-      }),
-    allowedOrigins: config.corsAllowedOrigins,
-    isPublicPath: (path) => publicPaths.has(path),
-  });
+  const httpEndpoints = operatorPaths(config, served, () => `${scheme}://${boundAddress}`);
+  const admission = admissionFor(config);
   const app = await createApp(served.services, httpEndpoints, {
     admission,
     corsAllowedOrigins: config.corsAllowedOrigins,
@@ -156,6 +131,37 @@ export async function clientPort(config: ProxyConfig["clientPort"], served: Serv
       }
     },
   };
+}
+
+/** The operator's HTTP paths: health, metrics, etcd's metrics, pprof. */
+function operatorPaths(config: ProxyConfig["clientPort"], served: Served, ownUrl: () => string): HttpEndpointDeps {
+  const { upstream, identity, metrics } = served;
+  return {
+    clusterHealth: () => checkClusterHealth(upstream, DEFAULTS.healthTimeoutMs, identity),
+    proxyHealth: () =>
+      checkProxyHealth(ownUrl(), identity, DEFAULTS.healthTimeoutMs, DEFAULTS.proxyHealthWatchTimeoutMs),
+    metrics: metrics.registry,
+    etcdMetrics: () => served.etcdHttp("/metrics"),
+    grpcServices: new Set(served.services.map((s) => s.service.typeName)),
+    pprof: config.pprof,
+  };
+}
+
+/** Which hosts and origins may call: the browser edge's rules (see Admission). */
+function admissionFor(config: ProxyConfig["clientPort"]): Admission {
+  const publicPaths = dashboardPaths();
+  return new Admission({
+    hosts:
+      config.hostWhitelist ??
+      defaultHosts({
+        listenHost: config.listen.host,
+        advertiseClientUrl: config.advertiseClientUrl,
+        machineName: hostname(),
+        certificate: config.tls?.cert,
+      }),
+    allowedOrigins: config.corsAllowedOrigins,
+    isPublicPath: (path) => publicPaths.has(path),
+  });
 }
 
 /**

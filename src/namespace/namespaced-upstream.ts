@@ -98,15 +98,10 @@ function translated(method: DescMethod, t: Translation, requestFrame: Uint8Array
   return frame(toBinary(method.input, t.request(decodeRequest(method, messageOf(requestFrame)))));
 }
 
-function translationsFor(p: KeyPrefix): Map<string, Translation> {
+/** One translation per KV message, used alone and inside Txns alike. */
+function kvTranslations(p: KeyPrefix) {
   const kv = (m: KeyValue | undefined): KeyValue | undefined => m && { ...m, key: p.strip(m.key) };
   const kvs = (ms: KeyValue[]) => ms.map((m) => kv(m)!);
-  const leader = (l: LeaderKey | undefined, change: (k: Uint8Array) => Uint8Array): LeaderKey | undefined =>
-    l && { ...l, name: change(l.name), key: change(l.key) };
-  const add = (k: Uint8Array) => p.add(k);
-  const strip = (k: Uint8Array) => p.strip(k);
-
-  // One translation per KV message, used alone and inside Txns alike.
   const ranged = <R extends { key: Uint8Array; rangeEnd: Uint8Array }>(r: R): R => ({
     ...r,
     key: p.key(r.key),
@@ -154,6 +149,15 @@ function translationsFor(p: KeyPrefix): Map<string, Translation> {
     }
   };
   const txnResponse = (t: TxnResponse): TxnResponse => ({ ...t, responses: t.responses.map(opResponse) });
+  return { kv, ranged, keyed, rangeResponse, putResponse, deleteResponse, txnRequest, txnResponse };
+}
+
+function translationsFor(p: KeyPrefix): Map<string, Translation> {
+  const { kv, ranged, keyed, rangeResponse, putResponse, deleteResponse, txnRequest, txnResponse } = kvTranslations(p);
+  const leader = (l: LeaderKey | undefined, change: (k: Uint8Array) => Uint8Array): LeaderKey | undefined =>
+    l && { ...l, name: change(l.name), key: change(l.key) };
+  const add = (k: Uint8Array) => p.add(k);
+  const strip = (k: Uint8Array) => p.strip(k);
 
   const entries: Array<[DescMethod, Translation]> = [
     [KV.method.range, { request: ranged, response: rangeResponse }],
