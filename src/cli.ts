@@ -3,6 +3,7 @@ import { loadConfig, parseConfig } from "./config/config.js";
 import { PROXY_FLAGS } from "./config/proxy-flags.js";
 import { FlagError, formatFlagHelp } from "./config/flags.js";
 import { startProxy } from "./main.js";
+import { tuneHeapForForwarding } from "./heap-tuning.js";
 
 const PROGRAM = "etcd-connect-proxy";
 
@@ -47,6 +48,7 @@ export async function run(argv: string[]): Promise<number> {
     throw err;
   }
 
+  tuneHeapForForwarding();
   const proxy = await startProxy(config);
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
