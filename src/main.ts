@@ -8,6 +8,7 @@ import type { Upstream } from "./upstream/upstream.js";
 import { clientPort, metricsPort, type ClientPort } from "./assembly/client-port.js";
 import { endpointFollowing } from "./assembly/endpoint-following.js";
 import { connectToEtcd } from "./assembly/etcd-connection.js";
+import { consistentCache } from "./assembly/consistent-cache.js";
 import { keepAliveCoalescing } from "./assembly/keepalives.js";
 import { leasing } from "./assembly/leasing.js";
 import { Lifecycle } from "./assembly/lifecycle.js";
@@ -40,15 +41,20 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
     const metrics = createMetrics();
     const { keepAlives } = await running.add(keepAliveCoalescing(upstream, metrics));
     const { watches } = await running.add(watching(config.watch, upstream, version, metrics, log));
+    const replicated = await running.add(
+      consistentCache(config.consistentCache, upstream, watches, identity, metrics, problem),
+    );
     const { cache } = await running.add(rangeCache(config.cache, ordered, identity, watches, metrics, problem));
-    const leased = await running.add(leasing(config.leasing, upstream, keepAlives, identity, metrics, problem));
+    const leased = await running.add(
+      leasing(config.leasing, replicated.upstream, keepAlives, identity, metrics, problem),
+    );
 
     let port: ClientPort | undefined;
     const { listen, advertiseClientUrl } = config.clientPort;
     const advertise = () => advertiseClientUrl ?? port?.address() ?? `${listen.host}:${listen.port}`;
     const registered = registration(config.registration, advertise, upstream, keepAlives, watches, identity, problem);
     const { directory } = registered;
-    const services = etcdServices(upstream, {
+    const services = etcdServices(replicated.upstream, {
       namespace: config.namespace,
       cache,
       leasing: leased.leasing,

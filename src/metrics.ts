@@ -18,6 +18,7 @@ export function createMetrics() {
     watch: watchMetrics(registry),
     leasing: leasingMetrics(registry),
     lease: keepAliveMetrics(registry),
+    consistentCache: consistentCacheMetrics(registry),
   };
 }
 
@@ -175,6 +176,58 @@ function keepAliveMetrics(registry: Registry) {
     answers: new HotCounter(registry, {
       name: "etcd_grpc_proxy_lease_keepalive_answers_total",
       help: "Keep-alive answers given to clients.",
+    }),
+  };
+}
+
+/** The consistent cache (--consistent-cache-prefix): one replica per prefix, labelled by it. */
+function consistentCacheMetrics(registry: Registry) {
+  const metric = { registers: [registry] };
+  return {
+    bytes: new Gauge({
+      name: "etcd_grpc_proxy_consistent_cache_bytes",
+      help: "Approximate bytes held by each prefix's replica.",
+      labelNames: ["prefix"] as const,
+      ...metric,
+    }),
+    keys: new Gauge({
+      name: "etcd_grpc_proxy_consistent_cache_keys",
+      help: "Keys held by each prefix's replica.",
+      labelNames: ["prefix"] as const,
+      ...metric,
+    }),
+    revision: new Gauge({
+      name: "etcd_grpc_proxy_consistent_cache_revision",
+      help: "The revision each prefix's replica has applied (0 while it is not serving).",
+      labelNames: ["prefix"] as const,
+      ...metric,
+    }),
+    lag: new Gauge({
+      name: "etcd_grpc_proxy_consistent_cache_lag_revisions",
+      help: "How many revisions the replica was behind etcd when the latest read's check answered.",
+      labelNames: ["prefix"] as const,
+      ...metric,
+    }),
+    reloads: new Counter({
+      name: "etcd_grpc_proxy_consistent_cache_reloads_total",
+      help: "Times a replica stopped serving to load again (compaction, a lost watch, a refusal, the byte budget).",
+      labelNames: ["prefix"] as const,
+      ...metric,
+    }),
+    checks: new Counter({
+      name: "etcd_grpc_proxy_consistent_cache_checks_total",
+      help: "Revision checks sent to etcd; one serves every read of a caller and range that arrived before it was sent.",
+      ...metric,
+    }),
+    answers: new HotCounter(registry, {
+      name: "etcd_grpc_proxy_consistent_cache_answers_total",
+      help: "Range requests answered from a replica.",
+    }),
+    fallbacks: new Counter({
+      name: "etcd_grpc_proxy_consistent_cache_fallbacks_total",
+      help: "Range requests inside a replicated prefix that went to etcd instead, by reason.",
+      labelNames: ["reason"] as const,
+      ...metric,
     }),
   };
 }

@@ -35,6 +35,20 @@ export const DEFAULTS = {
   shutdownGraceMs: 5000,
   /** How often, while shutting down, HTTP/1.1 connections that went idle are closed. */
   shutdownIdleSweepMs: 50,
+  /**
+   * The consistent cache: how long a read waits for its check and then for
+   * the replica before going to etcd (kube-apiserver waits up to 3 s; a
+   * proxy's client has a plain read to fall back on), keys per page while a
+   * replica loads, and its retries.
+   */
+  consistentCache: {
+    waitMs: 1000,
+    pageKeys: 1000,
+    loadTimeoutMs: 30_000,
+    retryMs: { first: 100, max: 5000 },
+    overBudgetRetryMs: 60_000,
+    progressRetryMs: 10,
+  },
   /** How often --discovery-srv's records are read again. */
   srvRefreshMs: 10_000,
 } as const;

@@ -13,7 +13,7 @@ import type { ProxyIdentity } from "../upstream/proxy-identity.js";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { internalWatch, type WatchOpener } from "../watch/internal-watch.js";
 import { headerRevision } from "../grpc/header-revision.js";
-import { bytesToString, keyInterval, type KeyInterval } from "./key-range.js";
+import { bytesToString, keyInterval, type KeyInterval } from "../util/key-range.js";
 import { RangeCache, type RangeCacheLimits } from "./range-cache.js";
 
 type RangeRequest = MessageShape<typeof RangeRequestSchema>;

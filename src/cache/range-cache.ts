@@ -1,4 +1,4 @@
-import { isSingleKey, overlaps, type KeyInterval } from "./key-range.js";
+import { isSingleKey, overlaps, type KeyInterval } from "../util/key-range.js";
 
 export interface RangeCacheLimits {
   /** Most bytes of cached responses (keys and bookkeeping counted roughly). */

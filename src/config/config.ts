@@ -59,6 +59,8 @@ interface Grouped<ServerT, UpstreamT, IdentityT> {
   };
   /** The range cache (--cache-max-bytes, --cache-max-entries, --cache-ttl); maxBytes 0 turns it off. */
   cache: { maxBytes: number; maxEntries: number; ttlMs: number };
+  /** The consistent cache (assembly/consistent-cache.ts): --consistent-cache-prefix, none when empty, and its byte budget. */
+  consistentCache: { prefixes: string[]; maxBytes: number };
   /** --experimental-leasing-prefix; empty: no leasing. */
   leasing: { prefix: string };
   /** --resolver-prefix and --resolver-ttl (seconds); registration is off when the prefix is "". */
@@ -219,6 +221,7 @@ export function parseConfig(argv: readonly string[]): ProxySettings {
     namespace: str("namespace"),
     watch: { bufferBytes: num("watch-buffer-bytes"), maxSendBytes: num("max-send-bytes") },
     cache: { maxBytes: num("cache-max-bytes"), maxEntries: num("cache-max-entries"), ttlMs: num("cache-ttl") },
+    consistentCache: { prefixes: consistentCachePrefixes(parsed), maxBytes: num("consistent-cache-max-bytes") },
     leasing: { prefix: str("experimental-leasing-prefix") },
     registration: { prefix: str("resolver-prefix"), ttlSeconds: num("resolver-ttl") },
     clientPort: {
@@ -238,6 +241,18 @@ export function parseConfig(argv: readonly string[]): ProxySettings {
       metricsAddr: parseMetricsAddr(str("metrics-addr"), tls !== undefined),
     },
   };
+}
+
+/** --consistent-cache-prefix: distinct, non-empty prefixes, none inside another. */
+function consistentCachePrefixes(parsed: ParsedFlags): string[] {
+  const { list } = reader(parsed);
+  const prefixes = [...new Set(list("consistent-cache-prefix"))];
+  if (prefixes.includes("")) throw new FlagError("--consistent-cache-prefix may not be empty");
+  for (const a of prefixes) {
+    const outer = prefixes.find((b) => b !== a && a.startsWith(b));
+    if (outer !== undefined) throw new FlagError(`--consistent-cache-prefix "${a}" is inside "${outer}"`);
+  }
+  return prefixes;
 }
 
 /** --host-whitelist as etcd reads it: a list of names, where "*", or a given but empty list, admits any host. */

@@ -105,7 +105,10 @@ export function parseFlags(specs: readonly FlagSpec[], argv: readonly string[]):
     else if (spec.type === "bool") raw = "true";
     else if (i + 1 < argv.length) raw = argv[++i]!;
     else throw new FlagError(`flag needs an argument: --${name}`);
-    values.set(name, convert(spec, raw));
+    const value = convert(spec, raw);
+    // A list flag given again adds to the list, as Go's string-slice flags do.
+    const earlier = given.has(name) ? values.get(name) : undefined;
+    values.set(name, Array.isArray(earlier) && Array.isArray(value) ? [...earlier, ...value] : value);
     given.add(name);
   }
   return { values, given, positional };

@@ -271,6 +271,18 @@ export const PROXY_FLAGS = [
     help: "host names requests may be addressed to (421 otherwise, against DNS rebinding), or * for any; by default localhost, IP addresses, this machine's name, the --listen-addr and --advertise-client-url hosts and the server certificate's names",
   },
   {
+    name: "consistent-cache-prefix",
+    type: "list",
+    default: "",
+    help: "keep an in-memory replica of every key under this prefix and answer Ranges inside it from memory, linearizable ones after one cheap check with etcd (repeat the flag, or separate prefixes with commas)",
+  },
+  {
+    name: "consistent-cache-max-bytes",
+    type: "uint",
+    default: "268435456",
+    help: "bytes the replicas of --consistent-cache-prefix may hold together; a prefix that does not fit is not served from memory",
+  },
+  {
     name: "cache-max-bytes",
     type: "uint",
     default: "67108864",

@@ -6,7 +6,7 @@ import {
   type ResponseHeader,
 } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
 import { KeyValueSchema, type KeyValue } from "../gen/etcd/api/mvccpb/kv_pb.js";
-import { bytesToString, keyInterval, overlaps, type KeyInterval } from "../cache/key-range.js";
+import { bytesToString, keyInterval, overlaps, type KeyInterval } from "../util/key-range.js";
 
 /** After a key's ownership is lost, the proxy leaves it alone this long (as etcd's leasing client does). */
 export const REACQUIRE_BACKOFF_MS = 2_000;

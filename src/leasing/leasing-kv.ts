@@ -24,7 +24,7 @@ import { Event_EventType, type KeyValue } from "../gen/etcd/api/mvccpb/kv_pb.js"
 import type { KeepAliveCoalescer } from "../keepalive/keepalive-coalescer.js";
 import type { Metrics } from "../metrics.js";
 import { KeyPrefix } from "../namespace/prefix.js";
-import { bytesToString, keyInterval, type KeyInterval } from "../cache/key-range.js";
+import { bytesToString, keyInterval, type KeyInterval } from "../util/key-range.js";
 import type { ProxyIdentity } from "../upstream/proxy-identity.js";
 import type { Upstream } from "../upstream/upstream.js";
 import { sleep } from "../util/abortable-sleep.js";

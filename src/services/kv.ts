@@ -1,6 +1,6 @@
 import { fromBinary, toBinary, type DescMethodUnary, type MessageShape } from "@bufbuild/protobuf";
 import { deleteTouches, putTouches, txnTouches, type KvCache } from "../cache/kv-cache.js";
-import type { KeyInterval } from "../cache/key-range.js";
+import type { KeyInterval } from "../util/key-range.js";
 import { KV } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
 import { decodeRequest } from "../grpc/decode.js";
 import { frame, messageOf } from "../grpc/wire.js";

@@ -1,4 +1,4 @@
-import { keyInterval } from "../../src/cache/key-range.js";
+import { keyInterval } from "../../src/util/key-range.js";
 import { create } from "@bufbuild/protobuf";
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { keyInterval, overlaps } from "../../src/cache/key-range.js";
+import { keyInterval, overlaps } from "../../src/util/key-range.js";
 import { RangeCache } from "../../src/cache/range-cache.js";
 import { headerRevision } from "../../src/grpc/header-revision.js";
 import { create, toBinary } from "@bufbuild/protobuf";

@@ -29,3 +29,10 @@ export function isSingleKey(i: KeyInterval): boolean {
 export function overlaps(a: KeyInterval, b: KeyInterval): boolean {
   return (b.hi === null || a.lo < b.hi) && (a.hi === null || b.lo < a.hi);
 }
+
+/** True when every key of `inner` lies in `outer`. */
+export function contains(outer: KeyInterval, inner: KeyInterval): boolean {
+  if (inner.lo < outer.lo) return false;
+  if (outer.hi === null) return true;
+  return inner.hi !== null ? inner.hi <= outer.hi : false;
+}

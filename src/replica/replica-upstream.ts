@@ -1,0 +1,117 @@
+/**
+ * Range requests answered from the consistent cache's replicas, as a
+ * decorator on the way to etcd. A Range at the latest revision wholly
+ * inside a replicated prefix is answered from memory once two things hold:
+ * etcd answered a check sent after the read arrived (a count-only Range of
+ * the caller's own range, with the caller's own token and consistency: so
+ * it also proves the caller may read it), and the replica has applied the
+ * check's revision. Anything else, or anything that does not hold in time,
+ * goes to etcd as before.
+ */
+import { create, fromBinary, toBinary, type DescMethodUnary } from "@bufbuild/protobuf";
+import { callerIdentity, type CallContext } from "../call-context.js";
+import {
+  KV,
+  RangeRequestSchema,
+  RangeResponseSchema,
+  type RangeRequest,
+  type ResponseHeader,
+} from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
+import { frame, messageOf } from "../grpc/wire.js";
+import { UpstreamDecorator, type Upstream } from "../upstream/upstream.js";
+import { bytesToString, contains, keyInterval } from "../util/key-range.js";
+import { FreshnessBarrier } from "./freshness-barrier.js";
+import type { PrefixReplica } from "./prefix-replica.js";
+
+/** What the decorator reports, for metrics. */
+export interface ReplicaReads {
+  answered(): void;
+  fellBack(reason: string): void;
+  /** A check went to etcd (one per batch of reads). */
+  sentCheck(): void;
+  /** A read's check answered: how far behind etcd the replica was then. */
+  checked(replica: PrefixReplica, header: ResponseHeader): void;
+}
+
+export class ReplicaUpstream extends UpstreamDecorator {
+  private readonly barrier = new FreshnessBarrier();
+
+  constructor(
+    inner: Upstream,
+    private readonly replicas: readonly PrefixReplica[],
+    /** How long a read waits for the check, and then for the replica, before it goes to etcd. */
+    private readonly waitMs: number,
+    private readonly reads: ReplicaReads,
+  ) {
+    super(inner);
+  }
+
+  override async unaryBytes(
+    method: DescMethodUnary,
+    requestFrame: Buffer,
+    ctx: CallContext,
+    safe: () => boolean,
+  ): Promise<Buffer> {
+    if (method === KV.method.range) {
+      const answer = await this.fromReplica(requestFrame, ctx);
+      if (answer) return answer;
+    }
+    return this.inner.unaryBytes(method, requestFrame, ctx, safe);
+  }
+
+  private async fromReplica(requestFrame: Buffer, ctx: CallContext): Promise<Buffer | undefined> {
+    let request: RangeRequest;
+    try {
+      request = fromBinary(RangeRequestSchema, messageOf(requestFrame));
+    } catch {
+      return undefined; // etcd words the refusal
+    }
+    if (request.revision !== 0n) return undefined;
+    const wanted = keyInterval(request.key, request.rangeEnd);
+    const replica = this.replicas.find((r) => contains(r.interval, wanted));
+    if (!replica) return undefined;
+    if (!replica.live) return this.fellBack("not loaded");
+    let header: ResponseHeader;
+    try {
+      const batch = `${callerIdentity(ctx.forwardHeaders).key}\n${request.serializable ? "s" : "l"}\n${bytesToString(request.key)}\n${bytesToString(request.rangeEnd)}`;
+      header = await this.barrier.current(batch, () => this.check(request, ctx));
+    } catch {
+      return this.fellBack("check failed"); // etcd answers the read itself, refusal included
+    }
+    this.reads.checked(replica, header);
+    if (!(await replica.reach(header.revision, this.waitMs))) return this.fellBack("not current in time");
+    const answer = replica.answer(request, header);
+    if (answer === undefined) return this.fellBack("not loaded");
+    if (answer.kind === "unanswerable") return this.fellBack(answer.reason);
+    this.reads.answered();
+    return answer.bytes;
+  }
+
+  /** The check: etcd's revision now, from a count of the caller's own range, as the caller. */
+  private async check(request: RangeRequest, ctx: CallContext): Promise<ResponseHeader> {
+    const question = toBinary(
+      RangeRequestSchema,
+      create(RangeRequestSchema, {
+        key: request.key,
+        rangeEnd: request.rangeEnd,
+        countOnly: true,
+        serializable: request.serializable,
+      }),
+    );
+    const checkCtx: CallContext = {
+      forwardHeaders: ctx.forwardHeaders,
+      deadline: Date.now() + this.waitMs,
+      signal: AbortSignal.timeout(this.waitMs),
+    };
+    this.reads.sentCheck();
+    const answer = await this.inner.unaryBytes(KV.method.range, frame(question), checkCtx, () => true);
+    const header = fromBinary(RangeResponseSchema, answer).header;
+    if (!header) throw new Error("etcd's answer had no header");
+    return header;
+  }
+
+  private fellBack(reason: string): undefined {
+    this.reads.fellBack(reason);
+    return undefined;
+  }
+}
