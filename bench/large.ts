@@ -21,6 +21,7 @@ const PUT_VALUE_BYTES = 1 << 20;
 const enc = new TextEncoder();
 
 const SNAPSHOT_CLIENTS = 2;
+const LIST_WRITES_PER_SECOND = 100;
 
 export interface LargeScenario {
   name: string;
@@ -35,6 +36,8 @@ export interface LargeScenario {
   prepare?: (lab: Lab) => Promise<void>;
   /** Run after each target's measurement. */
   after?: (lab: Lab) => Promise<void>;
+  /** Puts per second into the keys read, straight to etcd, while the clients run; etcd's CPU is measured too. */
+  writerPutsPerSecond?: number;
 }
 
 /** How large the large scenarios are: the full run's, or a smoke run's (which only checks they work). */
@@ -65,6 +68,22 @@ export const largeScenarios = ({ rangeKeys, snapshotMB, reclaim }: LargeSizes): 
     mbPerOp: (rangeKeys * (RANGE_VALUE_BYTES + RANGE_PREFIX.length + 5 + 30)) / 1e6,
     clients: CLIENTS,
     prepare: (lab) => prepareRangeKeys(lab, rangeKeys),
+  },
+  {
+    // Issue 33's LIST: what a linearizable read of a whole prefix costs etcd, with writes going on.
+    name: `list (${rangeKeys} keys × ${RANGE_VALUE_BYTES} B, linearizable, ${LIST_WRITES_PER_SECOND} puts/s into them)`,
+    path: "/etcdserverpb.KV/Range",
+    kind: "unary",
+    requests: () => [
+      toBinary(
+        RangeRequestSchema,
+        create(RangeRequestSchema, { key: enc.encode(RANGE_PREFIX), rangeEnd: enc.encode(prefixEnd(RANGE_PREFIX)) }),
+      ),
+    ],
+    mbPerOp: (rangeKeys * (RANGE_VALUE_BYTES + RANGE_PREFIX.length + 5 + 30)) / 1e6,
+    clients: CLIENTS,
+    prepare: (lab) => prepareRangeKeys(lab, rangeKeys),
+    writerPutsPerSecond: LIST_WRITES_PER_SECOND,
   },
   {
     name: `snapshot (a ${snapshotMB} MB database, ${SNAPSHOT_CLIENTS} clients)`,
@@ -143,7 +162,34 @@ async function fillDatabase(lab: Lab, megabytes: number): Promise<void> {
   }
 }
 
-export async function runLargeScenario(scenario: LargeScenario, target: Target, sizes: Sizes): Promise<Measurement> {
+/** Puts into the keys range-large reads, straight to etcd, one at a time, at about `perSecond`. */
+function startWriter(etcd: Lab["etcd"], perSecond: number): { stop(): Promise<void> } {
+  const client = new EtcdGrpcClient(etcd.endpoints);
+  const value = Buffer.alloc(RANGE_VALUE_BYTES, "w");
+  let running = true;
+  const done = (async () => {
+    for (let i = 0; running; i++) {
+      const next = performance.now() + 1000 / perSecond;
+      const key = Buffer.from(`${RANGE_PREFIX}${String(i % 100).padStart(5, "0")}`);
+      await client.unary("KV", "Put", { key, value }).catch(() => {});
+      await new Promise((r) => setTimeout(r, Math.max(0, next - performance.now())));
+    }
+  })();
+  return {
+    async stop() {
+      running = false;
+      await done;
+      client.close();
+    },
+  };
+}
+
+export async function runLargeScenario(
+  scenario: LargeScenario,
+  target: Target,
+  sizes: Sizes,
+  etcd: Lab["etcd"],
+): Promise<Measurement> {
   const requests = scenario.requests();
   const { seconds } = sizes;
   // A smoke run (few closed-loop clients) gives each large scenario two.
@@ -172,12 +218,18 @@ export async function runLargeScenario(scenario: LargeScenario, target: Target, 
     ),
   );
   await Promise.all(running.map((j) => j.ready));
+  const etcdPids = etcd.members.map((m) => m.process!.pid!);
+  const etcdCpu = () => etcdPids.reduce((sum, pid) => sum + cpuMicros(pid), 0);
   const cpu0 = cpuMicros(target.pid);
+  const etcdCpu0 = etcdCpu();
   const started = performance.now();
+  const writer = scenario.writerPutsPerSecond ? startWriter(etcd, scenario.writerPutsPerSecond) : undefined;
   running.forEach((j) => j.go());
   const results: JobResult[] = await Promise.all(running.map((j) => j.result));
+  await writer?.stop();
   const elapsed = (performance.now() - started) / 1000;
   const cpuUs = cpuMicros(target.pid) - cpu0;
+  const etcdCpuUs = etcdCpu() - etcdCpu0;
   const count = results.reduce((a, r) => a + r.count, 0);
   const latencies = Float64Array.from(results.flatMap((r) => r.latencies)).sort();
   const megabytes =
@@ -192,6 +244,7 @@ export async function runLargeScenario(scenario: LargeScenario, target: Target, 
     cpuUsPerOp: count > 0 ? round(cpuUs / count, 1) : NaN,
     mbPerOp: count > 0 ? round(megabytes / count, 3) : NaN,
     cpuMsPerMB: megabytes > 0 ? round(cpuUs / 1000 / megabytes) : NaN,
+    etcdCpuMsPerOp: writer && count > 0 ? round(etcdCpuUs / 1000 / count, 3) : undefined,
     rssMB: round(rssBytes(target.pid) / 1e5, 0) / 10,
     errors: results.reduce((a, r) => a + r.errors, 0),
     firstError: results.find((r) => r.firstError)?.firstError,

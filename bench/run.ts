@@ -130,7 +130,7 @@ try {
     for (const scenario of largeScenarios(args.smoke ? SMOKE_LARGE : FULL_LARGE).filter((s) => wanted(s.name))) {
       if (round === 0) await scenario.prepare?.(lab);
       for (const t of order) {
-        log(await runLargeScenario(scenario, await settled(scenario.name, t), sizes));
+        log(await runLargeScenario(scenario, await settled(scenario.name, t), sizes, lab.etcd));
         await scenario.after?.(lab);
       }
     }
@@ -202,6 +202,7 @@ const summary = scenarios.flatMap((scenario) =>
       putsPerSecond: median(ms.map((m) => m.putsPerSecond ?? NaN)),
       mbPerOp: median(ms.map((m) => m.mbPerOp ?? NaN)),
       cpuMsPerMB: median(ms.map((m) => m.cpuMsPerMB ?? NaN)),
+      etcdCpuMsPerOp: median(ms.map((m) => m.etcdCpuMsPerOp ?? NaN)),
       errors: ms.reduce((a, m) => a + m.errors, 0),
     };
   }),
@@ -221,15 +222,20 @@ for (const scenario of scenarios) {
     for (const r of rows) lines.push(`| ${r.target} | ${fmt(r.rssMB, 1)} |`);
   } else if (!Number.isNaN(rows[0]?.cpuMsPerMB ?? NaN)) {
     const direct = rows.find((r) => r.target === "direct");
+    // Scenarios with writes going on also tell what each path costs etcd.
+    const etcdCost = !Number.isNaN(rows[0]?.etcdCpuMsPerOp ?? NaN);
     lines.push(
-      "| target | calls/s | vs Go proxy | vs direct | p50 ms | p99 ms | MB/call | CPU ms/MB | CPU vs Go proxy | RSS MB | errors |",
-      `|${"---|".repeat(11)}`,
+      `| target | calls/s | vs Go proxy | vs direct | p50 ms | p99 ms | MB/call | CPU ms/MB | CPU vs Go proxy | RSS MB | ${etcdCost ? "etcd CPU ms/call | vs direct | " : ""}errors |`,
+      `|${"---|".repeat(etcdCost ? 13 : 11)}`,
     );
     for (const r of rows) {
       const cpu = r.target === "direct" ? `${fmt(r.cpuMsPerMB, 2)} (etcd)` : fmt(r.cpuMsPerMB, 2);
       const cpuRatio = r.target === "direct" ? "–" : ratio(r.cpuMsPerMB, go?.cpuMsPerMB ?? NaN);
+      const etcdColumns = etcdCost
+        ? `${fmt(r.etcdCpuMsPerOp, 3)} | ${ratio(r.etcdCpuMsPerOp, direct?.etcdCpuMsPerOp ?? NaN)} | `
+        : "";
       lines.push(
-        `| ${r.target} | ${fmt(r.rps, 1)} | ${ratio(r.rps, go?.rps ?? NaN)} | ${ratio(r.rps, direct?.rps ?? NaN)} | ${fmt(r.p50Ms, 2)} | ${fmt(r.p99Ms, 2)} | ${fmt(r.mbPerOp, 2)} | ${cpu} | ${cpuRatio} | ${fmt(r.rssMB, 1)} | ${r.errors} |`,
+        `| ${r.target} | ${fmt(r.rps, 1)} | ${ratio(r.rps, go?.rps ?? NaN)} | ${ratio(r.rps, direct?.rps ?? NaN)} | ${fmt(r.p50Ms, 2)} | ${fmt(r.p99Ms, 2)} | ${fmt(r.mbPerOp, 2)} | ${cpu} | ${cpuRatio} | ${fmt(r.rssMB, 1)} | ${etcdColumns}${r.errors} |`,
       );
     }
   } else {

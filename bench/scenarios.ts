@@ -50,6 +50,8 @@ export interface Measurement {
   mbPerOp?: number;
   /** Large scenarios: CPU of the measured process per megabyte moved, ms. */
   cpuMsPerMB?: number;
+  /** Scenarios that measure etcd under every target: etcd's CPU (all members) per call, ms. */
+  etcdCpuMsPerOp?: number;
   errors: number;
   firstError?: string;
 }

@@ -25,6 +25,15 @@ const leasingArgs = (name: string) =>
   name.endsWith(LEASING_SUFFIX) ? [`--experimental-leasing-prefix=/leasing/${name}/`] : [];
 
 /**
+ * `ecp-consistent`: this proxy with --consistent-cache-prefix over the keys
+ * the large Range scenarios read (not the rest of bench/, whose snapshot
+ * and put-large megabytes would not fit the replica's budget).
+ */
+export const CONSISTENT_PREFIX = "bench/large/";
+const consistentArgs = (name: string) =>
+  name.endsWith("-consistent") ? [`--consistent-cache-prefix=${CONSISTENT_PREFIX}`] : [];
+
+/**
  * The `etcd` binary whose `grpc-proxy start` a Go-proxy target runs:
  * `go-proxy` is the etcd on PATH (the one the lab's etcd runs too);
  * `go-proxy-3.4` is Debian's etcd 3.4; `go-proxy-3.5` is the etcd 3.5 that
@@ -136,6 +145,7 @@ async function startTarget(name: string, etcd: EtcdCluster, children: ChildProce
           "--log-level=warn",
           `--grpc-lane=${name === "ecp-connect" ? "connect" : "native"}`,
           ...leasingArgs(name),
+          ...consistentArgs(name),
           ...(process.env.BENCH_PROXY_ARGS ? process.env.BENCH_PROXY_ARGS.split(" ") : []),
         ],
         { stdio: ["ignore", process.env.BENCH_STDOUT ? "inherit" : "ignore", "inherit"] },

@@ -1,5 +1,5 @@
 // npm run robustness -- [--target HOST:PORT[,HOST:PORT] --etcd HOST:PORT[,HOST:PORT]]
-//                       [--modes etcd,plain,namespace,ordering,leasing] [--faults none,kill-in-use,...]
+//                       [--modes etcd,plain,namespace,ordering,leasing,consistent] [--faults none,kill-in-use,...]
 //                       [--traffic etcd|kubernetes|both] [--seconds N] [--clients N] [--seed N] [--runs N]
 //                       [--reads-may-lag] [--dump DIR]
 //

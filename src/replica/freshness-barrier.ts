@@ -33,8 +33,14 @@ export class FreshnessBarrier {
       // The newest caller's check is sent: any of the batch's is the same question.
       entry.check = check;
       entry.next.push({ resolve, reject });
-      if (!entry.inFlight) this.send(batch, entry);
+      if (!entry.inFlight && entry.next.length === 1) this.sendSoon(batch, entry);
     });
+  }
+
+  /** After the reads that arrive in this turn of the event loop (one socket read may carry many). */
+  private sendSoon(batch: string, entry: Batch): void {
+    entry.inFlight = true;
+    setImmediate(() => this.send(batch, entry));
   }
 
   private send(batch: string, entry: Batch): void {
@@ -55,7 +61,7 @@ export class FreshnessBarrier {
 
   private done(batch: string, entry: Batch): void {
     entry.inFlight = false;
-    if (entry.next.length > 0) this.send(batch, entry);
+    if (entry.next.length > 0) this.sendSoon(batch, entry);
     else this.batches.delete(batch);
   }
 }

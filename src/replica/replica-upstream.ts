@@ -33,6 +33,8 @@ export interface ReplicaReads {
   checked(replica: PrefixReplica, header: ResponseHeader): void;
 }
 
+const NO_END = new Uint8Array(0);
+
 export class ReplicaUpstream extends UpstreamDecorator {
   private readonly barrier = new FreshnessBarrier();
 
@@ -73,8 +75,14 @@ export class ReplicaUpstream extends UpstreamDecorator {
     if (!replica.live) return this.fellBack("not loaded");
     let header: ResponseHeader;
     try {
-      const batch = `${callerIdentity(ctx.forwardHeaders).key}\n${request.serializable ? "s" : "l"}\n${bytesToString(request.key)}\n${bytesToString(request.rangeEnd)}`;
-      header = await this.barrier.current(batch, () => this.check(request, ctx));
+      // A caller with a token must also be shown to be allowed this range: its check counts that range, as
+      // the caller. Without a token there is nothing to prove but that etcd serves anonymous reads at all,
+      // which any one key shows: the check is the prefix's own key, shared by every such read of the prefix.
+      const identity = callerIdentity(ctx.forwardHeaders);
+      const anonymous = ctx.forwardHeaders["token"] === undefined;
+      const [key, rangeEnd] = anonymous ? [replica.prefix, NO_END] : [request.key, request.rangeEnd];
+      const batch = `${identity.key}\n${request.serializable ? "s" : "l"}\n${bytesToString(key)}\n${bytesToString(rangeEnd)}`;
+      header = await this.barrier.current(batch, () => this.check(key, rangeEnd, request.serializable, ctx));
     } catch {
       return this.fellBack("check failed"); // etcd answers the read itself, refusal included
     }
@@ -87,16 +95,16 @@ export class ReplicaUpstream extends UpstreamDecorator {
     return answer.bytes;
   }
 
-  /** The check: etcd's revision now, from a count of the caller's own range, as the caller. */
-  private async check(request: RangeRequest, ctx: CallContext): Promise<ResponseHeader> {
+  /** The check: etcd's revision now, from a count of `key` to `rangeEnd`, as the caller. */
+  private async check(
+    key: Uint8Array,
+    rangeEnd: Uint8Array,
+    serializable: boolean,
+    ctx: CallContext,
+  ): Promise<ResponseHeader> {
     const question = toBinary(
       RangeRequestSchema,
-      create(RangeRequestSchema, {
-        key: request.key,
-        rangeEnd: request.rangeEnd,
-        countOnly: true,
-        serializable: request.serializable,
-      }),
+      create(RangeRequestSchema, { key, rangeEnd, countOnly: true, serializable }),
     );
     const checkCtx: CallContext = {
       forwardHeaders: ctx.forwardHeaders,

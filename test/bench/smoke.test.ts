@@ -31,7 +31,14 @@ it("npm run bench --smoke measures every scenario on every target", { timeout: 1
     );
     assert.equal(code, 0, stderr);
     const report = JSON.parse(readFileSync(out, "utf8")) as {
-      summary: Array<{ scenario: string; target: string; rps: number; errors: number; rssMB: number }>;
+      summary: Array<{
+        scenario: string;
+        target: string;
+        rps: number;
+        errors: number;
+        rssMB: number;
+        etcdCpuMsPerOp: number | null;
+      }>;
     };
     const scenarios = new Set(report.summary.map((s) => s.scenario));
     for (const s of ["put", "range (linearizable)", "range (serializable, hot key)", "txn (put)"]) {
@@ -39,6 +46,8 @@ it("npm run bench --smoke measures every scenario on every target", { timeout: 1
     }
     assert.ok([...scenarios].some((s) => s.startsWith("watch fan-out")));
     assert.ok([...scenarios].some((s) => s.startsWith("lease keep-alive")));
+    const list = report.summary.find((r) => r.target === "ecp" && r.scenario.startsWith("list"));
+    assert.ok((list?.etcdCpuMsPerOp ?? 0) > 0, "the LIST scenario measures etcd's CPU under every target");
     const idle = report.summary.filter((r) => r.target === "ecp" && r.scenario.startsWith("idle"));
     assert.deepEqual(
       idle.map((r) => r.scenario),

@@ -5,13 +5,15 @@
 // linearizability, every serializable read against the revision it claims,
 // and both watches of each run against etcd's watch rules, the truth read
 // from etcd directly. `npm run robustness` runs every mode under every fault,
-// as long as asked.
+// as long as asked. The consistent cache runs twice, since it answers
+// linearizable reads from memory.
 //
 // Lane-independent: npm test runs it in the fast lane only, since
 // what it checks is above the lanes; it runs on both etcd lines.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { ETCD_VERSION, startEtcd, type EtcdCluster } from "../helpers/etcd.js";
+import { proxyMetric } from "../helpers/metrics.js";
 import type { FaultName } from "../robustness/faults.js";
 import { harnessEtcd, problems, runOn, summary } from "../robustness/suite.js";
 import { MODE_NAMES, startTarget, type Mode } from "../robustness/targets.js";
@@ -27,6 +29,8 @@ const RUNS: Array<{ mode: Mode; traffic: "etcd" | "kubernetes"; fault: FaultName
   { mode: "namespace", traffic: "kubernetes", fault: "kill-leader" },
   { mode: "ordering", traffic: "etcd", fault: "leader-move" },
   { mode: "leasing", traffic: "etcd", fault: "slow-client" },
+  { mode: "consistent", traffic: "kubernetes", fault: "kill-in-use" },
+  { mode: "consistent", traffic: "etcd", fault: "compaction" },
 ];
 
 describe(`robustness, short pass, etcd ${ETCD_VERSION}`, () => {
@@ -48,6 +52,10 @@ describe(`robustness, short pass, etcd ${ETCD_VERSION}`, () => {
         // Some reads were checked: how many depends on the fault (a member frozen for 3 of the 4 s
         // holds the control's clients there) and on the machine's load, not on what is checked.
         assert.ok(report.serializableReads > 0, `${report.serializableReads} serializable reads`);
+        if (mode === "consistent") {
+          const fromMemory = await proxyMetric(target.addresses[0]!, "etcd_grpc_proxy_consistent_cache_answers_total");
+          assert.ok(fromMemory > 0, `${fromMemory} reads answered from the replica`);
+        }
       } finally {
         await target.close();
       }

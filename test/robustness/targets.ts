@@ -10,7 +10,7 @@ import { memberInUse } from "../helpers/fixture.js";
 import { freePort } from "../helpers/ports.js";
 import { startTestProxy } from "../helpers/proxy.js";
 
-export const MODES = ["etcd", "plain", "namespace", "ordering", "leasing"] as const;
+export const MODES = ["etcd", "plain", "namespace", "ordering", "leasing", "consistent"] as const;
 export type Mode = (typeof MODES)[number];
 
 /** What each mode is, for summaries. */
@@ -20,6 +20,7 @@ export const MODE_NAMES: Record<Mode, string> = {
   namespace: "the proxy with --namespace",
   ordering: "the proxy with --experimental-serializable-ordering",
   leasing: "two proxies with --experimental-leasing-prefix",
+  consistent: "the proxy with --consistent-cache-prefix (reads from its replica)",
 };
 
 const PROXY_ARGS: Record<Exclude<Mode, "etcd">, string[]> = {
@@ -27,6 +28,8 @@ const PROXY_ARGS: Record<Exclude<Mode, "etcd">, string[]> = {
   namespace: ["--namespace=ns/"],
   ordering: ["--experimental-serializable-ordering"],
   leasing: ["--experimental-leasing-prefix=leasing/"],
+  // Every run's keys live under robustness/ (runner.ts).
+  consistent: ["--consistent-cache-prefix=robustness/"],
 };
 
 export interface Target {
