@@ -1,6 +1,6 @@
 // The Proxy page's charts in chromium, fed by real traffic through the
 // proxy: requests and latency per method, watch coalescing, the cache's
-// hit rate, keep-alive streams and endpoint health, each with a title,
+// hit rate, the consistent cache's reads, keep-alive streams and endpoint health, each with a title,
 // axes with units, a time range, and its latest values in words.
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
@@ -12,7 +12,7 @@ import { proxyMetric } from "../helpers/metrics.js";
 type Plain = Record<string, any>;
 
 describe("the dashboard's proxy charts", () => {
-  const f = useProxy(1);
+  const f = useProxy(1, { proxyArgs: ["--consistent-cache-prefix=chart/"] });
   const page = usePage();
   const streams: Array<ClientDuplexStream<Plain, Plain>> = [];
   after(() => streams.forEach((s) => s.cancel()));
@@ -52,6 +52,8 @@ describe("the dashboard's proxy charts", () => {
         for (let i = 0; i < 10; i++) {
           await f.client.unary("KV", "Range", { key: Buffer.from("chart/k"), serializable: true }).catch(() => {});
         }
+        // Linearizable: from the replica of chart/.
+        await f.client.unary("KV", "Range", { key: Buffer.from("chart/k") }).catch(() => {});
       })();
       void f.client.unary("KV", "Put", { key: Buffer.from("chart/other"), value: Buffer.from("v") }).catch(() => {});
     }, 100);
@@ -59,6 +61,7 @@ describe("the dashboard's proxy charts", () => {
       await page.locator("#chart-requests .latest", { hasText: "KV/Range" }).waitFor({ timeout: 15_000 });
       await page.locator("#chart-latency .latest", { hasText: "KV/Range" }).waitFor();
       await page.locator("#chart-cache .latest", { hasText: "hit rate" }).waitFor();
+      await page.locator("#chart-consistent .latest", { hasText: /from memory (?!0\.00)/ }).waitFor();
     } finally {
       clearInterval(traffic);
     }
@@ -69,6 +72,9 @@ describe("the dashboard's proxy charts", () => {
     const cache = (await latest("chart-cache"))!;
     const hitRate = number(cache, "hit rate");
     assert.ok(hitRate > 0 && hitRate <= 100, cache);
+    const consistent = (await latest("chart-consistent"))!;
+    assert.ok(number(consistent, "from memory") > 0, consistent);
+    assert.ok(number(consistent, "checks") > 0, consistent);
     const watch = (await latest("chart-watch"))!;
     assert.equal(number(watch, "client watchers"), clientWatchers + 5, watch);
     assert.equal(number(watch, "upstream watchers"), upstreamWatchers + 1, watch);
@@ -84,6 +90,7 @@ describe("the dashboard's proxy charts", () => {
       ["chart-latency", "ms"],
       ["chart-watch", "watchers"],
       ["chart-cache", "%"],
+      ["chart-consistent", "req/s"],
       ["chart-keepalive", "streams"],
       ["chart-endpoints", "up"],
     ] as const) {

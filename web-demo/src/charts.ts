@@ -63,6 +63,20 @@ export const CHARTS: ChartSpec[] = [
     },
   },
   {
+    id: "chart-consistent",
+    title: "Consistent cache: Ranges from memory, sent to etcd, and checks",
+    unit: "req/s",
+    values: (before, now) => {
+      if (!before) return {};
+      const rate = (name: string) => ratesBetween(before, now, name, () => "").get("") ?? 0;
+      return {
+        "from memory": rate("etcd_grpc_proxy_consistent_cache_answers_total"),
+        "to etcd": rate("etcd_grpc_proxy_consistent_cache_fallbacks_total"),
+        checks: rate("etcd_grpc_proxy_consistent_cache_checks_total"),
+      };
+    },
+  },
+  {
     id: "chart-keepalive",
     title: "Lease keep-alive streams: clients' on the proxy's",
     unit: "streams",
