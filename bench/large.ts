@@ -22,6 +22,8 @@ const enc = new TextEncoder();
 
 const SNAPSHOT_CLIENTS = 2;
 const LIST_WRITES_PER_SECOND = 100;
+/** How long the writer runs alone before a LIST measurement, to tell its cost to etcd from the reads'. */
+const WRITES_ONLY_MS = 2000;
 
 export interface LargeScenario {
   name: string;
@@ -220,10 +222,18 @@ export async function runLargeScenario(
   await Promise.all(running.map((j) => j.ready));
   const etcdPids = etcd.members.map((m) => m.process!.pid!);
   const etcdCpu = () => etcdPids.reduce((sum, pid) => sum + cpuMicros(pid), 0);
+  const writer = scenario.writerPutsPerSecond ? startWriter(etcd, scenario.writerPutsPerSecond) : undefined;
+  // What the writes alone cost etcd, per second: the reads' share is what they add to it.
+  let writesOnlyUsPerSecond = 0;
+  if (writer) {
+    const before = etcdCpu();
+    const from = performance.now();
+    await new Promise((r) => setTimeout(r, WRITES_ONLY_MS));
+    writesOnlyUsPerSecond = (etcdCpu() - before) / ((performance.now() - from) / 1000);
+  }
   const cpu0 = cpuMicros(target.pid);
   const etcdCpu0 = etcdCpu();
   const started = performance.now();
-  const writer = scenario.writerPutsPerSecond ? startWriter(etcd, scenario.writerPutsPerSecond) : undefined;
   running.forEach((j) => j.go());
   const results: JobResult[] = await Promise.all(running.map((j) => j.result));
   await writer?.stop();
@@ -245,6 +255,8 @@ export async function runLargeScenario(
     mbPerOp: count > 0 ? round(megabytes / count, 3) : NaN,
     cpuMsPerMB: megabytes > 0 ? round(cpuUs / 1000 / megabytes) : NaN,
     etcdCpuMsPerOp: writer && count > 0 ? round(etcdCpuUs / 1000 / count, 3) : undefined,
+    etcdReadCpuMsPerOp:
+      writer && count > 0 ? round((etcdCpuUs - writesOnlyUsPerSecond * elapsed) / 1000 / count, 3) : undefined,
     rssMB: round(rssBytes(target.pid) / 1e5, 0) / 10,
     errors: results.reduce((a, r) => a + r.errors, 0),
     firstError: results.find((r) => r.firstError)?.firstError,

@@ -52,6 +52,8 @@ export interface Measurement {
   cpuMsPerMB?: number;
   /** Scenarios that measure etcd under every target: etcd's CPU (all members) per call, ms. */
   etcdCpuMsPerOp?: number;
+  /** The same less what the writes alone cost etcd (measured before the reads start): what a read adds. */
+  etcdReadCpuMsPerOp?: number;
   errors: number;
   firstError?: string;
 }

@@ -44,7 +44,10 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
     const replicated = await running.add(
       consistentCache(config.consistentCache, upstream, watches, identity, metrics, problem),
     );
-    const { cache } = await running.add(rangeCache(config.cache, ordered, identity, watches, metrics, problem));
+    // The range cache leaves the consistent cache's prefixes to it.
+    const { cache } = await running.add(
+      rangeCache(config.cache, ordered, identity, watches, metrics, problem, replicated.covers),
+    );
     const leased = await running.add(
       leasing(config.leasing, replicated.upstream, keepAlives, identity, metrics, problem),
     );

@@ -8,6 +8,7 @@ import type { WatchHub } from "../watch/watch-hub.js";
 import { DEFAULTS } from "./defaults.js";
 import type { Feature } from "./lifecycle.js";
 import type { Problem } from "./problems.js";
+import { contains, type KeyInterval } from "../util/key-range.js";
 
 /**
  * The consistent cache (--consistent-cache-prefix): a replica per prefix,
@@ -21,8 +22,8 @@ export function consistentCache(
   identity: ProxyIdentity,
   metrics: Metrics,
   problem: Problem,
-): { upstream: Upstream; replicas: readonly PrefixReplica[] } & Feature {
-  if (config.prefixes.length === 0) return { upstream, replicas: [] };
+): { upstream: Upstream; covers: (range: KeyInterval) => boolean } & Feature {
+  if (config.prefixes.length === 0) return { upstream, covers: () => false };
   const m = metrics.consistentCache;
   const replicas: PrefixReplica[] = [];
   const held = () => replicas.reduce((sum, r) => sum + r.bytes, 0);
@@ -59,7 +60,7 @@ export function consistentCache(
   });
   return {
     upstream: decorated,
-    replicas,
+    covers: (range) => replicas.some((r) => contains(r.interval, range)),
     start: () => {
       for (const r of replicas) r.start();
     },

@@ -7,6 +7,7 @@ import type { WatchHub } from "../watch/watch-hub.js";
 import { DEFAULTS } from "./defaults.js";
 import type { Feature } from "./lifecycle.js";
 import type { Problem } from "./problems.js";
+import type { KeyInterval } from "../util/key-range.js";
 
 /** The range cache for serializable reads (--cache-max-bytes 0: none), emptied by a watch of everything. */
 export function rangeCache(
@@ -16,6 +17,7 @@ export function rangeCache(
   watches: WatchHub,
   metrics: Metrics,
   problem: Problem,
+  answeredElsewhere?: (range: KeyInterval) => boolean,
 ): { cache: KvCache | undefined } & Feature {
   if (config.maxBytes === 0) return { cache: undefined };
   const cache = new KvCache(
@@ -25,6 +27,7 @@ export function rangeCache(
       watchRetryMs: DEFAULTS.cacheWatchRetryMs,
       revisionFloor: ordered && (() => ordered.revisionFloor()),
       onWatchProblem: (reason) => problem(reason),
+      answeredElsewhere,
     },
     metrics.cache,
     (requests, ctx) => watches.serve(requests, ctx),

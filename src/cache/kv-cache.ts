@@ -30,6 +30,8 @@ export interface KvCacheOptions extends RangeCacheLimits {
    * a hit from below it is not served (etcd is asked instead).
    */
   revisionFloor?: () => bigint;
+  /** Ranges another feature answers from memory (the consistent cache's prefixes): never looked up or filled here. */
+  answeredElsewhere?: (range: KeyInterval) => boolean;
 }
 
 const WHOLE_KEYSPACE = new Uint8Array([0]);
@@ -72,7 +74,7 @@ export class KvCache {
 
   /** Answers a Range from the cache when it may, else through `fetch` (etcd), filling the cache. */
   range(request: RangeRequest, ctx: CallContext, fetch: () => Promise<Uint8Array>): Promise<Uint8Array> {
-    return Promise.resolve(this.answer(identified(ctx, request), fetch));
+    return Promise.resolve(this.answer(this.identified(ctx, request), fetch));
   }
 
   /**
@@ -87,23 +89,29 @@ export class KvCache {
     fetch: () => Promise<Uint8Array>,
   ): Uint8Array | Promise<Uint8Array> {
     if (payload.length > MEMO_MAX_REQUEST_BYTES) {
-      return this.answer(identified(ctx, decodeRequest(KV.method.range, payload)), fetch);
+      return this.answer(this.identified(ctx, decodeRequest(KV.method.range, payload)), fetch);
     }
     const token = ctx.forwardHeaders["token"] ?? "";
     const memoKey = `${token.length}:${token}${Buffer.from(payload.buffer, payload.byteOffset, payload.length).toString("latin1")}`;
     let memo = this.decoded.get(memoKey);
     if (!memo) {
-      memo = identified(ctx, decodeRequest(KV.method.range, payload));
+      memo = this.identified(ctx, decodeRequest(KV.method.range, payload));
       if (this.decoded.size >= MEMO_ENTRIES) this.decoded.clear();
       this.decoded.set(memoKey, memo);
     }
     return this.answer(memo, fetch);
   }
 
+  /** A request with its cache id: none for a past revision, or for a range answered elsewhere. */
+  private identified(ctx: CallContext, request: RangeRequest): IdentifiedRange {
+    const elsewhere = this.options.answeredElsewhere?.(keyInterval(request.key, request.rangeEnd)) ?? false;
+    return { request, id: request.revision === 0n && !elsewhere ? cacheId(ctx, request) : "" };
+  }
+
   private answer({ request, id }: IdentifiedRange, fetch: () => Promise<Uint8Array>): Uint8Array | Promise<Uint8Array> {
     // Reads of a past revision are left to etcd: compaction, which the
     // cache cannot see, decides whether they succeed.
-    if (request.revision !== 0n) return fetch();
+    if (id === "") return fetch();
     if (request.serializable) {
       const hit = this.cache.lookup(id, Date.now(), (ms) => this.metrics.hitAge.observe(ms / 1000));
       const floor = this.options.revisionFloor;
@@ -199,15 +207,12 @@ export class KvCache {
   }
 }
 
-/** A Range request with its cache id (empty for a past revision, which is never cached). */
+/** A Range request with its cache id (empty for one that is never cached). */
 interface IdentifiedRange {
   request: RangeRequest;
   id: string;
 }
 
-function identified(ctx: CallContext, request: RangeRequest): IdentifiedRange {
-  return { request, id: request.revision === 0n ? cacheId(ctx, request) : "" };
-}
 
 /** The cache key: identity, then every field of the request that shapes the answer. */
 function cacheId(ctx: CallContext, r: RangeRequest): string {

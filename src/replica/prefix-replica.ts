@@ -133,11 +133,41 @@ export class PrefixReplica {
     });
   }
 
-  /** The request answered from the store as it is now, at the revision applied; undefined while not live. */
-  answer(request: RangeRequest, header: ResponseHeader): RangeAnswer | undefined {
+  /**
+   * The request answered from the store as it is now, at the revision
+   * applied; undefined while not live. `asked` (the request's bytes) lets
+   * reads of one request at one revision share one answer: many clients
+   * listing a prefix between two writes cost one encoding.
+   */
+  answer(request: RangeRequest, header: ResponseHeader, asked?: string): RangeAnswer | undefined {
     if (this.state.kind !== "live") return undefined;
+    const stamp = `${this.applied}/${header.clusterId}/${header.memberId}/${header.raftTerm}`;
+    const memo = asked === undefined ? undefined : this.answers.get(asked);
+    if (memo?.stamp === stamp) return memo.answer;
     const entries = this.store.span(request.key, request.rangeEnd);
-    return answerRange(entries, request, { ...header, revision: this.applied });
+    const answer = answerRange(entries, request, { ...header, revision: this.applied });
+    if (asked !== undefined) this.remember(asked, stamp, answer);
+    return answer;
+  }
+
+  /** Recent answers by request, each valid at one revision and header. */
+  private readonly answers = new Map<string, { stamp: string; answer: RangeAnswer }>();
+  private answerBytes = 0;
+
+  private remember(asked: string, stamp: string, answer: RangeAnswer): void {
+    const size = answer.kind === "answer" ? answer.bytes.length : 0;
+    const old = this.answers.get(asked);
+    if (old?.answer.kind === "answer") this.answerBytes -= old.answer.bytes.length;
+    this.answers.delete(asked);
+    // Oldest first out, within a count and a byte bound (the answers are also what clients are being sent).
+    while (this.answers.size > 0 && (this.answers.size >= MEMO_ANSWERS || this.answerBytes + size > MEMO_BYTES)) {
+      const [oldest, entry] = this.answers.entries().next().value!;
+      if (entry.answer.kind === "answer") this.answerBytes -= entry.answer.bytes.length;
+      this.answers.delete(oldest);
+    }
+    if (size > MEMO_BYTES) return;
+    this.answers.set(asked, { stamp, answer });
+    this.answerBytes += size;
   }
 
   /** The one place the state changes: what the old state held is let go. */
@@ -151,6 +181,8 @@ export class PrefixReplica {
     if (old.kind === "resting") clearTimeout(old.timer);
     this.state = next;
     if (next.kind !== "live") {
+      this.answers.clear();
+      this.answerBytes = 0;
       clearTimeout(this.progressTimer);
       this.progressAsked = false;
       for (const w of [...this.waiters]) w.done(false);
@@ -256,6 +288,9 @@ export class PrefixReplica {
         if (kv.modRevision > revision) revision = kv.modRevision;
       }
       if (!this.events.fits(this.store.bytes - before)) return false;
+      // Answers made before these events are of another store, whatever revision they carry.
+      this.answers.clear();
+      this.answerBytes = 0;
       this.advance(revision);
     } else if (!response.created && response.watchId === NO_WATCH_ID) {
       // The hub's answer to a progress request: every event up to it has been sent on this stream.
@@ -306,3 +341,6 @@ export class PrefixReplica {
 }
 
 const NO_WATCH_ID = -1n;
+/** Answers kept for reads of the same request at the same revision. */
+const MEMO_ANSWERS = 64;
+const MEMO_BYTES = 64 * 1024 * 1024;

@@ -63,8 +63,9 @@ export class ReplicaUpstream extends UpstreamDecorator {
 
   private async fromReplica(requestFrame: Buffer, ctx: CallContext): Promise<Buffer | undefined> {
     let request: RangeRequest;
+    const asked = messageOf(requestFrame);
     try {
-      request = fromBinary(RangeRequestSchema, messageOf(requestFrame));
+      request = fromBinary(RangeRequestSchema, asked);
     } catch {
       return undefined; // etcd words the refusal
     }
@@ -88,7 +89,7 @@ export class ReplicaUpstream extends UpstreamDecorator {
     }
     this.reads.checked(replica, header);
     if (!(await replica.reach(header.revision, this.waitMs))) return this.fellBack("not current in time");
-    const answer = replica.answer(request, header);
+    const answer = replica.answer(request, header, bytesToString(asked));
     if (answer === undefined) return this.fellBack("not loaded");
     if (answer.kind === "unanswerable") return this.fellBack(answer.reason);
     this.reads.answered();

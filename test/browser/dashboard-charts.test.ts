@@ -12,7 +12,7 @@ import { proxyMetric } from "../helpers/metrics.js";
 type Plain = Record<string, any>;
 
 describe("the dashboard's proxy charts", () => {
-  const f = useProxy(1, { proxyArgs: ["--consistent-cache-prefix=chart/"] });
+  const f = useProxy(1, { proxyArgs: ["--consistent-cache-prefix=chart-lin/"] });
   const page = usePage();
   const streams: Array<ClientDuplexStream<Plain, Plain>> = [];
   after(() => streams.forEach((s) => s.cancel()));
@@ -52,8 +52,8 @@ describe("the dashboard's proxy charts", () => {
         for (let i = 0; i < 10; i++) {
           await f.client.unary("KV", "Range", { key: Buffer.from("chart/k"), serializable: true }).catch(() => {});
         }
-        // Linearizable: from the replica of chart/.
-        await f.client.unary("KV", "Range", { key: Buffer.from("chart/k") }).catch(() => {});
+        // Linearizable, from the replica of chart-lin/.
+        await f.client.unary("KV", "Range", { key: Buffer.from("chart-lin/k") }).catch(() => {});
       })();
       void f.client.unary("KV", "Put", { key: Buffer.from("chart/other"), value: Buffer.from("v") }).catch(() => {});
     }, 100);

@@ -140,3 +140,40 @@ describe(`consistent cache (etcd ${ETCD_VERSION})`, () => {
     assert.equal(proxied.kvs.length, 0);
   });
 });
+
+describe(`consistent cache under --namespace, with leasing (etcd ${ETCD_VERSION})`, () => {
+  const f = useProxy(1, {
+    proxyArgs: ["--namespace=ns/", "--consistent-cache-prefix=cc/", "--experimental-leasing-prefix=leases/"],
+    setup: async (f) => {
+      await put(f.direct, "ns/cc/a", "1");
+      // Outside the namespace: the client's cc/ must not see it.
+      await put(f.direct, "cc/a", "not the client's");
+      await eventually(
+        async () => (await proxyMetric(f.proxy.address, "etcd_grpc_proxy_consistent_cache_keys", { prefix: "cc/" })) === 1,
+        "the replica of the client's cc/",
+      );
+    },
+  });
+
+  it("the prefix is the client's, and reads agree with etcd and with leasing's owned keys", async () => {
+    const list = { key: b("cc/"), range_end: b("cc0") };
+    const inEtcd = { key: b("ns/cc/"), range_end: b("ns/cc0") };
+    const values = (r: Plain) => (r.kvs as Plain[]).map((kv) => `${kv.key}=${kv.value}`);
+    for (let i = 0; i < 10; i++) {
+      // A single-key read lets leasing own the key; then writes through the proxy and straight to etcd.
+      await range(f.client, { key: b("cc/a") });
+      await put(f.client, "cc/a", `proxy${i}`);
+      assert.deepEqual(values(await range(f.client, list)), [`cc/a=proxy${i}`]);
+      assert.equal((await range(f.client, { key: b("cc/a") })).kvs[0].value.toString(), `proxy${i}`);
+      // A write that bypasses leasing reaches the replica; leasing's owner does not see it, as documented.
+      await put(f.direct, "ns/cc/a", `etcd${i}`);
+      assert.deepEqual(values(await range(f.client, list)), [`cc/a=etcd${i}`]);
+      const direct = await range(f.direct, inEtcd);
+      assert.deepEqual(
+        (await range(f.client, list)).kvs.map((kv: Plain) => kv.mod_revision),
+        direct.kvs.map((kv: Plain) => kv.mod_revision),
+      );
+    }
+    assert.ok((await answers(f.proxy.address)) > 0, "the prefix reads came from memory");
+  });
+});
