@@ -233,6 +233,7 @@ export async function runLargeScenario(
   }
   const cpu0 = cpuMicros(target.pid);
   const etcdCpu0 = etcdCpu();
+  const clientCpu0 = process.cpuUsage();
   const started = performance.now();
   running.forEach((j) => j.go());
   const results: JobResult[] = await Promise.all(running.map((j) => j.result));
@@ -240,6 +241,9 @@ export async function runLargeScenario(
   const elapsed = (performance.now() - started) / 1000;
   const cpuUs = cpuMicros(target.pid) - cpu0;
   const etcdCpuUs = etcdCpu() - etcdCpu0;
+  // The load generator's threads live in this process: what the clients cost, to tell whether they were the limit.
+  const clientCpu = process.cpuUsage(clientCpu0);
+  const clientCpuUs = clientCpu.user + clientCpu.system;
   const count = results.reduce((a, r) => a + r.count, 0);
   const latencies = Float64Array.from(results.flatMap((r) => r.latencies)).sort();
   const megabytes =
@@ -255,6 +259,7 @@ export async function runLargeScenario(
     mbPerOp: count > 0 ? round(megabytes / count, 3) : NaN,
     cpuMsPerMB: megabytes > 0 ? round(cpuUs / 1000 / megabytes) : NaN,
     etcdCpuMsPerOp: writer && count > 0 ? round(etcdCpuUs / 1000 / count, 3) : undefined,
+    clientCpuMsPerOp: writer && count > 0 ? round(clientCpuUs / 1000 / count, 3) : undefined,
     etcdReadCpuMsPerOp:
       writer && count > 0 ? round((etcdCpuUs - writesOnlyUsPerSecond * elapsed) / 1000 / count, 3) : undefined,
     rssMB: round(rssBytes(target.pid) / 1e5, 0) / 10,

@@ -204,6 +204,7 @@ const summary = scenarios.flatMap((scenario) =>
       cpuMsPerMB: median(ms.map((m) => m.cpuMsPerMB ?? NaN)),
       etcdCpuMsPerOp: median(ms.map((m) => m.etcdCpuMsPerOp ?? NaN)),
       etcdReadCpuMsPerOp: median(ms.map((m) => m.etcdReadCpuMsPerOp ?? NaN)),
+      clientCpuMsPerOp: median(ms.map((m) => m.clientCpuMsPerOp ?? NaN)),
       errors: ms.reduce((a, m) => a + m.errors, 0),
     };
   }),
@@ -226,14 +227,14 @@ for (const scenario of scenarios) {
     // Scenarios with writes going on also tell what each path costs etcd.
     const etcdCost = !Number.isNaN(rows[0]?.etcdCpuMsPerOp ?? NaN);
     lines.push(
-      `| target | calls/s | vs Go proxy | vs direct | p50 ms | p99 ms | MB/call | CPU ms/MB | CPU vs Go proxy | RSS MB | ${etcdCost ? "etcd CPU ms/call | vs direct | etcd CPU a read adds, ms | vs direct | " : ""}errors |`,
-      `|${"---|".repeat(etcdCost ? 15 : 11)}`,
+      `| target | calls/s | vs Go proxy | vs direct | p50 ms | p99 ms | MB/call | CPU ms/MB | CPU vs Go proxy | RSS MB | ${etcdCost ? "etcd CPU ms/call | vs direct | etcd CPU a read adds, ms | vs direct | clients' CPU ms/call | " : ""}errors |`,
+      `|${"---|".repeat(etcdCost ? 16 : 11)}`,
     );
     for (const r of rows) {
       const cpu = r.target === "direct" ? `${fmt(r.cpuMsPerMB, 2)} (etcd)` : fmt(r.cpuMsPerMB, 2);
       const cpuRatio = r.target === "direct" ? "–" : ratio(r.cpuMsPerMB, go?.cpuMsPerMB ?? NaN);
       const etcdColumns = etcdCost
-        ? `${fmt(r.etcdCpuMsPerOp, 3)} | ${ratio(r.etcdCpuMsPerOp, direct?.etcdCpuMsPerOp ?? NaN)} | ${fmt(r.etcdReadCpuMsPerOp, 3)} | ${ratio(r.etcdReadCpuMsPerOp, direct?.etcdReadCpuMsPerOp ?? NaN)} | `
+        ? `${fmt(r.etcdCpuMsPerOp, 3)} | ${ratio(r.etcdCpuMsPerOp, direct?.etcdCpuMsPerOp ?? NaN)} | ${fmt(r.etcdReadCpuMsPerOp, 3)} | ${ratio(r.etcdReadCpuMsPerOp, direct?.etcdReadCpuMsPerOp ?? NaN)} | ${fmt(r.clientCpuMsPerOp, 2)} | `
         : "";
       lines.push(
         `| ${r.target} | ${fmt(r.rps, 1)} | ${ratio(r.rps, go?.rps ?? NaN)} | ${ratio(r.rps, direct?.rps ?? NaN)} | ${fmt(r.p50Ms, 2)} | ${fmt(r.p99Ms, 2)} | ${fmt(r.mbPerOp, 2)} | ${cpu} | ${cpuRatio} | ${fmt(r.rssMB, 1)} | ${etcdColumns}${r.errors} |`,

@@ -54,6 +54,8 @@ export interface Measurement {
   etcdCpuMsPerOp?: number;
   /** The same less what the writes alone cost etcd (measured before the reads start): what a read adds. */
   etcdReadCpuMsPerOp?: number;
+  /** The load generator's CPU per call (this process, its worker threads included), ms. */
+  clientCpuMsPerOp?: number;
   errors: number;
   firstError?: string;
 }

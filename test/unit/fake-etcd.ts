@@ -7,6 +7,7 @@
  * for the store, as etcd does, and counts the calls it gets.
  */
 import { create, fromBinary, toBinary, type DescMethod } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
 import type { CallContext } from "../../src/call-context.js";
 import {
   Compare_CompareResult,
@@ -118,19 +119,40 @@ export class FakeEtcd extends UpstreamBase {
     return k >= lo && k < key(request.rangeEnd);
   }
 
-  private matching(request: { key: Uint8Array; rangeEnd: Uint8Array }): KeyValue[] {
-    return [...this.store.entries()]
+  private matching(
+    request: { key: Uint8Array; rangeEnd: Uint8Array },
+    store: ReadonlyMap<string, KeyValue> = this.store,
+  ): KeyValue[] {
+    return [...store.entries()]
       .filter(([k]) => this.inRange(k, request))
       .sort(([a], [b]) => (a < b ? -1 : 1))
       .map(([, kv]) => kv);
   }
 
+  /** Revisions below this one are compacted: Ranges and watches from them are refused. */
+  compactRevision = 0n;
+
+  compact(revision: bigint): void {
+    if (revision > this.compactRevision) this.compactRevision = revision;
+  }
+
   range(request: RangeRequest) {
-    const all = this.matching(request);
+    let store: ReadonlyMap<string, KeyValue> = this.store;
+    if (request.revision > 0n) {
+      if (request.revision < this.compactRevision) {
+        throw new ConnectError("etcdserver: mvcc: required revision has been compacted", Code.OutOfRange);
+      }
+      if (request.revision > this.revision) {
+        throw new ConnectError("etcdserver: mvcc: required revision is a future revision", Code.OutOfRange);
+      }
+      store = this.stateBefore(request.revision + 1n);
+    }
+    const all = this.matching(request, store);
     const limited = request.limit > 0n ? all.slice(0, Number(request.limit)) : all;
     const kvs = request.countOnly
       ? []
       : limited.map((kv) => (request.keysOnly ? create(KeyValueSchema, { ...kv, value: new Uint8Array() }) : kv));
+    // etcd's header carries the store's current revision, whatever revision was read.
     return { header: this.header(), kvs, count: BigInt(all.length), more: limited.length < all.length };
   }
 
@@ -243,8 +265,10 @@ export class FakeEtcd extends UpstreamBase {
 
   /**
    * Watch: each create from its start revision (0: now), events of every
-   * later write in order, whole revisions at a time; no prev_kv, no
-   * progress, no compaction.
+   * later write in order, whole revisions at a time; progress answered in
+   * order after the events (as etcd 3.5.8+); a create from a compacted
+   * revision is canceled with the compact revision; breakWatches() ends
+   * every stream as a lost endpoint. No prev_kv.
    */
   private watchStream(requestFrames: AsyncIterable<Uint8Array>, ctx: CallContext): AsyncIterable<Buffer> {
     const out = new AsyncQueue<Buffer>();
@@ -273,22 +297,31 @@ export class FakeEtcd extends UpstreamBase {
     };
     const listener = (revision: bigint) => deliver(revision);
     this.writeListeners.add(listener);
-    const stop = () => {
+    const stop = (err?: Error) => {
       this.writeListeners.delete(listener);
-      out.end();
+      this.watchBreakers.delete(stop);
+      if (err) out.fail(err);
+      else out.end();
     };
-    ctx.signal.addEventListener("abort", stop, { once: true });
+    this.watchBreakers.add(stop);
+    ctx.signal.addEventListener("abort", () => stop(), { once: true });
     void (async () => {
       for await (const f of requestFrames) {
         const request = fromBinary(Watch.method.watch.input, messageOf(f)).requestUnion;
         if (request.case === "createRequest") {
           const watchId = nextId++;
           const start = request.value.startRevision;
-          watchers.set(watchId, { range: request.value, next: start > 0n ? start : this.revision + 1n });
           out.push(encode({ header: this.header(), watchId, created: true }));
+          if (start > 0n && start < this.compactRevision) {
+            out.push(encode({ header: this.header(), watchId, canceled: true, compactRevision: this.compactRevision }));
+            continue;
+          }
+          watchers.set(watchId, { range: request.value, next: start > 0n ? start : this.revision + 1n });
           deliver(this.revision);
         } else if (request.case === "cancelRequest") {
           watchers.delete(request.value.watchId);
+        } else if (request.case === "progressRequest") {
+          if (watchers.size > 0) out.push(encode({ header: this.header(), watchId: -1n }));
         }
       }
       stop();
@@ -306,6 +339,12 @@ export class FakeEtcd extends UpstreamBase {
   }
 
   private readonly writeListeners = new Set<(revision: bigint) => void>();
+  private readonly watchBreakers = new Set<(err?: Error) => void>();
+
+  /** Every open watch stream fails, as when its endpoint goes away. */
+  breakWatches(): void {
+    for (const stop of [...this.watchBreakers]) stop(new ConnectError("the endpoint went away", Code.Unavailable));
+  }
 
   private async *keepAliveStream(requestFrames: AsyncIterable<Uint8Array>, ctx: CallContext) {
     this.keepAliveStreams.push(ctx.forwardHeaders);
