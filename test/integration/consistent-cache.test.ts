@@ -177,3 +177,27 @@ describe(`consistent cache under --namespace, with leasing (etcd ${ETCD_VERSION}
     assert.ok((await answers(f.proxy.address)) > 0, "the prefix reads came from memory");
   });
 });
+
+describe(`consistent cache over its byte budget (etcd ${ETCD_VERSION})`, () => {
+  const f = useProxy(1, {
+    // 20 keys of 500 B under big/ do not fit 4,000 bytes; small/ alone would.
+    proxyArgs: ["--consistent-cache-prefix=big/", "--consistent-cache-max-bytes=4000"],
+    setup: async (f) => {
+      for (let i = 0; i < 20; i++) await put(f.direct, `big/${i}`, "x".repeat(500));
+    },
+  });
+
+  it("holds none of a prefix that does not fit, and sends its reads to etcd", async () => {
+    const reloads = () =>
+      proxyMetric(f.proxy.address, "etcd_grpc_proxy_consistent_cache_reloads_total", { prefix: "big/" });
+    await eventually(async () => (await reloads()) >= 1, "the replica to give up on its prefix");
+    assert.equal(await proxyMetric(f.proxy.address, "etcd_grpc_proxy_consistent_cache_keys", { prefix: "big/" }), 0);
+    const list = { key: b("big/"), range_end: b("big0") };
+    assert.deepEqual(shape(await range(f.client, list)), shape(await range(f.direct, list)));
+    assert.equal(await answers(f.proxy.address), 0, "nothing from memory");
+    assert.ok(
+      (await proxyMetric(f.proxy.address, "etcd_grpc_proxy_consistent_cache_fallbacks_total", { reason: "not loaded" })) >=
+        1,
+    );
+  });
+});
