@@ -32,6 +32,8 @@ export interface FaultContext {
   restartTarget?: () => Promise<void>;
   /** A watcher over the traffic's keys that the faults may make slow. */
   slowWatch: RecordedWatch;
+  /** Hears each revision the compaction fault compacted etcd to. */
+  compacted?: (revision: number) => void;
 }
 
 /** When a fault strikes, into the run. */
@@ -112,6 +114,7 @@ async function compactBehind(context: FaultContext): Promise<void> {
       const r = await etcd.unary("KV", "Range", { key: Buffer.from("compaction"), count_only: true });
       const revision = (r.header as { revision: string }).revision;
       await etcd.unary("KV", "Compact", { revision }).catch(() => undefined); // compacted already
+      context.compacted?.(Number(revision));
     }
   } finally {
     etcd.close();

@@ -68,6 +68,8 @@ export interface RunReport {
   backwardReads: number;
   /** Whether the slow watcher was ended by a compaction (allowed, when it was behind it). */
   slowWatchCompacted: boolean;
+  /** The highest revision the compaction fault compacted etcd to, if it ran. */
+  compactedUpTo?: number;
 }
 
 /** How long the watches get to catch up with the last revision once the traffic stops. */

@@ -11,6 +11,8 @@ import { checkLinearizable } from "../robustness/linearizability.js";
 import { checkSerializableReads, type SerializableRead } from "../robustness/serializable-reads.js";
 import { foreseenFailure, type Recorded } from "../robustness/traffic.js";
 import { validateWatch, type TrueHistory } from "../robustness/watch-validation.js";
+import type { RunReport } from "../robustness/runner.js";
+import { problems } from "../robustness/suite.js";
 
 const key = fc.constantFrom("a", "b", "c");
 const write: fc.Arbitrary<EtcdRequest> = fc.oneof(
@@ -271,5 +273,36 @@ describe("failed requests in the traffic", () => {
     assert.equal(foreseenFailure(5), true, "NOT_FOUND: requested lease not found");
     assert.equal(foreseenFailure(9), true, "FAILED_PRECONDITION: lease already exists");
     for (const code of [1, 2, 4, 13, 14]) assert.equal(foreseenFailure(code), false, `code ${code}`);
+  });
+});
+
+describe("what etcd itself does under the compaction fault", () => {
+  const report = (violation: { revision: number; detail: string }, compactedUpTo?: number): RunReport => ({
+    targets: [],
+    traffic: "etcd",
+    seed: 1,
+    operations: 100,
+    unanswered: 0,
+    watchEvents: 100,
+    progressNotifications: 0,
+    linearizable: true,
+    watchViolations: [{ rule: "prev_kv", watch: "live", ...violation }],
+    serializableReads: 0,
+    untrueReads: [],
+    staleReads: 0,
+    backwardReads: 0,
+    slowWatchCompacted: false,
+    compactedUpTo,
+  });
+  const proxy = { mode: "plain", addresses: [], namespace: "", ordersReads: false, readsMayLag: false } as never;
+
+  it("excuses a prev_kv etcd left out because the revision before the event was compacted", () => {
+    assert.deepEqual(problems(report({ revision: 90, detail: "k1: prev_kv undefined, was 7-12" }, 95), proxy, "3.4.23"), []);
+  });
+
+  it("does not excuse a prev_kv left out above the compaction, nor a wrong one, nor any without the fault", () => {
+    assert.equal(problems(report({ revision: 99, detail: "k1: prev_kv undefined, was 7-12" }, 95), proxy, "3.5.30").length, 1);
+    assert.equal(problems(report({ revision: 90, detail: "k1: prev_kv 3-4, was 7-12" }, 95), proxy, "3.5.30").length, 1);
+    assert.equal(problems(report({ revision: 90, detail: "k1: prev_kv undefined, was 7-12" }), proxy, "3.5.30").length, 1);
   });
 });
