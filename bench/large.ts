@@ -60,14 +60,8 @@ export const largeScenarios = ({ rangeKeys, snapshotMB, reclaim }: LargeSizes): 
     name: `range-large (${rangeKeys} keys × ${RANGE_VALUE_BYTES} B, linearizable)`,
     path: "/etcdserverpb.KV/Range",
     kind: "unary",
-    requests: () => [
-      toBinary(
-        RangeRequestSchema,
-        create(RangeRequestSchema, { key: enc.encode(RANGE_PREFIX), rangeEnd: enc.encode(prefixEnd(RANGE_PREFIX)) }),
-      ),
-    ],
-    /** The answer's size: keys, values and protobuf framing, about 1.09 MB. */
-    mbPerOp: (rangeKeys * (RANGE_VALUE_BYTES + RANGE_PREFIX.length + 5 + 30)) / 1e6,
+    requests: wholePrefixRange,
+    mbPerOp: rangeAnswerMB(rangeKeys),
     clients: CLIENTS,
     prepare: (lab) => prepareRangeKeys(lab, rangeKeys),
   },
@@ -76,13 +70,8 @@ export const largeScenarios = ({ rangeKeys, snapshotMB, reclaim }: LargeSizes): 
     name: `list (${rangeKeys} keys × ${RANGE_VALUE_BYTES} B, linearizable, ${LIST_WRITES_PER_SECOND} puts/s into them)`,
     path: "/etcdserverpb.KV/Range",
     kind: "unary",
-    requests: () => [
-      toBinary(
-        RangeRequestSchema,
-        create(RangeRequestSchema, { key: enc.encode(RANGE_PREFIX), rangeEnd: enc.encode(prefixEnd(RANGE_PREFIX)) }),
-      ),
-    ],
-    mbPerOp: (rangeKeys * (RANGE_VALUE_BYTES + RANGE_PREFIX.length + 5 + 30)) / 1e6,
+    requests: wholePrefixRange,
+    mbPerOp: rangeAnswerMB(rangeKeys),
     clients: CLIENTS,
     prepare: (lab) => prepareRangeKeys(lab, rangeKeys),
     writerPutsPerSecond: LIST_WRITES_PER_SECOND,
@@ -113,6 +102,17 @@ export const largeScenarios = ({ rangeKeys, snapshotMB, reclaim }: LargeSizes): 
     after: reclaim ? reclaimEtcd : undefined,
   },
 ];
+
+/** A linearizable Range of every key range-large and the LIST read. */
+const wholePrefixRange = () => [
+  toBinary(
+    RangeRequestSchema,
+    create(RangeRequestSchema, { key: enc.encode(RANGE_PREFIX), rangeEnd: enc.encode(prefixEnd(RANGE_PREFIX)) }),
+  ),
+];
+
+/** The answer's size: keys, values and protobuf framing, about 1.09 MB for 2,000 keys. */
+const rangeAnswerMB = (keys: number) => (keys * (RANGE_VALUE_BYTES + RANGE_PREFIX.length + 5 + 30)) / 1e6;
 
 function prefixEnd(prefix: string): string {
   return prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
