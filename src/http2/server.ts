@@ -73,8 +73,16 @@ export class H2ServerConnection extends H2Connection<H2Stream> {
     const existing = this.streams.get(streamId);
     if (existing) return this.onTrailers(existing, endStream, block);
     if (streamId % 2 === 0 || streamId <= this.lastStreamId) {
-      this.hpack.decode(block); // keeps the table in step
+      this.rules.reset("trailers");
+      this.hpack.decode(block, this.rules); // keeps the table in step
       if (streamId % 2 === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `HEADERS on even stream ${streamId}`);
+      // Trailers for a stream this side already ended (an answer given before the request was whole, or a
+      // refusal) may be ignored (RFC 9113 §5.1); malformed ones get the answer they get on an open stream, so
+      // that it does not depend on whether the response won the race with them.
+      const malformed = this.rules.verdict() !== undefined || (flags & Flag.END_STREAM) === 0;
+      if (malformed && this.closedStreams.closedBy(streamId) === "local-reset") {
+        return this.streamError(streamId, ErrorCode.PROTOCOL_ERROR);
+      }
       return this.onNotOpen(streamId, FrameType.HEADERS);
     }
     this.lastStreamId = streamId;
