@@ -146,9 +146,16 @@ describe("no etcd reachable", () => {
       const r = await outcome(client.unary("KV", "Range", { key: Buffer.from("x") }, undefined, Infinity));
       assert.equal(r.code, grpc.status.UNAVAILABLE);
       assert.match(r.details, /ECONNREFUSED/);
-      // With a deadline, the call waits for an endpoint until the deadline, as gRPC's wait-for-ready does.
+      // With a deadline, the call waits for an endpoint until the deadline, as gRPC's wait-for-ready does,
+      // not for the 5 s retry window. Whether the client's timer or the proxy's answer (the last endpoint's
+      // failure, at the same deadline) comes first is a race on a loaded machine: either ends it.
+      const started = Date.now();
       const withDeadline = await outcome(client.unary("KV", "Range", { key: Buffer.from("x") }, undefined, 300));
-      assert.equal(withDeadline.code, grpc.status.DEADLINE_EXCEEDED);
+      assert.ok(
+        [grpc.status.DEADLINE_EXCEEDED, grpc.status.UNAVAILABLE].includes(withDeadline.code),
+        JSON.stringify(withDeadline),
+      );
+      assert.ok(Date.now() - started < 3000, "ended at its deadline, not after the retry window");
     } finally {
       client.close();
       await proxy.close();
