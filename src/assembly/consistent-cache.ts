@@ -40,7 +40,7 @@ export function consistentCache(
       identity,
       DEFAULTS.consistentCache,
       {
-        fits: (extra) => held() + extra <= config.maxBytes,
+        fits: () => held() <= config.maxBytes,
         changed: report,
         interrupted: (r, why) => {
           m.reloads.inc({ prefix: r.name });

@@ -24,6 +24,7 @@ import { AsyncQueue } from "../util/async-queue.js";
 import { keyInterval, type KeyInterval } from "../util/key-range.js";
 import type { WatchOpener } from "../watch/internal-watch.js";
 import { prefixEnd } from "../namespace/prefix.js";
+import { NO_WATCH_ID } from "../watch/responses.js";
 import { answerRange, type RangeAnswer } from "./range-answer.js";
 import { ReplicaStore } from "./replica-store.js";
 
@@ -41,8 +42,8 @@ export interface ReplicaOptions {
 
 /** What a replica tells the feature that owns it. */
 export interface ReplicaEvents {
-  /** Whether the replicas together may hold this many more bytes. */
-  fits(extraBytes: number): boolean;
+  /** Whether the replicas together, this one as it is now, fit their byte budget. */
+  fits(): boolean;
   /** The replica stopped being served and will load again. */
   interrupted(replica: PrefixReplica, why: string): void;
   /** Its size or revision changed. */
@@ -62,6 +63,8 @@ interface RevisionWaiter {
 
 export class PrefixReplica {
   readonly interval: KeyInterval;
+  /** The prefix as text, for metrics and logs. */
+  readonly name: string;
   private state: ReplicaState = { kind: "stopped" };
   private readonly store = new ReplicaStore();
   /** The revision the store is at; meaningful while live. */
@@ -81,6 +84,7 @@ export class PrefixReplica {
     private readonly events: ReplicaEvents,
   ) {
     this.interval = keyInterval(prefix, prefixEnd(prefix));
+    this.name = Buffer.from(prefix).toString("utf8");
   }
 
   get live(): boolean {
@@ -228,9 +232,8 @@ export class PrefixReplica {
       );
       if (signal.aborted) return revision;
       if (revision === 0n) revision = page.header?.revision ?? 0n;
-      const before = this.store.bytes;
       for (const kv of page.kvs) this.store.put(kv);
-      if (!this.events.fits(this.store.bytes - before)) return undefined;
+      if (!this.events.fits()) return undefined;
       const last = page.kvs.at(-1);
       if (!page.more || last === undefined) return revision;
       key = new Uint8Array([...last.key, 0]);
@@ -278,7 +281,6 @@ export class PrefixReplica {
   /** Applies one watch response; false if the replica no longer fits the budget. */
   private apply(response: WatchResponse): boolean {
     if (response.events.length > 0) {
-      const before = this.store.bytes;
       let revision = this.applied;
       for (const event of response.events) {
         const kv = event.kv;
@@ -287,7 +289,7 @@ export class PrefixReplica {
         else this.store.put(kv);
         if (kv.modRevision > revision) revision = kv.modRevision;
       }
-      if (!this.events.fits(this.store.bytes - before)) return false;
+      if (!this.events.fits()) return false;
       // Answers made before these events are of another store, whatever revision they carry.
       this.answers.clear();
       this.answerBytes = 0;
@@ -335,12 +337,8 @@ export class PrefixReplica {
     this.events.interrupted(this, why);
   }
 
-  get name(): string {
-    return Buffer.from(this.prefix).toString("utf8");
-  }
 }
 
-const NO_WATCH_ID = -1n;
 /** Answers kept for reads of the same request at the same revision. */
 const MEMO_ANSWERS = 64;
 const MEMO_BYTES = 64 * 1024 * 1024;
