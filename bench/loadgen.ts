@@ -1,11 +1,21 @@
-// The load generator: @grpc/grpc-js in worker threads, an implementation
-// independent of the proxy's own stack. Requests are serialized once by the
-// orchestrator; responses are not decoded beyond what a measurement needs, so
-// the generator spends its CPU on the wire, not on protobuf.
+// The load generator, in worker threads, on implementations independent of
+// the proxy's own stack: unary and server-streaming calls on node's HTTP/2
+// (CountingChannel), or on @grpc/grpc-js when asked; watches and keep-alives
+// on grpc-js. Requests are serialized once by the orchestrator; responses are
+// not decoded beyond what a measurement needs, so the generator spends its
+// CPU on the wire, not on protobuf.
 import * as grpc from "@grpc/grpc-js";
 import { join } from "node:path";
 import { parentPort, Worker, workerData } from "node:worker_threads";
 import { PACKAGE_ROOT } from "../src/package-root.js";
+import { CountingChannel, grpcFrame } from "./counting-channel.js";
+
+/** Which client makes the unary and server-streaming calls. */
+export type LoadClient = "counting" | "grpc-js";
+let loadClient: LoadClient = "counting";
+export function useLoadClient(client: LoadClient): void {
+  loadClient = client;
+}
 
 export type Job =
   | {
@@ -73,50 +83,90 @@ function channels(address: string, n: number): grpc.Client[] {
   );
 }
 
+/** Unary and server-streaming calls that resolve to the answer's message bytes. */
+interface Caller {
+  unary(path: string, request: Buffer): Promise<number>;
+  serverStream(path: string, request: Buffer): Promise<number>;
+  close(): void;
+}
+
+function grpcJsCaller(client: grpc.Client): Caller {
+  return {
+    unary: (path, request) =>
+      new Promise((resolve, reject) =>
+        client.makeUnaryRequest(path, identity, identity, request, (err, answer) =>
+          err ? reject(new Error(`${err.code} ${err.details}`)) : resolve(answer!.length),
+        ),
+      ),
+    serverStream: (path, request) =>
+      new Promise((resolve, reject) => {
+        let bytes = 0;
+        const call = client.makeServerStreamRequest(path, identity, identity, request);
+        call.on("data", (m: Buffer) => (bytes += m.length));
+        call.on("error", (err: grpc.ServiceError) => reject(new Error(`${err.code} ${err.details}`)));
+        call.on("status", (status: grpc.StatusObject) => status.code === grpc.status.OK && resolve(bytes));
+      }),
+    close: () => client.close(),
+  };
+}
+
+function countingCaller(channel: CountingChannel): Caller {
+  // Requests are framed once: a 1 MiB put is not copied again per call.
+  const frames = new WeakMap<Buffer, Buffer>();
+  const framed = (request: Buffer) => {
+    let frame = frames.get(request);
+    if (!frame) frames.set(request, (frame = grpcFrame(request)));
+    return frame;
+  };
+  return {
+    unary: (path, request) => channel.call(path, framed(request)),
+    serverStream: (path, request) => channel.call(path, framed(request)),
+    close: () => channel.close(),
+  };
+}
+
+function callers(address: string, n: number, client: LoadClient): Caller[] {
+  return client === "grpc-js"
+    ? channels(address, n).map(grpcJsCaller)
+    : Array.from({ length: n }, () => countingCaller(new CountingChannel(address)));
+}
+
 /** Tells the orchestrator this job is set up, then waits for its signal. */
 function readyThenWait(): Promise<void> {
   parentPort!.postMessage({ ready: true });
   return new Promise((resolve) => parentPort!.once("message", () => resolve()));
 }
 
-async function runUnary(job: Extract<Job, { kind: "unary" }>): Promise<JobResult> {
-  const clients = channels(job.address, job.channels);
+async function runUnary(job: Extract<Job, { kind: "unary" }>, client: LoadClient): Promise<JobResult> {
+  const clients = callers(job.address, job.channels, client);
   const requests = job.requests.map((r) => Buffer.from(r));
   // Connect every channel before the clock starts.
-  await Promise.all(
-    clients.map(
-      (c) =>
-        new Promise<void>((resolve) => c.makeUnaryRequest(job.path, identity, identity, requests[0]!, () => resolve())),
-    ),
-  );
+  await Promise.all(clients.map((c) => c.unary(job.path, requests[0]!).catch(() => {})));
   await readyThenWait();
   const latencies: number[] = [];
   let errors = 0;
   let firstError: string | undefined;
   let next = 0;
   const until = Date.now() + job.durationMs;
-  const loop = (client: grpc.Client) =>
-    new Promise<void>((resolve) => {
-      const fire = () => {
-        if (Date.now() >= until) return resolve();
-        const started = now();
-        client.makeUnaryRequest(job.path, identity, identity, requests[next++ % requests.length]!, (err) => {
-          if (err) {
-            errors++;
-            firstError ??= `${err.code} ${err.details}`;
-          } else latencies.push(now() - started);
-          fire();
-        });
-      };
-      fire();
-    });
+  const loop = async (caller: Caller) => {
+    while (Date.now() < until) {
+      const started = now();
+      try {
+        await caller.unary(job.path, requests[next++ % requests.length]!);
+        latencies.push(now() - started);
+      } catch (err) {
+        errors++;
+        firstError ??= (err as Error).message;
+      }
+    }
+  };
   await Promise.all(clients.flatMap((c) => Array.from({ length: job.concurrency }, () => loop(c))));
   clients.forEach((c) => c.close());
   return { count: latencies.length, errors, firstError, latencies };
 }
 
-async function runStream(job: Extract<Job, { kind: "stream" }>): Promise<JobResult> {
-  const clients = channels(job.address, job.channels);
+async function runStream(job: Extract<Job, { kind: "stream" }>, client: LoadClient): Promise<JobResult> {
+  const clients = callers(job.address, job.channels, client);
   const request = Buffer.from(job.request);
   await readyThenWait();
   const latencies: number[] = [];
@@ -124,21 +174,16 @@ async function runStream(job: Extract<Job, { kind: "stream" }>): Promise<JobResu
   let firstError: string | undefined;
   let bytes = 0;
   const until = Date.now() + job.durationMs;
-  const loop = async (client: grpc.Client) => {
+  const loop = async (caller: Caller) => {
     while (Date.now() < until) {
       const started = now();
-      await new Promise<void>((resolve) => {
-        const call = client.makeServerStreamRequest(job.path, identity, identity, request);
-        call.on("data", (m: Buffer) => (bytes += m.length));
-        call.on("error", (err: grpc.ServiceError) => {
-          errors++;
-          firstError ??= `${err.code} ${err.details}`;
-        });
-        call.on("status", (status: grpc.StatusObject) => {
-          if (status.code === grpc.status.OK) latencies.push(now() - started);
-          resolve();
-        });
-      });
+      try {
+        bytes += await caller.serverStream(job.path, request);
+        latencies.push(now() - started);
+      } catch (err) {
+        errors++;
+        firstError ??= (err as Error).message;
+      }
     }
   };
   await Promise.all(clients.map(loop));
@@ -274,13 +319,14 @@ async function runLease(job: Extract<Job, { kind: "lease" }>): Promise<JobResult
 
 if (parentPort && workerData?.job) {
   const job = workerData.job as Job;
+  const client = workerData.client as LoadClient;
   const run =
     job.kind === "unary"
-      ? runUnary(job)
+      ? runUnary(job, client)
       : job.kind === "watch"
         ? runWatch(job)
         : job.kind === "stream"
-          ? runStream(job)
+          ? runStream(job, client)
           : runLease(job);
   run.then(
     (result) => parentPort!.postMessage({ result }),
@@ -302,7 +348,7 @@ export interface RunningJob {
 
 export function startJob(job: Job): RunningJob {
   const worker = new Worker(join(PACKAGE_ROOT, "bench", "worker-entry.mjs"), {
-    workerData: { job, entry: import.meta.url },
+    workerData: { job, entry: import.meta.url, client: loadClient },
   });
   let ready!: () => void;
   const readyP = new Promise<void>((r) => (ready = r));

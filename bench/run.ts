@@ -2,6 +2,7 @@
 // this proxy, side by side on loopback, in interleaved rounds. Prints
 // Markdown tables with ratios to the Go proxy and writes the raw numbers as
 // JSON. See bench/README.md for how to read them.
+import { spawnSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { availableParallelism, loadavg } from "node:os";
 import { dirname, join } from "node:path";
@@ -25,8 +26,18 @@ import {
   type Sizes,
 } from "./scenarios.js";
 import { FULL_LARGE, largeScenarios, runLargeScenario, SMOKE_LARGE } from "./large.js";
-import { quiet, rssBytes } from "./proc.js";
+import { useLoadClient } from "./loadgen.js";
+import { LOAD_GENERATOR_MALLOC, quiet, rssBytes } from "./proc.js";
 import { startLab, type Target } from "./targets.js";
+
+// glibc reads its settings as the process starts: run again with them.
+if (process.env.MALLOC_TRIM_THRESHOLD_ === undefined) {
+  const again = spawnSync(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {
+    stdio: "inherit",
+    env: { ...process.env, ...LOAD_GENERATOR_MALLOC },
+  });
+  process.exit(again.status ?? 1);
+}
 
 const { values: args } = parseArgs({
   options: {
@@ -37,8 +48,11 @@ const { values: args } = parseArgs({
     only: { type: "string" },
     out: { type: "string" },
     "idle-seconds": { type: "string" },
+    client: { type: "string", default: "counting" },
   },
 });
+if (args.client !== "counting" && args.client !== "grpc-js") throw new Error("--client is counting or grpc-js");
+useLoadClient(args.client);
 
 const sizes: Sizes = args.smoke
   ? {

@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { PACKAGE_ROOT } from "../src/package-root.js";
 import { startEtcd, type EtcdCluster } from "../test/helpers/etcd.js";
 import { freePort } from "../test/helpers/ports.js";
+import { proxyEnvironment } from "./proc.js";
 
 /**
  * `ecp-base`: this proxy built from another checkout (BENCH_BASE, e.g. a
@@ -148,7 +149,7 @@ async function startTarget(name: string, etcd: EtcdCluster, children: ChildProce
           ...consistentArgs(name),
           ...(process.env.BENCH_PROXY_ARGS ? process.env.BENCH_PROXY_ARGS.split(" ") : []),
         ],
-        { stdio: ["ignore", process.env.BENCH_STDOUT ? "inherit" : "ignore", "inherit"] },
+        { stdio: ["ignore", process.env.BENCH_STDOUT ? "inherit" : "ignore", "inherit"], env: proxyEnvironment() },
       );
   children.push(child);
   await waitListening(address, child, name);
