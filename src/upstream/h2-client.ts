@@ -380,8 +380,14 @@ function rootCause(err: Error | undefined): Error | undefined {
  * client that never reads stalls only its own calls, never other clients'.
  * Returns what to call with each chunk's size.
  */
-/** The read buffer of a plain-TCP connection to etcd: as large as node's own reads. */
-const READ_BUFFER_BYTES = 64 << 10;
+/**
+ * The read buffer of a plain-TCP connection to etcd, one per connection.
+ * Four times node's own 64 KiB: a 1 MB answer takes 7 reads instead of 18,
+ * and the WINDOW_UPDATEs its frames earn leave in 6 writes instead of 8
+ * (each a packet etcd must read too), since a read's frames are flushed
+ * together.
+ */
+const READ_BUFFER_BYTES = 256 << 10;
 
 function paceAnswer(stream: H2ClientStream, gate: AnswerGate, refused: () => void): (bytes: number) => void {
   stream.flow = "paced";
