@@ -13,6 +13,7 @@ import {
   statusFields,
 } from "../../grpc/wire.js";
 import { preEncodedFrame } from "../../grpc/pre-encoded.js";
+import { RequestBody } from "./request-body.js";
 import { decodeRequest } from "../../grpc/decode.js";
 import type { RpcObserver, RpcRecord } from "../../metrics.js";
 import { AsyncQueue } from "../../util/async-queue.js";
@@ -113,8 +114,7 @@ function serveUnary(stream: H2Stream, route: Extract<Rpc, { kind: "unary" }>, op
   // gets its bytes back when the call closes, so a client's calls in
   // flight hold at most that window.
   stream.flow = "close";
-  const chunks: Buffer[] = [];
-  let size = 0;
+  const body = new RequestBody();
   let failed = false;
   const fail = (err: FrameError) => {
     failed = true;
@@ -123,7 +123,7 @@ function serveUnary(stream: H2Stream, route: Extract<Rpc, { kind: "unary" }>, op
 
   stream.onBody = (chunk) => {
     if (failed) return;
-    size += chunk.length;
+    const size = body.size + chunk.length;
     // Stop buffering as soon as the body cannot be one acceptable message.
     if (size > options.readMaxBytes + PREFIX_BYTES) {
       return fail(
@@ -133,21 +133,21 @@ function serveUnary(stream: H2Stream, route: Extract<Rpc, { kind: "unary" }>, op
         ),
       );
     }
-    chunks.push(chunk);
+    body.add(chunk);
   };
   stream.onEnd = () => {
     if (failed) return;
-    const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+    const framed = body.bytes();
     let payload: Buffer;
     try {
-      payload = singleFrame(body, options.readMaxBytes);
+      payload = singleFrame(framed, options.readMaxBytes);
     } catch (err) {
       return fail(err as FrameError);
     }
     callOf(stream).record?.received();
     let answer: Uint8Array | Promise<Uint8Array>;
     try {
-      answer = handle(body, payload, route, ctx);
+      answer = handle(framed, payload, route, ctx);
     } catch (err) {
       return endWithError(stream, err, options);
     }
