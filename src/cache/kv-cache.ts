@@ -213,7 +213,6 @@ interface IdentifiedRange {
   id: string;
 }
 
-
 /** The cache key: identity, then every field of the request that shapes the answer. */
 function cacheId(ctx: CallContext, r: RangeRequest): string {
   const token = ctx.forwardHeaders["token"] ?? "";

@@ -264,7 +264,10 @@ export class PrefixReplica {
         for await (const response of this.openWatch(requests, ctx)) {
           if (stop.signal.aborted) return;
           if (response.canceled) {
-            why = response.compactRevision > 0n ? "the watch was compacted" : `the watch was refused: ${response.cancelReason}`;
+            why =
+              response.compactRevision > 0n
+                ? "the watch was compacted"
+                : `the watch was refused: ${response.cancelReason}`;
             break;
           }
           if (!this.apply(response)) {
@@ -336,7 +339,6 @@ export class PrefixReplica {
     this.moveTo({ kind: "resting", timer, why });
     this.events.interrupted(this, why);
   }
-
 }
 
 /** Answers kept for reads of the same request at the same revision. */

@@ -28,7 +28,11 @@ const GO_INSERTION_SORT_MAX = 12;
  * `entries` are the keys in the request's range at the revision in
  * `header`, in key order (ReplicaStore.span).
  */
-export function answerRange(entries: readonly ReplicaEntry[], request: RangeRequest, header: ResponseHeader): RangeAnswer {
+export function answerRange(
+  entries: readonly ReplicaEntry[],
+  request: RangeRequest,
+  header: ResponseHeader,
+): RangeAnswer {
   if (!(request.sortOrder in SortOrder) || !(request.sortTarget in SortTarget)) {
     return { kind: "unanswerable", reason: "a sort option etcd must judge" };
   }

@@ -104,7 +104,6 @@ export class ReplicaStore {
   }
 }
 
-
 function cost(entry: ReplicaEntry): number {
   return entry.encoded.length + entry.id.length + ENTRY_OVERHEAD_BYTES;
 }

@@ -149,7 +149,8 @@ describe(`consistent cache under --namespace, with leasing (etcd ${ETCD_VERSION}
       // Outside the namespace: the client's cc/ must not see it.
       await put(f.direct, "cc/a", "not the client's");
       await eventually(
-        async () => (await proxyMetric(f.proxy.address, "etcd_grpc_proxy_consistent_cache_keys", { prefix: "cc/" })) === 1,
+        async () =>
+          (await proxyMetric(f.proxy.address, "etcd_grpc_proxy_consistent_cache_keys", { prefix: "cc/" })) === 1,
         "the replica of the client's cc/",
       );
     },
@@ -196,8 +197,9 @@ describe(`consistent cache over its byte budget (etcd ${ETCD_VERSION})`, () => {
     assert.deepEqual(shape(await range(f.client, list)), shape(await range(f.direct, list)));
     assert.equal(await answers(f.proxy.address), 0, "nothing from memory");
     assert.ok(
-      (await proxyMetric(f.proxy.address, "etcd_grpc_proxy_consistent_cache_fallbacks_total", { reason: "not loaded" })) >=
-        1,
+      (await proxyMetric(f.proxy.address, "etcd_grpc_proxy_consistent_cache_fallbacks_total", {
+        reason: "not loaded",
+      })) >= 1,
     );
   });
 });

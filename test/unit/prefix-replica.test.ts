@@ -80,7 +80,12 @@ describe("PrefixReplica and ReplicaUpstream", () => {
       const { etcd, hub, replica, upstream, counts } = lab();
       const ctx = internalContext(5000);
       const send = (method: typeof KV.method.put | typeof KV.method.deleteRange, request: object) =>
-        upstream.unaryBytes(method, frame(toBinary(method.input, create(method.input, request as never))), ctx, () => true);
+        upstream.unaryBytes(
+          method,
+          frame(toBinary(method.input, create(method.input, request as never))),
+          ctx,
+          () => true,
+        );
       for (let i = 0; i < 3; i++) await send(KV.method.put, { key: b(`p/k${i}`), value: b(`initial${i}`) });
       replica.start();
       try {

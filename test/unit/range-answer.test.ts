@@ -56,8 +56,7 @@ function model(all: KeyValue[], r: RangeRequest): { kvs: KeyValue[]; more: boole
               ? s(kv.value)
               : s(kv.key);
     // An insertion sort, as Go's sort.Sort runs on 12 elements or fewer.
-    const less = (a: KeyValue, c: KeyValue) =>
-      order === SortOrder.ASCEND ? value(a) < value(c) : value(c) < value(a);
+    const less = (a: KeyValue, c: KeyValue) => (order === SortOrder.ASCEND ? value(a) < value(c) : value(c) < value(a));
     for (let i = 1; i < kvs.length; i++)
       for (let j = i; j > 0 && less(kvs[j]!, kvs[j - 1]!); j--) [kvs[j - 1], kvs[j]] = [kvs[j]!, kvs[j - 1]!];
   }

@@ -297,12 +297,24 @@ describe("what etcd itself does under the compaction fault", () => {
   const proxy = { mode: "plain", addresses: [], namespace: "", ordersReads: false, readsMayLag: false } as never;
 
   it("excuses a prev_kv etcd left out because the revision before the event was compacted", () => {
-    assert.deepEqual(problems(report({ revision: 90, detail: "k1: prev_kv undefined, was 7-12" }, 95), proxy, "3.4.23"), []);
+    assert.deepEqual(
+      problems(report({ revision: 90, detail: "k1: prev_kv undefined, was 7-12" }, 95), proxy, "3.4.23"),
+      [],
+    );
   });
 
   it("does not excuse a prev_kv left out above the compaction, nor a wrong one, nor any without the fault", () => {
-    assert.equal(problems(report({ revision: 99, detail: "k1: prev_kv undefined, was 7-12" }, 95), proxy, "3.5.30").length, 1);
-    assert.equal(problems(report({ revision: 90, detail: "k1: prev_kv 3-4, was 7-12" }, 95), proxy, "3.5.30").length, 1);
-    assert.equal(problems(report({ revision: 90, detail: "k1: prev_kv undefined, was 7-12" }), proxy, "3.5.30").length, 1);
+    assert.equal(
+      problems(report({ revision: 99, detail: "k1: prev_kv undefined, was 7-12" }, 95), proxy, "3.5.30").length,
+      1,
+    );
+    assert.equal(
+      problems(report({ revision: 90, detail: "k1: prev_kv 3-4, was 7-12" }, 95), proxy, "3.5.30").length,
+      1,
+    );
+    assert.equal(
+      problems(report({ revision: 90, detail: "k1: prev_kv undefined, was 7-12" }), proxy, "3.5.30").length,
+      1,
+    );
   });
 });
