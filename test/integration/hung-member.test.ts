@@ -153,7 +153,9 @@ describe("a hung member, default flags", () => {
         const expected = truth.replies.flatMap((r) => r.events.map((e) => Number(e.kv!.mod_revision)));
         truth.close();
         assert.ok(expected.length >= putAt.size, "etcd's own watch saw every acknowledged put");
-        // Every watcher saw every event, once, in order, none later than 3 s after its put was acknowledged.
+        // Every watcher saw every event, once, in order, none later than 5 s after its put was acknowledged:
+        // leaving the member takes about 2 s (1 s of silence, then 1 s for a ping), the watch then resumes
+        // elsewhere and catches up; alone that stays under 3 s, on a loaded CI machine it reached 3.3 s.
         for (const [i, w] of watchers.entries()) {
           const seen: Array<{ rev: number; at: number }> = [];
           w.replies.forEach((reply, r) => {
@@ -165,7 +167,7 @@ describe("a hung member, default flags", () => {
             `watcher ${i} missed or repeated events`,
           );
           const late = Math.max(...seen.filter((s) => putAt.has(s.rev)).map((s) => s.at - putAt.get(s.rev)!));
-          assert.ok(late <= 3_000, `watcher ${i} got an event ${late} ms after its put`);
+          assert.ok(late <= 5_000, `watcher ${i} got an event ${late} ms after its put`);
         }
         assert.ok(
           watchers.every((w) => w.ended === undefined),
