@@ -97,7 +97,7 @@ export class CountingChannel {
   }
 }
 
-/** A request in gRPC's length-prefixed framing, uncompressed. */
+/** A request in gRPC's length-prefixed framing, uncompressed (not the proxy's own `frame()`: the load generator shares no code with what it measures). */
 export function grpcFrame(message: Uint8Array): Buffer {
   const frame = Buffer.alloc(5 + message.length);
   frame.writeUInt32BE(message.length, 1);
