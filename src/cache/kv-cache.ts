@@ -15,6 +15,7 @@ import { internalWatch, type WatchOpener } from "../watch/internal-watch.js";
 import { headerRevision } from "../grpc/header-revision.js";
 import { bytesToString, keyInterval, type KeyInterval } from "../util/key-range.js";
 import { RangeCache, type RangeCacheLimits } from "./range-cache.js";
+import { ArrivingAnswer, type Answer } from "../upstream/answer.js";
 
 type RangeRequest = MessageShape<typeof RangeRequestSchema>;
 type TxnRequest = MessageShape<typeof TxnRequestSchema>;
@@ -42,7 +43,8 @@ const SWEEP_MS = 1000;
 
 /**
  * The proxy's range cache, as KV handlers use it: serializable Ranges are
- * answered from it, every successful latest-revision Range fills it, and
+ * answered from it, every successful latest-revision Range fills it (a
+ * large answer only when the read was serializable), and
  * every write through the proxy empties what it touched before the writer
  * hears back. Writes by any other route arrive through one watch over the
  * whole keyspace; and no entry outlives the TTL, which also bounds how long
@@ -73,7 +75,7 @@ export class KvCache {
   }
 
   /** Answers a Range from the cache when it may, else through `fetch` (etcd), filling the cache. */
-  range(request: RangeRequest, ctx: CallContext, fetch: () => Promise<Uint8Array>): Promise<Uint8Array> {
+  range(request: RangeRequest, ctx: CallContext, fetch: () => Promise<Answer>): Promise<Answer> {
     return Promise.resolve(this.answer(this.identified(ctx, request), fetch));
   }
 
@@ -83,11 +85,7 @@ export class KvCache {
    * decoding and building its cache id, most of a hit's work besides the
    * answer.
    */
-  rangeBytes(
-    payload: Uint8Array,
-    ctx: CallContext,
-    fetch: () => Promise<Uint8Array>,
-  ): Uint8Array | Promise<Uint8Array> {
+  rangeBytes(payload: Uint8Array, ctx: CallContext, fetch: () => Promise<Answer>): Answer | Promise<Answer> {
     if (payload.length > MEMO_MAX_REQUEST_BYTES) {
       return this.answer(this.identified(ctx, decodeRequest(KV.method.range, payload)), fetch);
     }
@@ -108,7 +106,7 @@ export class KvCache {
     return { request, id: request.revision === 0n && !elsewhere ? cacheId(ctx, request) : "" };
   }
 
-  private answer({ request, id }: IdentifiedRange, fetch: () => Promise<Uint8Array>): Uint8Array | Promise<Uint8Array> {
+  private answer({ request, id }: IdentifiedRange, fetch: () => Promise<Answer>): Answer | Promise<Answer> {
     // Reads of a past revision are left to etcd: compaction, which the
     // cache cannot see, decides whether they succeed.
     if (id === "") return fetch();
@@ -124,9 +122,15 @@ export class KvCache {
     return this.fill(request, id, fetch);
   }
 
-  private async fill(request: RangeRequest, id: string, fetch: () => Promise<Uint8Array>): Promise<Uint8Array> {
+  private async fill(request: RangeRequest, id: string, fetch: () => Promise<Answer>): Promise<Answer> {
     const started = this.cache.startFill();
-    const response = await fetch();
+    let response = await fetch();
+    if (response instanceof ArrivingAnswer) {
+      // A large answer is kept only for a serializable read, the only kind a
+      // hit serves; any other passes on as it arrives, never held whole.
+      if (!request.serializable) return response;
+      response = await response.whole();
+    }
     const revision = headerRevision(response);
     this.cache.fill(id, keyInterval(request.key, request.rangeEnd), response, revision, started, Date.now());
     this.report();

@@ -1,4 +1,4 @@
-import { bytesField, int64Field } from "./scan.js";
+import { bytesField, firstBytesField, int64Field } from "./scan.js";
 
 /**
  * The header revision of an encoded etcd response (field 1, ResponseHeader,
@@ -8,6 +8,19 @@ import { bytesField, int64Field } from "./scan.js";
 export function headerRevision(message: Uint8Array): bigint {
   try {
     const header = bytesField(message, 1);
+    return header ? int64Field(header, 3) : 0n;
+  } catch {
+    return 0n;
+  }
+}
+
+/**
+ * The same from the first bytes of a response (etcd writes the header
+ * first): for an answer that is still arriving. 0 when it is not there.
+ */
+export function leadingHeaderRevision(head: Uint8Array): bigint {
+  try {
+    const header = firstBytesField(head, 1);
     return header ? int64Field(header, 3) : 0n;
   } catch {
     return 0n;

@@ -35,6 +35,22 @@ export function bytesField(message: Uint8Array, field: number): Uint8Array | und
   return value;
 }
 
+/**
+ * The first value of length-delimited field `field`, found without looking
+ * past it: for the start of a message whose rest has not arrived.
+ */
+export function firstBytesField(message: Uint8Array, field: number): Uint8Array | undefined {
+  position = 0;
+  while (nextField(message)) {
+    if (fieldNumber === field && wireType === WIRE_LENGTH) {
+      const start = lengthDelimited(message);
+      return message.subarray(start, position);
+    }
+    skip(message);
+  }
+  return undefined;
+}
+
 const WIRE_VARINT = 0;
 const WIRE_FIXED64 = 1;
 const WIRE_LENGTH = 2;

@@ -7,6 +7,9 @@ import type { AnswerGate } from "../util/answer-gate.js";
  * answer alone may always come in. Calls that wait for room may hold half
  * the limit together, each counted at what it may come to hold.
  */
+/** Windows grow ahead of arrival only while less than this part of the limit is queued to the client. */
+const AHEAD_WHILE_QUEUED_UNDER = 8;
+
 export class AnswerBudget implements AnswerGate {
   /** Bytes of answers admitted from etcd and not yet delivered or dropped. */
   private inFlight = 0;
@@ -26,6 +29,10 @@ export class AnswerBudget implements AnswerGate {
     if (this.inFlight > 0 && this.inFlight + this.queued() + bytes > this.limit) return false;
     this.inFlight += bytes;
     return true;
+  }
+
+  admitAhead(bytes: number): boolean {
+    return this.queued() <= this.limit / AHEAD_WHILE_QUEUED_UNDER && this.admit(bytes);
   }
 
   settle(bytes: number): void {

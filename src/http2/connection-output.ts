@@ -137,6 +137,16 @@ export class ConnectionOutput {
     }
   }
 
+  /**
+   * Flushes now rather than at the end of the tick (a stream letting go of
+   * lent views); true when the socket took everything at once, so nothing
+   * written still points into the caller's memory.
+   */
+  flushNow(): boolean {
+    this.flush();
+    return this.socket.writableLength === 0;
+  }
+
   readonly flush = (): void => {
     for (const stream of this.ready) if (!stream.pump()) this.waiting.add(stream);
     this.ready.clear();

@@ -35,6 +35,7 @@ import { ConnectionOutput } from "./connection-output.js";
 import { FrameReader } from "./frame-reader.js";
 import { HeaderBlockAssembler, unpad } from "./header-block.js";
 import { ReceiveWindow } from "./receive-window.js";
+import { ReadLoan } from "./read-loan.js";
 import { ConnectionError, H2_LIMITS } from "./limits.js";
 import type { RolePolicy } from "./role.js";
 import type { H2StreamBase, StreamHost } from "./stream.js";
@@ -228,6 +229,10 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
     this.output.schedule(stream);
   }
 
+  flushNow(): boolean {
+    return this.output.flushNow();
+  }
+
   wait(stream: H2StreamBase): void {
     this.output.wait(stream);
   }
@@ -376,21 +381,26 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
   /**
    * Input read into a buffer the socket reuses (net's `onread`): nothing
    * of it is kept past this call but copies, and DATA goes to streams as a
-   * view that their readers copy (the upstream's FrameDecoder assembles).
-   * No 64 KB buffer is allocated per read, which is most of the garbage a
-   * large answer from etcd makes.
+   * view, lent (ReadLoan) until the read is done. No buffer is allocated
+   * per read, which is most of the garbage a large answer from etcd makes.
+   * False when a borrower kept the buffer: the next read needs a new one.
    */
-  consumeReusedRead(chunk: Buffer): void {
+  consumeReusedRead(chunk: Buffer): boolean {
     this.inputReused = true;
+    const loan = (this.loan = new ReadLoan(chunk.buffer));
     try {
       this.onData(chunk, true);
     } finally {
       this.inputReused = false;
+      this.loan = undefined;
     }
+    return loan.settle();
   }
 
   /** The frame being handled is a view of a reused read buffer: what is kept past it must be copied. */
   private inputReused = false;
+  /** The read being handled, whose DATA views streams may lend on (see ReadLoan). */
+  private loan: ReadLoan | undefined;
 
   private onData(chunk: Buffer, reused = false): void {
     if (this.destroyed) return;
@@ -464,7 +474,7 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
       this.release(payload.length); // nobody will consume these bytes
       return this.onNotOpen(streamId, FrameType.DATA);
     }
-    stream.receive(unpad(flags, payload), flags & Flag.END_STREAM, payload.length);
+    stream.receive(unpad(flags, payload), flags & Flag.END_STREAM, payload.length, this.loan);
   }
 
   private onPriority(streamId: number, payload: Buffer): void {

@@ -7,6 +7,7 @@
 import { ErrorCode, Flag, frame, frame32, FRAME_HEADER_BYTES, FrameType, writeFrameHeader } from "./frames.js";
 import { H2_LIMITS, STREAM_HIGH_WATER, type ClosedBy, type StreamState } from "./limits.js";
 import { ReceiveWindow } from "./receive-window.js";
+import type { Borrower, ReadLoan } from "./read-loan.js";
 
 /**
  * What a stream needs of its connection (H2Connection is one): a place in
@@ -21,6 +22,8 @@ export interface StreamHost {
   sendHeaders(streamId: number, block: Buffer, endStream: boolean): void;
   /** Queues the stream to be pumped at the next flush. */
   schedule(stream: H2StreamBase): void;
+  /** Pumps and writes now; true if the socket took everything (see ConnectionOutput.flushNow). */
+  flushNow(): boolean;
   /** Parks the stream until the connection's send window opens. */
   wait(stream: H2StreamBase): void;
   takeSendWindow(wanted: number): number;
@@ -65,9 +68,12 @@ export type FlowCredit = "receipt" | "close" | "consumed" | "paced";
  * A server stream that answers before the peer has ended sends
  * RST_STREAM(NO_ERROR) and closes (gRPC servers do the same).
  */
-export abstract class H2StreamBase {
-  /** The peer's body bytes, as they come. */
-  onBody: ((chunk: Buffer) => void) | undefined;
+export abstract class H2StreamBase implements Borrower {
+  /**
+   * The peer's body bytes, as they come; a chunk with a `loan` is a view of
+   * a reused read buffer, to be copied (or lent on) if kept past the call.
+   */
+  onBody: ((chunk: Buffer, loan: ReadLoan | undefined) => void) | undefined;
   /** Where the stream stands (the diagram above); "half-closed (local)" once this side's END_STREAM is queued. */
   state: StreamState = "open";
   /** The RST_STREAM code that closed the stream, if one did. */
@@ -145,9 +151,14 @@ export abstract class H2StreamBase {
     this.drainListeners.push(fn);
   }
 
-  /** Queues body bytes, sent when the connection flushes; false asks the caller to wait for onDrain. */
-  write(data: Uint8Array): boolean {
+  /**
+   * Queues body bytes, sent when the connection flushes; false asks the
+   * caller to wait for onDrain. Bytes under a `loan` are sent, or copied,
+   * before the lender reads again (see release).
+   */
+  write(data: Uint8Array, loan?: ReadLoan): boolean {
     if (this.closed || this.ending !== undefined) return false;
+    if (loan?.covers(data) && !loan.borrow(this)) data = Buffer.from(data);
     if (data.length > 0) {
       this.queue.push(data);
       this.queued += data.length;
@@ -155,6 +166,27 @@ export abstract class H2StreamBase {
       this.connection.schedule(this);
     }
     return this.queued < STREAM_HIGH_WATER;
+  }
+
+  /**
+   * The lender is about to read again: what is queued under its loan goes
+   * to the socket now, and what the windows hold back is copied. False if
+   * the socket did not take it all at once (it still points into the loan).
+   */
+  release(loan: ReadLoan): boolean {
+    const written = this.connection.flushNow();
+    for (let i = 0; i < this.queue.length; i++) {
+      const piece = this.queue[i]!;
+      if (loan.covers(piece)) this.queue[i] = Buffer.from(piece);
+    }
+    return written;
+  }
+
+  /** Drops the body bytes queued and not yet sent (an answer that can no longer complete). */
+  dropQueued(): void {
+    this.connection.addBacklog(-this.queued);
+    this.queue = [];
+    this.queued = 0;
   }
 
   /** Ends this side, after the queued body: with a trailer block, or with an empty END_STREAM DATA frame. */
@@ -232,7 +264,7 @@ export abstract class H2StreamBase {
    * Connection input for this stream; `size` is the whole frame's payload,
    * padding included, which is what the windows count.
    */
-  receive(chunk: Buffer, endStream: number, size: number): void {
+  receive(chunk: Buffer, endStream: number, size: number, loan?: ReadLoan): void {
     if (this.remoteEnded || this.closed) {
       // DATA after the peer's END_STREAM (half-closed remote): a stream error.
       this.connection.release(size);
@@ -264,7 +296,7 @@ export abstract class H2StreamBase {
           this.held = 0;
         }
       }
-      this.onBody?.(chunk);
+      this.onBody?.(chunk, loan);
     }
     if (endStream && !this.closed) {
       if (this.expectedLength !== undefined && this.bodyReceived !== this.expectedLength) {

@@ -22,6 +22,7 @@ import { Lock } from "../gen/etcd/api/v3lockpb/v3lock_pb.js";
 import { decodeRequest } from "../grpc/decode.js";
 import { frame, messageOf } from "../grpc/wire.js";
 import { UpstreamDecorator, type Upstream } from "../upstream/upstream.js";
+import { wholeAnswer, type Answer } from "../upstream/answer.js";
 import { mapAsync } from "../util/map-async.js";
 import type { KeyPrefix } from "./prefix.js";
 
@@ -54,10 +55,12 @@ export class NamespacedUpstream extends UpstreamDecorator {
     requestFrame: Buffer,
     ctx: CallContext,
     safeToRepeat: () => boolean,
-  ): Promise<Buffer> {
+  ): Promise<Answer> {
     const t = this.translationOf(method);
     if (!t) return this.inner.unaryBytes(method, requestFrame, ctx, safeToRepeat);
-    const answer = await this.inner.unaryBytes(method, translated(method, t, requestFrame), ctx, safeToRepeat);
+    const answer = await wholeAnswer(
+      await this.inner.unaryBytes(method, translated(method, t, requestFrame), ctx, safeToRepeat),
+    );
     return Buffer.from(toBinary(method.output, t.response(fromBinary(method.output, answer))));
   }
 

@@ -2,10 +2,10 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import type { DescMethodUnary } from "@bufbuild/protobuf";
 import type { CallContext } from "../call-context.js";
 import { KV } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
-import { headerRevision } from "../grpc/header-revision.js";
 import { int64Field } from "../grpc/scan.js";
 import { messageOf } from "../grpc/wire.js";
 import type { EtcdUpstream } from "../upstream/etcd-upstream.js";
+import { answerRevision, ArrivingAnswer, type Answer } from "../upstream/answer.js";
 import { UpstreamDecorator } from "../upstream/upstream.js";
 
 /** etcd's ordering client's words when no member has caught up with what was already seen. */
@@ -43,22 +43,23 @@ export class OrderedUpstream extends UpstreamDecorator {
     requestFrame: Buffer,
     ctx: CallContext,
     safe: () => boolean,
-  ): Promise<Buffer> {
+  ): Promise<Answer> {
     if (method !== KV.method.range) return this.inner.unaryBytes(method, requestFrame, ctx, safe);
     return this.orderedRange(requestFrame, ctx);
   }
 
-  private async orderedRange(requestFrame: Buffer, ctx: CallContext): Promise<Buffer> {
+  private async orderedRange(requestFrame: Buffer, ctx: CallContext): Promise<Answer> {
     const serializable = int64Field(messageOf(requestFrame), SERIALIZABLE_FIELD) !== 0n;
     const floor = this.floor;
     const lagging = new Set<string>();
     for (;;) {
       const { endpoint, answer } = await this.inner.unaryAvoiding(KV.method.range, requestFrame, ctx, lagging);
-      const revision = headerRevision(answer);
+      const revision = answerRevision(answer);
       if (!serializable || revision >= floor) {
         if (revision > this.floor) this.floor = revision;
         return answer;
       }
+      if (answer instanceof ArrivingAnswer) answer.discard();
       lagging.add(endpoint);
       if (this.inner.endpoints().every((e) => lagging.has(e.url) || !e.up)) {
         throw new ConnectError(NO_GREATER_REVISION, Code.Unknown);

@@ -19,6 +19,7 @@ import {
 } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
 import { frame, messageOf } from "../grpc/wire.js";
 import { UpstreamDecorator, type Upstream } from "../upstream/upstream.js";
+import { wholeAnswer, type Answer } from "../upstream/answer.js";
 import { bytesToString, contains, keyInterval } from "../util/key-range.js";
 import { FreshnessBarrier } from "./freshness-barrier.js";
 import type { PrefixReplica } from "./prefix-replica.js";
@@ -53,7 +54,7 @@ export class ReplicaUpstream extends UpstreamDecorator {
     requestFrame: Buffer,
     ctx: CallContext,
     safe: () => boolean,
-  ): Promise<Buffer> {
+  ): Promise<Answer> {
     if (method === KV.method.range) {
       const answer = await this.fromReplica(requestFrame, ctx);
       if (answer) return answer;
@@ -113,7 +114,9 @@ export class ReplicaUpstream extends UpstreamDecorator {
       signal: AbortSignal.timeout(this.waitMs),
     };
     this.reads.sentCheck();
-    const answer = await this.inner.unaryBytes(KV.method.range, frame(question), checkCtx, () => true);
+    const answer = await wholeAnswer(
+      await this.inner.unaryBytes(KV.method.range, frame(question), checkCtx, () => true),
+    );
     const header = fromBinary(RangeResponseSchema, answer).header;
     if (!header) throw new Error("etcd's answer had no header");
     return header;

@@ -12,6 +12,7 @@ import type {
 import type { CallContext } from "../call-context.js";
 import { frame, messageOf } from "../grpc/wire.js";
 import { AsyncQueue } from "../util/async-queue.js";
+import { wholeAnswer, type Answer } from "../upstream/answer.js";
 
 /**
  * The proxy's own handler signatures: typed messages in and out, plus a
@@ -63,10 +64,10 @@ export function bind<S extends DescService>(service: S, handlers: ServiceHandler
  * handler it is attached to. An answer known at once (a cache hit) may come
  * back synchronously, which spares the call its promise hops.
  */
-export type BytePath = (payload: Uint8Array, frame: Buffer, ctx: CallContext) => Uint8Array | Promise<Uint8Array>;
+export type BytePath = (payload: Uint8Array, frame: Buffer, ctx: CallContext) => Answer | Promise<Answer>;
 
 /** A byte path that always answers later (a call to etcd). */
-export type AsyncBytePath = (payload: Uint8Array, frame: Buffer, ctx: CallContext) => Promise<Uint8Array>;
+export type AsyncBytePath = (payload: Uint8Array, frame: Buffer, ctx: CallContext) => Promise<Answer>;
 
 /**
  * A bidi method on wire bytes, for the native gRPC lane: called once per
@@ -143,7 +144,7 @@ export function serverStreamOverBytes<M extends DescMethodServerStreaming>(
 export function unaryOverBytes<M extends DescMethodUnary>(method: M, path: BytePath): UnaryHandler<M> {
   const typed = async (request: MessageShape<M["input"]>, ctx: CallContext) => {
     const payload = toBinary(method.input, request);
-    return fromBinary(method.output, await path(payload, frame(payload), ctx));
+    return fromBinary(method.output, await wholeAnswer(await path(payload, frame(payload), ctx)));
   };
   return withBytePath(typed, path) as unknown as UnaryHandler<M>;
 }

@@ -7,6 +7,7 @@ import { frame, messageOf } from "../grpc/wire.js";
 import type { CallContext } from "../call-context.js";
 import type { LeasingKv } from "../leasing/leasing-kv.js";
 import type { Upstream } from "../upstream/upstream.js";
+import { wholeAnswer } from "../upstream/answer.js";
 import { forwardAll, forwardBytes } from "./forward.js";
 import {
   unaryOverBytes,
@@ -43,7 +44,7 @@ export function kvService(
           const requestFrame = frame(toBinary(range.input, request));
           return toEtcd.range(messageOf(requestFrame), requestFrame, ctx);
         };
-        return fromBinary(range.output, await cache.range(request, ctx, fetch));
+        return fromBinary(range.output, await wholeAnswer(await cache.range(request, ctx, fetch)));
       },
       (payload, requestFrame, ctx) => cache.rangeBytes(payload, ctx, () => toEtcd.range(payload, requestFrame, ctx)),
     ),

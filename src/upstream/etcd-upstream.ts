@@ -16,6 +16,7 @@ import { isConnectionFailure, neverReachedEtcd, toClientError } from "./errors.j
 import { isSafeToRepeat } from "./retry-policy.js";
 import { sleep } from "../util/abortable-sleep.js";
 import { UpstreamBase, type EndpointStatus } from "./upstream.js";
+import { wholeAnswer, type Answer } from "./answer.js";
 
 export interface UpstreamOptions {
   endpoints: string[];
@@ -104,7 +105,7 @@ export class EtcdUpstream extends UpstreamBase {
     requestFrame: Buffer,
     ctx: CallContext,
     safeToRepeat: () => boolean,
-  ): Promise<Buffer> {
+  ): Promise<Answer> {
     checkSendLimit(requestFrame, this.options.maxSendBytes);
     const { value } = await this.attempt(ctx, new LazyRepeatPolicy(safeToRepeat), (clients) =>
       this.send(clients.h2, method, requestFrame, ctx),
@@ -122,7 +123,7 @@ export class EtcdUpstream extends UpstreamBase {
     requestFrame: Buffer,
     ctx: CallContext,
     avoid: ReadonlySet<string>,
-  ): Promise<{ endpoint: string; answer: Buffer }> {
+  ): Promise<{ endpoint: string; answer: Answer }> {
     checkSendLimit(requestFrame, this.options.maxSendBytes);
     const avoided = new Set(this.pool.endpoints.filter((e) => avoid.has(e.url)));
     const { endpoint, value } = await this.attempt(
@@ -139,7 +140,7 @@ export class EtcdUpstream extends UpstreamBase {
   }
 
   /** One unary call on one endpoint's lean client, with the call's metadata and deadline. */
-  private send(h2: H2Client, method: DescMethodUnary, requestFrame: Buffer, ctx: CallContext): Promise<Buffer> {
+  private send(h2: H2Client, method: DescMethodUnary, requestFrame: Buffer, ctx: CallContext): Promise<Answer> {
     return h2.unary(
       pathOf(method),
       requestFrame,
@@ -150,7 +151,7 @@ export class EtcdUpstream extends UpstreamBase {
     );
   }
 
-  async unaryOnLeaderBytes(method: DescMethodUnary, requestFrame: Buffer, ctx: CallContext): Promise<Buffer> {
+  async unaryOnLeaderBytes(method: DescMethodUnary, requestFrame: Buffer, ctx: CallContext): Promise<Answer> {
     const leader = await this.findLeader(ctx);
     if (!leader) return this.unaryBytes(method, requestFrame, ctx, () => isSafeToRepeat(method, undefined));
     return this.sendOnlyTo(leader, method, requestFrame, ctx);
@@ -161,7 +162,7 @@ export class EtcdUpstream extends UpstreamBase {
     method: DescMethodUnary,
     requestFrame: Buffer,
     ctx: CallContext,
-  ): Promise<Buffer> {
+  ): Promise<Answer> {
     const endpoint = this.pool.endpoints.find((e) => e.url === url);
     if (!endpoint) throw new ConnectError(`no endpoint ${url} among --endpoints`, Code.NotFound);
     return this.sendOnlyTo(endpoint, method, requestFrame, ctx);
@@ -173,7 +174,7 @@ export class EtcdUpstream extends UpstreamBase {
     method: DescMethodUnary,
     requestFrame: Buffer,
     ctx: CallContext,
-  ): Promise<Buffer> {
+  ): Promise<Answer> {
     checkSendLimit(requestFrame, this.options.maxSendBytes);
     try {
       return await this.send(endpoint.client.h2, method, requestFrame, ctx);
@@ -199,7 +200,9 @@ export class EtcdUpstream extends UpstreamBase {
     return Promise.all(
       this.pool.endpoints.map(async (endpoint) => {
         try {
-          const bytes = await this.send(endpoint.client.h2, Maintenance.method.status, statusFrame, ctx);
+          const bytes = await wholeAnswer(
+            await this.send(endpoint.client.h2, Maintenance.method.status, statusFrame, ctx),
+          );
           // etcd 3.6 tells its quota in Status (dbSizeQuota, field 12), which the 3.5 schema lacks.
           const quota = Number(int64Field(bytes, STATUS_DB_SIZE_QUOTA));
           return { endpoint, status: fromBinary(Maintenance.method.status.output, bytes), quota };

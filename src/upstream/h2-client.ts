@@ -8,6 +8,9 @@ import { H2_LIMITS } from "../http2/limits.js";
 import { ErrorCode } from "../http2/frames.js";
 import { encodeHeaders, type HeaderList } from "../http2/hpack.js";
 import { AsyncQueue } from "../util/async-queue.js";
+import type { ReadLoan } from "../http2/read-loan.js";
+import type { Answer } from "./answer.js";
+import { UnaryAnswerReader } from "./unary-answer-reader.js";
 import { upstreamFailure } from "./errors.js";
 
 /** The upstream watchdog (see H2Client.watch): a hung member is left within about two seconds. */
@@ -22,6 +25,12 @@ const PING_TIMEOUT_MS = 1_000;
  * all, and then a closed connection is what the watchdog wants anyway.
  */
 const MIN_PING_GAP_MS = 2_000;
+
+/**
+ * Answers this large are relayed as they arrive rather than assembled: a
+ * megabyte passes through the proxy as views of its reads (see ReadLoan).
+ */
+const RELAY_FROM_BYTES = 128 << 10;
 
 /** What grpc-go tells a call whose connection went away under it (etcdctl and clientv3 print it). */
 const LOST_CONNECTION = "transport is closing";
@@ -91,6 +100,9 @@ export class H2Client {
   /**
    * A unary call on raw bytes: sends one framed request, returns the one
    * response message (without its frame header) or throws etcd's status.
+   * A message of RELAY_FROM_BYTES or more comes back as an ArrivingAnswer
+   * as soon as its first bytes are in (see UnaryAnswerReader), and hears
+   * etcd's status itself.
    */
   unary(
     path: string,
@@ -99,17 +111,22 @@ export class H2Client {
     signal: AbortSignal,
     maxResponseBytes: number,
     gate?: AnswerGate,
-  ): Promise<Buffer> {
+  ): Promise<Answer> {
     return new Promise((resolve, reject) => {
       if (signal.aborted) return reject(new ConnectError("context canceled", Code.Canceled));
-      let message: Buffer | undefined;
-      const stream = this.call(path, metadata, signal, maxResponseBytes, gate, {
-        message: (m) => (message ??= m),
+      const reader = new UnaryAnswerReader(maxResponseBytes, RELAY_FROM_BYTES, {
+        cancel: () => stream.reset(ErrorCode.CANCEL),
+        delivered: (bytes) => delivered(bytes),
+      });
+      const { stream, delivered } = this.call(path, metadata, signal, gate, {
+        body: (chunk, loan) => {
+          const arriving = reader.push(chunk, loan);
+          if (arriving) resolve(arriving);
+        },
         end: (outcome) => {
-          if (outcome) reject(outcome);
-          else if (!message) {
-            reject(new ConnectError("protocol error: missing output message for unary method", Code.Internal));
-          } else resolve(message);
+          const result = reader.finish(outcome);
+          if (result instanceof ConnectError) reject(result);
+          else if (result) resolve(result);
         },
       });
       stream.write(requestFrame);
@@ -142,8 +159,11 @@ export class H2Client {
         opened = true;
         resolve(messages);
       };
-      const stream = this.call(path, metadata, signal, maxResponseBytes, undefined, {
-        message: (m) => messages.push(m),
+      const decoder = new FrameDecoder(maxResponseBytes, true);
+      const { stream } = this.call(path, metadata, signal, undefined, {
+        body: (chunk) => {
+          for (const m of decoder.push(chunk)) messages.push(m);
+        },
         end: (outcome) => {
           if (!opened && outcome) return reject(outcome);
           open();
@@ -167,21 +187,21 @@ export class H2Client {
   }
 
   /**
-   * Opens a call whose response messages go to `on.message`; `on.end` hears
-   * how it ended: undefined for OK, else the error (etcd's status, a
-   * cancellation, or the connection's failure).
+   * Opens a call whose response body goes to `on.body` (which may throw a
+   * FrameError); `on.end` hears how it ended: undefined for OK, else the
+   * error (etcd's status, a cancellation, or the connection's failure).
+   * `delivered` tells the client's gate of answer bytes passed on to the
+   * client, which it counts as queued from then on.
    */
   private call(
     path: string,
     metadata: Readonly<Record<string, string>>,
     signal: AbortSignal,
-    maxResponseBytes: number,
     gate: AnswerGate | undefined,
-    on: { message(m: Buffer): void; end(outcome: ConnectError | undefined): void },
-  ): H2ClientStream {
+    on: { body(chunk: Buffer, loan: ReadLoan | undefined): void; end(outcome: ConnectError | undefined): void },
+  ): { stream: H2ClientStream; delivered(bytes: number): void } {
     const connection = this.connection();
     const stream = this.open(path, metadata, connection);
-    const decoder = new FrameDecoder(maxResponseBytes, true);
     let failure: ConnectError | undefined;
     const pace =
       gate &&
@@ -193,10 +213,10 @@ export class H2Client {
     if (!pace) stream.widenWindow(H2_LIMITS.streamWindow);
     const onAbort = () => stream.reset(ErrorCode.CANCEL);
     signal.addEventListener("abort", onAbort, { once: true });
-    stream.onBody = (chunk) => {
+    stream.onBody = (chunk, loan) => {
       try {
-        for (const m of decoder.push(chunk)) on.message(m);
-        pace?.(chunk.length);
+        on.body(chunk, loan);
+        pace?.arrived(chunk.length);
       } catch (err) {
         failure = new ConnectError((err as Error).message, Code.ResourceExhausted);
         stream.reset(ErrorCode.CANCEL);
@@ -211,7 +231,7 @@ export class H2Client {
       const code = Number(status["grpc-status"]);
       on.end(code === 0 ? undefined : new ConnectError(decodeGrpcMessage(status["grpc-message"]), code));
     });
-    return stream;
+    return { stream, delivered: pace ? pace.delivered : () => {} };
   }
 
   close(): void {
@@ -251,6 +271,9 @@ export class H2Client {
     const port = Number(this.target.port || (this.target.protocol === "https:" ? 443 : 80));
     const secure = this.target.protocol === "https:";
     let reader: H2ClientConnection | undefined;
+    let readBuffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
+    /** A borrower kept the last read's buffer (a client's socket write still points into it). */
+    let kept = false;
     const socket = secure
       ? tls.connect({
           host,
@@ -259,14 +282,19 @@ export class H2Client {
           ALPNProtocols: ["h2"],
           ...this.options.tls,
         })
-      : // Plain TCP reads into one buffer per connection, reused (see consumeReusedRead).
+      : // Plain TCP reads into one buffer per connection, reused unless a borrower kept it (see consumeReusedRead).
         net.connect({
           host,
           port,
           onread: {
-            buffer: Buffer.allocUnsafe(READ_BUFFER_BYTES),
+            // net asks before every read which buffer to read into.
+            buffer: () => {
+              if (kept) readBuffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
+              kept = false;
+              return readBuffer;
+            },
             callback: (bytes, buffer) => {
-              reader?.consumeReusedRead((buffer as Buffer).subarray(0, bytes));
+              if (reader && !reader.consumeReusedRead((buffer as Buffer).subarray(0, bytes))) kept = true;
               return true;
             },
           },
@@ -389,7 +417,11 @@ function rootCause(err: Error | undefined): Error | undefined {
  */
 const READ_BUFFER_BYTES = 256 << 10;
 
-function paceAnswer(stream: H2ClientStream, gate: AnswerGate, refused: () => void): (bytes: number) => void {
+function paceAnswer(
+  stream: H2ClientStream,
+  gate: AnswerGate,
+  refused: () => void,
+): { arrived(bytes: number): void; delivered(bytes: number): void } {
   stream.flow = "paced";
   /** Admitted by the gate (on arrival, or in advance), settled at close. */
   let admitted = 0;
@@ -399,6 +431,18 @@ function paceAnswer(stream: H2ClientStream, gate: AnswerGate, refused: () => voi
   let prepaid = 0;
   let received = 0;
   let waiting = false;
+  /** Passed on to the client (a relayed answer), and of those, settled with the gate before the close. */
+  let delivered = 0;
+  let settledEarly = 0;
+  // Bytes both admitted and passed on are the client connection's queue's
+  // to count from then on: a relayed answer holds the gate only for what
+  // the proxy has not yet handed to its client.
+  const settleDelivered = () => {
+    const settle = Math.min(admitted, delivered) - settledEarly;
+    if (settle <= 0) return;
+    settledEarly += settle;
+    gate.settle(settle);
+  };
   // An answer that outgrows its window gets a window twice as large, up to a client stream's, as far as
   // the gate admits the growth in advance: a large answer to a reading client does not wait a round trip
   // to etcd per 16 KB, and what the proxy may hold stays admitted.
@@ -406,7 +450,7 @@ function paceAnswer(stream: H2ClientStream, gate: AnswerGate, refused: () => voi
     const window = stream.receiveWindowSize;
     if (received <= window || window >= H2_LIMITS.streamWindow || stream.closed) return;
     const extra = Math.min(window, H2_LIMITS.streamWindow - window);
-    if (!gate.admit(extra)) return;
+    if (!gate.admitAhead(extra)) return;
     admitted += extra;
     prepaid += extra;
     stream.growWindow(extra);
@@ -423,16 +467,24 @@ function paceAnswer(stream: H2ClientStream, gate: AnswerGate, refused: () => voi
       admitted += pending;
       stream.consumed(pending);
       pending = 0;
+      settleDelivered();
     }
     grow();
   };
-  stream.onClose(() => gate.settle(admitted));
-  return (bytes) => {
-    received += bytes;
-    const paid = Math.min(prepaid, bytes);
-    prepaid -= paid;
-    stream.consumed(paid);
-    pending += bytes - paid;
-    if (!waiting) admit();
+  stream.onClose(() => gate.settle(admitted - settledEarly));
+  return {
+    arrived(bytes) {
+      received += bytes;
+      const paid = Math.min(prepaid, bytes);
+      prepaid -= paid;
+      stream.consumed(paid);
+      pending += bytes - paid;
+      if (!waiting) admit();
+      settleDelivered();
+    },
+    delivered(bytes) {
+      delivered += bytes;
+      settleDelivered();
+    },
   };
 }

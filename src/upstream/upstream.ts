@@ -15,6 +15,7 @@ import { Maintenance } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
 import { frame } from "../grpc/wire.js";
 import { isSafeToRepeat } from "./retry-policy.js";
 import { mapAsync } from "../util/map-async.js";
+import { wholeAnswer, type Answer } from "./answer.js";
 
 /**
  * The proxy's door to etcd for gRPC: services and features call it with typed
@@ -66,7 +67,7 @@ export interface Upstream extends ByteCalls {
 /**
  * Calls on bytes: a request frame is a framed request message as a client
  * sends it; answers are etcd's response messages (without their frame
- * prefix). `safeToRepeat` is asked only if an attempt fails after it may
+ * prefix), a large one still arriving (see Answer). `safeToRepeat` is asked only if an attempt fails after it may
  * have reached etcd.
  */
 export interface ByteCalls {
@@ -75,7 +76,7 @@ export interface ByteCalls {
     requestFrame: Buffer,
     ctx: CallContext,
     safeToRepeat: () => boolean,
-  ): Promise<Buffer>;
+  ): Promise<Answer>;
   serverStreamBytes(
     method: DescMethodServerStreaming,
     requestFrame: Buffer,
@@ -88,9 +89,9 @@ export interface ByteCalls {
     ctx: CallContext,
   ): AsyncIterable<Buffer>;
   /** See Upstream.unaryOnLeader. */
-  unaryOnLeaderBytes(method: DescMethodUnary, requestFrame: Buffer, ctx: CallContext): Promise<Buffer>;
+  unaryOnLeaderBytes(method: DescMethodUnary, requestFrame: Buffer, ctx: CallContext): Promise<Answer>;
   /** See Upstream.unaryOnEndpoint. */
-  unaryOnEndpointBytes(url: string, method: DescMethodUnary, requestFrame: Buffer, ctx: CallContext): Promise<Buffer>;
+  unaryOnEndpointBytes(url: string, method: DescMethodUnary, requestFrame: Buffer, ctx: CallContext): Promise<Answer>;
   /** Endpoint URLs with their health, for status pages and logs. */
   endpoints(): Array<{ url: string; up: boolean; current: boolean }>;
   /** etcd's Status from every endpoint at once, each with its own outcome (dashboards, MoveLeader). */
@@ -105,7 +106,7 @@ export abstract class UpstreamBase implements Upstream {
     requestFrame: Buffer,
     ctx: CallContext,
     safeToRepeat: () => boolean,
-  ): Promise<Buffer>;
+  ): Promise<Answer>;
   abstract serverStreamBytes(
     method: DescMethodServerStreaming,
     requestFrame: Buffer,
@@ -117,13 +118,13 @@ export abstract class UpstreamBase implements Upstream {
     requestFrames: AsyncIterable<Uint8Array>,
     ctx: CallContext,
   ): AsyncIterable<Buffer>;
-  abstract unaryOnLeaderBytes(method: DescMethodUnary, requestFrame: Buffer, ctx: CallContext): Promise<Buffer>;
+  abstract unaryOnLeaderBytes(method: DescMethodUnary, requestFrame: Buffer, ctx: CallContext): Promise<Answer>;
   abstract unaryOnEndpointBytes(
     url: string,
     method: DescMethodUnary,
     requestFrame: Buffer,
     ctx: CallContext,
-  ): Promise<Buffer>;
+  ): Promise<Answer>;
   abstract endpoints(): Array<{ url: string; up: boolean; current: boolean }>;
   abstract statusOfEach(ctx: CallContext): Promise<EndpointStatus[]>;
   abstract close(): void;
@@ -134,7 +135,7 @@ export abstract class UpstreamBase implements Upstream {
     ctx: CallContext,
   ): Promise<MessageShape<O>> {
     const { requestFrame, safe } = framed(method, request);
-    return fromBinary(method.output, await this.unaryBytes(method, requestFrame, ctx, () => safe));
+    return fromBinary(method.output, await wholeAnswer(await this.unaryBytes(method, requestFrame, ctx, () => safe)));
   }
 
   async *serverStream<I extends DescMessage, O extends DescMessage>(
@@ -162,7 +163,7 @@ export abstract class UpstreamBase implements Upstream {
     ctx: CallContext,
   ): Promise<MessageShape<O>> {
     const { requestFrame } = framed(method, request);
-    return fromBinary(method.output, await this.unaryOnLeaderBytes(method, requestFrame, ctx));
+    return fromBinary(method.output, await wholeAnswer(await this.unaryOnLeaderBytes(method, requestFrame, ctx)));
   }
 
   async unaryOnEndpoint<I extends DescMessage, O extends DescMessage>(
@@ -172,7 +173,10 @@ export abstract class UpstreamBase implements Upstream {
     ctx: CallContext,
   ): Promise<MessageShape<O>> {
     const { requestFrame } = framed(method, request);
-    return fromBinary(method.output, await this.unaryOnEndpointBytes(url, method, requestFrame, ctx));
+    return fromBinary(
+      method.output,
+      await wholeAnswer(await this.unaryOnEndpointBytes(url, method, requestFrame, ctx)),
+    );
   }
 }
 
@@ -186,7 +190,7 @@ export abstract class UpstreamDecorator extends UpstreamBase {
     super();
   }
 
-  unaryBytes(method: DescMethodUnary, requestFrame: Buffer, ctx: CallContext, safe: () => boolean): Promise<Buffer> {
+  unaryBytes(method: DescMethodUnary, requestFrame: Buffer, ctx: CallContext, safe: () => boolean): Promise<Answer> {
     return this.inner.unaryBytes(method, requestFrame, ctx, safe);
   }
 
@@ -207,11 +211,11 @@ export abstract class UpstreamDecorator extends UpstreamBase {
     return this.inner.bidiStreamBytes(method, requestFrames, ctx);
   }
 
-  unaryOnLeaderBytes(method: DescMethodUnary, requestFrame: Buffer, ctx: CallContext): Promise<Buffer> {
+  unaryOnLeaderBytes(method: DescMethodUnary, requestFrame: Buffer, ctx: CallContext): Promise<Answer> {
     return this.inner.unaryOnLeaderBytes(method, requestFrame, ctx);
   }
 
-  unaryOnEndpointBytes(url: string, method: DescMethodUnary, requestFrame: Buffer, ctx: CallContext): Promise<Buffer> {
+  unaryOnEndpointBytes(url: string, method: DescMethodUnary, requestFrame: Buffer, ctx: CallContext): Promise<Answer> {
     return this.inner.unaryOnEndpointBytes(url, method, requestFrame, ctx);
   }
 

@@ -7,6 +7,12 @@
 export interface AnswerGate {
   /** May `bytes` more of an answer come in now? When not, ask `whenOpen`. */
   admit(bytes: number): boolean;
+  /**
+   * May `bytes` more come in ahead of their arrival (a window's growth)?
+   * Only while the client keeps up: a slow client's calls keep small
+   * windows, so many of them waiting hold little.
+   */
+  admitAhead(bytes: number): boolean;
   /** A call's admitted bytes were delivered or dropped. */
   settle(bytes: number): void;
   /**

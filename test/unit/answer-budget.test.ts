@@ -27,6 +27,16 @@ describe("AnswerBudget", () => {
     assert.equal(gate.admit(1), false, "admitted and queued together count");
   });
 
+  it("admits growth ahead of arrival only while the client keeps up", () => {
+    const { state, gate } = budget(800);
+    assert.equal(gate.admitAhead(50), true, "nothing queued");
+    state.queued = 100;
+    assert.equal(gate.admitAhead(50), true, "an eighth of the limit queued");
+    state.queued = 101;
+    assert.equal(gate.admitAhead(1), false, "more queued: the client is slow");
+    assert.equal(gate.admit(1), true, "bytes that arrived are still admitted");
+  });
+
   it("wakes the waiting calls once answers are settled or the client drains, not before", () => {
     const { state, gate } = budget();
     gate.admit(100);

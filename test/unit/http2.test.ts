@@ -9,6 +9,7 @@ import { after, before, describe, it } from "node:test";
 import { H2ClientConnection, type H2ClientStream } from "../../src/http2/client.js";
 import { encodeHeaders } from "../../src/http2/hpack.js";
 import { H2ServerConnection, type H2Stream } from "../../src/http2/server.js";
+import { ReadLoan } from "../../src/http2/read-loan.js";
 import { attacker, END_HEADERS, frame, grpcRequestBlock, sleep, T } from "../helpers/h2-attacker.js";
 
 const BIG = Buffer.alloc(3 << 20, 7); // far beyond every default flow-control window
@@ -288,6 +289,112 @@ describe("own HTTP/2 server, after its GOAWAY", () => {
     } finally {
       a.destroy();
       server.close();
+    }
+  });
+});
+
+describe("own HTTP/2 server, writing views it was lent", () => {
+  /** Reads of 256 KiB, each a different pattern, through one buffer reused unless a write kept it. */
+  const READS = 64;
+  const READ_BYTES = 256 << 10;
+  const FRAME_BYTES = 16 << 10;
+  const pattern = (read: number, at: number) => (read * 131 + at * 7) & 0xff;
+  const expected = Buffer.alloc(READS * READ_BYTES);
+  for (let r = 0; r < READS; r++) for (let i = 0; i < READ_BYTES; i++) expected[r * READ_BYTES + i] = pattern(r, i);
+
+  let server: net.Server;
+  let port: number;
+  let keptReads = 0;
+  const open: H2ServerConnection[] = [];
+
+  before(async () => {
+    server = net.createServer((socket) => {
+      const connection = new H2ServerConnection(socket, {
+        maxConcurrentStreams: 10,
+        onStream: (stream) => {
+          stream.respond(encodeHeaders([[":status", 200]]));
+          let reused = Buffer.alloc(READ_BYTES);
+          let read = 0;
+          const next = () => {
+            if (read === READS || stream.closed) return stream.end(encodeHeaders([["x-done", "1"]]));
+            expected.copy(reused, 0, read * READ_BYTES, (read + 1) * READ_BYTES);
+            const loan = new ReadLoan(reused.buffer);
+            for (let at = 0; at < READ_BYTES; at += FRAME_BYTES)
+              stream.write(reused.subarray(at, at + FRAME_BYTES), loan);
+            if (loan.settle())
+              reused.fill(0xee); // the next read overwrites it
+            else {
+              keptReads++;
+              reused = Buffer.alloc(READ_BYTES); // a write still points into it: read into a new one
+            }
+            read++;
+            setImmediate(next);
+          };
+          next();
+        },
+      });
+      open.push(connection);
+    });
+    server.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    port = (server.address() as AddressInfo).port;
+  });
+  after(() => {
+    server.close();
+    for (const connection of open) connection.destroy();
+  });
+
+  const fetch = (session: http2.ClientHttp2Session) =>
+    new Promise<Buffer>((resolve, reject) => {
+      const req = session.request({ ":method": "GET", ":path": "/" });
+      const chunks: Buffer[] = [];
+      req.on("data", (c: Buffer) => chunks.push(c));
+      req.on("end", () => resolve(Buffer.concat(chunks)));
+      req.on("error", reject);
+      req.end();
+    });
+
+  it("copies what the client's window holds back: a 64 KiB window gets every byte as it was lent", async () => {
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    try {
+      const body = await fetch(session);
+      assert.ok(body.equals(expected), "the body equals what was lent, though the lender scribbled over it");
+    } finally {
+      session.destroy();
+    }
+  });
+
+  it("gives the buffer up when the socket cannot take a write at once (a client that stops reading)", async () => {
+    // A relay that reads nothing from the server for a while: the server's socket backs up.
+    let stalled = true;
+    const relay = net.createServer((client) => {
+      const upstream = net.connect(port, "127.0.0.1");
+      client.pipe(upstream);
+      upstream.pause();
+      setTimeout(() => {
+        stalled = false;
+        upstream.resume();
+      }, 400);
+      upstream.on("data", (d) => client.write(d));
+      upstream.on("end", () => client.end());
+      for (const socket of [client, upstream]) socket.on("error", () => {});
+      client.on("close", () => upstream.destroy());
+    });
+    relay.listen(0, "127.0.0.1");
+    await once(relay, "listening");
+    const session = http2.connect(`http://127.0.0.1:${(relay.address() as AddressInfo).port}`, {
+      settings: { initialWindowSize: 32 << 20 },
+    });
+    session.on("connect", () => session.setLocalWindowSize(64 << 20));
+    const before = keptReads;
+    try {
+      const body = await fetch(session);
+      assert.equal(stalled, false);
+      assert.ok(keptReads > before, "some write was still in flight when its read was done");
+      assert.ok(body.equals(expected), "the body equals what was lent");
+    } finally {
+      session.destroy();
+      relay.close();
     }
   });
 });

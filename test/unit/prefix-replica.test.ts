@@ -23,6 +23,7 @@ import { ANONYMOUS } from "../../src/upstream/proxy-identity.js";
 import { WatchHub } from "../../src/watch/watch-hub.js";
 import { seededRandom } from "../helpers/random.js";
 import { FakeEtcd } from "./fake-etcd.js";
+import { wholeAnswer } from "../../src/upstream/answer.js";
 
 const b = (s: string) => Buffer.from(s, "latin1");
 const s = (u: Uint8Array) => Buffer.from(u).toString("latin1");
@@ -105,6 +106,7 @@ describe("PrefixReplica and ReplicaUpstream", () => {
             reads.push(
               upstream
                 .unaryBytes(KV.method.range, frame(toBinary(RangeRequestSchema, request)), ctx, () => true)
+                .then(wholeAnswer)
                 .then((bytes) => {
                   const answer: RangeResponse = fromBinary(RangeResponseSchema, bytes);
                   const at = answer.header!.revision;

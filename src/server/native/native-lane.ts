@@ -22,6 +22,7 @@ import { ErrorCode } from "../../http2/frames.js";
 import { encodeHeaders } from "../../http2/hpack.js";
 import type { EtcdLine } from "../../upstream/etcd-http.js";
 import type { H2Stream } from "../../http2/server.js";
+import { ArrivingAnswer, type Answer } from "../../upstream/answer.js";
 
 /**
  * The native gRPC fast lane: calls with `content-type: application/grpc` over
@@ -150,16 +151,16 @@ function serveUnary(stream: H2Stream, route: Extract<Rpc, { kind: "unary" }>, op
       return fail(err as FrameError);
     }
     callOf(stream).record?.received();
-    let answer: Uint8Array | Promise<Uint8Array>;
+    let answer: Answer | Promise<Answer>;
     try {
       answer = handle(body, payload, route, ctx);
     } catch (err) {
       return endWithError(stream, err, options);
     }
-    if (answer instanceof Uint8Array) respond(stream, answer);
+    if (!(answer instanceof Promise)) respond(stream, answer, options);
     else
       answer.then(
-        (response) => respond(stream, response),
+        (response) => respond(stream, response, options),
         (err) => endWithError(stream, err, options),
       );
   };
@@ -175,7 +176,7 @@ function handle(
   payload: Buffer,
   route: Extract<Rpc, { kind: "unary" }>,
   ctx: CallContext,
-): Uint8Array | Promise<Uint8Array> {
+): Answer | Promise<Answer> {
   const { method, handler } = route;
   if (route.bytes) return route.bytes(payload, body, ctx);
   return handler(decodeRequest(method, payload), ctx).then((response) =>
@@ -259,11 +260,37 @@ const OK_HEADER_BLOCK = encodeHeaders(OK_HEADERS);
 const OK_TRAILER_BLOCK = encodeHeaders([["grpc-status", "0"]]);
 const OK_TRAILERS_ONLY_BLOCK = encodeHeaders([...OK_HEADERS, ["grpc-status", "0"]]);
 
-function respond(stream: H2Stream, message: Uint8Array): void {
+function respond(stream: H2Stream, message: Answer, options: NativeLaneOptions): void {
+  if (message instanceof ArrivingAnswer) return relay(stream, message, options);
   if (stream.headersSent || stream.closed) return;
   callOf(stream).record?.sent();
   finish(stream, GRPC_OK);
   stream.respondWhole(OK_HEADER_BLOCK, [messagePrefix(message.length), message], OK_TRAILER_BLOCK);
+}
+
+/**
+ * A large answer passed on as it arrives: the headers and the message's
+ * prefix at once, then its bytes as etcd sends them (views of the
+ * upstream's reads, lent until each read is done: see ReadLoan), then
+ * etcd's status. The upstream paces it to what the client reads.
+ */
+function relay(stream: H2Stream, answer: ArrivingAnswer, options: NativeLaneOptions): void {
+  if (stream.headersSent || stream.closed) return answer.discard();
+  stream.respond(OK_HEADER_BLOCK);
+  stream.write(messagePrefix(answer.length));
+  answer.relay({
+    piece: (bytes, loan) => void stream.write(bytes, loan),
+    end(error) {
+      if (error) {
+        // The message cannot be completed: what of it is still queued is
+        // dropped, so the status reaches even a client that does not read.
+        stream.dropQueued();
+        return endWithError(stream, error, options);
+      }
+      callOf(stream).record?.sent();
+      endOk(stream);
+    },
+  });
 }
 
 /**
