@@ -1,6 +1,7 @@
 // npm run robustness -- [--target HOST:PORT[,HOST:PORT] --etcd HOST:PORT[,HOST:PORT]]
 //                       [--modes etcd,plain,namespace,ordering,leasing,consistent] [--faults none,kill-in-use,...]
 //                       [--traffic etcd|kubernetes|both] [--seconds N] [--clients N] [--seed N] [--runs N]
+//                       [--value-bytes N]
 //                       [--reads-may-lag] [--dump DIR]
 //
 // Runs the robustness suite's traffic and checks every history: the KV
@@ -31,6 +32,7 @@ const { values } = parseArgs({
     traffic: { type: "string", default: "both" },
     seconds: { type: "string", default: "20" },
     clients: { type: "string", default: "8" },
+    "value-bytes": { type: "string", default: "0" },
     seed: { type: "string" },
     runs: { type: "string", default: "1" },
     "reads-may-lag": { type: "boolean", default: false },
@@ -45,6 +47,8 @@ const modes = listOf(values.modes, MODES, "modes");
 const faults = listOf(values.faults, ["none", ...FAULT_NAMES] as const, "faults");
 const seconds = positive("seconds");
 const clients = positive("clients");
+const valueBytes = Number(values["value-bytes"]);
+if (!Number.isInteger(valueBytes) || valueBytes < 0) fail("--value-bytes must be a whole number");
 const runs = positive("runs");
 if (values.dump) mkdirSync(values.dump, { recursive: true });
 
@@ -60,7 +64,7 @@ async function run(target: Target, etcd: Parameters<typeof runOn>[1], version: s
       const dumpTo = values.dump ? join(values.dump, `run-${n}.json`) : undefined;
       n++;
       const began = performance.now();
-      const report = await runOn(target, etcd, { traffic, seconds, clients, seed, fault, dumpTo });
+      const report = await runOn(target, etcd, { traffic, seconds, clients, valueBytes, seed, fault, dumpTo });
       const found = problems(report, target, version);
       reports.push({ report, problems: found });
       const took = `${((performance.now() - began) / 1000).toFixed(0)} s`;

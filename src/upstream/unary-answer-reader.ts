@@ -15,7 +15,8 @@ const HEAD_BYTES = 1024;
  * Bytes after the message are ignored, as a unary call takes one message.
  */
 export class UnaryAnswerReader {
-  private readonly prefix = Buffer.alloc(PREFIX_BYTES);
+  /** The prefix, when it comes split across chunks. */
+  private prefix: Buffer | undefined;
   private prefixHave = 0;
   /** The message's length, once its prefix is in. */
   private length = -1;
@@ -35,11 +36,17 @@ export class UnaryAnswerReader {
   push(chunk: Buffer, loan: ReadLoan | undefined): ArrivingAnswer | undefined {
     let at = 0;
     if (this.length < 0) {
-      at = Math.min(chunk.length, PREFIX_BYTES - this.prefixHave);
-      chunk.copy(this.prefix, this.prefixHave, 0, at);
-      this.prefixHave += at;
-      if (this.prefixHave < PREFIX_BYTES) return undefined;
-      this.start(this.prefix.readUInt32BE(1));
+      if (this.prefixHave === 0 && chunk.length >= PREFIX_BYTES) {
+        at = PREFIX_BYTES; // the usual case: read where it lies
+        this.start(chunk[0]!, chunk.readUInt32BE(1));
+      } else {
+        const prefix = (this.prefix ??= Buffer.alloc(PREFIX_BYTES));
+        at = Math.min(chunk.length, PREFIX_BYTES - this.prefixHave);
+        chunk.copy(prefix, this.prefixHave, 0, at);
+        this.prefixHave += at;
+        if (this.prefixHave < PREFIX_BYTES) return undefined;
+        this.start(prefix[0]!, prefix.readUInt32BE(1));
+      }
     }
     const n = Math.min(chunk.length - at, this.length - this.received);
     if (n <= 0) return undefined;
@@ -76,8 +83,8 @@ export class UnaryAnswerReader {
     return error ?? this.small!;
   }
 
-  private start(length: number): void {
-    if (this.prefix[0]! & 1)
+  private start(flags: number, length: number): void {
+    if (flags & 1)
       throw new FrameError("compressed messages are not supported without grpc-encoding", Code.Unimplemented);
     if (length > this.maxMessageBytes) {
       throw new FrameError(

@@ -31,6 +31,8 @@ export interface RunOptions {
   traffic: "etcd" | "kubernetes";
   seconds: number;
   clients?: number;
+  /** Values padded to this length (see TrafficOptions). */
+  valueBytes?: number;
   seed?: number;
   /**
    * Linearizable reads may carry an older revision than their answer's
@@ -97,6 +99,7 @@ export async function runRobustness(options: RunOptions): Promise<RunReport> {
         leaseBase: (seed % 1_000_000) * 1000 + 1,
         seed,
         serializableReads: options.serializableReads ?? true,
+        valueBytes: options.valueBytes,
       }),
       options.during?.(slow),
     ]);

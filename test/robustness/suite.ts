@@ -12,6 +12,7 @@ export interface SuiteRun {
   traffic: "etcd" | "kubernetes";
   seconds: number;
   clients?: number;
+  valueBytes?: number;
   seed?: number;
   fault?: FaultName;
   dumpTo?: string;
@@ -36,6 +37,7 @@ export function runOn(
     traffic: run.traffic,
     seconds: run.seconds,
     clients: run.clients,
+    valueBytes: run.valueBytes,
     seed: run.seed,
     dumpTo: run.dumpTo,
     during:

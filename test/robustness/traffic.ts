@@ -26,6 +26,8 @@ export interface TrafficOptions {
   seed: number;
   /** Some reads are serializable. */
   serializableReads: boolean;
+  /** Values are padded to this length (0: none), so that reads of many keys are large answers, relayed as they arrive. */
+  valueBytes?: number;
   /** Stops the traffic early. */
   signal?: AbortSignal;
 }
@@ -69,6 +71,7 @@ export async function runTraffic(options: TrafficOptions): Promise<TrafficHistor
       try {
         while (performance.now() < deadline && !options.signal?.aborted) {
           const choice = chooseRequest(random, client, n++, knownMod, grantedLeases, () => nextLease++);
+          if ("value" in choice && options.valueBytes) choice.value = choice.value.padEnd(options.valueBytes, ".");
           if (choice.type === "serializable" && options.serializableReads) {
             const { key, end } = choice;
             const call = performance.now();
