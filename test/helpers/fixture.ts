@@ -1,7 +1,7 @@
 import { after, before } from "node:test";
 import type { RunningProxy } from "../../src/main.js";
 import { startEtcd, type EtcdCluster, type EtcdMember } from "./etcd.js";
-import { EtcdGrpcClient } from "./grpc-client.js";
+import { EtcdGrpcClient, UNLIMITED } from "./grpc-client.js";
 import { startTestProxy } from "./proxy.js";
 
 /** A real etcd cluster, the proxy in front of it, and gRPC clients for both. */
@@ -32,12 +32,11 @@ export interface FixtureOptions {
  */
 export function useProxy(size = 1, { proxyArgs = [], etcdArgs = [], setup }: FixtureOptions = {}): ProxyFixture {
   const f = {} as ProxyFixture;
-  const big = { "grpc.max_send_message_length": -1, "grpc.max_receive_message_length": -1 };
   before(async () => {
     f.etcd = await startEtcd(size, undefined, etcdArgs);
     f.proxy = await startTestProxy(f.etcd.endpoints, proxyArgs);
-    f.client = new EtcdGrpcClient(f.proxy.address, undefined, big);
-    f.direct = new EtcdGrpcClient(f.etcd.members[0]!.endpoint, undefined, big);
+    f.client = new EtcdGrpcClient(f.proxy.address, undefined, UNLIMITED);
+    f.direct = new EtcdGrpcClient(f.etcd.members[0]!.endpoint, undefined, UNLIMITED);
     await setup?.(f);
   });
   after(async () => {

@@ -27,6 +27,12 @@ export interface GrpcError extends Error {
   details: string;
 }
 
+/** Channel options without gRPC's 4 MiB limit on messages (etcd's answers may be larger). */
+export const UNLIMITED: grpc.ChannelOptions = {
+  "grpc.max_receive_message_length": -1,
+  "grpc.max_send_message_length": -1,
+};
+
 export class EtcdGrpcClient {
   private readonly clients = new Map<string, grpc.Client>();
 

@@ -8,7 +8,7 @@
 import type { Operation } from "./linearizability.js";
 import type { EtcdRequest, EtcdResponse, KeyValue } from "./etcd-model.js";
 import type { SerializableRead } from "./serializable-reads.js";
-import { EtcdGrpcClient, type GrpcError } from "../helpers/grpc-client.js";
+import { EtcdGrpcClient, UNLIMITED, type GrpcError } from "../helpers/grpc-client.js";
 import { seededRandom } from "../helpers/random.js";
 
 export type Recorded = Operation<EtcdRequest, EtcdResponse>;
@@ -64,7 +64,7 @@ export async function runTraffic(options: TrafficOptions): Promise<TrafficHistor
   const grantedLeases: number[] = [];
   await Promise.all(
     Array.from({ length: options.clients }, async (_, client) => {
-      const etcd = new EtcdGrpcClient(options.targets[client % options.targets.length]!);
+      const etcd = new EtcdGrpcClient(options.targets[client % options.targets.length]!, undefined, UNLIMITED);
       const random = seededRandom(options.seed * 1000 + client);
       const knownMod = new Map<string, number>();
       let n = 0;

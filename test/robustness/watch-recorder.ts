@@ -7,7 +7,7 @@
 import type { ClientDuplexStream } from "@grpc/grpc-js";
 import type { RawKv } from "./traffic.js";
 import type { WatchResponseShape, WatchedEvent } from "./watch-validation.js";
-import { EtcdGrpcClient } from "../helpers/grpc-client.js";
+import { EtcdGrpcClient, UNLIMITED } from "../helpers/grpc-client.js";
 
 export interface WatchOptions {
   /** Watches [prefix, prefix's end); events' keys are kept without it. */
@@ -39,7 +39,8 @@ const RESUME_AFTER_MS = 100;
 
 /** Watches through targets[0]; each resume goes to the next target, round the list. */
 export function recordWatch(targets: readonly string[], options: WatchOptions): RecordedWatch {
-  const clients = targets.map((t) => new EtcdGrpcClient(t));
+  // No size limit: a member back from a freeze may send megabytes of padded values in one response.
+  const clients = targets.map((t) => new EtcdGrpcClient(t, undefined, UNLIMITED));
   let opened = 0;
   const responses: WatchResponseShape[] = [];
   const strip = options.everything ? 0 : options.prefix.length;
