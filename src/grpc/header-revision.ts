@@ -6,12 +6,7 @@ import { bytesField, firstBytesField, int64Field } from "./scan.js";
  * range answer can be megabytes of keys. 0 when absent or unreadable.
  */
 export function headerRevision(message: Uint8Array): bigint {
-  try {
-    const header = bytesField(message, 1);
-    return header ? int64Field(header, 3) : 0n;
-  } catch {
-    return 0n;
-  }
+  return revisionIn(message, bytesField);
 }
 
 /**
@@ -19,8 +14,15 @@ export function headerRevision(message: Uint8Array): bigint {
  * first): for an answer that is still arriving. 0 when it is not there.
  */
 export function leadingHeaderRevision(head: Uint8Array): bigint {
+  return revisionIn(head, firstBytesField);
+}
+
+function revisionIn(
+  message: Uint8Array,
+  field: (message: Uint8Array, field: number) => Uint8Array | undefined,
+): bigint {
   try {
-    const header = firstBytesField(head, 1);
+    const header = field(message, 1);
     return header ? int64Field(header, 3) : 0n;
   } catch {
     return 0n;

@@ -12,7 +12,8 @@ export interface Borrower {
 }
 
 export class ReadLoan {
-  private borrowers: Borrower[] = [];
+  /** Made on the first borrow: most reads lend nothing past their frames. */
+  private borrowers: Borrower[] | undefined;
   private settled = false;
 
   /** `memory`: the reused buffer's memory; a view is lent when it lies in it. */
@@ -29,7 +30,8 @@ export class ReadLoan {
    */
   borrow(borrower: Borrower): boolean {
     if (this.settled) return false;
-    if (!this.borrowers.includes(borrower)) this.borrowers.push(borrower);
+    if (!this.borrowers) this.borrowers = [borrower];
+    else if (!this.borrowers.includes(borrower)) this.borrowers.push(borrower);
     return true;
   }
 
@@ -37,8 +39,8 @@ export class ReadLoan {
   settle(): boolean {
     this.settled = true;
     let free = true;
-    for (const borrower of this.borrowers) if (!borrower.release(this)) free = false;
-    this.borrowers = [];
+    for (const borrower of this.borrowers ?? []) if (!borrower.release(this)) free = false;
+    this.borrowers = undefined;
     return free;
   }
 }

@@ -9,6 +9,7 @@ import type { Operation } from "./linearizability.js";
 import type { EtcdRequest, EtcdResponse, KeyValue } from "./etcd-model.js";
 import type { SerializableRead } from "./serializable-reads.js";
 import { EtcdGrpcClient, UNLIMITED, type GrpcError } from "../helpers/grpc-client.js";
+import { padValue, unpadValue } from "./padding.js";
 import { seededRandom } from "../helpers/random.js";
 
 export type Recorded = Operation<EtcdRequest, EtcdResponse>;
@@ -71,7 +72,6 @@ export async function runTraffic(options: TrafficOptions): Promise<TrafficHistor
       try {
         while (performance.now() < deadline && !options.signal?.aborted) {
           const choice = chooseRequest(random, client, n++, knownMod, grantedLeases, () => nextLease++);
-          if ("value" in choice && options.valueBytes) choice.value = choice.value.padEnd(options.valueBytes, ".");
           if (choice.type === "serializable" && options.serializableReads) {
             const { key, end } = choice;
             const call = performance.now();
@@ -82,7 +82,7 @@ export async function runTraffic(options: TrafficOptions): Promise<TrafficHistor
           const request: EtcdRequest = choice.type === "serializable" ? { ...choice, type: "range" } : choice;
           const op: Recorded = { client, input: request, call: performance.now(), return: Infinity, output: undefined };
           try {
-            op.output = await send(etcd, options.prefix, request);
+            op.output = await send(etcd, options.prefix, request, options.valueBytes ?? 0);
             op.return = performance.now();
             if (op.output.type === "range") for (const kv of op.output.kvs) knownMod.set(kv.key, kv.modRevision);
             if (request.type === "grant" && op.output.type === "grant") grantedLeases.push(request.lease);
@@ -145,8 +145,14 @@ async function readSerializable(
   return { revision, kvs: (r.kvs as RawKv[]).map((kv) => keyValue(kv, prefix)) };
 }
 
-async function send(etcd: EtcdGrpcClient, prefix: string, request: EtcdRequest): Promise<EtcdResponse> {
+async function send(
+  etcd: EtcdGrpcClient,
+  prefix: string,
+  request: EtcdRequest,
+  valueBytes: number,
+): Promise<EtcdResponse> {
   const full = (k: string) => Buffer.from(prefix + k);
+  const value = (bare: string) => Buffer.from(padValue(bare, valueBytes));
   const revisionOf = (r: Record<string, unknown>) => Number((r.header as { revision: string }).revision);
   switch (request.type) {
     case "range": {
@@ -159,7 +165,7 @@ async function send(etcd: EtcdGrpcClient, prefix: string, request: EtcdRequest):
     case "put": {
       const r = await etcd.unary("KV", "Put", {
         key: full(request.key),
-        value: Buffer.from(request.value),
+        value: value(request.value),
         lease: request.lease ?? 0,
       });
       return { type: "put", revision: revisionOf(r) };
@@ -171,7 +177,7 @@ async function send(etcd: EtcdGrpcClient, prefix: string, request: EtcdRequest):
     case "txn": {
       const r = await etcd.unary("KV", "Txn", {
         compare: [{ key: full(request.key), target: "MOD", result: "EQUAL", mod_revision: request.modRevision }],
-        success: [{ request_put: { key: full(request.key), value: Buffer.from(request.value) } }],
+        success: [{ request_put: { key: full(request.key), value: value(request.value) } }],
         failure: [{ request_range: { key: full(request.key) } }],
       });
       return { type: "txn", revision: revisionOf(r), succeeded: Boolean(r.succeeded) };
@@ -200,7 +206,7 @@ export interface RawKv {
 export function keyValue(kv: RawKv, prefix: string): { key: string } & KeyValue {
   return {
     key: kv.key.toString().slice(prefix.length),
-    value: kv.value.toString(),
+    value: unpadValue(kv.value.toString()),
     createRevision: Number(kv.create_revision),
     modRevision: Number(kv.mod_revision),
     version: Number(kv.version),

@@ -8,6 +8,7 @@ import type { ClientDuplexStream } from "@grpc/grpc-js";
 import type { RawKv } from "./traffic.js";
 import type { WatchResponseShape, WatchedEvent } from "./watch-validation.js";
 import { EtcdGrpcClient, UNLIMITED } from "../helpers/grpc-client.js";
+import { unpadValue } from "./padding.js";
 
 export interface WatchOptions {
   /** Watches [prefix, prefix's end); events' keys are kept without it. */
@@ -149,8 +150,8 @@ function watchedEvent(e: RawWatchResponse["events"][number], strip: number): Wat
   return {
     type: e.type === "DELETE" || e.type === 1 ? "DELETE" : "PUT",
     key: e.kv.key.toString().slice(strip),
-    value: e.type === "DELETE" ? "" : e.kv.value.toString(),
+    value: e.type === "DELETE" ? "" : unpadValue(e.kv.value.toString()),
     modRevision: Number(e.kv.mod_revision),
-    prevValue: e.prev_kv ? e.prev_kv.value.toString() : undefined,
+    prevValue: e.prev_kv ? unpadValue(e.prev_kv.value.toString()) : undefined,
   };
 }

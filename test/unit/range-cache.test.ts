@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { keyInterval, overlaps } from "../../src/util/key-range.js";
 import { RangeCache } from "../../src/cache/range-cache.js";
-import { headerRevision } from "../../src/grpc/header-revision.js";
+import { headerRevision, leadingHeaderRevision } from "../../src/grpc/header-revision.js";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { RangeResponseSchema } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.js";
 
@@ -124,5 +124,16 @@ describe("header revision", () => {
     });
     assert.equal(headerRevision(toBinary(RangeResponseSchema, r)), 123456789n);
     assert.equal(headerRevision(new Uint8Array(0)), 0n);
+  });
+  it("is read from the first kilobyte of an answer still arriving, where the whole-message reader finds none", () => {
+    const r = create(RangeResponseSchema, {
+      header: { clusterId: 2n ** 63n, memberId: 7n, revision: 987654321n, raftTerm: 4n },
+      kvs: Array.from({ length: 50 }, (_, i) => ({ key: Buffer.from(`k${i}`), value: Buffer.alloc(4000, "v") })),
+      count: 50n,
+    });
+    const head = toBinary(RangeResponseSchema, r).subarray(0, 1024);
+    assert.equal(leadingHeaderRevision(head), 987654321n);
+    assert.equal(headerRevision(head), 0n, "the cut-off key-value is not a well-formed message");
+    assert.equal(leadingHeaderRevision(head.subarray(0, 5)), 0n, "a header cut short");
   });
 });

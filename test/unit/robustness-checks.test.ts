@@ -13,6 +13,7 @@ import { foreseenFailure, type Recorded } from "../robustness/traffic.js";
 import { validateWatch, type TrueHistory } from "../robustness/watch-validation.js";
 import type { RunReport } from "../robustness/runner.js";
 import { problems } from "../robustness/suite.js";
+import { padValue, unpadValue } from "../robustness/padding.js";
 
 const key = fc.constantFrom("a", "b", "c");
 const write: fc.Arbitrary<EtcdRequest> = fc.oneof(
@@ -316,5 +317,33 @@ describe("what etcd itself does under the compaction fault", () => {
       problems(report({ revision: 90, detail: "k1: prev_kv undefined, was 7-12" }), proxy, "3.5.30").length,
       1,
     );
+  });
+});
+
+describe("padded values (--value-bytes)", () => {
+  it("read back bare when intact, and as a value nobody wrote when a byte is lost, changed or borrowed", () => {
+    fc.assert(
+      fc.property(
+        fc.stringMatching(/^[0-9]{1,3}-[0-9]{1,5}$/),
+        fc.stringMatching(/^[0-9]{1,3}-[0-9]{1,5}$/),
+        fc.integer({ min: 64, max: 30_000 }),
+        fc.nat(),
+        (bare, other, bytes, at) => {
+          const padded = padValue(bare, bytes);
+          assert.equal(Buffer.byteLength(padded), bytes);
+          assert.equal(unpadValue(padded), bare);
+          const i = at % bytes;
+          const changed = padded.slice(0, i) + (padded[i] === "x" ? "y" : "x") + padded.slice(i + 1);
+          assert.notEqual(unpadValue(changed), bare, "a changed byte");
+          assert.notEqual(unpadValue(padded.slice(0, i)), bare, "cut short");
+          if (other !== bare) {
+            const mixed = padded.slice(0, i) + padValue(other, bytes).slice(i);
+            if (mixed !== padded) assert.notEqual(unpadValue(mixed), bare, "bytes of another value");
+          }
+        },
+      ),
+    );
+    assert.equal(padValue("1-2", 4), "1-2", "too short to pad: bare");
+    assert.equal(unpadValue("1-2"), "1-2");
   });
 });
