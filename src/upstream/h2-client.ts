@@ -402,13 +402,6 @@ function rootCause(err: Error | undefined): Error | undefined {
 }
 
 /**
- * Lets an answer's bytes into the upstream stream's window only as the
- * client's gate admits them: etcd sends the rest once the client reads.
- * The upstream connection's window is credited as bytes arrive, so a
- * client that never reads stalls only its own calls, never other clients'.
- * Returns what to call with each chunk's size.
- */
-/**
  * The read buffer of a plain-TCP connection to etcd, one per connection.
  * Four times node's own 64 KiB: a 1 MB answer takes 7 reads instead of 18,
  * and the WINDOW_UPDATEs its frames earn leave in 6 writes instead of 8
@@ -417,13 +410,21 @@ function rootCause(err: Error | undefined): Error | undefined {
  */
 const READ_BUFFER_BYTES = 256 << 10;
 
+/**
+ * Lets an answer's bytes into the upstream stream's window only as the
+ * client's gate admits them: etcd sends the rest once the client reads.
+ * The upstream connection's window is credited as bytes arrive, so a
+ * client that never reads stalls only its own calls, never other clients'.
+ * Returns what to call with each chunk's size as it arrives, and with the
+ * bytes a relayed answer passed on to the client.
+ */
 function paceAnswer(
   stream: H2ClientStream,
   gate: AnswerGate,
   refused: () => void,
 ): { arrived(bytes: number): void; delivered(bytes: number): void } {
   stream.flow = "paced";
-  /** Admitted by the gate (on arrival, or in advance), settled at close. */
+  /** Admitted by the gate (on arrival, or in advance); settled once passed on to the client, or at close. */
   let admitted = 0;
   /** Arrived and not yet admitted. */
   let pending = 0;
