@@ -8,6 +8,7 @@ import {
   type TxnRequestSchema,
 } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
 import { decodeRequest } from "../grpc/decode.js";
+import { messageBytesField, requestMessage, type RequestFrame } from "../grpc/request-frame.js";
 import type { Metrics } from "../metrics.js";
 import type { ProxyIdentity } from "../upstream/proxy-identity.js";
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -230,6 +231,21 @@ function cacheId(ctx: CallContext, r: RangeRequest): string {
 
 export function putTouches(request: MessageShape<typeof PutRequestSchema>): KeyInterval[] {
   return [keyInterval(request.key, new Uint8Array(0))];
+}
+
+/** PutRequest's `key`. */
+const PUT_KEY_FIELD = 1;
+
+/** What a Put touches, read from its frame: a 1 MiB value is neither joined nor decoded. */
+export function putFrameTouches(requestFrame: RequestFrame): KeyInterval[] {
+  let key: Uint8Array | undefined;
+  try {
+    key = messageBytesField(requestFrame, PUT_KEY_FIELD);
+  } catch {
+    // Bytes that are not a Put: decoding them throws etcd's own refusal.
+    key = decodeRequest(KV.method.put, requestMessage(requestFrame)).key;
+  }
+  return [keyInterval(key ?? new Uint8Array(0), new Uint8Array(0))];
 }
 
 export function deleteTouches(request: MessageShape<typeof DeleteRangeRequestSchema>): KeyInterval[] {

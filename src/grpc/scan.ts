@@ -124,3 +124,97 @@ function readVarint(bytes: Uint8Array): void {
   }
   throw new Error("varint longer than 10 bytes");
 }
+
+/**
+ * bytesField over a message held in pieces (a gathered request), starting
+ * `from` bytes into the first, without joining them: the value found is
+ * copied only when it spans pieces.
+ */
+export function bytesFieldOfPieces(pieces: readonly Uint8Array[], from: number, field: number): Uint8Array | undefined {
+  const cursor = new PieceCursor(pieces, from);
+  let value: Uint8Array | undefined;
+  while (!cursor.atEnd()) {
+    const tag = cursor.varint();
+    const number = Math.floor(tag / 8);
+    if (number === 0) throw new Error("illegal field number 0");
+    switch (tag % 8) {
+      case WIRE_VARINT:
+        cursor.varint();
+        break;
+      case WIRE_FIXED64:
+        cursor.skip(8);
+        break;
+      case WIRE_LENGTH: {
+        const length = cursor.varint();
+        if (number === field) value = cursor.take(length);
+        else cursor.skip(length);
+        break;
+      }
+      case WIRE_FIXED32:
+        cursor.skip(4);
+        break;
+      default:
+        throw new Error(`unsupported wire type ${tag % 8}`);
+    }
+  }
+  return value;
+}
+
+/** A reading position in bytes held as consecutive pieces. */
+class PieceCursor {
+  private piece = 0;
+
+  constructor(
+    private readonly pieces: readonly Uint8Array[],
+    private offset: number,
+  ) {}
+
+  atEnd(): boolean {
+    while (this.piece < this.pieces.length && this.offset >= this.pieces[this.piece]!.length) {
+      this.offset -= this.pieces[this.piece]!.length;
+      this.piece++;
+    }
+    return this.piece >= this.pieces.length;
+  }
+
+  /** A varint's value as a number: exact up to 2^53, which is more than any tag or length here. */
+  varint(): number {
+    let value = 0;
+    for (let shift = 0; shift < 70; shift += 7) {
+      if (this.atEnd()) throw new Error("premature EOF");
+      const b = this.pieces[this.piece]![this.offset++]!;
+      value += (b & 0x7f) * 2 ** shift;
+      if (b < 0x80) return value;
+    }
+    throw new Error("varint longer than 10 bytes");
+  }
+
+  skip(n: number): void {
+    this.offset += n;
+    if (n > 0 && this.atEnd() && this.offset > 0) throw new Error("premature EOF");
+  }
+
+  /** The next `n` bytes: a view when they lie in one piece, else a copy. */
+  take(n: number): Uint8Array {
+    if (n === 0 || this.atEnd()) {
+      if (n > 0) throw new Error("premature EOF");
+      return new Uint8Array(0);
+    }
+    const current = this.pieces[this.piece]!;
+    if (this.offset + n <= current.length) {
+      const view = current.subarray(this.offset, this.offset + n);
+      this.offset += n;
+      return view;
+    }
+    const out = new Uint8Array(n);
+    for (let filled = 0; filled < n;) {
+      if (this.atEnd()) throw new Error("premature EOF");
+      const source = this.pieces[this.piece]!;
+      const count = Math.min(n - filled, source.length - this.offset);
+      out.set(source.subarray(this.offset, this.offset + count), filled);
+      filled += count;
+      this.offset += count;
+    }
+    return out;
+  }
+}

@@ -150,25 +150,26 @@ function kept(view: Buffer): Buffer {
 }
 
 /**
- * The one message of a unary request body, or a FrameError with the status
- * grpc-go (and so etcd) gives for the same defect.
+ * The length of the framed message a unary request body of `length` bytes
+ * starts with (`head`: its first PREFIX_BYTES bytes, fewer only if the body
+ * is shorter). Whatever follows that message is ignored, as etcd 3.4 and
+ * 3.5 (their grpc-go) ignore it. Throws a FrameError with the status etcd
+ * gives for a body that holds no whole message.
  */
-export function singleFrame(body: Buffer, maxMessageBytes: number): Buffer {
-  if (body.length < PREFIX_BYTES)
-    throw new FrameError(body.length === 0 ? "grpc: no request message" : "unexpected EOF", Code.Unknown);
-  if (body[0]! & 1)
+export function unaryFrameLength(head: Buffer, length: number, maxMessageBytes: number): number {
+  if (length < PREFIX_BYTES)
+    throw new FrameError(length === 0 ? "grpc: no request message" : "unexpected EOF", Code.Unknown);
+  if (head[0]! & 1)
     throw new FrameError("compressed messages are not supported without grpc-encoding", Code.Unimplemented);
-  const length = body.readUInt32BE(1);
-  if (length > maxMessageBytes) {
+  const messageLength = head.readUInt32BE(1);
+  if (messageLength > maxMessageBytes) {
     throw new FrameError(
-      `grpc: received message larger than max (${length} vs. ${maxMessageBytes})`,
+      `grpc: received message larger than max (${messageLength} vs. ${maxMessageBytes})`,
       Code.ResourceExhausted,
     );
   }
-  if (body.length < PREFIX_BYTES + length) throw new FrameError("unexpected EOF", Code.Unknown);
-  if (body.length > PREFIX_BYTES + length)
-    throw new FrameError("grpc: client streaming protocol violation: want <EOF>", Code.Internal);
-  return body.subarray(PREFIX_BYTES);
+  if (length < PREFIX_BYTES + messageLength) throw new FrameError("unexpected EOF", Code.Unknown);
+  return PREFIX_BYTES + messageLength;
 }
 
 const TIMEOUT_UNITS_MS: Partial<Record<string, number>> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 1e-3, n: 1e-6 };

@@ -20,6 +20,7 @@ import type { KeyValue } from "../gen/etcd/api/mvccpb/kv_pb.js";
 import { Election, type LeaderKey } from "../gen/etcd/api/v3electionpb/v3election_pb.js";
 import { Lock } from "../gen/etcd/api/v3lockpb/v3lock_pb.js";
 import { decodeRequest } from "../grpc/decode.js";
+import { wholeFrame, type RequestFrame } from "../grpc/request-frame.js";
 import { frame, messageOf } from "../grpc/wire.js";
 import { UpstreamDecorator, type Upstream } from "../upstream/upstream.js";
 import { wholeAnswer, type Answer } from "../upstream/answer.js";
@@ -52,14 +53,14 @@ export class NamespacedUpstream extends UpstreamDecorator {
 
   override async unaryBytes(
     method: DescMethodUnary,
-    requestFrame: Buffer,
+    requestFrame: RequestFrame,
     ctx: CallContext,
     safeToRepeat: () => boolean,
   ): Promise<Answer> {
     const t = this.translationOf(method);
     if (!t) return this.inner.unaryBytes(method, requestFrame, ctx, safeToRepeat);
     const answer = await wholeAnswer(
-      await this.inner.unaryBytes(method, translated(method, t, requestFrame), ctx, safeToRepeat),
+      await this.inner.unaryBytes(method, translated(method, t, wholeFrame(requestFrame)), ctx, safeToRepeat),
     );
     return Buffer.from(toBinary(method.output, t.response(fromBinary(method.output, answer))));
   }

@@ -3,7 +3,7 @@ import type { DescMethodUnary } from "@bufbuild/protobuf";
 import type { CallContext } from "../call-context.js";
 import { KV } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
 import { int64Field } from "../grpc/scan.js";
-import { messageOf } from "../grpc/wire.js";
+import { requestMessage, type RequestFrame } from "../grpc/request-frame.js";
 import type { EtcdUpstream } from "../upstream/etcd-upstream.js";
 import { answerRevision, ArrivingAnswer, type Answer } from "../upstream/answer.js";
 import { UpstreamDecorator } from "../upstream/upstream.js";
@@ -40,7 +40,7 @@ export class OrderedUpstream extends UpstreamDecorator {
 
   override unaryBytes(
     method: DescMethodUnary,
-    requestFrame: Buffer,
+    requestFrame: RequestFrame,
     ctx: CallContext,
     safe: () => boolean,
   ): Promise<Answer> {
@@ -48,8 +48,8 @@ export class OrderedUpstream extends UpstreamDecorator {
     return this.orderedRange(requestFrame, ctx);
   }
 
-  private async orderedRange(requestFrame: Buffer, ctx: CallContext): Promise<Answer> {
-    const serializable = int64Field(messageOf(requestFrame), SERIALIZABLE_FIELD) !== 0n;
+  private async orderedRange(requestFrame: RequestFrame, ctx: CallContext): Promise<Answer> {
+    const serializable = int64Field(requestMessage(requestFrame), SERIALIZABLE_FIELD) !== 0n;
     const floor = this.floor;
     const lagging = new Set<string>();
     for (;;) {

@@ -17,7 +17,8 @@ import {
   type RangeRequest,
   type ResponseHeader,
 } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
-import { frame, messageOf } from "../grpc/wire.js";
+import { frame } from "../grpc/wire.js";
+import { requestMessage, type RequestFrame } from "../grpc/request-frame.js";
 import { UpstreamDecorator, type Upstream } from "../upstream/upstream.js";
 import { wholeAnswer, type Answer } from "../upstream/answer.js";
 import { bytesToString, contains, keyInterval } from "../util/key-range.js";
@@ -51,7 +52,7 @@ export class ReplicaUpstream extends UpstreamDecorator {
 
   override async unaryBytes(
     method: DescMethodUnary,
-    requestFrame: Buffer,
+    requestFrame: RequestFrame,
     ctx: CallContext,
     safe: () => boolean,
   ): Promise<Answer> {
@@ -62,9 +63,9 @@ export class ReplicaUpstream extends UpstreamDecorator {
     return this.inner.unaryBytes(method, requestFrame, ctx, safe);
   }
 
-  private async fromReplica(requestFrame: Buffer, ctx: CallContext): Promise<Buffer | undefined> {
+  private async fromReplica(requestFrame: RequestFrame, ctx: CallContext): Promise<Buffer | undefined> {
     let request: RangeRequest;
-    const asked = messageOf(requestFrame);
+    const asked = requestMessage(requestFrame);
     try {
       request = fromBinary(RangeRequestSchema, asked);
     } catch {

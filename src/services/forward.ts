@@ -6,6 +6,8 @@ import type {
 } from "@bufbuild/protobuf";
 import type { Upstream } from "../upstream/upstream.js";
 import { decodeRequest } from "../grpc/decode.js";
+import { requestMessage } from "../grpc/request-frame.js";
+import { messageOf } from "../grpc/wire.js";
 import { isSafeToRepeat, safetyDependsOnRequest } from "../upstream/retry-policy.js";
 import { serverStreamOverBytes, unaryOverBytes, type AsyncBytePath, type ServiceHandlers } from "./handlers.js";
 
@@ -20,9 +22,12 @@ export function forwardUnary<M extends DescMethodUnary>(method: M, upstream: Ups
 
 /** forwardUnary's byte path alone, for handlers that put something in front of it. */
 export function forwardBytes(method: DescMethodUnary, upstream: Upstream): AsyncBytePath {
-  return (payload, requestFrame, ctx) =>
+  return (requestFrame, ctx) =>
     upstream.unaryBytes(method, requestFrame, ctx, () =>
-      isSafeToRepeat(method, safetyDependsOnRequest(method) ? decodeRequest(method, payload) : undefined),
+      isSafeToRepeat(
+        method,
+        safetyDependsOnRequest(method) ? decodeRequest(method, requestMessage(requestFrame)) : undefined,
+      ),
     );
 }
 
@@ -39,11 +44,11 @@ export function forwardAll<S extends DescService>(service: S, upstream: Upstream
         break;
       case "server_streaming": {
         const streaming = method as DescMethodServerStreaming;
-        handlers[method.localName] = serverStreamOverBytes(streaming, (payload, requestFrame, ctx) =>
+        handlers[method.localName] = serverStreamOverBytes(streaming, (requestFrame, ctx) =>
           upstream.serverStreamBytes(streaming, requestFrame, ctx, () =>
             isSafeToRepeat(
               streaming,
-              safetyDependsOnRequest(streaming) ? decodeRequest(streaming, payload) : undefined,
+              safetyDependsOnRequest(streaming) ? decodeRequest(streaming, messageOf(requestFrame)) : undefined,
             ),
           ),
         );

@@ -11,6 +11,7 @@ import type {
 } from "@bufbuild/protobuf";
 import type { CallContext } from "../call-context.js";
 import { frame, messageOf } from "../grpc/wire.js";
+import type { RequestFrame } from "../grpc/request-frame.js";
 import { AsyncQueue } from "../util/async-queue.js";
 import { wholeAnswer, type Answer } from "../upstream/answer.js";
 
@@ -59,15 +60,15 @@ export function bind<S extends DescService>(service: S, handlers: ServiceHandler
 
 /**
  * A unary method's implementation on wire bytes, for the native gRPC lane:
- * `payload` is the request message, `frame` the same with its gRPC prefix;
- * the result is the response message. It must answer exactly as the typed
+ * `frame` is the request with its gRPC prefix (a large one still in the
+ * pieces it arrived in, see RequestFrame); the result is the response message. It must answer exactly as the typed
  * handler it is attached to. An answer known at once (a cache hit) may come
  * back synchronously, which spares the call its promise hops.
  */
-export type BytePath = (payload: Uint8Array, frame: Buffer, ctx: CallContext) => Answer | Promise<Answer>;
+export type BytePath = (frame: RequestFrame, ctx: CallContext) => Answer | Promise<Answer>;
 
 /** A byte path that always answers later (a call to etcd). */
-export type AsyncBytePath = (payload: Uint8Array, frame: Buffer, ctx: CallContext) => Promise<Answer>;
+export type AsyncBytePath = (frame: RequestFrame, ctx: CallContext) => Promise<Answer>;
 
 /**
  * A bidi method on wire bytes, for the native gRPC lane: called once per
@@ -81,12 +82,12 @@ export type BidiBytePath = (out: FrameSink, ctx: CallContext) => BidiCall;
 
 /**
  * A server-streaming method on wire bytes, for the native gRPC lane: given
- * the request (`payload`, and `frame` with its gRPC prefix), it yields the
+ * the request (`frame`, with its gRPC prefix), it yields the
  * answer messages as etcd sent them. Nothing is decoded or encoded again
  * (a 100 MB snapshot passes as its 32 KB messages); the lane frames each
  * as it writes it, and waits for the client before pulling the next.
  */
-export type ServerStreamBytePath = (payload: Uint8Array, frame: Buffer, ctx: CallContext) => AsyncIterable<Uint8Array>;
+export type ServerStreamBytePath = (frame: Buffer, ctx: CallContext) => AsyncIterable<Uint8Array>;
 
 /** Where a byte-level stream's answers go. */
 export interface FrameSink {
@@ -130,8 +131,8 @@ export function serverStreamOverBytes<M extends DescMethodServerStreaming>(
   path: ServerStreamBytePath,
 ): ServerStreamHandler<M> {
   async function* typed(request: MessageShape<M["input"]>, ctx: CallContext) {
-    const payload = toBinary(method.input, request);
-    for await (const answer of path(payload, frame(payload), ctx)) yield fromBinary(method.output, answer);
+    for await (const answer of path(frame(toBinary(method.input, request)), ctx))
+      yield fromBinary(method.output, answer);
   }
   return withBytePath(typed, path) as unknown as ServerStreamHandler<M>;
 }
@@ -143,8 +144,7 @@ export function serverStreamOverBytes<M extends DescMethodServerStreaming>(
  */
 export function unaryOverBytes<M extends DescMethodUnary>(method: M, path: BytePath): UnaryHandler<M> {
   const typed = async (request: MessageShape<M["input"]>, ctx: CallContext) => {
-    const payload = toBinary(method.input, request);
-    return fromBinary(method.output, await wholeAnswer(await path(payload, frame(payload), ctx)));
+    return fromBinary(method.output, await wholeAnswer(await path(frame(toBinary(method.input, request)), ctx)));
   };
   return withBytePath(typed, path) as unknown as UnaryHandler<M>;
 }

@@ -1,9 +1,10 @@
 import { fromBinary, toBinary, type DescMethodUnary, type MessageShape } from "@bufbuild/protobuf";
-import { deleteTouches, putTouches, txnTouches, type KvCache } from "../cache/kv-cache.js";
+import { deleteTouches, putFrameTouches, txnTouches, type KvCache } from "../cache/kv-cache.js";
 import type { KeyInterval } from "../util/key-range.js";
 import { KV } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
 import { decodeRequest } from "../grpc/decode.js";
-import { frame, messageOf } from "../grpc/wire.js";
+import { frame } from "../grpc/wire.js";
+import { requestMessage, type RequestFrame } from "../grpc/request-frame.js";
 import type { CallContext } from "../call-context.js";
 import type { LeasingKv } from "../leasing/leasing-kv.js";
 import type { Upstream } from "../upstream/upstream.js";
@@ -40,17 +41,20 @@ export function kvService(
     // The typed path (Connect lane) encodes the request only on a miss.
     range: withBytePath(
       async (request, ctx) => {
-        const fetch = () => {
-          const requestFrame = frame(toBinary(range.input, request));
-          return toEtcd.range(messageOf(requestFrame), requestFrame, ctx);
-        };
+        const fetch = () => toEtcd.range(frame(toBinary(range.input, request)), ctx);
         return fromBinary(range.output, await wholeAnswer(await cache.range(request, ctx, fetch)));
       },
-      (payload, requestFrame, ctx) => cache.rangeBytes(payload, ctx, () => toEtcd.range(payload, requestFrame, ctx)),
+      (requestFrame: RequestFrame, ctx: CallContext) =>
+        cache.rangeBytes(requestMessage(requestFrame), ctx, () => toEtcd.range(requestFrame, ctx)),
     ),
-    put: cacheWrite(KV.method.put, toEtcd.put, cache, putTouches),
-    deleteRange: cacheWrite(KV.method.deleteRange, toEtcd.deleteRange, cache, deleteTouches),
-    txn: cacheWrite(KV.method.txn, toEtcd.txn, cache, txnTouches),
+    put: cacheWrite(KV.method.put, toEtcd.put, cache, putFrameTouches),
+    deleteRange: cacheWrite(
+      KV.method.deleteRange,
+      toEtcd.deleteRange,
+      cache,
+      decoded(KV.method.deleteRange, deleteTouches),
+    ),
+    txn: cacheWrite(KV.method.txn, toEtcd.txn, cache, decoded(KV.method.txn, txnTouches)),
   };
 }
 
@@ -78,8 +82,8 @@ function leasingPaths(leasing: LeasingKv): KvPaths {
       method: M,
       call: (request: MessageShape<M["input"]>, ctx: CallContext) => Promise<MessageShape<M["output"]>>,
     ): AsyncBytePath =>
-    async (payload, _frame, ctx) =>
-      toBinary(method.output, await call(decodeRequest(method, payload), ctx));
+    async (requestFrame, ctx) =>
+      toBinary(method.output, await call(decodeRequest(method, requestMessage(requestFrame)), ctx));
   return {
     range: path(KV.method.range, (r, ctx) => leasing.range(r, ctx)),
     put: path(KV.method.put, (r, ctx) => leasing.put(r, ctx)),
@@ -106,11 +110,17 @@ export function cacheWrite<M extends DescMethodUnary>(
   method: M,
   send: AsyncBytePath,
   cache: KvCache,
-  touches?: (request: MessageShape<M["input"]>) => KeyInterval[],
+  touches?: (requestFrame: RequestFrame) => KeyInterval[],
 ): UnaryHandler<M> {
-  return unaryOverBytes(method, (payload, requestFrame, ctx) =>
-    cache.write(touches ? touches(decodeRequest(method, payload)) : "everything", () =>
-      send(payload, requestFrame, ctx),
-    ),
+  return unaryOverBytes(method, (requestFrame, ctx) =>
+    cache.write(touches ? touches(requestFrame) : "everything", () => send(requestFrame, ctx)),
   );
+}
+
+/** `touches` of the decoded request. */
+function decoded<M extends DescMethodUnary>(
+  method: M,
+  touches: (request: MessageShape<M["input"]>) => KeyInterval[],
+): (requestFrame: RequestFrame) => KeyInterval[] {
+  return (requestFrame) => touches(decodeRequest(method, requestMessage(requestFrame)));
 }

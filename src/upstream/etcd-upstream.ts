@@ -8,6 +8,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import type { CallContext } from "../call-context.js";
 import { Maintenance } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
 import { int64Field } from "../grpc/scan.js";
+import type { RequestFrame } from "../grpc/request-frame.js";
 import { PREFIX_BYTES, encodeGrpcTimeout, frame } from "../grpc/wire.js";
 import { EndpointPool, type Endpoint } from "./endpoint-pool.js";
 import { H2Client, type UpstreamTls } from "./h2-client.js";
@@ -102,7 +103,7 @@ export class EtcdUpstream extends UpstreamBase {
 
   async unaryBytes(
     method: DescMethodUnary,
-    requestFrame: Buffer,
+    requestFrame: RequestFrame,
     ctx: CallContext,
     safeToRepeat: () => boolean,
   ): Promise<Answer> {
@@ -120,7 +121,7 @@ export class EtcdUpstream extends UpstreamBase {
    */
   async unaryAvoiding(
     method: DescMethodUnary,
-    requestFrame: Buffer,
+    requestFrame: RequestFrame,
     ctx: CallContext,
     avoid: ReadonlySet<string>,
   ): Promise<{ endpoint: string; answer: Answer }> {
@@ -140,7 +141,7 @@ export class EtcdUpstream extends UpstreamBase {
   }
 
   /** One unary call on one endpoint's lean client, with the call's metadata and deadline. */
-  private send(h2: H2Client, method: DescMethodUnary, requestFrame: Buffer, ctx: CallContext): Promise<Answer> {
+  private send(h2: H2Client, method: DescMethodUnary, requestFrame: RequestFrame, ctx: CallContext): Promise<Answer> {
     return h2.unary(
       pathOf(method),
       requestFrame,
@@ -151,7 +152,7 @@ export class EtcdUpstream extends UpstreamBase {
     );
   }
 
-  async unaryOnLeaderBytes(method: DescMethodUnary, requestFrame: Buffer, ctx: CallContext): Promise<Answer> {
+  async unaryOnLeaderBytes(method: DescMethodUnary, requestFrame: RequestFrame, ctx: CallContext): Promise<Answer> {
     const leader = await this.findLeader(ctx);
     if (!leader) return this.unaryBytes(method, requestFrame, ctx, () => isSafeToRepeat(method, undefined));
     return this.sendOnlyTo(leader, method, requestFrame, ctx);
@@ -160,7 +161,7 @@ export class EtcdUpstream extends UpstreamBase {
   async unaryOnEndpointBytes(
     url: string,
     method: DescMethodUnary,
-    requestFrame: Buffer,
+    requestFrame: RequestFrame,
     ctx: CallContext,
   ): Promise<Answer> {
     const endpoint = this.pool.endpoints.find((e) => e.url === url);
@@ -172,7 +173,7 @@ export class EtcdUpstream extends UpstreamBase {
   private async sendOnlyTo(
     endpoint: Endpoint<EndpointClients>,
     method: DescMethodUnary,
-    requestFrame: Buffer,
+    requestFrame: RequestFrame,
     ctx: CallContext,
   ): Promise<Answer> {
     checkSendLimit(requestFrame, this.options.maxSendBytes);
@@ -366,7 +367,7 @@ function pathOf(method: DescMethodUnary | DescMethodServerStreaming | DescMethod
 }
 
 /** Refuses, with etcd's answer, a request over --max-send-bytes (which mirrors etcd's own limit). */
-function checkSendLimit(requestFrame: Uint8Array, maxSendBytes: number): void {
+function checkSendLimit(requestFrame: { readonly length: number }, maxSendBytes: number): void {
   if (requestFrame.length - PREFIX_BYTES > maxSendBytes) {
     throw new ConnectError("etcdserver: request is too large", Code.InvalidArgument);
   }

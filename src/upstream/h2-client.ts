@@ -3,6 +3,7 @@ import type { AnswerGate } from "../call-context.js";
 import * as net from "node:net";
 import * as tls from "node:tls";
 import { decodeGrpcMessage, FrameDecoder } from "../grpc/wire.js";
+import { framePieces, type RequestFrame } from "../grpc/request-frame.js";
 import { H2ClientConnection, type H2ClientStream } from "../http2/client.js";
 import { H2_LIMITS } from "../http2/limits.js";
 import { ErrorCode } from "../http2/frames.js";
@@ -106,7 +107,7 @@ export class H2Client {
    */
   unary(
     path: string,
-    requestFrame: Uint8Array,
+    requestFrame: RequestFrame,
     metadata: Readonly<Record<string, string>>,
     signal: AbortSignal,
     maxResponseBytes: number,
@@ -129,7 +130,7 @@ export class H2Client {
           else if (result) resolve(result);
         },
       });
-      stream.write(requestFrame);
+      for (const piece of framePieces(requestFrame)) stream.write(piece);
       stream.end();
     });
   }

@@ -13,6 +13,7 @@ import { ConnectError } from "@connectrpc/connect";
 import type { CallContext } from "../call-context.js";
 import { Maintenance } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
 import { frame } from "../grpc/wire.js";
+import type { RequestFrame } from "../grpc/request-frame.js";
 import { isSafeToRepeat } from "./retry-policy.js";
 import { mapAsync } from "../util/map-async.js";
 import { wholeAnswer, type Answer } from "./answer.js";
@@ -73,7 +74,7 @@ export interface Upstream extends ByteCalls {
 export interface ByteCalls {
   unaryBytes(
     method: DescMethodUnary,
-    requestFrame: Buffer,
+    requestFrame: RequestFrame,
     ctx: CallContext,
     safeToRepeat: () => boolean,
   ): Promise<Answer>;
@@ -89,9 +90,14 @@ export interface ByteCalls {
     ctx: CallContext,
   ): AsyncIterable<Buffer>;
   /** See Upstream.unaryOnLeader. */
-  unaryOnLeaderBytes(method: DescMethodUnary, requestFrame: Buffer, ctx: CallContext): Promise<Answer>;
+  unaryOnLeaderBytes(method: DescMethodUnary, requestFrame: RequestFrame, ctx: CallContext): Promise<Answer>;
   /** See Upstream.unaryOnEndpoint. */
-  unaryOnEndpointBytes(url: string, method: DescMethodUnary, requestFrame: Buffer, ctx: CallContext): Promise<Answer>;
+  unaryOnEndpointBytes(
+    url: string,
+    method: DescMethodUnary,
+    requestFrame: RequestFrame,
+    ctx: CallContext,
+  ): Promise<Answer>;
   /** Endpoint URLs with their health, for status pages and logs. */
   endpoints(): Array<{ url: string; up: boolean; current: boolean }>;
   /** etcd's Status from every endpoint at once, each with its own outcome (dashboards, MoveLeader). */
@@ -103,7 +109,7 @@ export interface ByteCalls {
 export abstract class UpstreamBase implements Upstream {
   abstract unaryBytes(
     method: DescMethodUnary,
-    requestFrame: Buffer,
+    requestFrame: RequestFrame,
     ctx: CallContext,
     safeToRepeat: () => boolean,
   ): Promise<Answer>;
@@ -118,11 +124,11 @@ export abstract class UpstreamBase implements Upstream {
     requestFrames: AsyncIterable<Uint8Array>,
     ctx: CallContext,
   ): AsyncIterable<Buffer>;
-  abstract unaryOnLeaderBytes(method: DescMethodUnary, requestFrame: Buffer, ctx: CallContext): Promise<Answer>;
+  abstract unaryOnLeaderBytes(method: DescMethodUnary, requestFrame: RequestFrame, ctx: CallContext): Promise<Answer>;
   abstract unaryOnEndpointBytes(
     url: string,
     method: DescMethodUnary,
-    requestFrame: Buffer,
+    requestFrame: RequestFrame,
     ctx: CallContext,
   ): Promise<Answer>;
   abstract endpoints(): Array<{ url: string; up: boolean; current: boolean }>;
@@ -190,7 +196,12 @@ export abstract class UpstreamDecorator extends UpstreamBase {
     super();
   }
 
-  unaryBytes(method: DescMethodUnary, requestFrame: Buffer, ctx: CallContext, safe: () => boolean): Promise<Answer> {
+  unaryBytes(
+    method: DescMethodUnary,
+    requestFrame: RequestFrame,
+    ctx: CallContext,
+    safe: () => boolean,
+  ): Promise<Answer> {
     return this.inner.unaryBytes(method, requestFrame, ctx, safe);
   }
 
@@ -211,11 +222,16 @@ export abstract class UpstreamDecorator extends UpstreamBase {
     return this.inner.bidiStreamBytes(method, requestFrames, ctx);
   }
 
-  unaryOnLeaderBytes(method: DescMethodUnary, requestFrame: Buffer, ctx: CallContext): Promise<Answer> {
+  unaryOnLeaderBytes(method: DescMethodUnary, requestFrame: RequestFrame, ctx: CallContext): Promise<Answer> {
     return this.inner.unaryOnLeaderBytes(method, requestFrame, ctx);
   }
 
-  unaryOnEndpointBytes(url: string, method: DescMethodUnary, requestFrame: Buffer, ctx: CallContext): Promise<Answer> {
+  unaryOnEndpointBytes(
+    url: string,
+    method: DescMethodUnary,
+    requestFrame: RequestFrame,
+    ctx: CallContext,
+  ): Promise<Answer> {
     return this.inner.unaryOnEndpointBytes(url, method, requestFrame, ctx);
   }
 

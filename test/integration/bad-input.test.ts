@@ -100,6 +100,22 @@ describe("bad input", () => {
     assert.match(viaProxy.grpcMessage ?? "", /illegal/);
   });
 
+  it("bytes that are not a Put get Internal, as from etcd, with the cache in front", async () => {
+    for (const garbage of [
+      [0xff, 0xff, 0xff, 0xff, 0x0f],
+      [0x0a, 0x05, 0x6b],
+    ]) {
+      const body = envelope(Buffer.from(garbage));
+      const viaProxy = await rawGrpc(f.proxy.address, "/etcdserverpb.KV/Put", body);
+      const viaEtcd = await rawGrpc(f.etcd.endpoints, "/etcdserverpb.KV/Put", body);
+      assert.equal(viaEtcd.grpcStatus, grpc.status.INTERNAL);
+      assert.equal(viaProxy.grpcStatus, viaEtcd.grpcStatus, JSON.stringify(viaProxy));
+      // The words after etcd's own prefix are the protobuf library's; Connect's gRPC handler has its own prefix.
+      const prefix = (message: string | undefined) => message?.split(": ")[0];
+      if (process.env.PROXY_LANE !== "connect") assert.equal(prefix(viaProxy.grpcMessage), prefix(viaEtcd.grpcMessage));
+    }
+  });
+
   it("a compressed message in an encoding the client did not declare gets an error", async () => {
     const r = await rawGrpc(f.proxy.address, "/etcdserverpb.KV/Range", envelope(rangeK, rangeK.length, 1));
     assert.ok(r.grpcStatus !== undefined && r.grpcStatus !== 0, JSON.stringify(r));

@@ -9,11 +9,12 @@ import {
   GRPC_OK,
   readGrpcTimeout,
   PREFIX_BYTES,
-  singleFrame,
+  unaryFrameLength,
   statusFields,
 } from "../../grpc/wire.js";
 import { preEncodedFrame } from "../../grpc/pre-encoded.js";
 import { decodeRequest } from "../../grpc/decode.js";
+import { bodyHead, gatherFrame, requestMessage, type RequestFrame } from "../../grpc/request-frame.js";
 import type { RpcObserver, RpcRecord } from "../../metrics.js";
 import { AsyncQueue } from "../../util/async-queue.js";
 import type { BidiBytePath } from "../../services/handlers.js";
@@ -114,7 +115,7 @@ function serveUnary(stream: H2Stream, route: Extract<Rpc, { kind: "unary" }>, op
   // gets its bytes back when the call closes, so a client's calls in
   // flight hold at most that window.
   stream.flow = "close";
-  const chunks: Buffer[] = [];
+  let chunks: Buffer[] = [];
   let size = 0;
   let failed = false;
   const fail = (err: FrameError) => {
@@ -138,22 +139,20 @@ function serveUnary(stream: H2Stream, route: Extract<Rpc, { kind: "unary" }>, op
   };
   stream.onEnd = () => {
     if (failed) return;
-    const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
-    // The socket reads the body came in go now, not when the call ends: a
-    // 1 MiB Put held them (a megabyte outside V8's heap) beside the joined
-    // copy until etcd answered, and V8 collects in full for every 64 MB of
-    // such memory.
-    chunks.length = 0;
-    let payload: Buffer;
+    let frameLength: number;
     try {
-      payload = singleFrame(body, options.readMaxBytes);
+      frameLength = unaryFrameLength(bodyHead(chunks, PREFIX_BYTES), size, options.readMaxBytes);
     } catch (err) {
       return fail(err as FrameError);
     }
+    // A large body stays in the pieces it came in, and goes on to etcd so;
+    // a joined one lets go of them now, not when the call ends.
+    const body = gatherFrame(chunks, frameLength);
+    chunks = [];
     callOf(stream).record?.received();
     let answer: Answer | Promise<Answer>;
     try {
-      answer = handle(body, payload, route, ctx);
+      answer = handle(body, route, ctx);
     } catch (err) {
       return endWithError(stream, err, options);
     }
@@ -167,19 +166,17 @@ function serveUnary(stream: H2Stream, route: Extract<Rpc, { kind: "unary" }>, op
 }
 
 /**
- * Produces the response message bytes for one framed request (`body`, whose
- * message is `payload`): at once when a byte path knows it (a cache hit),
- * else as a promise.
+ * Produces the response message bytes for one framed request: at once when
+ * a byte path knows it (a cache hit), else as a promise.
  */
 function handle(
-  body: Buffer,
-  payload: Buffer,
+  requestFrame: RequestFrame,
   route: Extract<Rpc, { kind: "unary" }>,
   ctx: CallContext,
 ): Answer | Promise<Answer> {
   const { method, handler } = route;
-  if (route.bytes) return route.bytes(payload, body, ctx);
-  return handler(decodeRequest(method, payload), ctx).then((response) =>
+  if (route.bytes) return route.bytes(requestFrame, ctx);
+  return handler(decodeRequest(method, requestMessage(requestFrame)), ctx).then((response) =>
     toBinary(method.output, create(method.output, response as never)),
   );
 }
@@ -370,8 +367,7 @@ function serveStream(
       batch = 0;
     };
     if (serverBytes) {
-      const request = input as Buffer;
-      for await (const message of serverBytes(request, frame(request), ctx)) {
+      for await (const message of serverBytes(frame(input as Buffer), ctx)) {
         if (callOf(stream).finished || stream.closed) return;
         if (batch++ === 0) process.nextTick(countBatch);
         // The prefix and the message as they are: a large message is not copied to be framed.
