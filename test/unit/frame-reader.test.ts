@@ -1,10 +1,11 @@
 // The HTTP/2 frame reader alone: whatever reads the input comes in, it hands
-// on the frames that were sent, whole and in order, including from a read
-// buffer the socket overwrites after each read (the upstream's `onread`).
+// on the frames that were sent, in order, including from a read buffer the
+// socket overwrites after each read (the upstream's `onread`). A DATA frame
+// without padding may come in parts, which mean the same to HTTP/2.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
-import { CLIENT_PREFACE, ErrorCode, frame, FrameType } from "../../src/http2/frames.js";
+import { CLIENT_PREFACE, ErrorCode, Flag, frame, FrameType } from "../../src/http2/frames.js";
 import { FrameReader } from "../../src/http2/frame-reader.js";
 import { ConnectionError } from "../../src/http2/limits.js";
 
@@ -21,6 +22,25 @@ const sentFrame = fc.record({
   streamId: fc.nat(1000),
   payload: fc.oneof(fc.uint8Array({ maxLength: 40 }), fc.uint8Array({ minLength: 16000, maxLength: 16384 })),
 });
+
+/**
+ * What the frames mean to HTTP/2: runs of unpadded DATA on one stream with the
+ * same flags joined (parts or whole frames alike), END_STREAM as a mark of its own.
+ */
+function meaning(frames: Seen[]): Seen[] {
+  const out: Seen[] = [];
+  for (const f of frames) {
+    const splittable = f.type === FrameType.DATA && !(f.flags & Flag.PADDED);
+    const flags = splittable ? f.flags & ~Flag.END_STREAM : f.flags;
+    const last = out[out.length - 1];
+    if (splittable && last?.type === FrameType.DATA && last.streamId === f.streamId && last.flags === flags) {
+      last.payload = Buffer.concat([last.payload, f.payload]);
+    } else out.push({ ...f, flags, payload: Buffer.from(f.payload) });
+    if (splittable && f.flags & Flag.END_STREAM)
+      out.push({ type: -1, flags: 0, streamId: f.streamId, payload: Buffer.alloc(0) });
+  }
+  return out;
+}
 
 function reader(preface: boolean) {
   const seen: Seen[] = [];
@@ -57,14 +77,47 @@ describe("FrameReader", () => {
               buffer.fill(0xee);
             }
           }
-          assert.deepEqual(
-            seen,
-            frames.map((f) => ({ ...f, payload: Buffer.from(f.payload) })),
-          );
+          assert.deepEqual(meaning(seen), meaning(frames.map((f) => ({ ...f, payload: Buffer.from(f.payload) }))));
         },
       ),
       { numRuns: 200 },
     );
+  });
+
+  it("hands on an unpadded DATA frame that spans reads as views of the reads, END_STREAM on the last part only", () => {
+    const payload = Buffer.alloc(16384, 7);
+    const input = Buffer.concat([
+      frame(FrameType.DATA, Flag.END_STREAM, 1, payload),
+      frame(
+        FrameType.DATA,
+        Flag.PADDED | Flag.END_STREAM,
+        3,
+        Buffer.concat([Buffer.from([2]), payload.subarray(0, 16000), Buffer.alloc(2)]),
+      ),
+    ]);
+    const parts: Array<{ flags: number; streamId: number; payload: Buffer }> = [];
+    const r = new FrameReader(
+      false,
+      (_type, flags, streamId, p) => parts.push({ flags, streamId, payload: p }),
+      () => true,
+    );
+    const reads = [input.subarray(0, 4), input.subarray(4, 5000), input.subarray(5000, 20000), input.subarray(20000)];
+    for (const read of reads) r.push(read);
+    const first = parts.filter((p) => p.streamId === 1);
+    assert.deepEqual(
+      first.map((p) => [p.payload.length, p.flags]),
+      [
+        [5000 - 9, 0],
+        [16384 - (5000 - 9), Flag.END_STREAM],
+      ],
+    );
+    assert.ok(
+      first[0]!.payload.buffer === input.buffer && first[1]!.payload.buffer === input.buffer,
+      "views, not copies",
+    );
+    const padded = parts.filter((p) => p.streamId === 3);
+    assert.equal(padded.length, 1, "a padded frame is handed on whole");
+    assert.equal(padded[0]!.payload.length, 16000 + 3);
   });
 
   it("refuses a wrong preface and a frame over 16 KB with the connection errors RFC 9113 names", () => {
