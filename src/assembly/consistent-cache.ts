@@ -38,7 +38,7 @@ export function consistentCache(
       upstream,
       (requests, ctx) => watches.serve(requests, ctx),
       identity,
-      DEFAULTS.consistentCache,
+      { ...DEFAULTS.consistentCache, progressVouches: () => watches.progressVouches() },
       {
         fits: () => held() <= config.maxBytes,
         changed: report,

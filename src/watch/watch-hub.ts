@@ -46,6 +46,16 @@ export class WatchHub {
     };
   }
 
+  /**
+   * Whether a progress answer from this hub vouches for every event before
+   * it. On etcd before 3.4.25 and 3.5.8 it cannot: etcd sends those answers
+   * on a path of their own, and under back-pressure even the second answer
+   * the hub confirms the first with can overtake events etcd still owes.
+   */
+  progressVouches(): boolean {
+    return this.options.progressOrdered?.() ?? false;
+  }
+
   /** Serves one client Watch stream. */
   serve(requests: AsyncIterable<WatchRequest>, ctx: CallContext): AsyncIterable<WatchResponse> {
     const caller = callerIdentity(ctx.forwardHeaders);

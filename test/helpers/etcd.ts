@@ -39,6 +39,11 @@ export interface EtcdCluster {
 export const ETCD_VERSION = /etcd Version: (\S+)/.exec(execFileSync("etcd", ["--version"], { encoding: "utf8" }))![1]!;
 /** The release line, "3.4" or "3.5", for the few answers that differ between them. */
 export const ETCD_LINE = ETCD_VERSION.split(".").slice(0, 2).join(".");
+/** Whether this etcd answers a progress request only after the events it owes (3.4.25 and 3.5.8 on; etcd issue 15220). */
+export const ETCD_ORDERS_PROGRESS = (() => {
+  const [, minor = 0, patch = 0] = ETCD_VERSION.split(".").map(Number);
+  return minor > 5 || (minor === 5 && patch >= 8) || (minor === 4 && patch >= 25);
+})();
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -18,7 +18,7 @@ import { settleUnanswered } from "./history-patch.js";
 import { checkSerializableReads, type SerializableRead } from "./serializable-reads.js";
 import { runTraffic, type Recorded } from "./traffic.js";
 import { recordWatch, type RecordedWatch } from "./watch-recorder.js";
-import { validateWatch, type TrueHistory, type WatchViolation, type WatchedEvent } from "./watch-validation.js";
+import { trueHistory, validateWatch, type WatchViolation } from "./watch-validation.js";
 import { EtcdGrpcClient } from "../helpers/grpc-client.js";
 
 export interface RunOptions {
@@ -105,7 +105,7 @@ export async function runRobustness(options: RunOptions): Promise<RunReport> {
     ]);
     const end = await currentRevision(direct);
     await caughtUp(truthWatch, end);
-    const { truth, foreign } = split(truthWatch, stored);
+    const { truth, foreign } = trueHistory(truthWatch.responses, stored);
     const lastOwn = Math.max(start, ...truth.keys());
     await Promise.all([caughtUp(live, lastOwn), caughtUp(slow, lastOwn)]);
     await Promise.all(watches.map((w) => w.stop()));
@@ -180,25 +180,6 @@ async function caughtUp(watch: RecordedWatch, revision: number): Promise<void> {
   while (watch.lastEventRevision() < revision && !watch.compacted() && performance.now() < until) {
     await new Promise((r) => setTimeout(r, 50));
   }
-}
-
-/** The traffic's own events, by revision and with the prefix taken off, and the revisions other writers made. */
-function split(truthWatch: RecordedWatch, stored: string): { truth: TrueHistory; foreign: Set<number> } {
-  const truth = new Map<number, Array<WatchedEvent & { prevValue: string | undefined }>>();
-  const foreign = new Set<number>();
-  for (const r of truthWatch.responses) {
-    if (r.kind !== "events") continue;
-    for (const e of r.events) {
-      if (!e.key.startsWith(stored)) {
-        foreign.add(e.modRevision);
-        continue;
-      }
-      const at = truth.get(e.modRevision) ?? [];
-      at.push({ ...e, key: e.key.slice(stored.length), prevValue: e.prevValue });
-      truth.set(e.modRevision, at);
-    }
-  }
-  return { truth, foreign };
 }
 
 /** The linearizable reads' answers, to check the revision each claims. */

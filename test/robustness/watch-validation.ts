@@ -43,6 +43,39 @@ export type WatchResponseShape =
   /** Cancelled by a compaction at `revision`, on a (re)start from `requested`. */
   | { kind: "compacted"; revision: number; requested: number };
 
+/**
+ * The traffic's own events (keys under `stored`, the prefix taken off), by
+ * revision, from the truth watch straight to etcd, and the revisions other
+ * writers made. etcd leaves an event's prev_kv out when the revision before
+ * it is compacted by the time it sends the event, to this watch as to any:
+ * where it did, and the watch saw the key's previous event, that event says
+ * what the key held.
+ */
+export function trueHistory(
+  responses: readonly WatchResponseShape[],
+  stored: string,
+): { truth: TrueHistory; foreign: Set<number> } {
+  const truth = new Map<number, Array<WatchedEvent & { prevValue: string | undefined }>>();
+  const foreign = new Set<number>();
+  const held = new Map<string, string | undefined>();
+  for (const r of responses) {
+    if (r.kind !== "events") continue;
+    for (const e of r.events) {
+      if (!e.key.startsWith(stored)) {
+        foreign.add(e.modRevision);
+        continue;
+      }
+      const key = e.key.slice(stored.length);
+      const prevValue = e.prevValue ?? held.get(key);
+      held.set(key, e.type === "PUT" ? e.value : undefined);
+      const at = truth.get(e.modRevision) ?? [];
+      at.push({ ...e, key, prevValue });
+      truth.set(e.modRevision, at);
+    }
+  }
+  return { truth, foreign };
+}
+
 export type WatchRule =
   "ordered" | "unique" | "atomic" | "reliable" | "bookmarkable" | "prev_kv" | "filter" | "true" | "compacted";
 

@@ -266,7 +266,9 @@ export class FakeEtcd extends UpstreamBase {
   /**
    * Watch: each create from its start revision (0: now), events of every
    * later write in order, whole revisions at a time; progress answered in
-   * order after the events (as etcd 3.5.8+); a create from a compacted
+   * order after the events (as etcd 3.5.8+), or, with `progressOvertakes`
+   * (etcd before 3.4.25), at once while the events of writes wait for
+   * flushWatches(); a create from a compacted
    * revision is canceled with the compact revision; breakWatches() ends
    * every stream as a lost endpoint. No prev_kv.
    */
@@ -295,10 +297,15 @@ export class FakeEtcd extends UpstreamBase {
         }
       }
     };
-    const listener = (revision: bigint) => deliver(revision);
+    const listener = (revision: bigint) => {
+      if (!this.progressOvertakes) deliver(revision);
+    };
+    const flush = () => deliver(this.revision);
+    this.watchFlushers.add(flush);
     this.writeListeners.add(listener);
     const stop = (err?: Error) => {
       this.writeListeners.delete(listener);
+      this.watchFlushers.delete(flush);
       this.watchBreakers.delete(stop);
       if (err) out.fail(err);
       else out.end();
@@ -339,6 +346,18 @@ export class FakeEtcd extends UpstreamBase {
   }
 
   private readonly writeListeners = new Set<(revision: bigint) => void>();
+  private readonly watchFlushers = new Set<() => void>();
+
+  /**
+   * As etcd before 3.4.25: a write's events wait until flushWatches(), and a
+   * progress answer goes at once, ahead of them (etcd issue 15220).
+   */
+  progressOvertakes = false;
+
+  /** Sends every watch stream the events its writes still owe it. */
+  flushWatches(): void {
+    for (const flush of this.watchFlushers) flush();
+  }
   private readonly watchBreakers = new Set<(err?: Error) => void>();
 
   /** Every open watch stream fails, as when its endpoint goes away. */

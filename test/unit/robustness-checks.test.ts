@@ -277,6 +277,34 @@ describe("failed requests in the traffic", () => {
   });
 });
 
+describe("what etcd itself does", () => {
+  const report = (rule: "bookmarkable" | "ordered"): RunReport => ({
+    targets: [],
+    traffic: "kubernetes",
+    seed: 1,
+    operations: 100,
+    unanswered: 0,
+    watchEvents: 100,
+    progressNotifications: 1,
+    linearizable: true,
+    watchViolations: [{ rule, watch: "live", revision: 5, detail: "progress at 7 came before the events of 5" }],
+    serializableReads: 0,
+    untrueReads: [],
+    staleReads: 0,
+    backwardReads: 0,
+    slowWatchCompacted: false,
+  });
+  const proxy = { mode: "plain", addresses: [], namespace: "", ordersReads: false, readsMayLag: false } as never;
+
+  it("excuses a progress answer ahead of owed events only on an etcd with issue 15220, and nothing else", () => {
+    assert.deepEqual(problems(report("bookmarkable"), proxy, "3.4.23"), []);
+    assert.deepEqual(problems(report("bookmarkable"), proxy, "3.5.7"), []);
+    assert.equal(problems(report("bookmarkable"), proxy, "3.4.25").length, 1);
+    assert.equal(problems(report("bookmarkable"), proxy, "3.5.30").length, 1);
+    assert.equal(problems(report("ordered"), proxy, "3.4.23").length, 1);
+  });
+});
+
 describe("what etcd itself does under the compaction fault", () => {
   const report = (violation: { revision: number; detail: string }, compactedUpTo?: number): RunReport => ({
     targets: [],

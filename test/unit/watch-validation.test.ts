@@ -8,6 +8,7 @@ import { describe, it } from "node:test";
 import fc from "fast-check";
 import { apply, etcdModel, eventsBetween, type EtcdRequest } from "../robustness/etcd-model.js";
 import {
+  trueHistory,
   validateWatch,
   type TrueHistory,
   type WatchRequestShape,
@@ -237,5 +238,37 @@ describe("watch validation", () => {
     assert.deepEqual(validateWatch(request, honest, truth), []);
     const leaked = deliver(truth, head, { key: "a", startRevision: 0 }, [true], [false]).responses;
     assert.ok(validateWatch(request, leaked, truth).some((v) => v.rule === "filter"));
+  });
+
+  it("the truth: a prev_kv etcd left out of the truth watch is what the key's previous event there says", () => {
+    // Found by a soak with 70 KB values: etcd sent the truth watch events after a compaction
+    // passed the revisions before them, without prev_kv; the proxy's watches had it.
+    const put = (key: string, value: string, modRevision: number, prevValue?: string): WatchedEvent => ({
+      type: "PUT",
+      key: `s/${key}`,
+      value,
+      modRevision,
+      prevValue,
+    });
+    const { truth, foreign } = trueHistory(
+      [
+        { kind: "created", revision: 1 },
+        { kind: "events", events: [put("k", "1", 2), put("j", "x", 3)] },
+        { kind: "events", events: [{ type: "DELETE", key: "s/k", value: "", modRevision: 4, prevValue: "1" }] },
+        { kind: "events", events: [put("k", "2", 5), put("other", "o", 6), put("k", "3", 7), put("j", "y", 8, "x")] },
+      ],
+      "s/",
+    );
+    assert.deepEqual([...foreign], []);
+    const prevAt = (revision: number) => truth.get(revision)![0]!.prevValue;
+    assert.equal(prevAt(2), undefined, "nothing before the first event");
+    assert.equal(prevAt(5), undefined, "deleted before");
+    assert.equal(prevAt(7), "2", "filled from the key's previous event");
+    assert.equal(prevAt(8), "x", "etcd's own, when it sent one");
+    const request: WatchRequestShape = { key: "", end: "\u{10ffff}", startRevision: 2, prevKv: true };
+    const delivered: WatchResponseShape[] = [
+      { kind: "events", events: [...truth.values()].flat().map((e) => ({ ...e })) },
+    ];
+    assert.deepEqual(validateWatch(request, delivered, truth), []);
   });
 });
