@@ -48,7 +48,7 @@ export const DEFAULTS = {
     retryMs: { first: 100, max: 5000 },
     overBudgetRetryMs: 60_000,
     progressRetryMs: 10,
-    eventsOnlyWaitMs: 100,
+    eventsOnlyWaitMs: 50,
   },
   /** How often --discovery-srv's records are read again. */
   srvRefreshMs: 10_000,
