@@ -57,7 +57,7 @@ export function gatherFrame(pieces: readonly Buffer[], length: number): RequestF
   return Buffer.concat(kept, length);
 }
 
-/** The pieces that hold the first `length` bytes, the last one cut to fit. */
+/** The pieces that hold the first `length` bytes, the last one cut to fit (all of them if they hold fewer). */
 function firstBytes(pieces: readonly Buffer[], length: number): readonly Buffer[] {
   let total = 0;
   for (let i = 0; i < pieces.length; i++) {
@@ -82,11 +82,6 @@ export function requestMessage(frame: RequestFrame): Uint8Array {
   return messageOf(wholeFrame(frame));
 }
 
-/** The frame's bytes in order, to be written out as they are. */
-export function framePieces(frame: RequestFrame): readonly Uint8Array[] {
-  return frame instanceof GatheredFrame ? frame.pieces : [frame];
-}
-
 /**
  * The first `n` bytes of a body received as `pieces` (fewer if it is
  * shorter), read without joining it: the first piece may be shorter than
@@ -94,16 +89,8 @@ export function framePieces(frame: RequestFrame): readonly Uint8Array[] {
  */
 export function bodyHead(pieces: readonly Buffer[], n: number): Buffer {
   const first = pieces[0];
-  if (first === undefined) return Buffer.alloc(0);
-  if (first.length >= n) return first.subarray(0, n);
-  const head: Buffer[] = [];
-  let have = 0;
-  for (const piece of pieces) {
-    head.push(piece);
-    have += piece.length;
-    if (have >= n) break;
-  }
-  return Buffer.concat(head, Math.min(have, n));
+  if (first !== undefined && first.length >= n) return first.subarray(0, n);
+  return Buffer.concat(firstBytes(pieces, n));
 }
 
 /**

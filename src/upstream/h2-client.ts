@@ -3,7 +3,7 @@ import type { AnswerGate } from "../call-context.js";
 import * as net from "node:net";
 import * as tls from "node:tls";
 import { decodeGrpcMessage, FrameDecoder } from "../grpc/wire.js";
-import { framePieces, type RequestFrame } from "../grpc/request-frame.js";
+import { GatheredFrame, type RequestFrame } from "../grpc/request-frame.js";
 import { H2ClientConnection, type H2ClientStream } from "../http2/client.js";
 import { H2_LIMITS } from "../http2/limits.js";
 import { ErrorCode } from "../http2/frames.js";
@@ -130,7 +130,8 @@ export class H2Client {
           else if (result) resolve(result);
         },
       });
-      for (const piece of framePieces(requestFrame)) stream.write(piece);
+      if (requestFrame instanceof GatheredFrame) for (const piece of requestFrame.pieces) stream.write(piece);
+      else stream.write(requestFrame);
       stream.end();
     });
   }

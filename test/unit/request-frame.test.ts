@@ -3,7 +3,6 @@ import { describe, it } from "node:test";
 import fc from "fast-check";
 import {
   bodyHead,
-  framePieces,
   GatheredFrame,
   gatherFrame,
   messageBytesField,
@@ -110,7 +109,7 @@ describe("request frames gathered as they arrived", () => {
     const large = cut(body, [16384, 32768, 100000]);
     const kept = gatherFrame(large, body.length);
     assert.ok(kept instanceof GatheredFrame);
-    assert.deepEqual(framePieces(kept), large, "the very pieces, not copies");
+    assert.deepEqual(kept.pieces, large, "the very pieces, not copies");
     assert.equal(kept.length, body.length);
 
     const tiny = Array.from({ length: 256 }, (_, i) => body.subarray(i * 1024, (i + 1) * 1024));
@@ -153,8 +152,8 @@ describe("request frames gathered as they arrived", () => {
       "the prefix across a short first piece",
     );
     assert.deepEqual(Buffer.from(requestMessage(g)), m);
-    assert.equal(framePieces(g).length, 1);
-    assert.equal(wholeFrame(g), framePieces(g)[0], "joined once");
+    assert.equal(g.pieces.length, 1);
+    assert.equal(wholeFrame(g), g.pieces[0], "joined once");
     assert.ok(wholeFrame(g).equals(framed));
     assert.deepEqual(
       bodyHead([framed.subarray(0, 3)], PREFIX_BYTES),
