@@ -55,14 +55,15 @@ if (args.client !== "counting" && args.client !== "grpc-js") throw new Error("--
 useLoadClient(args.client);
 
 const sizes: Sizes = args.smoke
-  ? {
-      seconds: 1,
+  ? // Half-second runs: the smoke checks that every scenario works, not how fast.
+    {
+      seconds: 0.5,
       workers: 2,
       closedLoopClients: 4,
       watches: [{ watchers: 100, putsPerSecond: 10 }],
       leaseClients: [100],
       watchSeconds: 1,
-      leaseSeconds: 1.5,
+      leaseSeconds: 1,
     }
   : {
       seconds: 5,
