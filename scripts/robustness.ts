@@ -18,6 +18,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { ETCD_VERSION, startEtcd } from "../test/helpers/etcd.js";
 import { EtcdGrpcClient } from "../test/helpers/grpc-client.js";
+import { proxyMetric } from "../test/helpers/metrics.js";
 import { FAULT_NAMES, faultApplies } from "../test/robustness/faults.js";
 import type { RunReport } from "../test/robustness/runner.js";
 import { harnessEtcd, problems, runOn, summary } from "../test/robustness/suite.js";
@@ -54,6 +55,7 @@ if (values.dump) mkdirSync(values.dump, { recursive: true });
 
 const reports: Array<{ report: RunReport; problems: string[] }> = [];
 let n = 0;
+let coalescedRanges = 0;
 async function run(target: Target, etcd: Parameters<typeof runOn>[1], version: string, name: string) {
   for (const traffic of traffics as Array<"etcd" | "kubernetes">) {
     for (const f of faults) {
@@ -67,6 +69,11 @@ async function run(target: Target, etcd: Parameters<typeof runOn>[1], version: s
       const report = await runOn(target, etcd, { traffic, seconds, clients, valueBytes, seed, fault, dumpTo });
       const found = problems(report, target, version);
       reports.push({ report, problems: found });
+      // Ranges that shared a call to etcd, on the proxies the run used (none for etcd itself).
+      for (const address of target.addresses) {
+        const shared = await proxyMetric(address, "etcd_grpc_proxy_coalesced_ranges_total").catch(() => NaN);
+        if (Number.isFinite(shared)) coalescedRanges += shared;
+      }
       const took = `${((performance.now() - began) / 1000).toFixed(0)} s`;
       console.log(`${found.length === 0 ? "ok        " : "VIOLATION "} ${summary(report, name, fault)} (${took})`);
       for (const p of found) console.log(`    ${p}`);
@@ -112,6 +119,7 @@ console.log(
     serializableReads: all.reduce((s, r) => s + r.serializableReads, 0),
     staleReads: all.reduce((s, r) => s + r.staleReads, 0),
     untrueReads: all.reduce((s, r) => s + r.untrueReads.length, 0),
+    coalescedRanges,
     passed,
     runs: reports.map(({ report, problems }) => ({
       targets: report.targets,

@@ -35,10 +35,10 @@ export async function startProxy(config: ProxyConfig): Promise<RunningProxy> {
   const problem = warnOnce(log);
   const running = new Lifecycle();
   try {
-    const { etcd, ordered, upstream, identity, version, etcdHttp } = await running.add(
-      await connectToEtcd(config.etcd, config.namespace, log, problem),
-    );
     const metrics = createMetrics();
+    const { etcd, ordered, upstream, identity, version, etcdHttp } = await running.add(
+      await connectToEtcd(config.etcd, config.namespace, metrics, log, problem),
+    );
     const { keepAlives } = await running.add(keepAliveCoalescing(upstream, metrics));
     const { watches } = await running.add(watching(config.watch, upstream, version, metrics, log));
     const replicated = await running.add(

@@ -19,6 +19,10 @@ export function createMetrics() {
     leasing: leasingMetrics(registry),
     lease: keepAliveMetrics(registry),
     consistentCache: consistentCacheMetrics(registry),
+    coalescedRanges: new HotCounter(registry, {
+      name: "etcd_grpc_proxy_coalesced_ranges_total",
+      help: "Range requests answered by a call to etcd that an identical Range, arrived before it was sent, shared.",
+    }),
   };
 }
 

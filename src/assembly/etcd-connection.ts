@@ -2,6 +2,8 @@ import type { ProxyConfig } from "../config/config.js";
 import type { Log } from "../log.js";
 import { NamespacedUpstream } from "../namespace/namespaced-upstream.js";
 import { OrderedUpstream } from "../ordering/ordered-upstream.js";
+import { CoalescedUpstream } from "../coalescing/coalesced-upstream.js";
+import type { Metrics } from "../metrics.js";
 import { KeyPrefix } from "../namespace/prefix.js";
 import { EtcdVersion, fetchFromEtcd } from "../upstream/etcd-http.js";
 import { ANONYMOUS, PasswordIdentity, type ProxyIdentity } from "../upstream/proxy-identity.js";
@@ -18,7 +20,7 @@ export interface EtcdConnection extends Feature {
   etcd: EtcdUpstream;
   /** --experimental-serializable-ordering's decorator, when the flag is given. */
   ordered: OrderedUpstream | undefined;
-  /** What everything above sees: ordered when asked, and the namespace's keys only. */
+  /** What everything above sees: ordered when asked, identical Ranges coalesced, and the namespace's keys only. */
   upstream: Upstream;
   /** The proxy's own etcd user, for its own calls; client calls carry the client's. */
   identity: ProxyIdentity;
@@ -32,6 +34,7 @@ export interface EtcdConnection extends Feature {
 export async function connectToEtcd(
   config: ProxyConfig["etcd"],
   namespace: string,
+  metrics: Metrics,
   log: Log,
   problem: Problem,
 ): Promise<EtcdConnection> {
@@ -53,9 +56,12 @@ export async function connectToEtcd(
     onEndpointDown: (url, err) => log.warn({ endpoint: url, err: err.rawMessage }, "etcd endpoint failed; switching"),
     onEndpointUp: (url) => log.info({ endpoint: url }, "etcd endpoint is back"),
   });
-  // The decorators, innermost first: ordering sees etcd's keys, the namespace the client's.
+  // The decorators, innermost first: ordering sees etcd's keys, the namespace the client's; a
+  // coalesced Range is ordered once for all who share it.
   const ordered = config.serializableOrdering ? new OrderedUpstream(etcd) : undefined;
-  const toEtcd: Upstream = ordered ?? etcd;
+  const toEtcd: Upstream = config.coalesceRanges
+    ? new CoalescedUpstream(ordered ?? etcd, (riders) => metrics.coalescedRanges.inc(riders))
+    : (ordered ?? etcd);
   const upstream: Upstream = namespace ? new NamespacedUpstream(toEtcd, new KeyPrefix(Buffer.from(namespace))) : toEtcd;
   const identity = config.identity
     ? new PasswordIdentity(upstream, config.identity.name, config.identity.password)

@@ -47,6 +47,8 @@ interface Grouped<ServerT, UpstreamT, IdentityT> {
     identity: IdentityT | undefined;
     /** --experimental-serializable-ordering: serializable reads never go back in revision. */
     serializableOrdering: boolean;
+    /** --coalesce-ranges: identical Ranges from one caller share calls to etcd. */
+    coalesceRanges: boolean;
   };
   /** --namespace: every key of KV, Watch, Lease, Election and Lock lives under it; "" for none. */
   namespace: string;
@@ -217,6 +219,7 @@ export function parseConfig(argv: readonly string[]): ProxySettings {
       },
       identity: parseIdentity(str("user"), str("password"), str("password-file")),
       serializableOrdering: bool("experimental-serializable-ordering"),
+      coalesceRanges: bool("coalesce-ranges"),
     },
     namespace: str("namespace"),
     watch: { bufferBytes: num("watch-buffer-bytes"), maxSendBytes: num("max-send-bytes") },

@@ -283,6 +283,12 @@ export const PROXY_FLAGS = [
     help: "bytes the replicas of --consistent-cache-prefix may hold together; a prefix that does not fit is not served from memory",
   },
   {
+    name: "coalesce-ranges",
+    type: "bool",
+    default: "true",
+    help: "let identical Ranges from the same caller share one call to etcd, sent after they all arrived (linearizable reads stay linearizable); false sends each on its own",
+  },
+  {
     name: "cache-max-bytes",
     type: "uint",
     default: "67108864",

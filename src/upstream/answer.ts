@@ -146,3 +146,43 @@ export function wholeAnswer(answer: Answer): Promise<Uint8Array> {
 export function answerRevision(answer: Answer): bigint {
   return answer instanceof ArrivingAnswer ? leadingHeaderRevision(answer.head) : headerRevision(answer);
 }
+
+/**
+ * One answer for `count` takers, each free to join, relay or discard its
+ * own copy. A whole message is the same bytes for all (nobody writes into
+ * an answer). An arriving one is relayed to every copy as its bytes come,
+ * unpaced; the call is cancelled only once every copy is discarded.
+ * `done` is called once, when the answer is all handed over or given up.
+ */
+export function shareAnswer(answer: Answer, count: number, done: () => void = () => {}): Answer[] {
+  if (!(answer instanceof ArrivingAnswer)) {
+    done();
+    return Array.from({ length: count }, () => answer);
+  }
+  let kept = count;
+  let over = false;
+  const finish = () => {
+    if (over) return;
+    over = true;
+    done();
+  };
+  const hooks: AnswerHooks = {
+    cancel: () => {
+      if (--kept > 0) return;
+      answer.discard();
+      finish();
+    },
+    delivered: () => {},
+  };
+  const copies = Array.from({ length: count }, () => new ArrivingAnswer(answer.length, answer.head, hooks));
+  answer.relay({
+    piece: (bytes, loan) => {
+      for (const copy of copies) copy.arrived(bytes, loan);
+    },
+    end: (error) => {
+      for (const copy of copies) copy.ended(error);
+      finish();
+    },
+  });
+  return copies;
+}

@@ -8,7 +8,7 @@ import * as http2 from "node:http2";
 import { after, before, describe, it, type TestContext } from "node:test";
 import { makePki, type TestPki } from "../helpers/certs.js";
 import { startCli } from "../helpers/cli.js";
-import { openStreams, startEtcd, type EtcdCluster } from "../helpers/etcd.js";
+import { callsStarted, openStreams, startEtcd, type EtcdCluster } from "../helpers/etcd.js";
 import { ctl } from "../helpers/etcdctl.js";
 import { EtcdGrpcClient } from "../helpers/grpc-client.js";
 import {
@@ -34,14 +34,6 @@ import { readFileSync } from "node:fs";
 
 const MB = 1 << 20;
 
-/** How many Range calls etcd has started (its own grpc_server_started_total). */
-async function rangesStarted(clientUrl: string): Promise<number> {
-  const text = await (await fetch(`${clientUrl}/metrics`)).text();
-  return text
-    .split("\n")
-    .filter((l) => l.startsWith("grpc_server_started_total{") && l.includes('grpc_method="Range"'))
-    .reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(" ") + 1)), 0);
-}
 const RANGE = "/etcdserverpb.KV/Range";
 
 for (const transport of ["h2c", "tls"] as const) {
@@ -222,7 +214,7 @@ for (const transport of ["h2c", "tls"] as const) {
     });
 
     it("counts resets the server sends for a client's errors toward the reset limit (MadeYouReset)", async (t) => {
-      const rangesBefore = await rangesStarted(etcd.members[0]!.clientUrl);
+      const rangesBefore = await callsStarted(etcd.members[0]!.clientUrl, "Range");
       await underAttack(t, async () => {
         const a = await attacker(proxy.address, { tls: useTls });
         a.handshake();
@@ -243,7 +235,7 @@ for (const transport of ["h2c", "tls"] as const) {
         await Promise.race([a.closed, sleep(5_000)]);
         assert.equal(a.seen.goaway, ENHANCE_YOUR_CALM, "the connection was not closed for its resets");
       });
-      const rangesAfter = await rangesStarted(etcd.members[0]!.clientUrl);
+      const rangesAfter = await callsStarted(etcd.members[0]!.clientUrl, "Range");
       // The burst (1,000) and the steady rate for the attack's few seconds: not 20,000.
       assert.ok(rangesAfter - rangesBefore < 1_500, `${rangesAfter - rangesBefore} Range calls reached etcd`);
     });

@@ -233,11 +233,21 @@ export async function waitHealthy(clientUrl: string, tls?: EtcdTls, timeoutMs = 
 
 /** etcd's count of open gRPC streams of one method (started minus handled). */
 export async function openStreams(clientUrl: string, method: string): Promise<number> {
+  const count = await grpcCounters(clientUrl, method);
+  return count("grpc_server_started_total") - count("grpc_server_handled_total");
+}
+
+/** How many calls of one method etcd has started. */
+export async function callsStarted(clientUrl: string, method: string): Promise<number> {
+  return (await grpcCounters(clientUrl, method))("grpc_server_started_total");
+}
+
+/** etcd's gRPC server counters of one method, summed over their other labels. */
+async function grpcCounters(clientUrl: string, method: string): Promise<(metric: string) => number> {
   const text = await (await fetch(`${clientUrl}/metrics`)).text();
-  const sum = (metric: string) =>
+  return (metric) =>
     text
       .split("\n")
       .filter((l) => l.startsWith(`${metric}{`) && l.includes(`grpc_method="${method}"`))
       .reduce((acc, l) => acc + Number(l.slice(l.lastIndexOf(" ") + 1)), 0);
-  return sum("grpc_server_started_total") - sum("grpc_server_handled_total");
 }
