@@ -21,7 +21,7 @@ export function createMetrics() {
     consistentCache: consistentCacheMetrics(registry),
     coalescedRanges: new HotCounter(registry, {
       name: "etcd_grpc_proxy_coalesced_ranges_total",
-      help: "Range requests answered by a call to etcd that an identical Range, arrived before it was sent, shared.",
+      help: "Range requests that cost etcd no call of their own: they shared the call sent for identical Ranges.",
     }),
   };
 }

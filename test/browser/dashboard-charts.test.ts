@@ -1,6 +1,6 @@
 // The Proxy page's charts in chromium, fed by real traffic through the
 // proxy: requests and latency per method, watch coalescing, the cache's
-// hit rate, the consistent cache's reads, keep-alive streams and endpoint health, each with a title,
+// hit rate, the consistent cache's reads, coalesced Ranges, keep-alive streams and endpoint health, each with a title,
 // axes with units, a time range, and its latest values in words.
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
@@ -54,6 +54,12 @@ describe("the dashboard's proxy charts", () => {
         }
         // Linearizable, from the replica of chart-lin/.
         await f.client.unary("KV", "Range", { key: Buffer.from("chart-lin/k") }).catch(() => {});
+        // Linearizable, five at once: those that come while the first is with etcd share the next call.
+        await Promise.all(
+          Array.from({ length: 5 }, () =>
+            f.client.unary("KV", "Range", { key: Buffer.from("chart/k") }).catch(() => {}),
+          ),
+        );
       })();
       void f.client.unary("KV", "Put", { key: Buffer.from("chart/other"), value: Buffer.from("v") }).catch(() => {});
     }, 100);
@@ -62,6 +68,7 @@ describe("the dashboard's proxy charts", () => {
       await page.locator("#chart-latency .latest", { hasText: "KV/Range" }).waitFor();
       await page.locator("#chart-cache .latest", { hasText: "hit rate" }).waitFor();
       await page.locator("#chart-consistent .latest", { hasText: /from memory (?!0\.00)/ }).waitFor();
+      await page.locator("#chart-coalesced .latest", { hasText: /shared a call (?!0\.00)/ }).waitFor();
     } finally {
       clearInterval(traffic);
     }
@@ -75,6 +82,8 @@ describe("the dashboard's proxy charts", () => {
     const consistent = (await latest("chart-consistent"))!;
     assert.ok(number(consistent, "from memory") > 0, consistent);
     assert.ok(number(consistent, "checks") > 0, consistent);
+    const coalesced = (await latest("chart-coalesced"))!;
+    assert.ok(number(coalesced, "shared a call") > 0, coalesced);
     const watch = (await latest("chart-watch"))!;
     assert.equal(number(watch, "client watchers"), clientWatchers + 5, watch);
     assert.equal(number(watch, "upstream watchers"), upstreamWatchers + 1, watch);
@@ -91,6 +100,7 @@ describe("the dashboard's proxy charts", () => {
       ["chart-watch", "watchers"],
       ["chart-cache", "%"],
       ["chart-consistent", "req/s"],
+      ["chart-coalesced", "req/s"],
       ["chart-keepalive", "streams"],
       ["chart-endpoints", "up"],
     ] as const) {

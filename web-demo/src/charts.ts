@@ -77,6 +77,17 @@ export const CHARTS: ChartSpec[] = [
     },
   },
   {
+    id: "chart-coalesced",
+    title: "Coalesced Ranges: Ranges that shared a call to etcd",
+    unit: "req/s",
+    values: (before, now) =>
+      before
+        ? {
+            "shared a call": ratesBetween(before, now, "etcd_grpc_proxy_coalesced_ranges_total", () => "").get("") ?? 0,
+          }
+        : {},
+  },
+  {
     id: "chart-keepalive",
     title: "Lease keep-alive streams: clients' on the proxy's",
     unit: "streams",
