@@ -1,7 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { DescMethodUnary } from "@bufbuild/protobuf";
 import type { CallContext } from "../call-context.js";
-import { KV } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
 import { wholeFrame, type RequestFrame } from "../grpc/request-frame.js";
 import { ArrivingAnswer, shareAnswer, type Answer } from "../upstream/answer.js";
 import { UpstreamDecorator, type Upstream } from "../upstream/upstream.js";
@@ -54,20 +52,15 @@ export class CoalescedUpstream extends UpstreamDecorator {
     super(inner);
   }
 
-  override unaryBytes(
-    method: DescMethodUnary,
-    requestFrame: RequestFrame,
-    ctx: CallContext,
-    safe: () => boolean,
-  ): Promise<Answer> {
-    const key = method === KV.method.range ? flightKey(requestFrame, ctx) : undefined;
-    if (key === undefined) return this.inner.unaryBytes(method, requestFrame, ctx, safe);
+  protected override rangeBytes(requestFrame: RequestFrame, ctx: CallContext, safe: () => boolean): Promise<Answer> {
+    const key = flightKey(requestFrame, ctx);
+    if (key === undefined) return super.rangeBytes(requestFrame, ctx, safe);
     const flight = this.flights.get(key);
     if (!flight) {
       const out: Flight = { next: undefined };
       this.flights.set(key, out);
-      const answer = this.inner.unaryBytes(method, requestFrame, ctx, safe);
-      this.whenBack(answer, key, out, method, requestFrame);
+      const answer = super.rangeBytes(requestFrame, ctx, safe);
+      this.whenBack(answer, key, out, requestFrame);
       return answer;
     }
     return new Promise<Answer>((resolve, reject) => {
@@ -83,18 +76,12 @@ export class CoalescedUpstream extends UpstreamDecorator {
   }
 
   /** Once the call in flight has its answer (or failed), the riders who came meanwhile go. */
-  private whenBack(
-    answer: Promise<Answer>,
-    key: string,
-    flight: Flight,
-    method: DescMethodUnary,
-    requestFrame: RequestFrame,
-  ): void {
+  private whenBack(answer: Promise<Answer>, key: string, flight: Flight, requestFrame: RequestFrame): void {
     const next = () => {
       const riders = flight.next;
       flight.next = undefined;
       if (!riders?.length) return void this.flights.delete(key);
-      this.whenBack(this.send(riders, method, requestFrame), key, flight, method, requestFrame);
+      this.whenBack(this.send(riders, requestFrame), key, flight, requestFrame);
     };
     answer.then(next, next);
   }
@@ -104,24 +91,24 @@ export class CoalescedUpstream extends UpstreamDecorator {
    * client has room for an unpaced answer, each given its own copy, while
    * the others go alone.
    */
-  private send(riders: Rider[], method: DescMethodUnary, requestFrame: RequestFrame): Promise<Answer> {
-    if (riders.length === 1) return this.alone(riders[0]!, method, requestFrame);
+  private send(riders: Rider[], requestFrame: RequestFrame): Promise<Answer> {
+    if (riders.length === 1) return this.alone(riders[0]!, requestFrame);
     const sharing: Rider[] = [];
     let last: Promise<Answer> | undefined;
     for (const rider of riders) {
       if (rider.ctx.answers?.admitAhead(RIDER_RESERVE_BYTES) ?? true) sharing.push(rider);
-      else last = this.alone(rider, method, requestFrame);
+      else last = this.alone(rider, requestFrame);
     }
     if (sharing.length < 2) {
       for (const rider of sharing) {
         rider.ctx.answers?.settle(RIDER_RESERVE_BYTES);
-        last = this.alone(rider, method, requestFrame);
+        last = this.alone(rider, requestFrame);
       }
       return last!;
     }
     this.onShared(sharing.length - 1);
     const release = () => sharing.forEach((r) => r.ctx.answers?.settle(RIDER_RESERVE_BYTES));
-    const answer = this.inner.unaryBytes(method, requestFrame, sharedContext(sharing), () => true);
+    const answer = super.rangeBytes(requestFrame, sharedContext(sharing), () => true);
     answer.then(
       (shared) =>
         shareAnswer(shared, sharing.length, release).forEach((copy, i) => {
@@ -138,8 +125,8 @@ export class CoalescedUpstream extends UpstreamDecorator {
     return answer;
   }
 
-  private alone(rider: Rider, method: DescMethodUnary, requestFrame: RequestFrame): Promise<Answer> {
-    const answer = this.inner.unaryBytes(method, requestFrame, rider.ctx, () => true);
+  private alone(rider: Rider, requestFrame: RequestFrame): Promise<Answer> {
+    const answer = super.rangeBytes(requestFrame, rider.ctx, () => true);
     answer.then(rider.resolve, rider.reject);
     return answer;
   }

@@ -1,5 +1,4 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { DescMethodUnary } from "@bufbuild/protobuf";
 import type { CallContext } from "../call-context.js";
 import { KV } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
 import { int64Field } from "../grpc/scan.js";
@@ -38,17 +37,7 @@ export class OrderedUpstream extends UpstreamDecorator {
     return this.floor;
   }
 
-  override unaryBytes(
-    method: DescMethodUnary,
-    requestFrame: RequestFrame,
-    ctx: CallContext,
-    safe: () => boolean,
-  ): Promise<Answer> {
-    if (method !== KV.method.range) return this.inner.unaryBytes(method, requestFrame, ctx, safe);
-    return this.orderedRange(requestFrame, ctx);
-  }
-
-  private async orderedRange(requestFrame: RequestFrame, ctx: CallContext): Promise<Answer> {
+  protected override async rangeBytes(requestFrame: RequestFrame, ctx: CallContext): Promise<Answer> {
     const serializable = int64Field(requestMessage(requestFrame), SERIALIZABLE_FIELD) !== 0n;
     const floor = this.floor;
     const lagging = new Set<string>();

@@ -8,7 +8,7 @@
  * check's revision. Anything else, or anything that does not hold in time,
  * goes to etcd as before.
  */
-import { create, fromBinary, toBinary, type DescMethodUnary } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { callerIdentity, type CallContext } from "../call-context.js";
 import {
   KV,
@@ -50,17 +50,12 @@ export class ReplicaUpstream extends UpstreamDecorator {
     super(inner);
   }
 
-  override async unaryBytes(
-    method: DescMethodUnary,
+  protected override async rangeBytes(
     requestFrame: RequestFrame,
     ctx: CallContext,
     safe: () => boolean,
   ): Promise<Answer> {
-    if (method === KV.method.range) {
-      const answer = await this.fromReplica(requestFrame, ctx);
-      if (answer) return answer;
-    }
-    return this.inner.unaryBytes(method, requestFrame, ctx, safe);
+    return (await this.fromReplica(requestFrame, ctx)) ?? super.rangeBytes(requestFrame, ctx, safe);
   }
 
   private async fromReplica(requestFrame: RequestFrame, ctx: CallContext): Promise<Buffer | undefined> {

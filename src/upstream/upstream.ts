@@ -11,7 +11,7 @@ import {
 } from "@bufbuild/protobuf";
 import { ConnectError } from "@connectrpc/connect";
 import type { CallContext } from "../call-context.js";
-import { Maintenance } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
+import { KV, Maintenance } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
 import { frame } from "../grpc/wire.js";
 import type { RequestFrame } from "../grpc/request-frame.js";
 import { isSafeToRepeat } from "./retry-policy.js";
@@ -202,7 +202,13 @@ export abstract class UpstreamDecorator extends UpstreamBase {
     ctx: CallContext,
     safe: () => boolean,
   ): Promise<Answer> {
+    if (method === KV.method.range) return this.rangeBytes(requestFrame, ctx, safe);
     return this.inner.unaryBytes(method, requestFrame, ctx, safe);
+  }
+
+  /** A Range, the call most decorators change (ordering, coalescing, the consistent cache). */
+  protected rangeBytes(requestFrame: RequestFrame, ctx: CallContext, safe: () => boolean): Promise<Answer> {
+    return this.inner.unaryBytes(KV.method.range, requestFrame, ctx, safe);
   }
 
   serverStreamBytes(
