@@ -22,9 +22,10 @@ interface Rider {
 }
 
 /**
- * The calls for one request (same bytes, same caller): at most one with
- * etcd, and the riders who came while it was out, who go together once it
- * comes back.
+ * The calls for one request (same bytes, same caller): the call out with
+ * etcd that later Ranges wait behind (beside it, only calls of riders whose
+ * client had no room to share), and the riders who came while it was out,
+ * who go together once it comes back.
  */
 interface Flight {
   next: Rider[] | undefined;
