@@ -1,4 +1,4 @@
-import { Code, ConnectError } from "@connectrpc/connect";
+import { ConnectError } from "@connectrpc/connect";
 import type { CallContext } from "../call-context.js";
 import { wholeFrame, type RequestFrame } from "../grpc/request-frame.js";
 import { ArrivingAnswer, shareAnswer, type Answer } from "../upstream/answer.js";
@@ -161,9 +161,8 @@ function sharedContext(riders: Rider[]): CallContext {
   };
 }
 
-function onAbort(signal: AbortSignal, then: (reason: unknown) => void): void {
-  const reason = () =>
-    signal.reason instanceof ConnectError ? signal.reason : new ConnectError("context canceled", Code.Canceled);
-  if (signal.aborted) return then(reason());
-  signal.addEventListener("abort", () => then(reason()), { once: true });
+/** Calls `then` with the call's error once `signal` aborts (at once if it has). */
+function onAbort(signal: AbortSignal, then: (reason: ConnectError) => void): void {
+  if (signal.aborted) return then(ConnectError.from(signal.reason));
+  signal.addEventListener("abort", () => then(ConnectError.from(signal.reason)), { once: true });
 }
