@@ -125,6 +125,38 @@ describe("large answers, relayed as they arrive", () => {
     }
   });
 
+  it("answers etcd's JSON gateway as etcd's own gateway does, for large Ranges and a Txn of them", async () => {
+    const b64 = (s: string) => Buffer.from(s).toString("base64");
+    const bodies = [
+      { key: b64("large/"), range_end: b64("large0") },
+      { key: b64("large/"), range_end: b64("large0"), serializable: true, limit: 250 },
+      { key: b64("large/"), range_end: b64("large0"), keys_only: true },
+      {
+        compare: [{ target: "VERSION", key: b64("large/0000"), result: "GREATER", version: "0" }],
+        success: [
+          { request_range: { key: b64("large/"), range_end: b64("large0") } },
+          { request_range: { key: b64("large/0001"), count_only: true } },
+        ],
+      },
+    ];
+    const post = async (base: string, path: string, body: object) => {
+      const res = await fetch(`${base}${path}`, { method: "POST", body: JSON.stringify(body) });
+      assert.equal(res.status, 200);
+      assert.match(res.headers.get("content-type") ?? "", /^application\/json/);
+      return (await res.json()) as Record<string, unknown>;
+    };
+    const etcd = f.etcd.members[0]!.clientUrl;
+    const proxy = `http://${f.proxy.address}`;
+    for (const [i, body] of bodies.entries()) {
+      const path = "compare" in body ? "/v3/kv/txn" : "/v3/kv/range";
+      const mine = await post(proxy, path, body);
+      const theirs = await post(etcd, path, body);
+      assert.deepEqual(mine, theirs, `request ${i}`);
+    }
+    const whole = await post(proxy, "/v3/kv/range", bodies[0]!);
+    assert.equal((whole.kvs as unknown[]).length, KEYS);
+  });
+
   it("gives etcd's bytes exactly to a client that stops reading for a while, many calls deep", async () => {
     // The client stops reading for 300 ms of every 400: the proxy's socket
     // backs up, and writes are still in flight when their read is done.

@@ -1,12 +1,14 @@
-import { create, fromJson, toJson, type DescMethod } from "@bufbuild/protobuf";
+import { create, fromBinary, fromJson, toBinary, toJson, type DescMessage, type DescMethod } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { startCall, type CallContext } from "../../call-context.js";
-import { GRPC_OK, decodeGrpcTimeout } from "../../grpc/wire.js";
+import { GRPC_OK, decodeGrpcTimeout, frame } from "../../grpc/wire.js";
+import { binaryToJson } from "../../grpc/json-transcoder.js";
 import { exact64BitFields, parseExactJson } from "../../grpc/json-numbers.js";
 import { GATEWAY_ROUTES } from "../../gen/gateway-routes.js";
 import type { RpcObserver, RpcRecord } from "../../metrics.js";
 import type { Rpc } from "../../services/rpc-table.js";
+import { wholeAnswer } from "../../upstream/answer.js";
 import type { EtcdLine, EtcdVersion } from "../../upstream/etcd-http.js";
 
 /** etcd's gateway paths for its v3election and v3lock services, which our protos do not annotate. */
@@ -80,11 +82,11 @@ export async function registerGateway(
   { rpcs, etcd, shutdown, observe }: GatewayOptions,
 ): Promise<void> {
   // Later routes win on a shared path, as in grpc-gateway (Hash and HashKV share one).
-  const routes = new Map<string, { method: DescMethod; handler: Handler }>();
+  const routes = new Map<string, Rpc>();
   for (const [path, service, method] of [...GATEWAY_ROUTES, ...RECIPE_ROUTES]) {
     const target = rpcs.get(`/${service}/${method}`);
     if (!target) continue;
-    for (const prefix of PREFIXES) routes.set(prefix + path.slice("/v3/".length), target as never);
+    for (const prefix of PREFIXES) routes.set(prefix + path.slice("/v3/".length), target);
   }
 
   app.get("/version", async (_req, reply) => {
@@ -100,7 +102,7 @@ export async function registerGateway(
     scope.addContentTypeParser("*", { parseAs: "string" }, (_req, body, done) => done(null, body));
     for (const [path, target] of routes) {
       scope.post(path, async (request, reply) =>
-        serve(target.method, target.handler, request, reply, {
+        serve(target, request, reply, {
           line: await etcd.releaseLine(),
           record: observe?.(target.method),
           shutdown,
@@ -136,12 +138,12 @@ interface GatewayCall {
 }
 
 async function serve(
-  method: DescMethod,
-  handler: Handler,
+  rpc: Rpc,
   request: FastifyRequest,
   reply: FastifyReply,
   { line, record, shutdown }: GatewayCall,
 ): Promise<unknown> {
+  const method: DescMethod = rpc.method;
   const abort = new AbortController();
   // The response closing before it was finished means the client left.
   reply.raw.once("close", () => {
@@ -170,14 +172,12 @@ async function serve(
   }
   const messages = method.methodKind === "unary" ? 1 : inputs.length;
   for (let i = 0; i < messages; i++) record?.received();
-  if (method.methodKind === "unary") {
+  if (rpc.kind === "unary") {
     try {
-      const output = await handler(inputs[0] ?? create(method.input), ctx);
+      const json = await unaryJson(rpc, inputs[0] ?? create(method.input), ctx);
       record?.sent();
       record?.end(GRPC_OK);
-      return reply
-        .type("application/json")
-        .send(toJson(method.output, create(method.output, output as never), JSON_OPTIONS));
+      return reply.type("application/json; charset=utf-8").send(json);
     } catch (err) {
       return sendError(reply, ConnectError.from(err), line, record);
     }
@@ -191,11 +191,9 @@ async function serve(
   if (shutdown.aborted) shuttingDown();
   else shutdown.addEventListener("abort", shuttingDown, { once: true });
   try {
-    for await (const output of handler(input, ctx) as AsyncIterable<unknown>) {
+    for await (const json of streamJson(rpc, input, ctx)) {
       if (abort.signal.aborted) break;
-      raw.write(
-        `${JSON.stringify({ result: toJson(method.output, create(method.output, output as never), JSON_OPTIONS) })}\n`,
-      );
+      raw.write(typeof json === "string" ? `{"result":${json}}\n` : Buffer.concat([RESULT_OPEN, json, RESULT_CLOSE]));
       record?.sent();
     }
     // A stream whose deadline passed, or that a shutdown ended, ends with etcd's error line, not quietly.
@@ -215,6 +213,42 @@ async function serve(
 }
 
 const ENDS_WITH_ERROR_LINE = new Set([Code.DeadlineExceeded, Code.Unavailable]);
+
+type UnaryRpc = Extract<Rpc, { kind: "unary" }>;
+
+/**
+ * A unary call's answer as JSON text. Where the RPC works on bytes, etcd's
+ * answer is written straight from them (grpc/json-transcoder.ts): a
+ * 2,000-key Range is not made into 2,000 messages and a JSON tree first.
+ */
+async function unaryJson(rpc: UnaryRpc, input: unknown, ctx: CallContext): Promise<Buffer | string> {
+  const schema = rpc.method.output;
+  if (!rpc.bytes) return messageJson(schema, await rpc.handler(input, ctx));
+  return answerJson(schema, await wholeAnswer(await rpc.bytes(frame(toBinary(rpc.method.input, input as never)), ctx)));
+}
+
+/** A stream's answers as JSON texts: from etcd's bytes where the RPC passes them on as they are (snapshots). */
+async function* streamJson(rpc: Rpc, input: unknown, ctx: CallContext): AsyncIterable<Buffer | string> {
+  const schema = rpc.method.output;
+  if (rpc.kind === "stream" && rpc.bytes?.kind === "server-stream") {
+    for await (const answer of rpc.bytes.path(frame(toBinary(rpc.method.input, input as never)), ctx))
+      yield answerJson(schema, answer);
+  } else {
+    for await (const output of (rpc.handler as Handler)(input, ctx) as AsyncIterable<unknown>)
+      yield messageJson(schema, output);
+  }
+}
+
+function answerJson(schema: DescMessage, bytes: Uint8Array): Buffer | string {
+  return binaryToJson(schema, bytes, JSON_OPTIONS) ?? messageJson(schema, fromBinary(schema, bytes));
+}
+
+function messageJson(schema: DescMessage, message: unknown): string {
+  return JSON.stringify(toJson(schema, create(schema, message as never), JSON_OPTIONS));
+}
+
+const RESULT_OPEN = Buffer.from(`{"result":`);
+const RESULT_CLOSE = Buffer.from("}\n");
 
 /**
  * What a gateway stream ends with when the server goes away: etcd 3.4's
