@@ -28,8 +28,8 @@ const WRITES_ONLY_MS = 2000;
 export interface LargeScenario {
   name: string;
   path: string;
-  /** Unary calls, or server streams read to their end (a snapshot). */
-  kind: "unary" | "stream";
+  /** Unary calls, server streams read to their end (a snapshot), or POSTs to etcd's JSON gateway (`path` is its path, requests are JSON). */
+  kind: "unary" | "stream" | "gateway";
   requests: () => Uint8Array[];
   /** Megabytes per unary call; streams count what they received. */
   mbPerOp: number;
@@ -40,6 +40,8 @@ export interface LargeScenario {
   after?: (lab: Lab) => Promise<void>;
   /** Puts per second into the keys read, straight to etcd, while the clients run; etcd's CPU is measured too. */
   writerPutsPerSecond?: number;
+  /** Whether `target` serves the scenario (etcd's Go proxy has no JSON gateway). */
+  servedBy?: (target: string) => boolean;
 }
 
 /** How large the large scenarios are: the full run's, or a smoke run's (which only checks they work). */
@@ -64,6 +66,24 @@ export const largeScenarios = ({ rangeKeys, snapshotMB, reclaim }: LargeSizes): 
     mbPerOp: rangeAnswerMB(rangeKeys),
     clients: CLIENTS,
     prepare: (lab) => prepareRangeKeys(lab, rangeKeys),
+  },
+  {
+    // The same read through etcd's JSON gateway (POST /v3/kv/range), as JSON-gateway clients make it.
+    name: `range-large, JSON gateway (${rangeKeys} keys × ${RANGE_VALUE_BYTES} B, linearizable)`,
+    path: "/v3/kv/range",
+    kind: "gateway",
+    requests: () => [
+      enc.encode(
+        JSON.stringify({
+          key: Buffer.from(RANGE_PREFIX).toString("base64"),
+          range_end: Buffer.from(prefixEnd(RANGE_PREFIX)).toString("base64"),
+        }),
+      ),
+    ],
+    mbPerOp: rangeAnswerMB(rangeKeys),
+    clients: CLIENTS,
+    prepare: (lab) => prepareRangeKeys(lab, rangeKeys),
+    servedBy: (target) => !target.startsWith("go-proxy"),
   },
   {
     // Issue 33's LIST: what a linearizable read of a whole prefix costs etcd, with writes going on.
@@ -199,7 +219,7 @@ export async function runLargeScenario(
   const workers = Math.min(WORKERS, clients);
   const running = Array.from({ length: workers }, () =>
     startJob(
-      scenario.kind === "unary"
+      scenario.kind !== "stream"
         ? {
             kind: "unary",
             address: target.address,
@@ -208,6 +228,7 @@ export async function runLargeScenario(
             channels: clients / workers,
             concurrency: 1,
             durationMs: seconds * 1000,
+            protocol: scenario.kind === "gateway" ? "gateway" : "grpc",
           }
         : {
             kind: "stream",
@@ -248,7 +269,7 @@ export async function runLargeScenario(
   const count = results.reduce((a, r) => a + r.count, 0);
   const latencies = Float64Array.from(results.flatMap((r) => r.latencies)).sort();
   const megabytes =
-    scenario.kind === "unary" ? count * scenario.mbPerOp : results.reduce((a, r) => a + (r.bytes ?? 0), 0) / 1e6;
+    scenario.kind !== "stream" ? count * scenario.mbPerOp : results.reduce((a, r) => a + (r.bytes ?? 0), 0) / 1e6;
   const round = (n: number, digits = 2) => Math.round(n * 10 ** digits) / 10 ** digits;
   return {
     scenario: scenario.name,

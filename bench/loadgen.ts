@@ -5,6 +5,7 @@
 // not decoded beyond what a measurement needs, so the generator spends its
 // CPU on the wire, not on protobuf.
 import * as grpc from "@grpc/grpc-js";
+import * as http from "node:http";
 import { join } from "node:path";
 import { parentPort, Worker, workerData } from "node:worker_threads";
 import { PACKAGE_ROOT } from "../src/package-root.js";
@@ -28,6 +29,8 @@ export type Job =
       /** Calls in flight per channel. */
       concurrency: number;
       durationMs: number;
+      /** `gateway`: POSTs of the requests (JSON bodies) to etcd's JSON gateway path `path`, over HTTP/1.1. */
+      protocol?: "grpc" | "gateway";
     }
   | {
       kind: "watch";
@@ -125,7 +128,31 @@ function countingCaller(channel: CountingChannel): Caller {
   };
 }
 
-function callers(address: string, n: number, client: LoadClient): Caller[] {
+/**
+ * POSTs to etcd's JSON gateway on a kept-alive HTTP/1.1 connection of its
+ * own, as a JSON-gateway client library does; counts the body's bytes and
+ * fails on any status but 200.
+ */
+function gatewayCaller(address: string): Caller {
+  const [host, port] = address.split(":");
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const post = (path: string, body: Buffer) =>
+    new Promise<number>((resolve, reject) => {
+      const req = http.request({ host, port, path, method: "POST", agent, headers: { "content-length": body.length } });
+      req.on("response", (res) => {
+        let bytes = 0;
+        res.on("data", (c: Buffer) => (bytes += c.length));
+        res.on("end", () => (res.statusCode === 200 ? resolve(bytes) : reject(new Error(`HTTP ${res.statusCode}`))));
+        res.on("error", reject);
+      });
+      req.on("error", reject);
+      req.end(body);
+    });
+  return { unary: post, serverStream: post, close: () => agent.destroy() };
+}
+
+function callers(address: string, n: number, client: LoadClient | "gateway"): Caller[] {
+  if (client === "gateway") return Array.from({ length: n }, () => gatewayCaller(address));
   return client === "grpc-js"
     ? channels(address, n).map(grpcJsCaller)
     : Array.from({ length: n }, () => countingCaller(new CountingChannel(address)));
@@ -138,7 +165,7 @@ function readyThenWait(): Promise<void> {
 }
 
 async function runUnary(job: Extract<Job, { kind: "unary" }>, client: LoadClient): Promise<JobResult> {
-  const clients = callers(job.address, job.channels, client);
+  const clients = callers(job.address, job.channels, job.protocol === "gateway" ? "gateway" : client);
   const requests = job.requests.map((r) => Buffer.from(r));
   // Connect every channel before the clock starts.
   await Promise.all(clients.map((c) => c.unary(job.path, requests[0]!).catch(() => {})));

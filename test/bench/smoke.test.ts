@@ -48,6 +48,12 @@ it("npm run bench --smoke measures every scenario on every target", { timeout: 1
     assert.ok([...scenarios].some((s) => s.startsWith("lease keep-alive")));
     const list = report.summary.find((r) => r.target === "ecp" && r.scenario.startsWith("list"));
     assert.ok((list?.etcdCpuMsPerOp ?? 0) > 0, "the LIST scenario measures etcd's CPU under every target");
+    const gateway = report.summary.filter((r) => r.scenario.startsWith("range-large, JSON gateway"));
+    assert.deepEqual(
+      gateway.map((r) => r.target).sort(),
+      ["direct", "ecp"],
+      "the JSON gateway's read runs on etcd and on this proxy; etcd's Go proxy has no gateway, and no row",
+    );
     const idle = report.summary.filter((r) => r.target === "ecp" && r.scenario.startsWith("idle"));
     assert.deepEqual(
       idle.map((r) => r.scenario),
