@@ -27,6 +27,12 @@ export class ClosedStreams {
     this.next = (at + 1) % this.size;
   }
 
+  /** The peer reset `streamId` after this side closed it: from now on it counts as closed by the peer. */
+  closedByPeerToo(streamId: number): void {
+    const at = this.ids.indexOf(streamId);
+    if (at >= 0 && streamId !== 0) this.how[at] = 1;
+  }
+
   /** How `streamId` closed, if it is still remembered. */
   closedBy(streamId: number): ClosedBy | undefined {
     const at = this.ids.indexOf(streamId);

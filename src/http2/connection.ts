@@ -312,11 +312,18 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
    * A frame of `type` for a stream that is not open. Idle streams (never
    * opened) make it a connection error; streams the peer ended or reset
    * make DATA a stream error and HEADERS a connection error of type
-   * STREAM_CLOSED; after this side's reset, frames are ignored.
+   * STREAM_CLOSED; after this side's reset, frames are ignored until the
+   * peer resets the stream too.
    */
   protected onNotOpen(streamId: number, type: FrameType): void {
     if (this.neverOpened(streamId)) {
       throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `${FrameType[type]} on idle stream ${streamId}`);
+    }
+    if (type === FrameType.RST_STREAM) {
+      // The peer has now reset a stream this side had closed: what it sends there next is on a stream it
+      // closed itself (STREAM_CLOSED), however the race between the two ends went.
+      this.closedStreams.closedByPeerToo(streamId);
+      return;
     }
     if (type !== FrameType.DATA && type !== FrameType.HEADERS) return;
     const how = this.closedStreams.closedBy(streamId);

@@ -14,15 +14,19 @@ import { repoPath } from "../helpers/repo.js";
 import {
   attacker,
   END_HEADERS,
+  END_STREAM,
   frame as h2frame,
   grpcMessage,
   grpcRequestBlock,
   literal,
   sleep,
   T,
+  u32,
 } from "../helpers/h2-attacker.js";
 
 const PROTOCOL_ERROR = 0x1;
+const STREAM_CLOSED = 0x5;
+const CANCEL = 0x8;
 
 const H2SPEC = repoPath("..", "shared", "tools", "h2spec", "h2spec");
 
@@ -120,6 +124,28 @@ for (const transport of ["h2c", "tls"] as const) {
         client.write(h2frame(T.HEADERS, END_HEADERS, 1, literal(":path", "/trailer")));
         for (let i = 0; i < 100 && client.seen.rst.get(1) !== PROTOCOL_ERROR; i++) await sleep(20);
         assert.equal(client.seen.rst.get(1), PROTOCOL_ERROR);
+      } finally {
+        client.destroy();
+      }
+    });
+
+    it("answers HEADERS after the client's RST_STREAM with STREAM_CLOSED, whether or not the response came first", async () => {
+      // h2spec's http2/5.1 sends HEADERS, RST_STREAM and HEADERS again: on a loaded machine the answer (here,
+      // an unknown method's, at once) can end the stream before the client's reset arrives.
+      const client = await attacker(proxy.address, { tls: transport === "tls" });
+      try {
+        client.handshake();
+        client.write(h2frame(T.HEADERS, END_HEADERS, 1, grpcRequestBlock("/etcdserverpb.Nope/Nope")));
+        for (let i = 0; i < 100 && client.seen.endedByHeaders === 0; i++) await sleep(20);
+        assert.equal(client.seen.endedByHeaders, 1, "the call was answered before the client's reset");
+        client.write(h2frame(T.RST_STREAM, 0, 1, u32(CANCEL)));
+        client.write(h2frame(T.HEADERS, END_HEADERS | END_STREAM, 1, grpcRequestBlock("/etcdserverpb.Nope/Nope")));
+        for (let i = 0; i < 100 && client.seen.goaway === undefined && client.seen.rst.get(1) !== STREAM_CLOSED; i++)
+          await sleep(20);
+        assert.ok(
+          client.seen.goaway === STREAM_CLOSED || client.seen.rst.get(1) === STREAM_CLOSED,
+          `STREAM_CLOSED (goaway ${client.seen.goaway}, reset ${client.seen.rst.get(1)})`,
+        );
       } finally {
         client.destroy();
       }
