@@ -1,14 +1,15 @@
 // Large answers relayed as they arrive (ReadLoan, ArrivingAnswer): every
 // client gets etcd's bytes exactly, whatever its window, however slowly it
 // reads, and an answer cut off midway is an error, never a short OK.
-import { create, toBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary, toJson } from "@bufbuild/protobuf";
 import assert from "node:assert/strict";
 import { once } from "node:events";
 import * as http2 from "node:http2";
 import * as net from "node:net";
+import { brotliDecompressSync, gunzipSync } from "node:zlib";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, it } from "node:test";
-import { RangeRequestSchema } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.js";
+import { RangeRequestSchema, RangeResponseSchema } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.js";
 import type { RunningProxy } from "../../src/main.js";
 import { startEtcd, type EtcdCluster } from "../helpers/etcd.js";
 import { ctl } from "../helpers/etcdctl.js";
@@ -155,6 +156,65 @@ describe("large answers, relayed as they arrive", () => {
     }
     const whole = await post(proxy, "/v3/kv/range", bodies[0]!);
     assert.equal((whole.kvs as unknown[]).length, KEYS);
+  });
+
+  it("answers Connect's JSON as Connect writes it, by POST and GET, compressed as asked, and leaves its errors to it", async () => {
+    // What Connect's own writer gives for etcd's answer (read natively, with nothing written since).
+    const native = session(f.proxy.address, 16 << 20);
+    const answer = await range(native);
+    native.destroy();
+    const expected = JSON.stringify(
+      toJson(RangeResponseSchema, fromBinary(RangeResponseSchema, answer.body.subarray(5))),
+    );
+    const base = `http://${f.proxy.address}/etcdserverpb.KV/Range`;
+    const request = JSON.stringify({
+      key: Buffer.from("large/").toString("base64"),
+      rangeEnd: Buffer.from("large0").toString("base64"),
+      unknownField: 1,
+    });
+    const raw = (headers: Record<string, string>, body = request, url = base) =>
+      new Promise<{ status: number; headers: http2.IncomingHttpHeaders; body: Buffer }>((resolve, reject) => {
+        const s = http2.connect(`http://${f.proxy.address}`);
+        const u = new URL(url);
+        const req = s.request({ ":method": body === "" ? "GET" : "POST", ":path": u.pathname + u.search, ...headers });
+        const chunks: Buffer[] = [];
+        let head: http2.IncomingHttpHeaders = {};
+        req.on("response", (h) => (head = h));
+        req.on("data", (c: Buffer) => chunks.push(c));
+        req.on(
+          "end",
+          () => (s.close(), resolve({ status: Number(head[":status"]), headers: head, body: Buffer.concat(chunks) })),
+        );
+        req.on("error", reject);
+        req.end(body === "" ? undefined : body);
+      });
+    // POST, no compression asked for.
+    const plain = await raw({ "content-type": "application/json" });
+    assert.equal(plain.status, 200);
+    assert.equal(plain.headers["content-type"], "application/json");
+    assert.equal(plain.headers["content-encoding"], undefined);
+    assert.equal(Number(plain.headers["content-length"]), plain.body.length);
+    assert.equal(plain.body.toString(), expected);
+    // POST from a browser's fetch, which asks for gzip, deflate and br: Connect picks gzip, the first it has.
+    const gz = await raw({ "content-type": "application/json; charset=utf-8", "accept-encoding": "gzip, deflate, br" });
+    assert.equal(gz.headers["content-encoding"], "gzip");
+    assert.equal(gunzipSync(gz.body).toString(), expected);
+    const br = await raw({ "content-type": "application/json", "accept-encoding": "br" });
+    assert.equal(br.headers["content-encoding"], "br");
+    assert.equal(brotliDecompressSync(br.body).toString(), expected);
+    // GET, as Connect's cheap reads may come, in both spellings of the message (fetch undoes any compression).
+    const message = encodeURIComponent(request);
+    const get = await fetch(`${base}?encoding=json&message=${message}&connect=v1`);
+    assert.equal(get.status, 200);
+    assert.equal(await get.text(), expected);
+    const get64 = await fetch(`${base}?encoding=json&base64=1&message=${Buffer.from(request).toString("base64url")}`);
+    assert.equal(await get64.text(), expected);
+    // What Connect refuses, it still refuses in its own words.
+    const bad = await raw({ "content-type": "application/json" }, "{not json");
+    assert.equal(bad.status, 400);
+    assert.match(bad.body.toString(), /"code":"invalid_argument"/);
+    const badGet = await fetch(`${base}?encoding=json&message=${encodeURIComponent('{"key": 5}')}`);
+    assert.equal(badGet.status, 400);
   });
 
   it("gives etcd's bytes exactly to a client that stops reading for a while, many calls deep", async () => {

@@ -11,7 +11,7 @@ import type { RpcObserver } from "../../metrics.js";
 import type { ServiceBinding } from "../../services/handlers.js";
 import type { Rpc } from "../../services/rpc-table.js";
 import { registerServices } from "./connect-adapter.js";
-import { readJsonNumbersExactly } from "./connect-json.js";
+import { answerJsonFromBinary, readJsonNumbersExactly } from "./connect-json.js";
 import { registerNativeGrpcWire } from "./connect-grpc-wire.js";
 import type { EtcdVersion } from "../../upstream/etcd-http.js";
 import { registerGateway } from "../gateway/gateway.js";
@@ -83,6 +83,8 @@ export async function createApp(
     await scope.register(fastifyConnectPlugin, {
       routes: (router) => {
         registerServices(router, services, options.observe);
+        // Inside the exact numbers: what it parses has its long integers quoted already.
+        answerJsonFromBinary(router, options.readMaxBytes);
         readJsonNumbersExactly(router, options.readMaxBytes);
       },
       readMaxBytes: options.readMaxBytes,
