@@ -9,7 +9,7 @@
  * of order on the wire, floats, maps, groups, closed enums, invalid UTF-8,
  * anything malformed) answers `undefined`, and the caller takes that path.
  */
-import { ScalarType, type DescField, type DescMessage } from "@bufbuild/protobuf";
+import { fromBinary, ScalarType, toJsonString, type DescField, type DescMessage } from "@bufbuild/protobuf";
 import { isUtf8 } from "node:buffer";
 
 export interface JsonNames {
@@ -29,6 +29,11 @@ export function binaryToJson(schema: DescMessage, bytes: Uint8Array, names: Json
     throw err;
   }
   return out.done();
+}
+
+/** The JSON text of `bytes`, a `schema` message: written straight from them, or decoded where it must be. */
+export function jsonOfBinary(schema: DescMessage, bytes: Uint8Array, names: JsonNames): Buffer {
+  return binaryToJson(schema, bytes, names) ?? Buffer.from(toJsonString(schema, fromBinary(schema, bytes), names));
 }
 
 /** Thrown inside, answered as undefined: the generic path decides. */

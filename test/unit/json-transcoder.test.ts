@@ -14,7 +14,7 @@ import {
   type DescMessage,
   type DescService,
 } from "@bufbuild/protobuf";
-import { binaryToJson, type JsonNames } from "../../src/grpc/json-transcoder.js";
+import { binaryToJson, jsonOfBinary, type JsonNames } from "../../src/grpc/json-transcoder.js";
 import {
   Auth,
   Cluster,
@@ -229,6 +229,11 @@ describe("binary-to-JSON transcoder", () => {
       assert.ok(
         typeof generic(RangeResponseSchema, wire, NAMINGS[0]!) === "string",
         `${what}: the generic path answers`,
+      );
+      assert.equal(
+        jsonOfBinary(RangeResponseSchema, wire, NAMINGS[0]!).toString(),
+        generic(RangeResponseSchema, wire, NAMINGS[0]!),
+        `${what}: jsonOfBinary answers it that way`,
       );
     }
     // Fields it does not know are skipped, as the generic path skips them.

@@ -1,4 +1,4 @@
-import { fromBinary, fromJsonString, toBinary, toJsonString, type DescMessage } from "@bufbuild/protobuf";
+import { fromJsonString, toBinary, type DescMessage } from "@bufbuild/protobuf";
 import type { ConnectRouter } from "@connectrpc/connect";
 import {
   compressionNegotiate,
@@ -9,7 +9,7 @@ import {
 } from "@connectrpc/connect/protocol";
 import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
 import { parseExactJson } from "../../grpc/json-numbers.js";
-import { binaryToJson } from "../../grpc/json-transcoder.js";
+import { jsonOfBinary } from "../../grpc/json-transcoder.js";
 
 /**
  * Connect, gRPC-Web and gRPC with JSON bodies, their 64-bit numbers read
@@ -171,6 +171,8 @@ const COMPRESSIONS = [compressionGzip, compressionBrotli];
 const COMPRESS_MIN_BYTES = 1024;
 /** Connect's unary JSON types: `application/json`, with or without a UTF-8 charset. */
 const UNARY_JSON = /^application\/json(?:;\s*charset=utf-?8)?$/i;
+/** Connect writes protobuf's JSON names (`createRevision`). */
+const CONNECT_NAMES = { useProtoFieldName: false };
 /** Connect reads JSON leniently about fields it does not know. */
 const READ = { ignoreUnknownFields: true };
 const UTF8 = new TextDecoder();
@@ -189,7 +191,7 @@ async function jsonViaBinary(
   const header = new Headers(answer.header);
   let json: Uint8Array = body;
   if (answer.status === 200 && header.get("content-type") === "application/proto") {
-    json = jsonOf(handler.method.output, body);
+    json = jsonOfBinary(handler.method.output, body, CONNECT_NAMES);
     header.set("content-type", "application/json");
   }
   const { response } = compressionNegotiate(COMPRESSIONS, null, binary.acceptEncoding, "accept-encoding");
@@ -250,13 +252,6 @@ function binaryOf(schema: DescMessage, json: Uint8Array | string): Uint8Array | 
   } catch {
     return undefined;
   }
-}
-
-function jsonOf(schema: DescMessage, binary: Uint8Array): Uint8Array {
-  return (
-    binaryToJson(schema, binary, { useProtoFieldName: false }) ??
-    Buffer.from(toJsonString(schema, fromBinary(schema, binary)))
-  );
 }
 
 async function* once(bytes: Uint8Array): AsyncIterable<Uint8Array> {

@@ -1,9 +1,9 @@
-import { create, fromBinary, fromJson, toBinary, toJson, type DescMessage, type DescMethod } from "@bufbuild/protobuf";
+import { create, fromJson, toBinary, toJson, type DescMessage, type DescMethod } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { startCall, type CallContext } from "../../call-context.js";
 import { GRPC_OK, decodeGrpcTimeout, frame } from "../../grpc/wire.js";
-import { binaryToJson } from "../../grpc/json-transcoder.js";
+import { jsonOfBinary } from "../../grpc/json-transcoder.js";
 import { exact64BitFields, parseExactJson } from "../../grpc/json-numbers.js";
 import { GATEWAY_ROUTES } from "../../gen/gateway-routes.js";
 import type { RpcObserver, RpcRecord } from "../../metrics.js";
@@ -224,7 +224,8 @@ type UnaryRpc = Extract<Rpc, { kind: "unary" }>;
 async function unaryJson(rpc: UnaryRpc, input: unknown, ctx: CallContext): Promise<Buffer | string> {
   const schema = rpc.method.output;
   if (!rpc.bytes) return messageJson(schema, await rpc.handler(input, ctx));
-  return answerJson(schema, await wholeAnswer(await rpc.bytes(frame(toBinary(rpc.method.input, input as never)), ctx)));
+  const answer = await wholeAnswer(await rpc.bytes(frame(toBinary(rpc.method.input, input as never)), ctx));
+  return jsonOfBinary(schema, answer, JSON_OPTIONS);
 }
 
 /** A stream's answers as JSON texts: from etcd's bytes where the RPC passes them on as they are (snapshots). */
@@ -232,15 +233,11 @@ async function* streamJson(rpc: Rpc, input: unknown, ctx: CallContext): AsyncIte
   const schema = rpc.method.output;
   if (rpc.kind === "stream" && rpc.bytes?.kind === "server-stream") {
     for await (const answer of rpc.bytes.path(frame(toBinary(rpc.method.input, input as never)), ctx))
-      yield answerJson(schema, answer);
+      yield jsonOfBinary(schema, answer, JSON_OPTIONS);
   } else {
     for await (const output of (rpc.handler as Handler)(input, ctx) as AsyncIterable<unknown>)
       yield messageJson(schema, output);
   }
-}
-
-function answerJson(schema: DescMessage, bytes: Uint8Array): Buffer | string {
-  return binaryToJson(schema, bytes, JSON_OPTIONS) ?? messageJson(schema, fromBinary(schema, bytes));
 }
 
 function messageJson(schema: DescMessage, message: unknown): string {
