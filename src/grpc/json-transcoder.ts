@@ -11,6 +11,7 @@
  */
 import { fromBinary, ScalarType, toJsonString, type DescField, type DescMessage } from "@bufbuild/protobuf";
 import { isUtf8 } from "node:buffer";
+import { WIRE_FIXED32, WIRE_FIXED64, WIRE_LENGTH, WIRE_VARINT } from "./scan.js";
 
 export interface JsonNames {
   /** etcd's gateway writes proto field names (`create_revision`), protobuf's JSON mapping their JSON names (`createRevision`). */
@@ -44,11 +45,6 @@ function unhandled(): never {
 
 /** protobuf-es's default recursion limit: deeper, it decides (and refuses). */
 const MAX_DEPTH = 100;
-
-const WIRE_VARINT = 0;
-const WIRE_64BIT = 1;
-const WIRE_LENGTH = 2;
-const WIRE_32BIT = 5;
 
 const enum Kind {
   Int32,
@@ -265,10 +261,10 @@ function wireTypeOf(kind: Kind): number {
   switch (kind) {
     case Kind.Fixed32:
     case Kind.Sfixed32:
-      return WIRE_32BIT;
+      return WIRE_FIXED32;
     case Kind.Fixed64:
     case Kind.Sfixed64:
-      return WIRE_64BIT;
+      return WIRE_FIXED64;
     case Kind.String:
     case Kind.Bytes:
     case Kind.Message:
@@ -410,22 +406,12 @@ function readVarint(bytes: Buffer, reader: { at: number }, end: number): number 
   return unhandled();
 }
 
+/** A tag or a length: a canonical varint of five bytes at most, up to 2^32 - 1. */
 function readVarint32(bytes: Buffer, reader: { at: number }, end: number): number {
-  let at = reader.at;
-  let value = 0;
-  let scale = 1;
-  for (let i = 0; i < 5; i++) {
-    if (at >= end) unhandled();
-    const b = bytes[at++]!;
-    value += (b & 0x7f) * scale;
-    if (b < 0x80) {
-      if (value > 0xffffffff) unhandled();
-      reader.at = at;
-      return value;
-    }
-    scale *= 128;
-  }
-  return unhandled();
+  const from = reader.at;
+  const value = readVarint(bytes, reader, end);
+  if (typeof value !== "number" || value > 0xffffffff || reader.at - from > 5) unhandled();
+  return value;
 }
 
 function readLength(bytes: Buffer, reader: { at: number }, end: number): [number, number] {
@@ -450,13 +436,13 @@ function skip(bytes: Buffer, reader: { at: number }, end: number, wireType: numb
     case WIRE_VARINT:
       readVarint(bytes, reader, end);
       return;
-    case WIRE_64BIT:
+    case WIRE_FIXED64:
       readFixed(bytes, reader, end, 8);
       return;
     case WIRE_LENGTH:
       readLength(bytes, reader, end);
       return;
-    case WIRE_32BIT:
+    case WIRE_FIXED32:
       readFixed(bytes, reader, end, 4);
       return;
     default:

@@ -51,10 +51,11 @@ export function firstBytesField(message: Uint8Array, field: number): Uint8Array 
   return undefined;
 }
 
-const WIRE_VARINT = 0;
-const WIRE_FIXED64 = 1;
-const WIRE_LENGTH = 2;
-const WIRE_FIXED32 = 5;
+/** Protobuf's wire types (the low three bits of a field's tag). */
+export const WIRE_VARINT = 0;
+export const WIRE_FIXED64 = 1;
+export const WIRE_LENGTH = 2;
+export const WIRE_FIXED32 = 5;
 
 // The reader's state. Scanning is synchronous, so one set serves every call,
 // and reading a field costs no allocation.

@@ -1,26 +1,10 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
-import { fromJson, ScalarType, type DescField, type DescMessage, type DescService } from "@bufbuild/protobuf";
+import { fromJson, ScalarType, type DescField, type DescMessage } from "@bufbuild/protobuf";
 import { exact64BitFields, parseExactJson, type JsonDialect } from "../../src/grpc/json-numbers.js";
-import { Auth, Cluster, KV, Lease, Maintenance, Watch } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.js";
-import { Election } from "../../src/gen/etcd/api/v3electionpb/v3election_pb.js";
-import { Lock } from "../../src/gen/etcd/api/v3lockpb/v3lock_pb.js";
-import { LeaseService, ProxyService, WatchService } from "../../src/gen/etcdproxy/v1/proxy_pb.js";
+import { SERVICES } from "../helpers/services.js";
 
-const SERVICES: DescService[] = [
-  KV,
-  Watch,
-  Lease,
-  Cluster,
-  Maintenance,
-  Auth,
-  Election,
-  Lock,
-  WatchService,
-  LeaseService,
-  ProxyService,
-];
 const SIGNED = new Set([ScalarType.INT64, ScalarType.SINT64, ScalarType.SFIXED64]);
 const UNSIGNED = new Set([ScalarType.UINT64, ScalarType.FIXED64]);
 

@@ -4,46 +4,16 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
-import {
-  create,
-  fromBinary,
-  ScalarType,
-  toBinary,
-  toJson,
-  type DescField,
-  type DescMessage,
-  type DescService,
-} from "@bufbuild/protobuf";
+import { create, fromBinary, ScalarType, toBinary, toJson, type DescField, type DescMessage } from "@bufbuild/protobuf";
 import { binaryToJson, jsonOfBinary, type JsonNames } from "../../src/grpc/json-transcoder.js";
 import {
-  Auth,
-  Cluster,
-  KV,
-  Lease,
-  Maintenance,
   RangeResponseSchema,
   TxnResponseSchema,
-  Watch,
   WatchCreateRequestSchema,
 } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.js";
 import { KeyValueSchema } from "../../src/gen/etcd/api/mvccpb/kv_pb.js";
-import { Election } from "../../src/gen/etcd/api/v3electionpb/v3election_pb.js";
-import { Lock } from "../../src/gen/etcd/api/v3lockpb/v3lock_pb.js";
-import { LeaseService, ProxyService, WatchService } from "../../src/gen/etcdproxy/v1/proxy_pb.js";
+import { SERVICES } from "../helpers/services.js";
 
-const SERVICES: DescService[] = [
-  KV,
-  Watch,
-  Lease,
-  Cluster,
-  Maintenance,
-  Auth,
-  Election,
-  Lock,
-  WatchService,
-  LeaseService,
-  ProxyService,
-];
 const ANSWERS = [...new Set(SERVICES.flatMap((s) => s.methods.map((m) => m.output)))];
 /** Requests too: WatchCreateRequest has the one packed list (its filters). */
 const MESSAGES = [...new Set([...ANSWERS, ...SERVICES.flatMap((s) => s.methods.map((m) => m.input))])];
