@@ -9,7 +9,15 @@
  * of order on the wire, floats, maps, groups, closed enums, invalid UTF-8,
  * anything malformed) answers `undefined`, and the caller takes that path.
  */
-import { fromBinary, ScalarType, toJsonString, type DescField, type DescMessage } from "@bufbuild/protobuf";
+import {
+  fromBinary,
+  ScalarType,
+  toBinary,
+  toJsonString,
+  type DescField,
+  type DescMessage,
+  type Message,
+} from "@bufbuild/protobuf";
 import { isUtf8 } from "node:buffer";
 import { WIRE_FIXED32, WIRE_FIXED64, WIRE_LENGTH, WIRE_VARINT } from "./scan.js";
 
@@ -37,11 +45,25 @@ export function jsonOfBinary(schema: DescMessage, bytes: Uint8Array, names: Json
   return binaryToJson(schema, bytes, names) ?? Buffer.from(toJsonString(schema, fromBinary(schema, bytes), names));
 }
 
+/**
+ * The JSON text of a message the proxy holds decoded, through its binary
+ * encoding: protobuf-es's toJson writes base64 a character at a time, and a
+ * watch event of a megabyte took it a quarter of a second. A string the
+ * encoding would change (a lone surrogate becomes U+FFFD, and a leading
+ * byte order mark would not survive decoding) sends the message to toJson.
+ */
+export function jsonOfMessage(schema: DescMessage, message: Message, names: JsonNames): Buffer {
+  return binaryToJson(schema, toBinary(schema, message), names) ?? Buffer.from(toJsonString(schema, message, names));
+}
+
 /** Thrown inside, answered as undefined: the generic path decides. */
 const UNHANDLED = Symbol("unhandled");
 function unhandled(): never {
   throw UNHANDLED;
 }
+
+/** U+FFFD in UTF-8. */
+const REPLACEMENT = Buffer.from([0xef, 0xbf, 0xbd]);
 
 /** protobuf-es's default recursion limit: deeper, it decides (and refuses). */
 const MAX_DEPTH = 100;
@@ -332,8 +354,10 @@ function writeValue(
       const [from, to] = readLength(bytes, reader, end);
       if (from === to && !emitZero) return false;
       const raw = bytes.subarray(from, to);
-      // TextDecoder, which the generic path reads with, drops a leading byte order mark.
-      if (!isUtf8(raw) || (raw[0] === 0xef && raw[1] === 0xbb && raw[2] === 0xbf)) unhandled();
+      // TextDecoder, which the generic path reads with, drops a leading byte order mark; U+FFFD may stand
+      // for a lone surrogate that encoding a held message replaced (see jsonOfMessage).
+      if (!isUtf8(raw) || (raw[0] === 0xef && raw[1] === 0xbb && raw[2] === 0xbf) || raw.includes(REPLACEMENT))
+        unhandled();
       out.text(JSON.stringify(raw.toString("utf8")));
       return true;
     }

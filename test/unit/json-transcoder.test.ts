@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
 import { create, fromBinary, ScalarType, toBinary, toJson, type DescField, type DescMessage } from "@bufbuild/protobuf";
-import { binaryToJson, jsonOfBinary, type JsonNames } from "../../src/grpc/json-transcoder.js";
+import { binaryToJson, jsonOfBinary, jsonOfMessage, type JsonNames } from "../../src/grpc/json-transcoder.js";
 import {
   RangeResponseSchema,
   TxnResponseSchema,
@@ -51,7 +51,7 @@ const text = fc.oneof(
   fc.string({ unit: "grapheme" }),
   fc.string({ unit: "binary" }),
   fc.string().map((s) => `\uFEFF${s}`),
-  fc.constantFrom('"\\\n\t\u0000\u001f\u2028</script>', "é"),
+  fc.constantFrom('"\\\n\t\u0000\u001f\u2028</script>', "é", "\ud800", "a\udc00b", "\ufffd"),
 );
 const bytes = fc.oneof(fc.constant(new Uint8Array()), fc.uint8Array({ maxLength: 40 }));
 
@@ -147,6 +147,21 @@ describe("binary-to-JSON transcoder", () => {
       assert.ok(fast > MESSAGES.length * 60 * 0.8, `only ${fast} of ${MESSAGES.length * 60} took the fast path`);
     });
   }
+
+  it("writes a message held decoded as toJson + JSON.stringify do, through its encoding", () => {
+    for (const names of NAMINGS) {
+      for (const schema of MESSAGES) {
+        fc.assert(
+          fc.property(message(schema), (init) => {
+            const decoded = create(schema, init as never);
+            const want = JSON.stringify(toJson(schema, decoded, names));
+            assert.equal(jsonOfMessage(schema, decoded, names).toString(), want, schema.typeName);
+          }),
+          { numRuns: 30 },
+        );
+      }
+    }
+  });
 
   it("on any bytes at all, writes what the generic path writes or leaves it to that path", () => {
     fc.assert(

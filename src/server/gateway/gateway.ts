@@ -1,9 +1,9 @@
-import { create, fromJson, toBinary, toJson, type DescMessage, type DescMethod } from "@bufbuild/protobuf";
+import { create, fromJson, toBinary, type DescMessage, type DescMethod } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { startCall, type CallContext } from "../../call-context.js";
 import { GRPC_OK, decodeGrpcTimeout, frame } from "../../grpc/wire.js";
-import { jsonOfBinary } from "../../grpc/json-transcoder.js";
+import { jsonOfBinary, jsonOfMessage } from "../../grpc/json-transcoder.js";
 import { exact64BitFields, parseExactJson } from "../../grpc/json-numbers.js";
 import { GATEWAY_ROUTES } from "../../gen/gateway-routes.js";
 import type { RpcObserver, RpcRecord } from "../../metrics.js";
@@ -193,7 +193,7 @@ async function serve(
   try {
     for await (const json of streamJson(rpc, input, ctx)) {
       if (abort.signal.aborted) break;
-      raw.write(typeof json === "string" ? `{"result":${json}}\n` : Buffer.concat([RESULT_OPEN, json, RESULT_CLOSE]));
+      raw.write(Buffer.concat([RESULT_OPEN, json, RESULT_CLOSE]));
       record?.sent();
     }
     // A stream whose deadline passed, or that a shutdown ended, ends with etcd's error line, not quietly.
@@ -221,15 +221,19 @@ type UnaryRpc = Extract<Rpc, { kind: "unary" }>;
  * answer is written straight from them (grpc/json-transcoder.ts): a
  * 2,000-key Range is not made into 2,000 messages and a JSON tree first.
  */
-async function unaryJson(rpc: UnaryRpc, input: unknown, ctx: CallContext): Promise<Buffer | string> {
+async function unaryJson(rpc: UnaryRpc, input: unknown, ctx: CallContext): Promise<Buffer> {
   const schema = rpc.method.output;
   if (!rpc.bytes) return messageJson(schema, await rpc.handler(input, ctx));
   const answer = await wholeAnswer(await rpc.bytes(frame(toBinary(rpc.method.input, input as never)), ctx));
   return jsonOfBinary(schema, answer, JSON_OPTIONS);
 }
 
-/** A stream's answers as JSON texts: from etcd's bytes where the RPC passes them on as they are (snapshots). */
-async function* streamJson(rpc: Rpc, input: unknown, ctx: CallContext): AsyncIterable<Buffer | string> {
+/**
+ * A stream's answers as JSON texts: from etcd's bytes where the RPC passes
+ * them on as they are (snapshots), else through each message's encoding (a
+ * watch's events), never through toJson's base64.
+ */
+async function* streamJson(rpc: Rpc, input: unknown, ctx: CallContext): AsyncIterable<Buffer> {
   const schema = rpc.method.output;
   if (rpc.kind === "stream" && rpc.bytes?.kind === "server-stream") {
     for await (const answer of rpc.bytes.path(frame(toBinary(rpc.method.input, input as never)), ctx))
@@ -240,8 +244,8 @@ async function* streamJson(rpc: Rpc, input: unknown, ctx: CallContext): AsyncIte
   }
 }
 
-function messageJson(schema: DescMessage, message: unknown): string {
-  return JSON.stringify(toJson(schema, create(schema, message as never), JSON_OPTIONS));
+function messageJson(schema: DescMessage, message: unknown): Buffer {
+  return jsonOfMessage(schema, create(schema, message as never), JSON_OPTIONS);
 }
 
 const RESULT_OPEN = Buffer.from(`{"result":`);
