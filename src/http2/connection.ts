@@ -304,7 +304,7 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
   forget(stream: H2StreamBase): void {
     this.streams.delete(stream.id);
     this.output.forget(stream);
-    if (this.policy.defends) this.closedStreams.remember(stream.id, stream.closedBy);
+    if (this.policy.defends) this.closedStreams.remember(stream.id, stream.closedBy, stream.owedBody());
     this.closeIfIdle();
   }
 
@@ -479,6 +479,13 @@ export abstract class H2Connection<S extends H2StreamBase = H2StreamBase> extend
     const stream = this.streams.get(streamId);
     if (!stream) {
       this.release(payload.length); // nobody will consume these bytes
+      const owed = this.closedStreams.owed(streamId);
+      if (
+        owed >= 0 &&
+        this.closedStreams.breaksLength(streamId, unpad(flags, payload).length, (flags & Flag.END_STREAM) !== 0)
+      ) {
+        return this.streamError(streamId, ErrorCode.PROTOCOL_ERROR);
+      }
       return this.onNotOpen(streamId, FrameType.DATA);
     }
     stream.receive(unpad(flags, payload), flags & Flag.END_STREAM, payload.length, this.loan);

@@ -308,6 +308,13 @@ export abstract class H2StreamBase implements Borrower {
     }
   }
 
+  /** The request bytes its content-length still promises, or -1 (no length declared, or the request ended). */
+  owedBody(): number {
+    return this.expectedLength === undefined || this.remoteEnded || this.closedBy === "peer"
+      ? -1
+      : this.expectedLength - this.bodyReceived;
+  }
+
   /** Claims (or gives back) the connection's one slot for holding a large request unreleased. */
   claimLargeSlot(claim: boolean): boolean {
     return this.connection.largeSlot(this, claim);

@@ -129,6 +129,24 @@ for (const transport of ["h2c", "tls"] as const) {
       }
     });
 
+    it("answers DATA past the request's content-length with PROTOCOL_ERROR, whether or not the response came first", async () => {
+      // h2spec's http2/8.1.2.6 sends HEADERS with content-length 1, then 4 bytes of DATA: on a loaded machine
+      // the answer (here, an unknown method's, at once) can end the stream before the DATA arrives.
+      const client = await attacker(proxy.address, { tls: transport === "tls" });
+      try {
+        client.handshake();
+        const block = grpcRequestBlock("/etcdserverpb.Nope/Nope", [literal("content-length", "1")]);
+        client.write(h2frame(T.HEADERS, END_HEADERS, 1, block));
+        for (let i = 0; i < 100 && client.seen.endedByHeaders === 0; i++) await sleep(20);
+        assert.equal(client.seen.endedByHeaders, 1, "the call was answered before its DATA");
+        client.write(h2frame(T.DATA, END_STREAM, 1, Buffer.from("test")));
+        for (let i = 0; i < 100 && client.seen.rst.get(1) !== PROTOCOL_ERROR; i++) await sleep(20);
+        assert.equal(client.seen.rst.get(1), PROTOCOL_ERROR);
+      } finally {
+        client.destroy();
+      }
+    });
+
     it("answers HEADERS after the client's RST_STREAM with STREAM_CLOSED, whether or not the response came first", async () => {
       // h2spec's http2/5.1 sends HEADERS, RST_STREAM and HEADERS again: on a loaded machine the answer (here,
       // an unknown method's, at once) can end the stream before the client's reset arrives.
