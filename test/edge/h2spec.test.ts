@@ -22,6 +22,7 @@ import {
   sleep,
   T,
   u32,
+  type Seen,
 } from "../helpers/h2-attacker.js";
 
 const PROTOCOL_ERROR = 0x1;
@@ -111,62 +112,61 @@ for (const transport of ["h2c", "tls"] as const) {
       assert.equal(outcome.passed, 147);
     });
 
-    it("answers malformed trailers the same whether or not the response came first", async () => {
-      // h2spec's http2/8.1.2.1 sends HEADERS, DATA and then trailers with a pseudo-header, in three writes:
-      // on a loaded machine the answer (here, an unknown method's, at once) can end the stream in between.
+    /**
+     * Opens stream 1 with `request`, waits until the proxy has answered it
+     * (an unknown method's answer comes at once), then sends `rest`, and
+     * returns what the proxy says once `said` holds: the order a loaded
+     * machine can give h2spec's cases, made on purpose.
+     */
+    async function afterTheAnswer(request: Buffer[], rest: Buffer[], said: (seen: Seen) => boolean): Promise<Seen> {
       const client = await attacker(proxy.address, { tls: transport === "tls" });
       try {
         client.handshake();
-        client.write(h2frame(T.HEADERS, END_HEADERS, 1, grpcRequestBlock("/etcdserverpb.Nope/Nope")));
-        client.write(h2frame(T.DATA, 0, 1, grpcMessage(Buffer.alloc(0))));
+        for (const frame of request) client.write(frame);
         for (let i = 0; i < 100 && client.seen.endedByHeaders === 0; i++) await sleep(20);
-        assert.equal(client.seen.endedByHeaders, 1, "the call was answered before its request ended");
-        client.write(h2frame(T.HEADERS, END_HEADERS, 1, literal(":path", "/trailer")));
-        for (let i = 0; i < 100 && client.seen.rst.get(1) !== PROTOCOL_ERROR; i++) await sleep(20);
-        assert.equal(client.seen.rst.get(1), PROTOCOL_ERROR);
+        assert.equal(client.seen.endedByHeaders, 1, "the call was answered before the rest of what the client sends");
+        for (const frame of rest) client.write(frame);
+        for (let i = 0; i < 100 && !said(client.seen); i++) await sleep(20);
+        return client.seen;
       } finally {
         client.destroy();
       }
+    }
+    const nope = (flags: number, extra: Buffer[] = []) =>
+      h2frame(T.HEADERS, END_HEADERS | flags, 1, grpcRequestBlock("/etcdserverpb.Nope/Nope", extra));
+    const resetWith = (code: number) => (seen: Seen) => seen.rst.get(1) === code;
+
+    it("answers malformed trailers the same whether or not the response came first", async () => {
+      // h2spec's http2/8.1.2.1 sends HEADERS, DATA and then trailers with a pseudo-header, in three writes.
+      const seen = await afterTheAnswer(
+        [nope(0), h2frame(T.DATA, 0, 1, grpcMessage(Buffer.alloc(0)))],
+        [h2frame(T.HEADERS, END_HEADERS, 1, literal(":path", "/trailer"))],
+        resetWith(PROTOCOL_ERROR),
+      );
+      assert.equal(seen.rst.get(1), PROTOCOL_ERROR);
     });
 
     it("answers DATA past the request's content-length with PROTOCOL_ERROR, whether or not the response came first", async () => {
-      // h2spec's http2/8.1.2.6 sends HEADERS with content-length 1, then 4 bytes of DATA: on a loaded machine
-      // the answer (here, an unknown method's, at once) can end the stream before the DATA arrives.
-      const client = await attacker(proxy.address, { tls: transport === "tls" });
-      try {
-        client.handshake();
-        const block = grpcRequestBlock("/etcdserverpb.Nope/Nope", [literal("content-length", "1")]);
-        client.write(h2frame(T.HEADERS, END_HEADERS, 1, block));
-        for (let i = 0; i < 100 && client.seen.endedByHeaders === 0; i++) await sleep(20);
-        assert.equal(client.seen.endedByHeaders, 1, "the call was answered before its DATA");
-        client.write(h2frame(T.DATA, END_STREAM, 1, Buffer.from("test")));
-        for (let i = 0; i < 100 && client.seen.rst.get(1) !== PROTOCOL_ERROR; i++) await sleep(20);
-        assert.equal(client.seen.rst.get(1), PROTOCOL_ERROR);
-      } finally {
-        client.destroy();
-      }
+      // h2spec's http2/8.1.2.6 sends HEADERS with content-length 1, then 4 bytes of DATA.
+      const seen = await afterTheAnswer(
+        [nope(0, [literal("content-length", "1")])],
+        [h2frame(T.DATA, END_STREAM, 1, Buffer.from("test"))],
+        resetWith(PROTOCOL_ERROR),
+      );
+      assert.equal(seen.rst.get(1), PROTOCOL_ERROR);
     });
 
     it("answers HEADERS after the client's RST_STREAM with STREAM_CLOSED, whether or not the response came first", async () => {
-      // h2spec's http2/5.1 sends HEADERS, RST_STREAM and HEADERS again: on a loaded machine the answer (here,
-      // an unknown method's, at once) can end the stream before the client's reset arrives.
-      const client = await attacker(proxy.address, { tls: transport === "tls" });
-      try {
-        client.handshake();
-        client.write(h2frame(T.HEADERS, END_HEADERS, 1, grpcRequestBlock("/etcdserverpb.Nope/Nope")));
-        for (let i = 0; i < 100 && client.seen.endedByHeaders === 0; i++) await sleep(20);
-        assert.equal(client.seen.endedByHeaders, 1, "the call was answered before the client's reset");
-        client.write(h2frame(T.RST_STREAM, 0, 1, u32(CANCEL)));
-        client.write(h2frame(T.HEADERS, END_HEADERS | END_STREAM, 1, grpcRequestBlock("/etcdserverpb.Nope/Nope")));
-        for (let i = 0; i < 100 && client.seen.goaway === undefined && client.seen.rst.get(1) !== STREAM_CLOSED; i++)
-          await sleep(20);
-        assert.ok(
-          client.seen.goaway === STREAM_CLOSED || client.seen.rst.get(1) === STREAM_CLOSED,
-          `STREAM_CLOSED (goaway ${client.seen.goaway}, reset ${client.seen.rst.get(1)})`,
-        );
-      } finally {
-        client.destroy();
-      }
+      // h2spec's http2/5.1 sends HEADERS, RST_STREAM and HEADERS again.
+      const seen = await afterTheAnswer(
+        [nope(0)],
+        [h2frame(T.RST_STREAM, 0, 1, u32(CANCEL)), nope(END_STREAM)],
+        (seen) => seen.goaway !== undefined || seen.rst.get(1) === STREAM_CLOSED,
+      );
+      assert.ok(
+        seen.goaway === STREAM_CLOSED || seen.rst.get(1) === STREAM_CLOSED,
+        `STREAM_CLOSED (goaway ${seen.goaway}, reset ${seen.rst.get(1)})`,
+      );
     });
 
     it("passes every case a gRPC method can pass, sent as gRPC calls to KV/Range", async () => {
