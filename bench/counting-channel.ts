@@ -25,6 +25,9 @@ export class MessageCounter {
   private messageLeft = 0;
   private length = 0;
 
+  /** `ended`: told each message's length once its last byte has arrived. */
+  constructor(private readonly ended?: (length: number) => void) {}
+
   feed(chunk: Buffer): void {
     let at = 0;
     while (at < chunk.length) {
@@ -33,15 +36,17 @@ export class MessageCounter {
         this.bytes += take;
         this.messageLeft -= take;
         at += take;
+        if (this.messageLeft === 0) this.ended?.(this.length);
         continue;
       }
-      // Bytes 1–4 of the prefix are the length, big-endian.
-      if (this.prefixLeft < 5) this.length = this.length * 256 + chunk[at]!;
+      // Byte 0 of the prefix is the compression flag, bytes 1–4 the length, big-endian.
+      if (this.prefixLeft === 5) this.length = 0;
+      else this.length = this.length * 256 + chunk[at]!;
       at++;
       if (--this.prefixLeft === 0) {
         this.messageLeft = this.length;
         this.prefixLeft = 5;
-        this.length = 0;
+        if (this.length === 0) this.ended?.(0);
       }
     }
   }
@@ -90,6 +95,25 @@ export class CountingChannel {
       });
       stream.end(frame);
     });
+  }
+
+  /**
+   * A bidirectional stream that sends `frames` and keeps its side open;
+   * `ended` is told each answer's message length as its last byte arrives.
+   */
+  stream(path: string, frames: readonly Buffer[], ended: (length: number) => void): { cancel(): void } {
+    const stream = this.session.request({
+      ":method": "POST",
+      ":path": path,
+      "content-type": "application/grpc",
+      te: "trailers",
+    });
+    const counter = new MessageCounter(ended);
+    stream.on("data", (chunk: Buffer) => counter.feed(chunk));
+    // A failed stream delivers nothing more, which the caller notices.
+    stream.on("error", () => {});
+    for (const frame of frames) stream.write(frame);
+    return { cancel: () => stream.close(http2.constants.NGHTTP2_CANCEL) };
   }
 
   close(): void {

@@ -3,8 +3,9 @@
 // process's CPU per megabyte moved: the proxy's own for a proxy, etcd's for
 // "direct".
 import { create, toBinary } from "@bufbuild/protobuf";
-import { PutRequestSchema, RangeRequestSchema } from "../src/gen/etcd/api/etcdserverpb/rpc_pb.js";
+import { PutRequestSchema, RangeRequestSchema, WatchRequestSchema } from "../src/gen/etcd/api/etcdserverpb/rpc_pb.js";
 import { EtcdGrpcClient } from "../test/helpers/grpc-client.js";
+import { CountingChannel, grpcFrame } from "./counting-channel.js";
 import { startJob, type JobResult } from "./loadgen.js";
 import { cpuMicros, percentile, rssBytes } from "./proc.js";
 import type { Measurement, Sizes } from "./scenarios.js";
@@ -28,8 +29,12 @@ const WRITES_ONLY_MS = 2000;
 export interface LargeScenario {
   name: string;
   path: string;
-  /** Unary calls, server streams read to their end (a snapshot), or POSTs to etcd's JSON gateway (`path` is its path, requests are JSON). */
-  kind: "unary" | "stream" | "gateway";
+  /**
+   * Unary calls, server streams read to their end (a snapshot), POSTs to
+   * etcd's JSON gateway (`path` is its path, requests are JSON), or a closed
+   * loop of puts fanned out to `clients` watchers (see runWatchLoop).
+   */
+  kind: "unary" | "stream" | "gateway" | "watch-loop";
   requests: () => Uint8Array[];
   /** Megabytes per unary call; streams count what they received. */
   mbPerOp: number;
@@ -50,14 +55,16 @@ export interface LargeSizes {
   rangeKeys: number;
   /** snapshot's database, in values of 1 MiB. */
   snapshotMB: number;
-  /** Whether put-large compacts and defragments etcd after each target. */
+  /** Whether put-large and the watch loop compact and defragment etcd after each target. */
   reclaim: boolean;
+  /** The watch loop's watchers. */
+  loopWatchers: number;
 }
 
-export const FULL_LARGE: LargeSizes = { rangeKeys: 2000, snapshotMB: 100, reclaim: true };
-export const SMOKE_LARGE: LargeSizes = { rangeKeys: 200, snapshotMB: 4, reclaim: false };
+export const FULL_LARGE: LargeSizes = { rangeKeys: 2000, snapshotMB: 100, reclaim: true, loopWatchers: 100 };
+export const SMOKE_LARGE: LargeSizes = { rangeKeys: 200, snapshotMB: 4, reclaim: false, loopWatchers: 10 };
 
-export const largeScenarios = ({ rangeKeys, snapshotMB, reclaim }: LargeSizes): LargeScenario[] => [
+export const largeScenarios = ({ rangeKeys, snapshotMB, reclaim, loopWatchers }: LargeSizes): LargeScenario[] => [
   {
     name: `range-large (${rangeKeys} keys × ${RANGE_VALUE_BYTES} B, linearizable)`,
     path: "/etcdserverpb.KV/Range",
@@ -121,7 +128,28 @@ export const largeScenarios = ({ rangeKeys, snapshotMB, reclaim }: LargeSizes): 
     // Each large put is a new revision of a megabyte: give the backend its space back (a smoke run puts little).
     after: reclaim ? reclaimEtcd : undefined,
   },
+  {
+    // watch-large as fast as a target fans it out: the fixed-rate watch fan-out measures cost, this one throughput.
+    name: `watch-large, closed loop (${loopWatchers} watchers, 1 MiB values)`,
+    path: "/etcdserverpb.Watch/Watch",
+    kind: "watch-loop",
+    requests: () => [
+      toBinary(
+        WatchRequestSchema,
+        create(WatchRequestSchema, {
+          requestUnion: { case: "createRequest", value: { key: enc.encode(WATCH_LOOP_KEY) } },
+        }),
+      ),
+    ],
+    mbPerOp: (loopWatchers * PUT_VALUE_BYTES) / 1e6,
+    clients: loopWatchers,
+    after: reclaim ? reclaimEtcd : undefined,
+  },
 ];
+
+const WATCH_LOOP_KEY = "bench/watch-loop";
+/** A round whose event has not reached every watcher by then is counted as an error, and the loop stops. */
+const WATCH_LOOP_ROUND_TIMEOUT_MS = 10_000;
 
 /** A linearizable Range of every key range-large and the LIST read. */
 const wholePrefixRange = () => [
@@ -212,6 +240,7 @@ export async function runLargeScenario(
   sizes: Sizes,
   etcd: Lab["etcd"],
 ): Promise<Measurement> {
+  if (scenario.kind === "watch-loop") return runWatchLoop(scenario, target, sizes, etcd);
   const requests = scenario.requests();
   const { seconds } = sizes;
   // A smoke run (few closed-loop clients) gives each large scenario two.
@@ -288,4 +317,99 @@ export async function runLargeScenario(
     errors: results.reduce((a, r) => a + r.errors, 0),
     firstError: results.find((r) => r.firstError)?.firstError,
   };
+}
+
+/**
+ * The watch loop: `scenario.clients` watchers of one key on one stream of
+ * the counting client, whose 16 MiB window lets no client pace the server,
+ * and a putter that writes the next 1 MiB value straight to etcd once every
+ * watcher has the last. A round is one value delivered to every watcher;
+ * its latency runs from the put's start to the last watcher's event.
+ */
+async function runWatchLoop(
+  scenario: LargeScenario,
+  target: Target,
+  sizes: Sizes,
+  etcd: Lab["etcd"],
+): Promise<Measurement> {
+  const watchers = scenario.clients;
+  const channel = new CountingChannel(target.address);
+  const putter = new CountingChannel(etcd.endpoints);
+  const put = grpcFrame(
+    toBinary(
+      PutRequestSchema,
+      create(PutRequestSchema, { key: enc.encode(WATCH_LOOP_KEY), value: new Uint8Array(PUT_VALUE_BYTES) }),
+    ),
+  );
+  let created = 0;
+  let delivered = 0;
+  let check: (() => void) | undefined;
+  /** Resolves true once `done()` holds, false if it does not within a round's timeout. */
+  const until = (done: () => boolean) =>
+    new Promise<boolean>((resolve) => {
+      if (done()) return resolve(true);
+      const timer = setTimeout(() => {
+        check = undefined;
+        resolve(false);
+      }, WATCH_LOOP_ROUND_TIMEOUT_MS);
+      check = () => {
+        if (!done()) return;
+        clearTimeout(timer);
+        check = undefined;
+        resolve(true);
+      };
+    });
+  const stream = channel.stream(
+    scenario.path,
+    Array.from({ length: watchers }, () => grpcFrame(scenario.requests()[0]!)),
+    // Answers as long as the value carry it; the shorter ones are the watchers' creations.
+    (length) => {
+      if (length < PUT_VALUE_BYTES) created++;
+      else delivered++;
+      check?.();
+    },
+  );
+  let errors = 0;
+  let firstError: string | undefined;
+  const latencies: number[] = [];
+  try {
+    if (!(await until(() => created >= watchers))) throw new Error(`${created} of ${watchers} watchers created`);
+    const cpu0 = cpuMicros(target.pid);
+    const started = performance.now();
+    const deadline = started + sizes.seconds * 1000;
+    while (performance.now() < deadline) {
+      const from = performance.now();
+      const everyWatcher = delivered + watchers;
+      await putter.call("/etcdserverpb.KV/Put", put);
+      if (!(await until(() => delivered >= everyWatcher))) {
+        errors++;
+        firstError = `${watchers - (everyWatcher - delivered)} of ${watchers} watchers had the value after ${WATCH_LOOP_ROUND_TIMEOUT_MS} ms`;
+        break;
+      }
+      latencies.push(performance.now() - from);
+    }
+    const elapsed = (performance.now() - started) / 1000;
+    const cpuUs = cpuMicros(target.pid) - cpu0;
+    const count = latencies.length;
+    const megabytes = (delivered * PUT_VALUE_BYTES) / 1e6;
+    const sorted = Float64Array.from(latencies).sort();
+    const round = (n: number, digits = 2) => Math.round(n * 10 ** digits) / 10 ** digits;
+    return {
+      scenario: scenario.name,
+      target: target.name,
+      rps: round(count / elapsed, 1),
+      p50Ms: round(percentile(sorted, 50)),
+      p99Ms: round(percentile(sorted, 99)),
+      cpuUsPerOp: count > 0 ? round(cpuUs / count, 1) : NaN,
+      mbPerOp: round(scenario.mbPerOp, 3),
+      cpuMsPerMB: megabytes > 0 ? round(cpuUs / 1000 / megabytes) : NaN,
+      rssMB: round(rssBytes(target.pid) / 1e5, 0) / 10,
+      errors,
+      firstError,
+    };
+  } finally {
+    stream.cancel();
+    channel.close();
+    putter.close();
+  }
 }

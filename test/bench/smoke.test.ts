@@ -54,6 +54,14 @@ it("npm run bench --smoke measures every scenario on every target", { timeout: 1
       ["direct", "ecp"],
       "the JSON gateway's read runs on etcd and on this proxy; etcd's Go proxy has no gateway, and no row",
     );
+    const loop = report.summary.filter((r) => r.scenario.startsWith("watch-large, closed loop"));
+    assert.deepEqual(
+      loop.map((r) => r.target).sort(),
+      ["direct", "ecp", "go-proxy"],
+      "the watch loop puts values through every target's watchers",
+    );
+    for (const row of loop)
+      assert.ok(row.rps > 0 && row.errors === 0, `${row.target}: every value reached every watcher`);
     const idle = report.summary.filter((r) => r.target === "ecp" && r.scenario.startsWith("idle"));
     assert.deepEqual(
       idle.map((r) => r.scenario),
