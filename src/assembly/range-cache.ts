@@ -25,6 +25,7 @@ export function rangeCache(
       ...config,
       identity,
       watchRetryMs: DEFAULTS.cacheWatchRetryMs,
+      watchIdleMs: DEFAULTS.cacheWatchIdleMs,
       revisionFloor: ordered && (() => ordered.revisionFloor()),
       onWatchProblem: (reason) => problem(reason),
       answeredElsewhere,

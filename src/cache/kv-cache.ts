@@ -13,6 +13,7 @@ import type { Metrics } from "../metrics.js";
 import type { ProxyIdentity } from "../upstream/proxy-identity.js";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { internalWatch, type WatchOpener } from "../watch/internal-watch.js";
+import { childSignal } from "../util/child-signal.js";
 import { headerRevision } from "../grpc/header-revision.js";
 import { bytesToString, keyInterval, type KeyInterval } from "../util/key-range.js";
 import { RangeCache, type RangeCacheLimits } from "./range-cache.js";
@@ -26,6 +27,11 @@ export interface KvCacheOptions extends RangeCacheLimits {
   identity: ProxyIdentity;
   /** How long to wait before reopening the invalidation watch after etcd refused or ended it. */
   watchRetryMs: number;
+  /**
+   * How long the cache may hold nothing before its invalidation watch is
+   * closed; the next entry opens it again.
+   */
+  watchIdleMs: number;
   onWatchProblem?: (reason: string) => void;
   /**
    * --experimental-serializable-ordering: the highest store revision seen;
@@ -59,6 +65,10 @@ export class KvCache {
   /** Recent requests' bytes (with the caller's token), decoded, with their cache ids. Never stale: it holds no answers. */
   private readonly decoded = new Map<string, IdentifiedRange>();
   private watching = false;
+  /** Closes the open invalidation watch for want of entries (see sweep). */
+  private closeIdleWatch: (() => void) | undefined;
+  /** When the cache was last seen holding nothing, while it still does. */
+  private emptySince: number | undefined;
   private readonly sweeper: NodeJS.Timeout;
   private readonly stop = new AbortController();
 
@@ -68,10 +78,7 @@ export class KvCache {
     private readonly openWatch: WatchOpener,
   ) {
     this.cache = new RangeCache(options);
-    this.sweeper = setInterval(() => {
-      this.cache.sweep(Date.now());
-      this.report();
-    }, SWEEP_MS);
+    this.sweeper = setInterval(() => this.sweep(Date.now()), SWEEP_MS);
     this.sweeper.unref();
   }
 
@@ -160,6 +167,18 @@ export class KvCache {
     this.stop.abort();
   }
 
+  /**
+   * Drops expired entries, and closes the invalidation watch once the cache
+   * has held nothing for watchIdleMs: the watch carries every value written
+   * to etcd by anyone, and a proxy that serves no reads has no use for it.
+   */
+  private sweep(now: number): void {
+    this.cache.sweep(now);
+    this.report();
+    if (this.cache.stats.entries > 0) this.emptySince = undefined;
+    else if ((this.emptySince ??= now) <= now - this.options.watchIdleMs) this.closeIdleWatch?.();
+  }
+
   private report(): void {
     const { entries, bytes } = this.cache.stats;
     this.metrics.keys.set(entries);
@@ -174,6 +193,12 @@ export class KvCache {
   private watchWrites(): void {
     if (this.watching || this.stop.signal.aborted) return;
     this.watching = true;
+    const scope = childSignal(this.stop.signal);
+    let idle = false;
+    this.closeIdleWatch = () => {
+      idle = true;
+      scope.release();
+    };
     void (async () => {
       let problem = "the invalidation watch ended";
       try {
@@ -181,7 +206,7 @@ export class KvCache {
           key: WHOLE_KEYSPACE,
           rangeEnd: WHOLE_KEYSPACE,
           metadata: await this.options.identity.metadata(),
-          signal: this.stop.signal,
+          signal: scope.signal,
         });
         for await (const response of watch) {
           // The watch sees every write after the revision it starts at;
@@ -198,11 +223,18 @@ export class KvCache {
           }
         }
       } catch (err) {
-        this.options.identity.refused(err);
+        if (!idle) this.options.identity.refused(err);
         problem = `the invalidation watch failed: ${String(err)}`;
       }
+      scope.release();
+      this.closeIdleWatch = undefined;
+      // Nothing watches for other routes' writes now: what the cache holds could miss them.
       this.cache.invalidateAll();
       this.report();
+      if (idle) {
+        this.watching = false;
+        return;
+      }
       if (this.stop.signal.aborted) return;
       this.options.onWatchProblem?.(problem);
       setTimeout(() => {

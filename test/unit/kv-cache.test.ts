@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
-import { create } from "@bufbuild/protobuf";
+import { create, toBinary } from "@bufbuild/protobuf";
 import type { CallContext } from "../../src/call-context.js";
 import { KvCache } from "../../src/cache/kv-cache.js";
 import { KV, WatchResponseSchema, type WatchResponse } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.js";
@@ -53,7 +53,14 @@ describe("the range cache", () => {
             ),
           );
         const cache = new KvCache(
-          { maxBytes: 1 << 20, maxEntries: 1000, ttlMs: 60_000, identity: ANONYMOUS, watchRetryMs: 1000 },
+          {
+            maxBytes: 1 << 20,
+            maxEntries: 1000,
+            ttlMs: 60_000,
+            identity: ANONYMOUS,
+            watchRetryMs: 1000,
+            watchIdleMs: 60_000,
+          },
           createMetrics().cache,
           () =>
             (async function* () {
@@ -108,4 +115,51 @@ describe("the range cache", () => {
       { numRuns: 60 },
     );
   });
+
+  it("closes its watch of every write once it has held nothing for a while, and opens it again with the next entry", async () => {
+    const opened: AbortSignal[] = [];
+    const problems: string[] = [];
+    const cache = new KvCache(
+      {
+        maxBytes: 1 << 20,
+        maxEntries: 1000,
+        ttlMs: 50,
+        identity: ANONYMOUS,
+        watchRetryMs: 60_000,
+        watchIdleMs: 100,
+        onWatchProblem: (reason) => problems.push(reason),
+      },
+      createMetrics().cache,
+      (_requests, watchCtx) =>
+        (async function* () {
+          opened.push(watchCtx.signal);
+          yield create(WatchResponseSchema, { created: true, header: { revision: 1n } });
+          await new Promise((r) => watchCtx.signal.addEventListener("abort", r));
+        })(),
+    );
+    const read = create(KV.method.range.input, { key: b("a"), serializable: true });
+    const answer = toBinary(KV.method.range.output, create(KV.method.range.output, { header: { revision: 2n } }));
+    try {
+      await cache.range(read, ctx, async () => answer);
+      await until(() => opened.length === 1);
+      assert.equal(opened[0]!.aborted, false, "the watch is open while the cache holds the answer");
+      // The entry expires (50 ms), a sweep (every second) finds the cache empty, and 100 ms later one closes the watch.
+      await until(() => opened[0]!.aborted, 5_000);
+      await sleep(50);
+      await cache.range(read, ctx, async () => answer);
+      await until(() => opened.length === 2);
+      assert.equal(opened[1]!.aborted, false, "the next entry opens it again, at once");
+      assert.deepEqual(problems, [], "closing it for want of entries is no problem to report");
+    } finally {
+      cache.close();
+    }
+  });
 });
+
+async function until(done: () => boolean, withinMs = 2_000): Promise<void> {
+  const deadline = Date.now() + withinMs;
+  while (!done()) {
+    assert.ok(Date.now() < deadline, "not within the bound");
+    await sleep(10);
+  }
+}
