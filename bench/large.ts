@@ -296,24 +296,15 @@ export async function runLargeScenario(
   const clientCpu = process.cpuUsage(clientCpu0);
   const clientCpuUs = clientCpu.user + clientCpu.system;
   const count = results.reduce((a, r) => a + r.count, 0);
-  const latencies = Float64Array.from(results.flatMap((r) => r.latencies)).sort();
+  const latencies = results.flatMap((r) => r.latencies);
   const megabytes =
     scenario.kind !== "stream" ? count * scenario.mbPerOp : results.reduce((a, r) => a + (r.bytes ?? 0), 0) / 1e6;
-  const round = (n: number, digits = 2) => Math.round(n * 10 ** digits) / 10 ** digits;
   return {
-    scenario: scenario.name,
-    target: target.name,
-    rps: round(count / elapsed, 1),
-    p50Ms: round(percentile(latencies, 50)),
-    p99Ms: round(percentile(latencies, 99)),
-    cpuUsPerOp: count > 0 ? round(cpuUs / count, 1) : NaN,
-    mbPerOp: count > 0 ? round(megabytes / count, 3) : NaN,
-    cpuMsPerMB: megabytes > 0 ? round(cpuUs / 1000 / megabytes) : NaN,
+    ...figures(scenario, target, { count, elapsed, cpuUs, megabytes, latencies }),
     etcdCpuMsPerOp: writer && count > 0 ? round(etcdCpuUs / 1000 / count, 3) : undefined,
     clientCpuMsPerOp: writer && count > 0 ? round(clientCpuUs / 1000 / count, 3) : undefined,
     etcdReadCpuMsPerOp:
       writer && count > 0 ? round((etcdCpuUs - writesOnlyUsPerSecond * elapsed) / 1000 / count, 3) : undefined,
-    rssMB: round(rssBytes(target.pid) / 1e5, 0) / 10,
     errors: results.reduce((a, r) => a + r.errors, 0),
     firstError: results.find((r) => r.firstError)?.firstError,
   };
@@ -390,20 +381,9 @@ async function runWatchLoop(
     }
     const elapsed = (performance.now() - started) / 1000;
     const cpuUs = cpuMicros(target.pid) - cpu0;
-    const count = latencies.length;
     const megabytes = (delivered * PUT_VALUE_BYTES) / 1e6;
-    const sorted = Float64Array.from(latencies).sort();
-    const round = (n: number, digits = 2) => Math.round(n * 10 ** digits) / 10 ** digits;
     return {
-      scenario: scenario.name,
-      target: target.name,
-      rps: round(count / elapsed, 1),
-      p50Ms: round(percentile(sorted, 50)),
-      p99Ms: round(percentile(sorted, 99)),
-      cpuUsPerOp: count > 0 ? round(cpuUs / count, 1) : NaN,
-      mbPerOp: round(scenario.mbPerOp, 3),
-      cpuMsPerMB: megabytes > 0 ? round(cpuUs / 1000 / megabytes) : NaN,
-      rssMB: round(rssBytes(target.pid) / 1e5, 0) / 10,
+      ...figures(scenario, target, { count: latencies.length, elapsed, cpuUs, megabytes, latencies }),
       errors,
       firstError,
     };
@@ -412,4 +392,27 @@ async function runWatchLoop(
     channel.close();
     putter.close();
   }
+}
+
+const round = (n: number, digits = 2) => Math.round(n * 10 ** digits) / 10 ** digits;
+
+/** What every large scenario reports, from what it counted (`elapsed` in seconds, `latencies` in ms). */
+function figures(
+  scenario: LargeScenario,
+  target: Target,
+  counted: { count: number; elapsed: number; cpuUs: number; megabytes: number; latencies: number[] },
+): Omit<Measurement, "errors"> {
+  const { count, elapsed, cpuUs, megabytes } = counted;
+  const latencies = Float64Array.from(counted.latencies).sort();
+  return {
+    scenario: scenario.name,
+    target: target.name,
+    rps: round(count / elapsed, 1),
+    p50Ms: round(percentile(latencies, 50)),
+    p99Ms: round(percentile(latencies, 99)),
+    cpuUsPerOp: count > 0 ? round(cpuUs / count, 1) : NaN,
+    mbPerOp: count > 0 ? round(megabytes / count, 3) : NaN,
+    cpuMsPerMB: megabytes > 0 ? round(cpuUs / 1000 / megabytes) : NaN,
+    rssMB: round(rssBytes(target.pid) / 1e5, 0) / 10,
+  };
 }

@@ -8,6 +8,7 @@
  * to toBinary, which writes them.
  */
 import type { Event, KeyValue } from "../gen/etcd/api/mvccpb/kv_pb.js";
+import { varintSize, writeVarint } from "./varint.js";
 
 /** WatchResponse.events is field 11, length-delimited. */
 const EVENTS_TAG = (11 << 3) | 2;
@@ -120,25 +121,6 @@ function writeInt64Field(out: Buffer, at: number, tag: number, value: bigint): n
 /** A length-delimited field's size around `length` bytes of content (a one-byte tag). */
 function messageFieldSize(length: number): number {
   return 1 + varintSize(length) + length;
-}
-
-/** A non-negative number below 2^53 as a varint. */
-function varintSize(n: number): number {
-  let size = 1;
-  while (n >= 0x80) {
-    n = Math.floor(n / 0x80);
-    size++;
-  }
-  return size;
-}
-
-function writeVarint(out: Buffer, at: number, n: number): number {
-  while (n >= 0x80) {
-    out[at++] = (n % 0x80) | 0x80;
-    n = Math.floor(n / 0x80);
-  }
-  out[at++] = n;
-  return at;
 }
 
 /** An int32 (an enum) is written as its 64-bit sign extension: negative ones take ten bytes. */

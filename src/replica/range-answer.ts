@@ -14,6 +14,7 @@ import {
 } from "../gen/etcd/api/etcdserverpb/rpc_pb.js";
 import { KeyValueSchema } from "../gen/etcd/api/mvccpb/kv_pb.js";
 import type { ReplicaEntry } from "./replica-store.js";
+import { varintSize, writeVarint } from "../grpc/varint.js";
 
 export type RangeAnswer = { kind: "answer"; bytes: Buffer } | { kind: "unanswerable"; reason: string };
 
@@ -152,22 +153,4 @@ export function encodeRangeResponse(
     at = writeVarint(out, at, count);
   }
   return out;
-}
-
-function varintSize(n: number): number {
-  let size = 1;
-  while (n >= 0x80) {
-    n = Math.floor(n / 128);
-    size++;
-  }
-  return size;
-}
-
-function writeVarint(out: Buffer, at: number, n: number): number {
-  while (n >= 0x80) {
-    out[at++] = (n % 128) | 0x80;
-    n = Math.floor(n / 128);
-  }
-  out[at++] = n;
-  return at;
 }
