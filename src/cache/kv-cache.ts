@@ -67,8 +67,8 @@ export class KvCache {
   private watching = false;
   /** Closes the open invalidation watch for want of entries (see sweep). */
   private closeIdleWatch: (() => void) | undefined;
-  /** When the cache was last seen holding nothing, while it still does. */
-  private emptySince: number | undefined;
+  /** When a read last filled the cache. */
+  private lastFilled = 0;
   private readonly sweeper: NodeJS.Timeout;
   private readonly stop = new AbortController();
 
@@ -140,7 +140,8 @@ export class KvCache {
       response = await response.whole();
     }
     const revision = headerRevision(response);
-    this.cache.fill(id, keyInterval(request.key, request.rangeEnd), response, revision, started, Date.now());
+    this.lastFilled = Date.now();
+    this.cache.fill(id, keyInterval(request.key, request.rangeEnd), response, revision, started, this.lastFilled);
     this.report();
     this.watchWrites();
     return response;
@@ -169,14 +170,14 @@ export class KvCache {
 
   /**
    * Drops expired entries, and closes the invalidation watch once the cache
-   * has held nothing for watchIdleMs: the watch carries every value written
-   * to etcd by anyone, and a proxy that serves no reads has no use for it.
+   * holds nothing and no read has filled it for watchIdleMs: the watch
+   * carries every value written to etcd by anyone, and a proxy that serves
+   * no reads has no use for it.
    */
   private sweep(now: number): void {
     this.cache.sweep(now);
     this.report();
-    if (this.cache.stats.entries > 0) this.emptySince = undefined;
-    else if ((this.emptySince ??= now) <= now - this.options.watchIdleMs) this.closeIdleWatch?.();
+    if (this.cache.stats.entries === 0 && now - this.lastFilled >= this.options.watchIdleMs) this.closeIdleWatch?.();
   }
 
   private report(): void {

@@ -126,7 +126,7 @@ describe("the range cache", () => {
         ttlMs: 50,
         identity: ANONYMOUS,
         watchRetryMs: 60_000,
-        watchIdleMs: 100,
+        watchIdleMs: 1_500,
         onWatchProblem: (reason) => problems.push(reason),
       },
       createMetrics().cache,
@@ -143,12 +143,16 @@ describe("the range cache", () => {
       await cache.range(read, ctx, async () => answer);
       await until(() => opened.length === 1);
       assert.equal(opened[0]!.aborted, false, "the watch is open while the cache holds the answer");
-      // The entry expires (50 ms), a sweep (every second) finds the cache empty, and 100 ms later one closes the watch.
+      // The entry expires (50 ms), and the first sweep (every second) 1.5 s after the read closes the watch.
       await until(() => opened[0]!.aborted, 5_000);
       await sleep(50);
       await cache.range(read, ctx, async () => answer);
       await until(() => opened.length === 2);
       assert.equal(opened[1]!.aborted, false, "the next entry opens it again, at once");
+      // The entry expires before the next sweep (every second) sees it; the read that filled it was too recent to close.
+      await sleep(1_100);
+      assert.equal(opened[1]!.aborted, false, "a watch reopened by a read is not closed by the next sweep");
+      assert.equal(opened.length, 2);
       assert.deepEqual(problems, [], "closing it for want of entries is no problem to report");
     } finally {
       cache.close();
