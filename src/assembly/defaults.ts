@@ -31,7 +31,7 @@ export const DEFAULTS = {
   watchProgressRetryMs: 250,
   /** How long the range cache waits before asking etcd again for the watch it was refused. */
   cacheWatchRetryMs: 10_000,
-  /** How long the range cache may hold nothing before it closes its watch of every write. */
+  /** How long no read may fill an empty range cache before it closes its watch of every write. */
   cacheWatchIdleMs: 5_000,
   /** How long in-flight unary calls get to finish on shutdown before connections are closed. */
   shutdownGraceMs: 5000,

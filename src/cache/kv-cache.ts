@@ -28,8 +28,8 @@ export interface KvCacheOptions extends RangeCacheLimits {
   /** How long to wait before reopening the invalidation watch after etcd refused or ended it. */
   watchRetryMs: number;
   /**
-   * How long the cache may hold nothing before its invalidation watch is
-   * closed; the next entry opens it again.
+   * How long no read may fill the cache, once it holds nothing, before its
+   * invalidation watch is closed; the next fill opens it again.
    */
   watchIdleMs: number;
   onWatchProblem?: (reason: string) => void;
