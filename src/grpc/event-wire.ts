@@ -30,17 +30,18 @@ const MAX_EXACT = BigInt(Number.MAX_SAFE_INTEGER);
  */
 export function encodeEventsField(events: readonly Event[]): Buffer | undefined {
   let total = 0;
-  for (const event of events) {
-    if (hasUnknown(event)) return undefined;
-    const size = eventSize(event);
+  const sizes = new Array<number>(events.length);
+  for (let i = 0; i < events.length; i++) {
+    if (hasUnknown(events[i]!)) return undefined;
+    const size = (sizes[i] = eventSize(events[i]!));
     total += 1 + varintSize(size) + size;
   }
   const out = Buffer.allocUnsafe(total);
   let at = 0;
-  for (const event of events) {
+  for (let i = 0; i < events.length; i++) {
     out[at++] = EVENTS_TAG;
-    at = writeVarint(out, at, eventSize(event));
-    at = writeEvent(out, at, event);
+    at = writeVarint(out, at, sizes[i]!);
+    at = writeEvent(out, at, events[i]!);
   }
   return out;
 }
